@@ -1,0 +1,68 @@
+# twiml-guard: every target installs what it needs first, so `make demo` and `make test` work on a
+# fresh machine. Stamps under .stamps/ keep repeated runs fast.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV     := .venv
+PY       := $(VENV)/bin/python
+CARGO    ?= cargo
+WASM_TARGET := wasm32-wasip1
+WASM     := target/$(WASM_TARGET)/release/twiml_guard_filter.wasm
+STAMPS   := .stamps
+APT_PKGS := espeak-ng sox cmake g++ pkg-config
+
+export TWIML_GUARD_WASM := $(abspath $(WASM))
+export TWIML_GUARD_VENV := $(abspath $(VENV))
+
+.PHONY: help setup wasm build test lint run demo bench fuzz clean
+
+help:
+	@echo "make demo   - set up, build, start the stack and place one simulated call"
+	@echo "make test   - set up, build and run every test (unit, property, real Envoy end to end)"
+	@echo "make run    - start Envoy with the filter (func-e when installed, else the pinned wheel)"
+	@echo "make bench  - benchmarks (filter vs Lua, Whisper real-time factor)"
+	@echo "make fuzz   - run each cargo-fuzz target for a bounded time"
+	@echo "make lint   - cargo fmt --check and clippy for the host and wasm32-wasip1"
+
+setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv
+
+$(STAMPS)/apt:
+	@mkdir -p $(STAMPS)
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@touch $@
+
+$(STAMPS)/rust:
+	@mkdir -p $(STAMPS)
+	rustup target add $(WASM_TARGET)
+	rustup component add clippy rustfmt
+	@touch $@
+
+$(STAMPS)/venv: requirements.txt
+	@mkdir -p $(STAMPS)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+wasm: $(STAMPS)/rust
+	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-filter
+
+build: setup wasm
+	$(CARGO) build --release --workspace --exclude twiml-guard-filter
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p twiml -p twiml-guard-filter --target $(WASM_TARGET) --all-targets -- -D warnings
+
+test: build lint
+	$(CARGO) test --release --workspace --exclude twiml-guard-filter
+	$(CARGO) test --release -p twiml-guard-filter
+
+clean:
+	rm -rf target $(STAMPS)
