@@ -55,14 +55,15 @@ wasm: $(STAMPS)/rust
 build: setup wasm
 	$(CARGO) build --release --workspace --exclude twiml-guard-filter
 
+# --release so clippy reuses the release build's build-script outputs (CTranslate2's cmake build
+# takes minutes and would otherwise run a second time for the dev profile).
 lint: setup
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p twiml -p twiml-guard-filter --target $(WASM_TARGET) --all-targets -- -D warnings
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release -p twiml -p twiml-guard-filter --target $(WASM_TARGET) --all-targets -- -D warnings
 
 test: build lint
-	$(CARGO) test --release --workspace --exclude twiml-guard-filter
-	$(CARGO) test --release -p twiml-guard-filter
+	$(CARGO) test --release --workspace
 
 clean:
 	rm -rf target $(STAMPS)
