@@ -11,6 +11,8 @@
 //! - `rewrite(body, conflicts, &RewriteOptions) -> Result<Vec<u8>, RewriteError>`
 //! - `RewriteAction::{Strip, StartRecording}`, `RewriteOptions { action, recording_status_callback }`
 
+pub mod signature;
+
 use std::ops::Range;
 
 /// One `<Record>` verb that would block a `<Stream>` in the same document.
