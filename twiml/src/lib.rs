@@ -10,10 +10,44 @@
 //! - `Malformed { offset, line, column, reason }`
 //! - `rewrite(body, conflicts, &RewriteOptions) -> Result<Vec<u8>, RewriteError>`
 //! - `RewriteAction::{Strip, StartRecording}`, `RewriteOptions { action, recording_status_callback }`
+//!
+//! Layout: `scan` parses (well-formedness and the conflict rule), `rewrite` edits bytes in place
+//! of the spans `scan` found, `position` turns offsets into lines and columns.
+//!
+//! Decisions for odd input (the README's "Verdicts and rewrite actions" repeats them):
+//! - A UTF-8 byte order mark is accepted and skipped; offsets still count it, columns do not.
+//! - An XML declaration is accepted only as the very first thing; an `encoding` other than UTF-8
+//!   (or an ASCII superset such as ISO-8859-1) is `malformed`, and so is a UTF-16 byte order mark.
+//! - A `<!DOCTYPE` is `malformed`: entities are never expanded, and a DTD could define one that
+//!   expands to a `<Record>` the scanner cannot see. Only the five predefined entities and
+//!   character references are accepted.
+//! - Precedence: `malformed` beats `not_twiml`, which beats `conflict`/`clean`.
+//! - Element names are case-sensitive and unprefixed, like Twilio's: `<record>` and `<tw:Record>`
+//!   are not the `<Record>` verb.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
-pub mod signature;
+mod position;
+mod rewrite;
+mod scan;
+
+use std::fmt;
 
 use std::ops::Range;
+
+pub use position::line_column;
+pub use rewrite::strip_ranges;
+pub use scan::needs_full_scan;
 
 /// One `<Record>` verb that would block a `<Stream>` in the same document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +59,23 @@ pub struct Conflict {
     pub column: u32,
 }
 
+impl Conflict {
+    /// One line for logs and strict-mode error bodies.
+    pub fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "blocking <Record> verb at line {}, column {} (bytes {}..{}) in a document that opens a <Stream>",
+            self.line, self.column, self.span.start, self.span.end
+        )
+    }
+}
+
 /// Where and why a body is not well-formed XML.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Malformed {
@@ -32,6 +83,23 @@ pub struct Malformed {
     pub line: u32,
     pub column: u32,
     pub reason: String,
+}
+
+impl Malformed {
+    /// One line for logs and error bodies.
+    pub fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "not well-formed XML at line {}, column {} (byte {}): {}",
+            self.line, self.column, self.offset, self.reason
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +119,39 @@ impl Verdict {
             Verdict::Malformed(_) => "malformed",
         }
     }
+
+    /// The offending `<Record>` elements, in document order; empty unless `Conflict`.
+    pub fn conflicts(&self) -> &[Conflict] {
+        match self {
+            Verdict::Conflict(c) => c,
+            _ => &[],
+        }
+    }
+
+    /// One line for logs: the verdict name, plus where for conflicts and malformed bodies.
+    pub fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Clean => f.write_str("clean"),
+            Verdict::NotTwiml => f.write_str("not_twiml: the root element is not <Response>"),
+            Verdict::Malformed(m) => write!(f, "malformed: {m}"),
+            Verdict::Conflict(cs) => {
+                f.write_str("conflict: ")?;
+                for (i, c) in cs.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{c}")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,6 +159,16 @@ pub enum RewriteAction {
     #[default]
     Strip,
     StartRecording,
+}
+
+impl RewriteAction {
+    /// The configuration spelling: "strip" | "start-recording".
+    pub fn name(self) -> &'static str {
+        match self {
+            RewriteAction::Strip => "strip",
+            RewriteAction::StartRecording => "start-recording",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,14 +184,24 @@ pub enum RewriteError {
     BadSpan(Range<usize>),
 }
 
-pub fn analyze(_body: &[u8]) -> Verdict {
-    unimplemented!("core analysis")
+/// True when the body holds the bytes `<Record` anywhere. Without them no verdict but `clean` is
+/// possible (apart from the DOCTYPE and UTF-16 cases `needs_full_scan` also looks for).
+pub fn has_record_bytes(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"<Record").is_some()
 }
 
+/// Decide what a response body is. Bodies that cannot hold a `<Record>` verb are `clean` after a
+/// byte search, without parsing and without allocating.
+pub fn analyze(body: &[u8]) -> Verdict {
+    scan::analyze(body)
+}
+
+/// Rewrite `body` so none of `conflicts` (as returned by `analyze` for this same body) blocks any
+/// more. Bytes outside the edited elements are kept as they are.
 pub fn rewrite(
-    _body: &[u8],
-    _conflicts: &[Conflict],
-    _opts: &RewriteOptions,
+    body: &[u8],
+    conflicts: &[Conflict],
+    opts: &RewriteOptions,
 ) -> Result<Vec<u8>, RewriteError> {
-    unimplemented!("core rewrite")
+    rewrite::rewrite(body, conflicts, opts)
 }

@@ -1,0 +1,477 @@
+//! Parses a body once with quick-xml and decides its verdict. quick-xml checks tag syntax and end
+//! names; everything else XML demands of a well-formed document (one root, nothing but whitespace
+//! around it, closed elements, valid names, attributes and references, legal characters) is
+//! checked here, because a body we call `clean` or rewrite must be one Twilio parses the same way.
+
+use std::ops::Range;
+
+use quick_xml::events::attributes::AttrError;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+
+use crate::{line_column, Conflict, Malformed, Verdict};
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// True when `analyze` has to parse the body. Anything else is `clean` by a byte search alone:
+/// no `<Record` bytes means no `<Record>` verb, unless a DTD could define an entity that expands
+/// to one (`<!DOCTYPE`, refused as malformed) or the body is UTF-16 (whose `<Record` is not these
+/// bytes; refused as malformed).
+pub fn needs_full_scan(body: &[u8]) -> bool {
+    crate::has_record_bytes(body)
+        || memchr::memmem::find(body, b"<!DOCTYPE").is_some()
+        || body.starts_with(b"\xFF\xFE")
+        || body.starts_with(b"\xFE\xFF")
+}
+
+pub(crate) fn analyze(body: &[u8]) -> Verdict {
+    if !needs_full_scan(body) {
+        return Verdict::Clean;
+    }
+    match scan(body) {
+        Ok(outcome) => outcome.verdict(body),
+        Err(fail) => {
+            let (line, column) = line_column(body, fail.offset);
+            Verdict::Malformed(Malformed {
+                offset: fail.offset,
+                line,
+                column,
+                reason: fail.reason,
+            })
+        }
+    }
+}
+
+/// A well-formedness failure at a byte offset of the whole body.
+#[derive(Debug, Clone)]
+struct Fail {
+    offset: usize,
+    reason: String,
+}
+
+impl Fail {
+    fn at(offset: usize, reason: impl Into<String>) -> Self {
+        Fail {
+            offset,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What a well-formed body holds, as far as the conflict rule cares.
+struct Outcome {
+    root_is_response: bool,
+    has_stream: bool,
+    /// Spans (in body offsets) of `<Record>` elements that are children of `<Response>`.
+    records: Vec<Range<usize>>,
+}
+
+impl Outcome {
+    fn verdict(self, body: &[u8]) -> Verdict {
+        if !self.root_is_response {
+            return Verdict::NotTwiml;
+        }
+        if !self.has_stream || self.records.is_empty() {
+            return Verdict::Clean;
+        }
+        Verdict::Conflict(
+            self.records
+                .into_iter()
+                .map(|span| {
+                    let (line, column) = line_column(body, span.start);
+                    Conflict { span, line, column }
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The element names the conflict rule looks at; TwiML names are case-sensitive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Response,
+    Connect,
+    Start,
+    Stream,
+    Record,
+    Other,
+}
+
+impl Kind {
+    fn of(name: &[u8]) -> Kind {
+        match name {
+            b"Response" => Kind::Response,
+            b"Connect" => Kind::Connect,
+            b"Start" => Kind::Start,
+            b"Stream" => Kind::Stream,
+            b"Record" => Kind::Record,
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// An element whose end tag has not come yet.
+struct Open {
+    kind: Kind,
+    /// Body offset of its `<`, to say where an unclosed element was opened.
+    start: usize,
+    name: String,
+}
+
+/// How the declared encoding constrains the bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Charset {
+    Utf8,
+    /// An ASCII superset with one byte per character (ISO-8859-x, windows-125x): any byte goes.
+    SingleByte,
+}
+
+fn scan(body: &[u8]) -> Result<Outcome, Fail> {
+    if body.starts_with(b"\xFF\xFE") || body.starts_with(b"\xFE\xFF") {
+        return Err(Fail::at(
+            0,
+            "UTF-16 byte order mark: only UTF-8 TwiML is supported",
+        ));
+    }
+    let (base, doc) = match body.strip_prefix(BOM) {
+        Some(rest) => (BOM.len(), rest),
+        None => (0, body),
+    };
+    let bad_char = first_illegal_control(doc).map(|i| {
+        Fail::at(
+            base + i,
+            format!(
+                "control character 0x{:02X} is not allowed in XML",
+                doc.get(i).copied().unwrap_or_default()
+            ),
+        )
+    });
+    let mut charset = Charset::Utf8;
+    let structure = scan_structure(body, base, doc, &mut charset);
+    let bad_utf8 = match charset {
+        Charset::Utf8 => std::str::from_utf8(doc)
+            .err()
+            .map(|e| Fail::at(base + e.valid_up_to(), "invalid UTF-8")),
+        Charset::SingleByte => None,
+    };
+    // Report the earliest problem: that is the one to fix first.
+    let earliest = [bad_char, bad_utf8, structure.as_ref().err().cloned()]
+        .into_iter()
+        .flatten()
+        .min_by_key(|f| f.offset);
+    match earliest {
+        Some(fail) => Err(fail),
+        None => structure,
+    }
+}
+
+fn scan_structure(
+    body: &[u8],
+    base: usize,
+    doc: &[u8],
+    charset: &mut Charset,
+) -> Result<Outcome, Fail> {
+    let mut reader = Reader::from_reader(doc);
+    let config = reader.config_mut();
+    config.check_end_names = true;
+    config.check_comments = true;
+    config.allow_dangling_amp = false;
+    config.allow_unmatched_ends = false;
+    config.expand_empty_elements = false;
+    config.trim_text(false);
+
+    let mut stack: Vec<Open> = Vec::new();
+    let mut root_seen = false;
+    let mut root_is_response = false;
+    let mut has_stream = false;
+    let mut records = Vec::new();
+    let mut open_record: Option<usize> = None;
+    let pos = |p: u64| base + usize::try_from(p).unwrap_or(usize::MAX).min(doc.len());
+
+    loop {
+        let before = pos(reader.buffer_position());
+        let event = match reader.read_event() {
+            Ok(event) => event,
+            Err(e) => return Err(Fail::at(pos(reader.error_position()), e.to_string())),
+        };
+        let after = pos(reader.buffer_position());
+        match event {
+            Event::Decl(decl) => {
+                if before != base {
+                    return Err(Fail::at(
+                        before,
+                        "an XML declaration is only allowed at the very start",
+                    ));
+                }
+                if let Err(e) = decl.version() {
+                    return Err(Fail::at(before, e.to_string()));
+                }
+                match decl.encoding() {
+                    None => {}
+                    Some(Ok(enc)) => *charset = charset_of(&enc, before)?,
+                    Some(Err(e)) => {
+                        return Err(Fail::at(
+                            before,
+                            format!("bad XML declaration: {}", attr_error_text(&e)),
+                        ))
+                    }
+                }
+            }
+            Event::DocType(_) => {
+                return Err(Fail::at(
+                    before,
+                    "DOCTYPE is not accepted: TwiML needs no DTD, and entities are never expanded",
+                ))
+            }
+            Event::PI(_) | Event::Comment(_) => {}
+            Event::Text(text) => {
+                if stack.is_empty() {
+                    if let Some(i) = text.iter().position(|b| !is_xml_space(*b)) {
+                        let which = if root_seen { "after" } else { "before" };
+                        return Err(Fail::at(
+                            before + i,
+                            format!("text {which} the root element"),
+                        ));
+                    }
+                } else if let Some(i) = memchr::memmem::find(&text, b"]]>") {
+                    return Err(Fail::at(
+                        before + i,
+                        "`]]>` is not allowed in text outside CDATA",
+                    ));
+                }
+            }
+            Event::GeneralRef(reference) => {
+                if stack.is_empty() {
+                    return Err(Fail::at(before, "a reference outside the root element"));
+                }
+                check_reference(&reference).map_err(|reason| Fail::at(before, reason))?;
+            }
+            Event::CData(_) => {
+                if stack.is_empty() {
+                    return Err(Fail::at(before, "CDATA outside the root element"));
+                }
+            }
+            Event::Start(ref element) | Event::Empty(ref element) => {
+                let is_empty = matches!(event, Event::Empty(_));
+                let name = element.name();
+                let name = name.as_ref();
+                check_name(name).map_err(|reason| Fail::at(before + 1, reason))?;
+                check_attributes(element, before)?;
+                if stack.is_empty() {
+                    if root_seen {
+                        return Err(Fail::at(
+                            before,
+                            format!(
+                                "a second root element <{}> after the root element",
+                                String::from_utf8_lossy(name)
+                            ),
+                        ));
+                    }
+                    root_seen = true;
+                    root_is_response = name == b"Response";
+                }
+                let kind = Kind::of(name);
+                if kind == Kind::Stream
+                    && matches!(
+                        stack.last().map(|o| o.kind),
+                        Some(Kind::Connect | Kind::Start)
+                    )
+                {
+                    has_stream = true;
+                }
+                let is_verb = root_is_response && stack.len() == 1;
+                if kind == Kind::Record && is_verb {
+                    if is_empty {
+                        records.push(before..after);
+                    } else {
+                        open_record = Some(before);
+                    }
+                }
+                if !is_empty {
+                    stack.push(Open {
+                        kind,
+                        start: before,
+                        name: String::from_utf8_lossy(name).into_owned(),
+                    });
+                }
+            }
+            Event::End(_) => {
+                // quick-xml has already matched the name against the open element.
+                stack.pop();
+                if stack.len() == 1 {
+                    if let Some(start) = open_record.take() {
+                        records.push(start..after);
+                    }
+                }
+            }
+            Event::Eof => break,
+        }
+    }
+
+    if let Some(open) = stack.last() {
+        let (line, column) = line_column(body, open.start);
+        return Err(Fail::at(
+            body.len(),
+            format!(
+                "unexpected end of input: <{}> opened at line {line}, column {column} is not closed",
+                open.name
+            ),
+        ));
+    }
+    if !root_seen {
+        return Err(Fail::at(body.len(), "no root element"));
+    }
+    Ok(Outcome {
+        root_is_response,
+        has_stream,
+        records,
+    })
+}
+
+fn charset_of(encoding: &[u8], at: usize) -> Result<Charset, Fail> {
+    let enc = String::from_utf8_lossy(encoding).to_ascii_lowercase();
+    let single_byte = enc.starts_with("iso-8859-")
+        || enc.starts_with("windows-125")
+        || matches!(enc.as_str(), "latin1" | "iso-latin-1" | "cp1252");
+    if matches!(enc.as_str(), "utf-8" | "utf8" | "us-ascii" | "ascii") {
+        Ok(Charset::Utf8)
+    } else if single_byte {
+        Ok(Charset::SingleByte)
+    } else {
+        Err(Fail::at(
+            at,
+            format!("unsupported encoding {enc:?}: TwiML must be UTF-8"),
+        ))
+    }
+}
+
+fn is_xml_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// XML 1.0 allows no C0 control characters but tab, LF and CR, not even as references.
+fn first_illegal_control(doc: &[u8]) -> Option<usize> {
+    doc.iter()
+        .position(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+}
+
+fn is_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b == b':' || b >= 0x80
+}
+
+fn is_name_char(b: u8) -> bool {
+    is_name_start(b) || b.is_ascii_digit() || b == b'-' || b == b'.'
+}
+
+fn check_name(name: &[u8]) -> Result<(), String> {
+    match name.split_first() {
+        None => Err("missing name after `<`".into()),
+        Some((first, rest)) if is_name_start(*first) && rest.iter().all(|b| is_name_char(*b)) => {
+            Ok(())
+        }
+        Some(_) => Err(format!(
+            "invalid name {:?}",
+            String::from_utf8_lossy(name).into_owned()
+        )),
+    }
+}
+
+fn attr_error_text(e: &AttrError) -> &'static str {
+    match e {
+        AttrError::ExpectedEq(_) => "attribute name must be followed by `=`",
+        AttrError::ExpectedValue(_) => "`=` must be followed by a quoted value",
+        AttrError::UnquotedValue(_) => "attribute value must be quoted",
+        AttrError::ExpectedQuote(..) => "attribute value is missing its closing quote",
+        AttrError::Duplicated(..) => "duplicated attribute",
+    }
+}
+
+fn attr_error_pos(e: &AttrError) -> usize {
+    match e {
+        AttrError::ExpectedEq(p)
+        | AttrError::ExpectedValue(p)
+        | AttrError::UnquotedValue(p)
+        | AttrError::ExpectedQuote(p, _)
+        | AttrError::Duplicated(p, _) => *p,
+    }
+}
+
+/// Checks every attribute of an element whose `<` is at body offset `lt`.
+fn check_attributes(element: &BytesStart<'_>, lt: usize) -> Result<(), Fail> {
+    let tag = String::from_utf8_lossy(element.name().as_ref()).into_owned();
+    for attr in element.attributes() {
+        // Attribute positions count from the byte after `<`.
+        let attr = attr.map_err(|e| {
+            Fail::at(
+                lt + 1 + attr_error_pos(&e),
+                format!("in <{tag}>: {}", attr_error_text(&e)),
+            )
+        })?;
+        check_name(attr.key.as_ref())
+            .map_err(|reason| Fail::at(lt, format!("in <{tag}>: attribute {reason}")))?;
+        check_attribute_value(&attr.value).map_err(|reason| {
+            Fail::at(
+                lt,
+                format!(
+                    "in <{tag}>, attribute {}: {reason}",
+                    String::from_utf8_lossy(attr.key.as_ref())
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// A raw attribute value may not hold `<`, and each `&` must start a known reference.
+fn check_attribute_value(raw: &[u8]) -> Result<(), String> {
+    if raw.contains(&b'<') {
+        return Err("`<` is not allowed in attribute values".into());
+    }
+    let mut rest = raw;
+    while let Some(amp) = memchr::memchr(b'&', rest) {
+        let after = rest.get(amp + 1..).unwrap_or_default();
+        let Some(semi) = memchr::memchr(b';', after) else {
+            return Err("`&` without a closing `;`".into());
+        };
+        check_reference(after.get(..semi).unwrap_or_default())?;
+        rest = after.get(semi + 1..).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// `name` is what sits between `&` and `;`. Only the predefined entities and character references
+/// to legal XML characters exist, since DTDs are refused.
+fn check_reference(name: &[u8]) -> Result<(), String> {
+    if matches!(name, b"lt" | b"gt" | b"amp" | b"apos" | b"quot") {
+        return Ok(());
+    }
+    let shown = || String::from_utf8_lossy(name).into_owned();
+    let code = match name {
+        [b'#', b'x', hex @ ..] => parse_digits(hex, 16),
+        [b'#', dec @ ..] => parse_digits(dec, 10),
+        _ => return Err(format!("undefined entity &{};", shown())),
+    };
+    match code {
+        Some(c) if is_xml_char(c) => Ok(()),
+        _ => Err(format!("invalid character reference &{};", shown())),
+    }
+}
+
+fn parse_digits(digits: &[u8], radix: u32) -> Option<u32> {
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let mut value: u32 = 0;
+    for &d in digits {
+        let digit = char::from(d).to_digit(radix)?;
+        value = value.checked_mul(radix)?.checked_add(digit)?;
+    }
+    Some(value)
+}
+
+fn is_xml_char(c: u32) -> bool {
+    matches!(c, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF)
+}
+
+#[cfg(test)]
+mod tests;
