@@ -2,8 +2,10 @@
 //! audio they carry. Pure code, no sockets, so the host service, `twilio-sim` and the post-call
 //! engines agree on one definition and it is tested without I/O.
 //!
-//! Layout: `mulaw` (G.711 codec), `protocol` (messages in both directions).
+//! Layout: `mulaw` (G.711 codec), `protocol` (messages in both directions), `audio` (WAV
+//! decoding, resampling, the bridge between float audio and mu-law).
 
+pub mod audio;
 pub mod mulaw;
 pub mod protocol;
 
