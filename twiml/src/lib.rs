@@ -42,6 +42,7 @@ mod rewrite;
 mod scan;
 
 use std::fmt;
+pub mod gzip;
 pub mod signature;
 
 use std::ops::Range;
