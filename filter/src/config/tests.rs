@@ -1,0 +1,264 @@
+//! Config parsing: the documented defaults, every key round-trips, and each kind of mistake is
+//! refused with the offending field named.
+
+use super::*;
+
+fn field_err(json: &str) -> (String, String) {
+    let err = parse(json.as_bytes()).expect_err(json);
+    (err.field().unwrap_or("").to_string(), err.to_string())
+}
+
+#[test]
+fn empty_config_is_the_documented_defaults() {
+    let c = parse(b"").unwrap();
+    assert_eq!(c, Config::default());
+    assert_eq!(parse(b"  \n").unwrap(), c);
+    assert_eq!(parse(b"{}").unwrap(), c);
+    assert_eq!(c.mode, Mode::Rewrite);
+    assert_eq!(c.rewrite.action, CoreAction::Strip);
+    assert_eq!(c.rewrite.recording_status_callback, None);
+    assert!(c.paths.is_empty());
+    assert_eq!(c.content_types, ["text/xml", "application/xml"]);
+    assert_eq!(c.max_body_bytes, 262_144);
+    assert_eq!(c.on_oversize, Policy::Pass);
+    assert_eq!(c.on_malformed, Policy::Pass);
+    assert_eq!(c.reject_status, 502);
+    assert_eq!(c.reject_style, RejectStyle::Status);
+    assert_eq!(
+        c.fallback_twiml,
+        "<Response><Say>We are sorry, this line is not available.</Say><Hangup/></Response>"
+    );
+    assert_eq!(c.media_path, "/ws/twilio-media");
+    assert!(!c.log_twiml);
+    assert!(c.holds_headers());
+}
+
+#[test]
+fn every_key_is_read() {
+    let c = parse(
+        br#"{"mode": "strict", "rewrite_action": "start-recording",
+             "recording_status_callback": "https://example.com/recording",
+             "paths": ["/voice", "/twiml/"], "content_types": ["Text/XML"],
+             "max_body_bytes": 1024, "on_oversize": "reject", "on_malformed": "reject",
+             "reject_status": 503, "reject_style": "twiml",
+             "fallback_twiml": "<Response><Hangup/></Response>",
+             "media_path": "/media", "log_twiml": true}"#,
+    )
+    .unwrap();
+    assert_eq!(c.mode, Mode::Strict);
+    assert_eq!(c.rewrite.action, CoreAction::StartRecording);
+    assert_eq!(
+        c.rewrite.recording_status_callback.as_deref(),
+        Some("https://example.com/recording")
+    );
+    assert_eq!(c.paths, ["/voice", "/twiml/"]);
+    assert_eq!(c.content_types, ["text/xml"]);
+    assert_eq!(c.max_body_bytes, 1024);
+    assert_eq!(c.on_oversize, Policy::Reject);
+    assert_eq!(c.on_malformed, Policy::Reject);
+    assert_eq!(c.reject_status, 503);
+    assert_eq!(c.reject_style, RejectStyle::Twiml);
+    assert_eq!(c.fallback_twiml, "<Response><Hangup/></Response>");
+    assert_eq!(c.media_path, "/media");
+    assert!(c.log_twiml);
+    assert!(!c.holds_headers());
+    assert_eq!(
+        parse(br#"{"mode": "monitor"}"#).unwrap().mode,
+        Mode::Monitor
+    );
+    assert_eq!(
+        parse(br#"{"recording_status_callback": null}"#).unwrap(),
+        Config::default()
+    );
+}
+
+#[test]
+fn known_fields_match_the_struct() {
+    // Every documented key is accepted by both passes (the per-field check and the derive).
+    let all = format!(
+        "{{{}}}",
+        KNOWN_FIELDS
+            .iter()
+            .map(|k| format!(
+                "{k:?}: {}",
+                serde_json::to_string(&default_json(k)).unwrap()
+            ))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    assert_eq!(parse(all.as_bytes()).unwrap(), Config::default());
+}
+
+fn default_json(key: &str) -> serde_json::Value {
+    use serde_json::json;
+    match key {
+        "mode" => json!("rewrite"),
+        "rewrite_action" => json!("strip"),
+        "recording_status_callback" => json!(null),
+        "paths" => json!([]),
+        "content_types" => json!(["text/xml", "application/xml"]),
+        "max_body_bytes" => json!(262144),
+        "on_oversize" | "on_malformed" => json!("pass"),
+        "reject_status" => json!(502),
+        "reject_style" => json!("status"),
+        "fallback_twiml" => json!(DEFAULT_FALLBACK_TWIML),
+        "media_path" => json!("/ws/twilio-media"),
+        "log_twiml" => json!(false),
+        other => panic!("no default for {other}"),
+    }
+}
+
+#[test]
+fn unknown_field_is_named() {
+    let (field, msg) = field_err(r#"{"mdoe": "strict"}"#);
+    assert_eq!(field, "mdoe");
+    assert!(msg.contains("unknown field `mdoe`"), "{msg}");
+    assert!(msg.contains("mode"), "{msg}");
+}
+
+#[test]
+fn bad_values_name_their_field() {
+    let cases: &[(&str, &str, &str)] = &[
+        (r#"{"mode": "strcit"}"#, "mode", "strcit"),
+        (r#"{"mode": 1}"#, "mode", "invalid type"),
+        (
+            r#"{"rewrite_action": "record"}"#,
+            "rewrite_action",
+            "record",
+        ),
+        (
+            r#"{"recording_status_callback": "/relative"}"#,
+            "recording_status_callback",
+            "absolute",
+        ),
+        (
+            r#"{"recording_status_callback": "ftp://x/y"}"#,
+            "recording_status_callback",
+            "absolute",
+        ),
+        (
+            r#"{"recording_status_callback": "https://"}"#,
+            "recording_status_callback",
+            "absolute",
+        ),
+        (
+            r#"{"recording_status_callback": "https://a b/"}"#,
+            "recording_status_callback",
+            "absolute",
+        ),
+        (
+            r#"{"recording_status_callback": 5}"#,
+            "recording_status_callback",
+            "invalid type",
+        ),
+        (r#"{"paths": "/voice"}"#, "paths", "invalid type"),
+        (r#"{"paths": ["voice"]}"#, "paths", "path prefix"),
+        (r#"{"paths": ["/voice?x=1"]}"#, "paths", "path prefix"),
+        (r#"{"content_types": []}"#, "content_types", "at least one"),
+        (
+            r#"{"content_types": ["xml"]}"#,
+            "content_types",
+            "media type",
+        ),
+        (
+            r#"{"content_types": ["text/xml; charset=utf-8"]}"#,
+            "content_types",
+            "media type",
+        ),
+        (r#"{"max_body_bytes": 0}"#, "max_body_bytes", "outside"),
+        (
+            r#"{"max_body_bytes": -1}"#,
+            "max_body_bytes",
+            "invalid value",
+        ),
+        (
+            r#"{"max_body_bytes": 1e3}"#,
+            "max_body_bytes",
+            "invalid type",
+        ),
+        (
+            r#"{"max_body_bytes": 16777217}"#,
+            "max_body_bytes",
+            "outside",
+        ),
+        (r#"{"on_oversize": "drop"}"#, "on_oversize", "drop"),
+        (r#"{"on_malformed": true}"#, "on_malformed", "invalid type"),
+        (r#"{"reject_status": 99}"#, "reject_status", "100-599"),
+        (r#"{"reject_status": 600}"#, "reject_status", "100-599"),
+        (
+            r#"{"reject_status": "502"}"#,
+            "reject_status",
+            "invalid type",
+        ),
+        (r#"{"reject_style": "json"}"#, "reject_style", "json"),
+        (
+            r#"{"fallback_twiml": "<Response><Say>x</Response>"}"#,
+            "fallback_twiml",
+            "malformed",
+        ),
+        (
+            r#"{"fallback_twiml": "<html/>"}"#,
+            "fallback_twiml",
+            "one <Response>",
+        ),
+        (
+            r#"{"fallback_twiml": "<Response/><Response/>"}"#,
+            "fallback_twiml",
+            "one <Response>",
+        ),
+        (
+            r#"{"fallback_twiml": "<Response><Say>"}"#,
+            "fallback_twiml",
+            "complete",
+        ),
+        (
+            r#"{"fallback_twiml": "hello"}"#,
+            "fallback_twiml",
+            "text outside",
+        ),
+        (
+            r#"{"fallback_twiml": "<Response><Say a=b/></Response>"}"#,
+            "fallback_twiml",
+            "malformed",
+        ),
+        (
+            r#"{"fallback_twiml": "<Response><Record/><Connect><Stream url=\"wss://h/ws\"/></Connect></Response>"}"#,
+            "fallback_twiml",
+            "conflict",
+        ),
+        (r#"{"media_path": "ws"}"#, "media_path", "not a path"),
+        (r#"{"log_twiml": "yes"}"#, "log_twiml", "invalid type"),
+    ];
+    for (json, want_field, want_text) in cases {
+        let (field, msg) = field_err(json);
+        assert_eq!(&field, want_field, "{json}: {msg}");
+        assert!(
+            msg.starts_with(&format!("field `{want_field}`")),
+            "{json}: {msg}"
+        );
+        assert!(msg.contains(want_text), "{json}: {msg}");
+    }
+}
+
+#[test]
+fn not_json_or_not_an_object() {
+    assert!(matches!(parse(b"{\"mode\": "), Err(ConfigError::Json(_))));
+    assert!(matches!(parse(b"mode=strict"), Err(ConfigError::Json(_))));
+    assert_eq!(parse(b"[]"), Err(ConfigError::NotObject));
+    assert_eq!(parse(b"null"), Err(ConfigError::NotObject));
+    // Duplicate keys would make the second silently win.
+    assert!(parse(br#"{"mode": "strict", "mode": "monitor"}"#).is_err());
+}
+
+#[test]
+fn url_check() {
+    assert!(is_absolute_url("https://example.com/cb"));
+    assert!(is_absolute_url(
+        "http://127.0.0.1:7000/webhook/recording_status?x=1"
+    ));
+    assert!(is_absolute_url("https://user@example.com"));
+    assert!(!is_absolute_url("example.com/cb"));
+    assert!(!is_absolute_url("https:///cb"));
+    assert!(!is_absolute_url("https://:80/cb"));
+    assert!(!is_absolute_url("https://example.com/\ncb"));
+}

@@ -1,0 +1,491 @@
+//! Every decision the filter makes, as plain functions over plain values: which requests and
+//! responses are inspected, what a verdict turns into under the configured mode, and what a
+//! rejection looks like. The proxy-wasm shell only reads headers, calls these, and applies the
+//! result, so all of this is tested natively.
+
+use serde_json::json;
+use twiml::{gzip, Verdict};
+
+use crate::config::{Config, Mode, Policy, RejectStyle};
+
+/// The response header carrying the outcome, when response headers are held.
+pub const GUARD_HEADER: &str = "x-twiml-guard";
+
+// === requests ===
+
+/// What the request-header callback learned; enough to route the exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestInfo {
+    pub method: String,
+    /// `:path` as received, query included.
+    pub path: String,
+    pub upgrade: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestRoute {
+    /// A WebSocket upgrade on `media_path`: never buffered, never inspected.
+    MediaUpgrade,
+    /// A plain request on `media_path`: answered 426 by the filter.
+    MediaNotUpgrade,
+    /// The response is a candidate for inspection.
+    Inspect,
+    /// Not ours (HEAD, or a path outside `paths`): everything passes untouched.
+    Skip(&'static str),
+}
+
+/// The path without its query string or fragment.
+pub fn path_only(path: &str) -> &str {
+    path.split(['?', '#']).next().unwrap_or(path)
+}
+
+pub fn is_websocket_upgrade(upgrade: Option<&str>) -> bool {
+    upgrade.is_some_and(|u| {
+        u.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+    })
+}
+
+pub fn route_request(cfg: &Config, req: &RequestInfo) -> RequestRoute {
+    let path = path_only(&req.path);
+    if path == cfg.media_path {
+        return if is_websocket_upgrade(req.upgrade.as_deref()) {
+            RequestRoute::MediaUpgrade
+        } else {
+            RequestRoute::MediaNotUpgrade
+        };
+    }
+    if req.method.eq_ignore_ascii_case("HEAD") {
+        return RequestRoute::Skip("head request");
+    }
+    if !cfg.paths.is_empty() && !cfg.paths.iter().any(|p| path.starts_with(p.as_str())) {
+        return RequestRoute::Skip("path outside paths");
+    }
+    RequestRoute::Inspect
+}
+
+/// The 426 body for a plain request on the media path.
+pub const UPGRADE_REQUIRED_BODY: &str = "this path only accepts WebSocket upgrades\n";
+
+// === responses ===
+
+/// The response-header values the candidate check looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseInfo {
+    pub status: Option<String>,
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_length: Option<String>,
+    /// The headers callback was also the end of the stream: there is no body.
+    pub end_of_stream: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseStart {
+    /// Not a TwiML candidate: pass untouched, unbuffered, uncounted.
+    Pass(&'static str),
+    /// Buffer the body to the end, then evaluate it.
+    Inspect(Encoding),
+    /// Decided from the headers alone (declared length over the limit, or an encoding the filter
+    /// cannot read): the outcome is known without buffering.
+    Early(Outcome),
+}
+
+/// The media type of a `content-type` value: parameters dropped, lowercase.
+pub fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn encoding(value: Option<&str>) -> Result<Encoding, String> {
+    let Some(value) = value else {
+        return Ok(Encoding::Identity);
+    };
+    let codings: Vec<String> = value
+        .split(',')
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "identity")
+        .collect();
+    match codings.as_slice() {
+        [] => Ok(Encoding::Identity),
+        [one] if one == "gzip" || one == "x-gzip" => Ok(Encoding::Gzip),
+        _ => Err(format!(
+            "content-encoding {value:?} cannot be inspected (only gzip and identity)"
+        )),
+    }
+}
+
+pub fn start_response(cfg: &Config, resp: &ResponseInfo) -> ResponseStart {
+    if resp.end_of_stream {
+        return ResponseStart::Pass("no body");
+    }
+    let status: u32 = match resp.status.as_deref().map(str::parse) {
+        Some(Ok(s)) => s,
+        _ => return ResponseStart::Pass("no status"),
+    };
+    if !(200..=299).contains(&status) || status == 204 || status == 205 {
+        return ResponseStart::Pass("status not inspected");
+    }
+    let Some(ct) = resp.content_type.as_deref() else {
+        return ResponseStart::Pass("no content-type");
+    };
+    let mt = media_type(ct);
+    if !cfg.content_types.iter().any(|t| *t == mt) {
+        return ResponseStart::Pass("content-type not inspected");
+    }
+    let length: Option<u64> = resp
+        .content_length
+        .as_deref()
+        .and_then(|l| l.trim().parse().ok());
+    if length == Some(0) {
+        return ResponseStart::Pass("empty body");
+    }
+    let enc = match encoding(resp.content_encoding.as_deref()) {
+        Ok(enc) => enc,
+        Err(reason) => return ResponseStart::Early(malformed(cfg, Encoding::Identity, reason)),
+    };
+    // The compressed bytes are buffered too, so the limit applies to them as well as to what
+    // they expand to.
+    if let Some(len) = length.filter(|l| *l > cfg.max_body_bytes as u64) {
+        return ResponseStart::Early(oversize(
+            cfg,
+            enc,
+            format!(
+                "content-length {len} exceeds max_body_bytes {}",
+                cfg.max_body_bytes
+            ),
+        ));
+    }
+    ResponseStart::Inspect(enc)
+}
+
+// === outcomes ===
+
+/// The outcome of one inspected response: the `x-twiml-guard` value and the counter it bumps.
+/// Each inspected response gets exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Label {
+    Clean,
+    Rewritten,
+    Rejected,
+    Detected,
+    Oversize,
+    Malformed,
+}
+
+impl Label {
+    pub const ALL: [Label; 6] = [
+        Label::Clean,
+        Label::Rewritten,
+        Label::Rejected,
+        Label::Detected,
+        Label::Oversize,
+        Label::Malformed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Clean => "clean",
+            Label::Rewritten => "rewritten",
+            Label::Rejected => "rejected",
+            Label::Detected => "detected",
+            Label::Oversize => "oversize",
+            Label::Malformed => "malformed",
+        }
+    }
+}
+
+/// What happens to the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Forward the upstream response as it is.
+    Keep,
+    /// Forward with this body instead (already in the response's content-encoding).
+    Replace(Vec<u8>),
+    /// Answer locally instead of forwarding (needs held headers).
+    Reply {
+        status: u32,
+        content_type: &'static str,
+        body: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub label: Label,
+    pub effect: Effect,
+    /// Why, in a few words, for the log line (core verdict, error).
+    pub detail: String,
+    /// The TwiML as inspected (decoded) and as sent, for `log_twiml`.
+    pub before: Option<Vec<u8>>,
+    pub after: Option<Vec<u8>>,
+}
+
+impl Outcome {
+    fn new(label: Label, effect: Effect, detail: String) -> Self {
+        Outcome {
+            label,
+            effect,
+            detail,
+            before: None,
+            after: None,
+        }
+    }
+}
+
+fn to_json(v: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_else(|_| b"{\"error\":\"twiml_guard\"}".to_vec())
+}
+
+/// The JSON body of a `reject_style: status` reply: what the problem is and where.
+pub fn reject_body(problem: &Problem) -> Vec<u8> {
+    let v = match problem {
+        Problem::Conflicts(conflicts) => json!({
+            "error": "twiml_conflict",
+            "message": "a <Record> verb before <Connect><Stream> blocks the media stream",
+            "records": conflicts.iter().map(|c| json!({
+                "line": c.line,
+                "column": c.column,
+                "start": c.span.start,
+                "end": c.span.end,
+            })).collect::<Vec<_>>(),
+        }),
+        Problem::Malformed {
+            message,
+            line,
+            column,
+            offset,
+        } => json!({
+            "error": "twiml_malformed",
+            "message": message,
+            "line": line,
+            "column": column,
+            "offset": offset,
+        }),
+        Problem::Oversize { message, limit } => json!({
+            "error": "twiml_oversize",
+            "message": message,
+            "max_body_bytes": limit,
+        }),
+        Problem::Internal(message) => json!({
+            "error": "twiml_guard_error",
+            "message": message,
+        }),
+    };
+    let mut body = to_json(&v);
+    body.push(b'\n');
+    body
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    Conflicts(Vec<twiml::Conflict>),
+    Malformed {
+        message: String,
+        line: Option<u32>,
+        column: Option<u32>,
+        offset: Option<usize>,
+    },
+    Oversize {
+        message: String,
+        limit: usize,
+    },
+    Internal(String),
+}
+
+/// Re-encode a replacement body the way the upstream encoded its own: the client already has (or
+/// will get) the upstream's `content-encoding`, and a rewritten body must match it. Compressing
+/// works whether or not headers are held, which dropping the header would not.
+fn encode_for(enc: Encoding, plain: &[u8]) -> Result<Vec<u8>, String> {
+    match enc {
+        Encoding::Identity => Ok(plain.to_vec()),
+        Encoding::Gzip => gzip::encode(plain).map_err(|e| e.to_string()),
+    }
+}
+
+/// The refusal for `problem` in the configured style.
+pub fn reject(cfg: &Config, enc: Encoding, problem: &Problem) -> Effect {
+    match cfg.reject_style {
+        RejectStyle::Status => Effect::Reply {
+            status: cfg.reject_status,
+            content_type: "application/json",
+            body: reject_body(problem),
+        },
+        RejectStyle::Twiml => {
+            let plain = cfg.fallback_twiml.as_bytes();
+            // Compressing into memory does not fail in practice; if it did, plain TwiML is still a
+            // better answer than the blocking one.
+            Effect::Replace(encode_for(enc, plain).unwrap_or_else(|_| plain.to_vec()))
+        }
+    }
+}
+
+/// Oversize, by declared length or by buffered/decoded size.
+pub fn oversize(cfg: &Config, enc: Encoding, message: String) -> Outcome {
+    let effect = match (cfg.mode, cfg.on_oversize) {
+        (Mode::Monitor, _) | (_, Policy::Pass) => Effect::Keep,
+        (_, Policy::Reject) => reject(
+            cfg,
+            enc,
+            &Problem::Oversize {
+                message: message.clone(),
+                limit: cfg.max_body_bytes,
+            },
+        ),
+    };
+    Outcome::new(Label::Oversize, effect, message)
+}
+
+fn malformed_at(
+    cfg: &Config,
+    enc: Encoding,
+    message: String,
+    at: Option<&twiml::Malformed>,
+) -> Outcome {
+    let effect = match (cfg.mode, cfg.on_malformed) {
+        (Mode::Monitor, _) | (_, Policy::Pass) => Effect::Keep,
+        (_, Policy::Reject) => reject(
+            cfg,
+            enc,
+            &Problem::Malformed {
+                message: message.clone(),
+                line: at.map(|m| m.line),
+                column: at.map(|m| m.column),
+                offset: at.map(|m| m.offset),
+            },
+        ),
+    };
+    let detail = match at {
+        Some(m) => format!("{message} at line {} column {}", m.line, m.column),
+        None => message,
+    };
+    Outcome::new(Label::Malformed, effect, detail)
+}
+
+pub fn malformed(cfg: &Config, enc: Encoding, message: String) -> Outcome {
+    malformed_at(cfg, enc, message, None)
+}
+
+/// The whole buffered body (as received, possibly gzip) to an outcome.
+pub fn evaluate(cfg: &Config, body: &[u8], enc: Encoding) -> Outcome {
+    if body.len() > cfg.max_body_bytes {
+        return oversize(
+            cfg,
+            enc,
+            format!(
+                "body of {} bytes exceeds max_body_bytes {}",
+                body.len(),
+                cfg.max_body_bytes
+            ),
+        );
+    }
+    let plain: std::borrow::Cow<'_, [u8]> = match enc {
+        Encoding::Identity => body.into(),
+        Encoding::Gzip => match gzip::decode(body, cfg.max_body_bytes) {
+            Ok(p) => p.into(),
+            Err(gzip::GzipError::TooLarge { limit }) => {
+                return oversize(
+                    cfg,
+                    enc,
+                    format!("gzip body expands beyond max_body_bytes {limit}"),
+                )
+            }
+            Err(e) => return malformed(cfg, enc, format!("gzip: {e}")),
+        },
+    };
+    let verdict = twiml::analyze(&plain);
+    let mut out = match verdict {
+        Verdict::Clean => Outcome::new(Label::Clean, Effect::Keep, "clean".into()),
+        Verdict::NotTwiml => Outcome::new(Label::Clean, Effect::Keep, "not_twiml".into()),
+        Verdict::Malformed(m) => {
+            let reason = format!("malformed XML: {}", m.reason);
+            malformed_at(cfg, enc, reason, Some(&m))
+        }
+        Verdict::Conflict(conflicts) => on_conflict(cfg, enc, &plain, conflicts),
+    };
+    if cfg.log_twiml {
+        let after = match &out.effect {
+            Effect::Keep => Some(plain.to_vec()),
+            Effect::Replace(_) if out.label == Label::Rewritten => out.after.take(),
+            Effect::Replace(_) => Some(cfg.fallback_twiml.as_bytes().to_vec()),
+            Effect::Reply { body, .. } => Some(body.clone()),
+        };
+        out.before = Some(plain.into_owned());
+        out.after = after;
+    } else {
+        out.after = None;
+    }
+    out
+}
+
+fn on_conflict(
+    cfg: &Config,
+    enc: Encoding,
+    plain: &[u8],
+    conflicts: Vec<twiml::Conflict>,
+) -> Outcome {
+    let where_ = conflicts
+        .iter()
+        .map(|c| format!("{}:{}", c.line, c.column))
+        .collect::<Vec<_>>()
+        .join(",");
+    let detail = format!("conflict records={} at={where_}", conflicts.len());
+    match cfg.mode {
+        Mode::Monitor => Outcome::new(Label::Detected, Effect::Keep, detail),
+        Mode::Strict => Outcome::new(
+            Label::Rejected,
+            reject(cfg, enc, &Problem::Conflicts(conflicts)),
+            detail,
+        ),
+        Mode::Rewrite => {
+            let rewritten = twiml::rewrite(plain, &conflicts, &cfg.rewrite)
+                .map_err(|e| e.to_string())
+                .and_then(|new| encode_for(enc, &new).map(|wire| (new, wire)));
+            match rewritten {
+                Ok((new, wire)) => Outcome {
+                    label: Label::Rewritten,
+                    effect: Effect::Replace(wire),
+                    detail,
+                    before: None,
+                    after: Some(new),
+                },
+                // A conflict left in place would loop the call; refusing is the safer failure.
+                Err(e) => {
+                    let msg = format!("rewrite failed: {e}");
+                    Outcome::new(
+                        Label::Rejected,
+                        reject(cfg, enc, &Problem::Internal(msg.clone())),
+                        format!("{detail} {msg}"),
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// The one log line per verdict.
+pub fn verdict_line(context_id: u32, path: &str, outcome: &Outcome) -> String {
+    let action = match &outcome.effect {
+        Effect::Keep => "pass".to_string(),
+        Effect::Replace(b) => format!("replace_body({} bytes)", b.len()),
+        Effect::Reply { status, .. } => format!("reply({status})"),
+    };
+    format!(
+        "ctx={context_id} path={path} verdict={} action={action} detail={}",
+        outcome.label.as_str(),
+        outcome.detail
+    )
+}
+
+#[cfg(test)]
+mod tests;

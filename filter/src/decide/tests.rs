@@ -1,0 +1,413 @@
+//! The decision table: routing, the candidate check, and every mode x verdict x style outcome.
+
+use super::*;
+use crate::config::parse;
+
+const CONFLICT: &[u8] = b"<?xml version=\"1.0\"?>\n<Response>\n  <Record maxLength=\"30\"/>\n  <Connect><Stream url=\"wss://h/ws\"/></Connect>\n</Response>";
+const STRIPPED: &[u8] = b"<?xml version=\"1.0\"?>\n<Response>\n  <Connect><Stream url=\"wss://h/ws\"/></Connect>\n</Response>";
+const CLEAN: &[u8] = b"<Response><Connect><Stream url=\"wss://h/ws\"/></Connect></Response>";
+const FALLBACK: &str = "<Response><Hangup/></Response>";
+
+fn cfg(json: &str) -> Config {
+    parse(json.as_bytes()).unwrap()
+}
+
+fn req(method: &str, path: &str, upgrade: Option<&str>) -> RequestInfo {
+    RequestInfo {
+        method: method.into(),
+        path: path.into(),
+        upgrade: upgrade.map(Into::into),
+    }
+}
+
+fn resp(status: &str, ct: Option<&str>) -> ResponseInfo {
+    ResponseInfo {
+        status: Some(status.into()),
+        content_type: ct.map(Into::into),
+        ..ResponseInfo::default()
+    }
+}
+
+#[test]
+fn media_path_upgrades_pass_and_plain_requests_get_426() {
+    let c = Config::default();
+    assert_eq!(
+        route_request(&c, &req("GET", "/ws/twilio-media", Some("websocket"))),
+        RequestRoute::MediaUpgrade
+    );
+    assert_eq!(
+        route_request(&c, &req("GET", "/ws/twilio-media?x=1", Some("WebSocket"))),
+        RequestRoute::MediaUpgrade
+    );
+    assert_eq!(
+        route_request(&c, &req("GET", "/ws/twilio-media", None)),
+        RequestRoute::MediaNotUpgrade
+    );
+    assert_eq!(
+        route_request(&c, &req("GET", "/ws/twilio-media", Some("h2c"))),
+        RequestRoute::MediaNotUpgrade
+    );
+    assert_eq!(
+        route_request(&c, &req("POST", "/ws/twilio-media/x", None)),
+        RequestRoute::Inspect
+    );
+}
+
+#[test]
+fn paths_are_prefixes_and_head_is_skipped() {
+    let c = cfg(r#"{"paths": ["/voice", "/twiml/"]}"#);
+    assert_eq!(
+        route_request(&c, &req("POST", "/voice", None)),
+        RequestRoute::Inspect
+    );
+    assert_eq!(
+        route_request(&c, &req("POST", "/voice/incoming?CallSid=CA1", None)),
+        RequestRoute::Inspect
+    );
+    assert_eq!(
+        route_request(&c, &req("POST", "/twiml/a", None)),
+        RequestRoute::Inspect
+    );
+    assert_eq!(
+        route_request(&c, &req("POST", "/twiml", None)),
+        RequestRoute::Skip("path outside paths")
+    );
+    assert_eq!(
+        route_request(&c, &req("POST", "/other?p=/voice", None)),
+        RequestRoute::Skip("path outside paths")
+    );
+    assert_eq!(
+        route_request(&c, &req("HEAD", "/voice", None)),
+        RequestRoute::Skip("head request")
+    );
+    assert_eq!(
+        route_request(&Config::default(), &req("GET", "/anything", None)),
+        RequestRoute::Inspect
+    );
+}
+
+#[test]
+fn candidate_check() {
+    let c = Config::default();
+    let inspect = ResponseStart::Inspect(Encoding::Identity);
+    assert_eq!(start_response(&c, &resp("200", Some("text/xml"))), inspect);
+    assert_eq!(
+        start_response(&c, &resp("201", Some("Application/XML; charset=utf-8"))),
+        inspect
+    );
+    let mut r = resp("200", Some("text/xml"));
+    r.end_of_stream = true;
+    assert_eq!(start_response(&c, &r), ResponseStart::Pass("no body"));
+    assert_eq!(
+        start_response(&c, &resp("204", Some("text/xml"))),
+        ResponseStart::Pass("status not inspected")
+    );
+    assert_eq!(
+        start_response(&c, &resp("302", Some("text/xml"))),
+        ResponseStart::Pass("status not inspected")
+    );
+    assert_eq!(
+        start_response(&c, &resp("500", Some("text/xml"))),
+        ResponseStart::Pass("status not inspected")
+    );
+    assert_eq!(
+        start_response(&c, &resp("200", Some("text/html"))),
+        ResponseStart::Pass("content-type not inspected")
+    );
+    assert_eq!(
+        start_response(&c, &resp("200", Some("application/json"))),
+        ResponseStart::Pass("content-type not inspected")
+    );
+    assert_eq!(
+        start_response(&c, &resp("200", None)),
+        ResponseStart::Pass("no content-type")
+    );
+    let mut r = resp("200", Some("text/xml"));
+    r.content_length = Some("0".into());
+    assert_eq!(start_response(&c, &r), ResponseStart::Pass("empty body"));
+    r.content_length = Some("262144".into());
+    assert_eq!(start_response(&c, &r), inspect);
+    r.content_encoding = Some("gzip".into());
+    assert_eq!(
+        start_response(&c, &r),
+        ResponseStart::Inspect(Encoding::Gzip)
+    );
+    r.content_encoding = Some("identity".into());
+    assert_eq!(start_response(&c, &r), inspect);
+}
+
+#[test]
+fn declared_length_over_the_limit_is_oversize_without_buffering() {
+    let mut r = resp("200", Some("text/xml"));
+    r.content_length = Some("262145".into());
+    let ResponseStart::Early(o) = start_response(&Config::default(), &r) else {
+        panic!("not early");
+    };
+    assert_eq!(o.label, Label::Oversize);
+    assert_eq!(o.effect, Effect::Keep);
+    assert_eq!(
+        o.detail,
+        "content-length 262145 exceeds max_body_bytes 262144"
+    );
+
+    let c = cfg(r#"{"on_oversize": "reject"}"#);
+    let ResponseStart::Early(o) = start_response(&c, &r) else {
+        panic!("not early");
+    };
+    let Effect::Reply {
+        status,
+        content_type,
+        body,
+    } = o.effect
+    else {
+        panic!("{:?}", o.effect);
+    };
+    assert_eq!((status, content_type), (502, "application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"], "twiml_oversize");
+    assert_eq!(v["max_body_bytes"], 262144);
+}
+
+#[test]
+fn unreadable_encoding_is_malformed() {
+    let mut r = resp("200", Some("text/xml"));
+    r.content_encoding = Some("br".into());
+    let ResponseStart::Early(o) = start_response(&Config::default(), &r) else {
+        panic!("not early");
+    };
+    assert_eq!(o.label, Label::Malformed);
+    assert_eq!(o.effect, Effect::Keep);
+    assert!(
+        o.detail.contains("\"br\" cannot be inspected"),
+        "{}",
+        o.detail
+    );
+}
+
+#[test]
+fn rewrite_mode_strips() {
+    let o = evaluate(&Config::default(), CONFLICT, Encoding::Identity);
+    assert_eq!(o.label, Label::Rewritten);
+    assert_eq!(o.effect, Effect::Replace(STRIPPED.to_vec()));
+    assert_eq!(o.detail, "conflict records=1 at=3:3");
+    assert_eq!((o.before, o.after), (None, None));
+}
+
+#[test]
+fn rewrite_mode_start_recording() {
+    let c = cfg(
+        r#"{"rewrite_action": "start-recording", "recording_status_callback": "https://cb.example/rec"}"#,
+    );
+    let o = evaluate(&c, CONFLICT, Encoding::Identity);
+    assert_eq!(o.label, Label::Rewritten);
+    let Effect::Replace(body) = o.effect else {
+        panic!()
+    };
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains("<Start><Recording"), "{body}");
+    assert!(body.contains("https://cb.example/rec"), "{body}");
+    assert!(!body.contains("<Record "), "{body}");
+    assert_eq!(twiml::analyze(body.as_bytes()), Verdict::Clean);
+}
+
+#[test]
+fn strict_mode_status_reply_names_each_record() {
+    let c = cfg(r#"{"mode": "strict", "reject_status": 503}"#);
+    let two = b"<Response>\n<Record/>\n<Connect><Stream url=\"wss://h\"/></Connect>\n  <Record></Record></Response>";
+    let o = evaluate(&c, two, Encoding::Identity);
+    assert_eq!(o.label, Label::Rejected);
+    let Effect::Reply {
+        status,
+        content_type,
+        body,
+    } = o.effect
+    else {
+        panic!()
+    };
+    assert_eq!((status, content_type), (503, "application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"], "twiml_conflict");
+    assert_eq!(
+        v["records"],
+        serde_json::json!([
+            {"line": 2, "column": 1, "start": 11, "end": 20},
+            {"line": 4, "column": 3, "start": 66, "end": 83},
+        ])
+    );
+}
+
+#[test]
+fn strict_mode_twiml_style_replaces_the_body() {
+    let c = cfg(&format!(
+        r#"{{"mode": "strict", "reject_style": "twiml", "fallback_twiml": "{FALLBACK}"}}"#
+    ));
+    let o = evaluate(&c, CONFLICT, Encoding::Identity);
+    assert_eq!(o.label, Label::Rejected);
+    assert_eq!(o.effect, Effect::Replace(FALLBACK.as_bytes().to_vec()));
+}
+
+#[test]
+fn monitor_mode_changes_nothing() {
+    let c = cfg(
+        r#"{"mode": "monitor", "on_malformed": "reject", "on_oversize": "reject", "max_body_bytes": 10}"#,
+    );
+    let o = evaluate(&c, CONFLICT, Encoding::Identity);
+    assert_eq!((o.label, o.effect), (Label::Oversize, Effect::Keep));
+    let c = cfg(r#"{"mode": "monitor", "on_malformed": "reject"}"#);
+    let o = evaluate(&c, CONFLICT, Encoding::Identity);
+    assert_eq!((o.label, o.effect), (Label::Detected, Effect::Keep));
+    let o = evaluate(&c, b"<Response><Record>", Encoding::Identity);
+    assert_eq!((o.label, o.effect), (Label::Malformed, Effect::Keep));
+}
+
+#[test]
+fn clean_and_not_twiml_pass() {
+    for mode in ["rewrite", "strict", "monitor"] {
+        let c = cfg(&format!(r#"{{"mode": "{mode}"}}"#));
+        let o = evaluate(&c, CLEAN, Encoding::Identity);
+        assert_eq!(
+            (o.label, &o.effect, o.detail.as_str()),
+            (Label::Clean, &Effect::Keep, "clean")
+        );
+        let o = evaluate(&c, b"<feed><Record/><Stream/></feed>", Encoding::Identity);
+        assert_eq!(
+            (o.label, &o.effect, o.detail.as_str()),
+            (Label::Clean, &Effect::Keep, "not_twiml")
+        );
+        // Voicemail: a <Record> without any <Stream> does not block anything.
+        let o = evaluate(
+            &c,
+            b"<Response><Say>Leave a message</Say><Record/></Response>",
+            Encoding::Identity,
+        );
+        assert_eq!((o.label, &o.effect), (Label::Clean, &Effect::Keep));
+    }
+}
+
+#[test]
+fn malformed_follows_on_malformed() {
+    let garbage = b"hello <Record but not xml";
+    let o = evaluate(&Config::default(), garbage, Encoding::Identity);
+    assert_eq!((o.label, &o.effect), (Label::Malformed, &Effect::Keep));
+    assert!(o.detail.starts_with("malformed XML: "), "{}", o.detail);
+    let c = cfg(r#"{"on_malformed": "reject"}"#);
+    let o = evaluate(&c, b"<Response>\n<Record></Response>", Encoding::Identity);
+    let Effect::Reply { status, body, .. } = o.effect else {
+        panic!()
+    };
+    assert_eq!(status, 502);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"], "twiml_malformed");
+    assert_eq!(v["line"], 2);
+    assert!(v["column"].is_u64() && v["offset"].is_u64(), "{v}");
+    let c = cfg(&format!(
+        r#"{{"on_malformed": "reject", "reject_style": "twiml", "fallback_twiml": "{FALLBACK}"}}"#
+    ));
+    let o = evaluate(&c, garbage, Encoding::Identity);
+    assert_eq!(
+        (o.label, o.effect),
+        (
+            Label::Malformed,
+            Effect::Replace(FALLBACK.as_bytes().to_vec())
+        )
+    );
+}
+
+#[test]
+fn gzip_is_decoded_and_the_rewrite_recompressed() {
+    let z = gzip::encode(CONFLICT).unwrap();
+    let o = evaluate(&Config::default(), &z, Encoding::Gzip);
+    assert_eq!(o.label, Label::Rewritten);
+    let Effect::Replace(wire) = o.effect else {
+        panic!()
+    };
+    assert_eq!(gzip::decode(&wire, 1 << 20).unwrap(), STRIPPED);
+
+    let o = evaluate(
+        &Config::default(),
+        &gzip::encode(CLEAN).unwrap(),
+        Encoding::Gzip,
+    );
+    assert_eq!((o.label, o.effect), (Label::Clean, Effect::Keep));
+
+    let c = cfg(&format!(
+        r#"{{"mode": "strict", "reject_style": "twiml", "fallback_twiml": "{FALLBACK}"}}"#
+    ));
+    let o = evaluate(&c, &z, Encoding::Gzip);
+    let Effect::Replace(wire) = o.effect else {
+        panic!()
+    };
+    assert_eq!(gzip::decode(&wire, 1 << 20).unwrap(), FALLBACK.as_bytes());
+}
+
+#[test]
+fn gzip_bomb_is_oversize_and_bad_gzip_malformed() {
+    let bomb = gzip::encode(&vec![b' '; 4 << 20]).unwrap();
+    assert!(bomb.len() < 262_144);
+    let o = evaluate(&Config::default(), &bomb, Encoding::Gzip);
+    assert_eq!((o.label, &o.effect), (Label::Oversize, &Effect::Keep));
+    assert_eq!(o.detail, "gzip body expands beyond max_body_bytes 262144");
+    let o = evaluate(&Config::default(), CONFLICT, Encoding::Gzip);
+    assert_eq!(o.label, Label::Malformed);
+    assert!(
+        o.detail.starts_with("gzip: invalid gzip data"),
+        "{}",
+        o.detail
+    );
+}
+
+#[test]
+fn buffered_body_over_the_limit_is_oversize() {
+    let c = cfg(r#"{"max_body_bytes": 16}"#);
+    let o = evaluate(&c, CONFLICT, Encoding::Identity);
+    assert_eq!(o.label, Label::Oversize);
+}
+
+#[test]
+fn log_twiml_carries_before_and_after() {
+    let c = cfg(r#"{"log_twiml": true}"#);
+    let o = evaluate(&c, CONFLICT, Encoding::Identity);
+    assert_eq!(o.before.as_deref(), Some(CONFLICT));
+    assert_eq!(o.after.as_deref(), Some(STRIPPED));
+    let o = evaluate(&c, &gzip::encode(CLEAN).unwrap(), Encoding::Gzip);
+    assert_eq!(o.before.as_deref(), Some(CLEAN));
+    assert_eq!(o.after.as_deref(), Some(CLEAN));
+}
+
+#[test]
+fn verdict_line_names_context_path_and_verdict() {
+    let o = evaluate(&Config::default(), CONFLICT, Encoding::Identity);
+    assert_eq!(
+        verdict_line(7, "/voice", &o),
+        format!(
+            "ctx=7 path=/voice verdict=rewritten action=replace_body({} bytes) detail=conflict records=1 at=3:3",
+            STRIPPED.len()
+        )
+    );
+}
+
+#[test]
+fn every_label_has_a_distinct_name() {
+    let names: std::collections::HashSet<_> = Label::ALL.iter().map(|l| l.as_str()).collect();
+    assert_eq!(names.len(), 6);
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    // The filter sees whatever an upstream sends; every byte pattern must end in an outcome.
+    const ALPHABET: &[u8] = b"<>/=\" RecordStreamConnectResponse\x00\xff?!-[]";
+    let c = cfg(r#"{"on_malformed": "reject"}"#);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for len in 0..400usize {
+        let body: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                ALPHABET[(seed % ALPHABET.len() as u64) as usize]
+            })
+            .collect();
+        let _ = evaluate(&c, &body, Encoding::Identity);
+        let _ = evaluate(&c, &body, Encoding::Gzip);
+    }
+}

@@ -1,0 +1,540 @@
+//! The proxy-wasm shell: the root context (config and counters, once per plugin) and the
+//! per-request HTTP context. It reads headers and bodies through hostcalls, asks `decide` what to
+//! do, and applies the answer. Every hostcall result is handled here: the SDK's trait helpers
+//! panic on a host error, and a panic is a VM trap that takes every call on this worker with it.
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+
+use crate::config::{self, Config};
+use crate::decide::{
+    self, Effect, Encoding, Label, Outcome, RequestInfo, RequestRoute, ResponseInfo, ResponseStart,
+    GUARD_HEADER,
+};
+
+fn log(level: LogLevel, msg: &str) {
+    // Nowhere to report a failed log call; the verdict still applies.
+    let _ = hostcalls::log(level, msg);
+}
+
+// === counters ===
+
+#[derive(Debug, Clone, Copy)]
+struct Metrics {
+    inspected: u32,
+    clean: u32,
+    rewritten: u32,
+    rejected: u32,
+    detected: u32,
+    oversize: u32,
+    malformed: u32,
+    ws_upgrades: u32,
+}
+
+/// Counter names: Envoy shows them as `wasmcustom.<name>` in `/stats` and `twiml_guard_*_total`
+/// in `/stats/prometheus`.
+pub const METRIC_NAMES: [&str; 8] = [
+    "twiml_guard.inspected_total",
+    "twiml_guard.clean_total",
+    "twiml_guard.rewritten_total",
+    "twiml_guard.rejected_total",
+    "twiml_guard.detected_total",
+    "twiml_guard.oversize_total",
+    "twiml_guard.malformed_total",
+    "twiml_guard.ws_upgrades_total",
+];
+
+impl Metrics {
+    fn define() -> Result<Metrics, String> {
+        let mut ids = [0u32; 8];
+        for (id, name) in ids.iter_mut().zip(METRIC_NAMES) {
+            *id = hostcalls::define_metric(MetricType::Counter, name)
+                .map_err(|e| format!("define_metric {name}: {e:?}"))?;
+        }
+        let [inspected, clean, rewritten, rejected, detected, oversize, malformed, ws_upgrades] =
+            ids;
+        Ok(Metrics {
+            inspected,
+            clean,
+            rewritten,
+            rejected,
+            detected,
+            oversize,
+            malformed,
+            ws_upgrades,
+        })
+    }
+
+    fn bump(id: u32) {
+        // A lost increment is better than a trap; Envoy only fails this for an unknown id.
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+
+    fn outcome(&self, label: Label) {
+        Self::bump(self.inspected);
+        Self::bump(match label {
+            Label::Clean => self.clean,
+            Label::Rewritten => self.rewritten,
+            Label::Rejected => self.rejected,
+            Label::Detected => self.detected,
+            Label::Oversize => self.oversize,
+            Label::Malformed => self.malformed,
+        });
+    }
+}
+
+// === impl Root ===
+
+#[derive(Default)]
+pub struct Root {
+    config: Option<Rc<Config>>,
+    metrics: Option<Metrics>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(
+            BufferType::PluginConfiguration,
+            0,
+            plugin_configuration_size,
+        ) {
+            Ok(b) => b.unwrap_or_default(),
+            Err(e) => {
+                log(
+                    LogLevel::Critical,
+                    &format!("cannot read plugin configuration: {e:?}"),
+                );
+                return false;
+            }
+        };
+        let cfg = match config::parse(&bytes) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                log(
+                    LogLevel::Critical,
+                    &format!("invalid plugin configuration: {e}"),
+                );
+                return false;
+            }
+        };
+        if self.metrics.is_none() {
+            match Metrics::define() {
+                Ok(m) => self.metrics = Some(m),
+                Err(e) => {
+                    log(LogLevel::Critical, &format!("cannot define counters: {e}"));
+                    return false;
+                }
+            }
+        }
+        log(
+            LogLevel::Info,
+            &format!(
+                "configured mode={:?} reject_style={:?} holds_headers={} max_body_bytes={}",
+                cfg.mode,
+                cfg.reject_style,
+                cfg.holds_headers(),
+                cfg.max_body_bytes
+            ),
+        );
+        self.config = Some(Rc::new(cfg));
+        true
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let (Some(config), Some(metrics)) = (self.config.clone(), self.metrics) else {
+            return None;
+        };
+        Some(Box::new(Http {
+            id: context_id,
+            config,
+            metrics,
+            path: String::new(),
+            state: State::Skip,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+// === impl Http ===
+
+#[derive(Debug)]
+enum State {
+    /// Nothing for the guard to do in this exchange.
+    Skip,
+    /// A WebSocket upgrade on the media path: frames are a body that never ends, so nothing is
+    /// ever paused; only the 101 is counted.
+    MediaUpgrade,
+    /// The response will be checked when its headers arrive.
+    Candidate,
+    /// Buffering a candidate body until its end.
+    Buffering { enc: Encoding, held: bool },
+    /// The body is being replaced before its end (a twiml-style reject of an oversize body):
+    /// each arriving chunk is dropped, and the replacement goes out at the end.
+    Swallowing { replacement: Vec<u8> },
+    /// Verdict applied (or reply sent); the rest passes.
+    Done,
+}
+
+/// Outcome of request-side checks. Twilio request-signature validation (`signature.rs`) plugs in
+/// through `check_request_headers` / `check_request_body`; until then every request is allowed.
+#[derive(Debug)]
+enum RequestCheck {
+    Allow,
+    #[allow(dead_code)]
+    Deny {
+        status: u32,
+        body: Vec<u8>,
+    },
+}
+
+pub struct Http {
+    id: u32,
+    config: Rc<Config>,
+    metrics: Metrics,
+    /// `:path` without the query, for log lines.
+    path: String,
+    state: State,
+}
+
+impl Http {
+    fn request_header(&self, name: &str) -> Option<String> {
+        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    fn response_header(&self, name: &str) -> Option<String> {
+        hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    fn set_response_header(&self, name: &str, value: Option<&str>) {
+        if let Err(e) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value) {
+            self.log(
+                LogLevel::Warn,
+                &format!("cannot set response header {name}: {e:?}"),
+            );
+        }
+    }
+
+    fn log(&self, level: LogLevel, msg: &str) {
+        log(level, &format!("ctx={} path={} {msg}", self.id, self.path));
+    }
+
+    fn reply(&self, status: u32, headers: Vec<(&str, &str)>, body: &[u8]) {
+        if let Err(e) = hostcalls::send_http_response(status, headers, Some(body)) {
+            self.log(
+                LogLevel::Error,
+                &format!("cannot send local reply {status}: {e:?}"),
+            );
+        }
+    }
+
+    /// Request-side checks that may refuse a request (Twilio signatures on signed paths and on the
+    /// media WebSocket handshake). Called after routing, before anything is forwarded.
+    fn check_request_headers(&mut self, _req: &RequestInfo, _route: RequestRoute) -> RequestCheck {
+        RequestCheck::Allow
+    }
+
+    /// The body half of request-side checks (form-encoded webhook parameters are signed).
+    fn check_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> RequestCheck {
+        RequestCheck::Allow
+    }
+
+    fn deny(&mut self, status: u32, body: &[u8]) -> Action {
+        self.log(LogLevel::Info, &format!("request denied status={status}"));
+        self.state = State::Done;
+        self.reply(status, vec![("content-type", "text/plain")], body);
+        Action::Pause
+    }
+
+    fn verdict(&self, outcome: &Outcome) {
+        self.metrics.outcome(outcome.label);
+        log(
+            LogLevel::Info,
+            &decide::verdict_line(self.id, &self.path, outcome),
+        );
+        if let (Some(before), Some(after)) = (&outcome.before, &outcome.after) {
+            self.log(
+                LogLevel::Info,
+                &format!("twiml before:\n{}", String::from_utf8_lossy(before)),
+            );
+            self.log(
+                LogLevel::Info,
+                &format!("twiml after:\n{}", String::from_utf8_lossy(after)),
+            );
+        }
+    }
+
+    /// An outcome decided in the response-header callback (declared length, unreadable
+    /// encoding). Headers can still change here whatever the host allows.
+    fn apply_early(&mut self, outcome: Outcome) -> Action {
+        self.verdict(&outcome);
+        match outcome.effect {
+            Effect::Keep => {
+                self.set_response_header(GUARD_HEADER, Some(outcome.label.as_str()));
+                self.state = State::Done;
+                Action::Continue
+            }
+            Effect::Reply {
+                status,
+                content_type,
+                body,
+            } => {
+                self.state = State::Done;
+                self.reply(
+                    status,
+                    vec![
+                        ("content-type", content_type),
+                        (GUARD_HEADER, outcome.label.as_str()),
+                    ],
+                    &body,
+                );
+                Action::Pause
+            }
+            Effect::Replace(replacement) => {
+                self.set_response_header(GUARD_HEADER, Some(outcome.label.as_str()));
+                self.set_response_header("content-length", None);
+                self.state = State::Swallowing { replacement };
+                Action::Continue
+            }
+        }
+    }
+
+    // --- the body-rewrite contract ---
+    //
+    // Envoy's rules for changing a response body from wasm, all in this block (see the README,
+    // "Running it in your Envoy"):
+    // 1. `content-length` is removed in the header callback of every buffered candidate: after
+    //    that callback headers are fixed (unless held), and a new body with the old length would
+    //    be cut or hang. Envoy then sends the body chunked.
+    // 2. Body callbacks return Pause until end of stream; the size argument is the cumulative
+    //    buffered size, and the last call may bring no new bytes. With trailers, the end of the
+    //    body is the trailers callback.
+    // 3. The body is replaced only whole: `set_buffer(body, 0, <whole buffered size>, new)`. Any
+    //    other start offset is a host error.
+    // 4. The filter's own `max_body_bytes` stops buffering well before Envoy's connection buffer
+    //    limit, past which Envoy would reset the stream or answer 500 itself.
+
+    fn read_body(&self, size: usize) -> Result<Vec<u8>, String> {
+        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+            .map(|b| b.unwrap_or_default())
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn replace_body(&self, size: usize, new: &[u8]) -> Result<(), String> {
+        hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, new)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    /// A buffered candidate's body callback (or trailers: `end_of_stream` with the last size).
+    fn on_buffered_body(
+        &mut self,
+        enc: Encoding,
+        held: bool,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        let cfg = Rc::clone(&self.config);
+        if size > cfg.max_body_bytes {
+            let outcome = decide::oversize(
+                &cfg,
+                enc,
+                format!(
+                    "body passed max_body_bytes {} ({size} bytes buffered)",
+                    cfg.max_body_bytes
+                ),
+            );
+            return self.apply(outcome, held, size, end_of_stream);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let outcome = match self.read_body(size) {
+            Ok(body) => decide::evaluate(&cfg, &body, enc),
+            Err(e) => decide::malformed(&cfg, enc, format!("cannot read body: {e}")),
+        };
+        self.apply(outcome, held, size, end_of_stream)
+    }
+
+    fn apply(&mut self, outcome: Outcome, held: bool, size: usize, end_of_stream: bool) -> Action {
+        self.verdict(&outcome);
+        let label = outcome.label.as_str();
+        match outcome.effect {
+            Effect::Keep => {
+                if held {
+                    self.set_response_header(GUARD_HEADER, Some(label));
+                }
+                self.state = State::Done;
+                Action::Continue
+            }
+            Effect::Reply {
+                status,
+                content_type,
+                body,
+            } => {
+                self.state = State::Done;
+                self.reply(
+                    status,
+                    vec![("content-type", content_type), (GUARD_HEADER, label)],
+                    &body,
+                );
+                Action::Pause
+            }
+            Effect::Replace(new) => {
+                if held {
+                    self.set_response_header(GUARD_HEADER, Some(label));
+                }
+                if end_of_stream {
+                    self.state = State::Done;
+                    if let Err(e) = self.replace_body(size, &new) {
+                        self.log(LogLevel::Error, &format!("cannot replace body: {e}"));
+                    }
+                    Action::Continue
+                } else {
+                    self.state = State::Swallowing { replacement: new };
+                    self.swallow(size, false)
+                }
+            }
+        }
+    }
+
+    fn swallow(&mut self, size: usize, end_of_stream: bool) -> Action {
+        let chunk: &[u8] = match (&self.state, end_of_stream) {
+            (State::Swallowing { replacement }, true) => replacement,
+            _ => b"",
+        };
+        if let Err(e) = self.replace_body(size, chunk) {
+            self.log(LogLevel::Error, &format!("cannot replace body: {e}"));
+        }
+        if end_of_stream {
+            self.state = State::Done;
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let req = RequestInfo {
+            method: self.request_header(":method").unwrap_or_default(),
+            path: self.request_header(":path").unwrap_or_default(),
+            upgrade: self.request_header("upgrade"),
+        };
+        self.path = decide::path_only(&req.path).to_string();
+        let route = decide::route_request(&self.config, &req);
+        self.state = match route {
+            RequestRoute::MediaUpgrade => State::MediaUpgrade,
+            RequestRoute::MediaNotUpgrade => {
+                self.log(LogLevel::Info, "plain request on the media path: 426");
+                self.state = State::Done;
+                self.reply(
+                    426,
+                    vec![
+                        ("content-type", "text/plain"),
+                        ("upgrade", "websocket"),
+                        ("connection", "upgrade"),
+                    ],
+                    decide::UPGRADE_REQUIRED_BODY.as_bytes(),
+                );
+                return Action::Pause;
+            }
+            RequestRoute::Inspect => State::Candidate,
+            RequestRoute::Skip(reason) => {
+                self.log(LogLevel::Debug, &format!("not inspected: {reason}"));
+                State::Skip
+            }
+        };
+        match self.check_request_headers(&req, route) {
+            RequestCheck::Allow => Action::Continue,
+            RequestCheck::Deny { status, body } => self.deny(status, &body),
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if matches!(self.state, State::MediaUpgrade) {
+            return Action::Continue;
+        }
+        match self.check_request_body(body_size, end_of_stream) {
+            RequestCheck::Allow => Action::Continue,
+            RequestCheck::Deny { status, body } => self.deny(status, &body),
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        match self.state {
+            State::MediaUpgrade => {
+                if self.response_header(":status").as_deref() == Some("101") {
+                    Metrics::bump(self.metrics.ws_upgrades);
+                    self.log(LogLevel::Info, "websocket upgraded");
+                }
+                return Action::Continue;
+            }
+            State::Candidate => {}
+            _ => return Action::Continue,
+        }
+        let info = ResponseInfo {
+            status: self.response_header(":status"),
+            content_type: self.response_header("content-type"),
+            content_encoding: self.response_header("content-encoding"),
+            content_length: self.response_header("content-length"),
+            end_of_stream,
+        };
+        match decide::start_response(&self.config, &info) {
+            ResponseStart::Pass(reason) => {
+                self.log(LogLevel::Debug, &format!("not inspected: {reason}"));
+                self.state = State::Done;
+                Action::Continue
+            }
+            ResponseStart::Early(outcome) => self.apply_early(outcome),
+            ResponseStart::Inspect(enc) => {
+                // Contract rule 1.
+                self.set_response_header("content-length", None);
+                let held = self.config.holds_headers();
+                self.state = State::Buffering { enc, held };
+                if held {
+                    Action::Pause
+                } else {
+                    Action::Continue
+                }
+            }
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match self.state {
+            State::Buffering { enc, held } => {
+                self.on_buffered_body(enc, held, body_size, end_of_stream)
+            }
+            State::Swallowing { .. } => self.swallow(body_size, end_of_stream),
+            _ => Action::Continue,
+        }
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Contract rule 2: with trailers, this is the end of the body. The buffered size is
+        // asked for again, since no body callback said it with end_of_stream.
+        let size = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .map_or(0, |b| b.len());
+        match self.state {
+            State::Buffering { enc, held } => self.on_buffered_body(enc, held, size, true),
+            State::Swallowing { .. } => self.swallow(size, true),
+            _ => Action::Continue,
+        }
+    }
+}
