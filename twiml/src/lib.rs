@@ -49,7 +49,7 @@ use std::ops::Range;
 
 pub use position::line_column;
 pub use rewrite::strip_ranges;
-pub use scan::needs_full_scan;
+pub use scan::{inspect, needs_full_scan, Inspection};
 
 /// One `<Record>` verb that would block a `<Stream>` in the same document.
 #[derive(Debug, Clone, PartialEq, Eq)]

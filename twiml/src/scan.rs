@@ -28,18 +28,23 @@ pub(crate) fn analyze(body: &[u8]) -> Verdict {
     if !needs_full_scan(body) {
         return Verdict::Clean;
     }
-    match scan(body) {
-        Ok(outcome) => outcome.verdict(body),
-        Err(fail) => {
-            let (line, column) = line_column(body, fail.offset);
-            Verdict::Malformed(Malformed {
-                offset: fail.offset,
-                line,
-                column,
-                reason: fail.reason,
-            })
-        }
+    match inspect(body) {
+        Ok(inspection) => inspection.verdict(body),
+        Err(malformed) => Verdict::Malformed(malformed),
     }
+}
+
+/// Parse the whole body, without the fast path, and report what the conflict rule looks at.
+pub fn inspect(body: &[u8]) -> Result<Inspection, Malformed> {
+    scan(body).map_err(|fail| {
+        let (line, column) = line_column(body, fail.offset);
+        Malformed {
+            offset: fail.offset,
+            line,
+            column,
+            reason: fail.reason,
+        }
+    })
 }
 
 /// A well-formedness failure at a byte offset of the whole body.
@@ -59,15 +64,19 @@ impl Fail {
 }
 
 /// What a well-formed body holds, as far as the conflict rule cares.
-struct Outcome {
-    root_is_response: bool,
-    has_stream: bool,
-    /// Spans (in body offsets) of `<Record>` elements that are children of `<Response>`.
-    records: Vec<Range<usize>>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// The root element is `<Response>`.
+    pub root_is_response: bool,
+    /// Some `<Stream>` is a child of a `<Connect>` or `<Start>`.
+    pub has_stream: bool,
+    /// Spans of the `<Record>` verbs (children of a `<Response>` root), in document order.
+    pub records: Vec<Range<usize>>,
 }
 
-impl Outcome {
-    fn verdict(self, body: &[u8]) -> Verdict {
+impl Inspection {
+    /// The verdict for this well-formed body (`body` gives conflicts their lines and columns).
+    pub fn verdict(self, body: &[u8]) -> Verdict {
         if !self.root_is_response {
             return Verdict::NotTwiml;
         }
@@ -126,7 +135,7 @@ enum Charset {
     SingleByte,
 }
 
-fn scan(body: &[u8]) -> Result<Outcome, Fail> {
+fn scan(body: &[u8]) -> Result<Inspection, Fail> {
     if body.starts_with(b"\xFF\xFE") || body.starts_with(b"\xFE\xFF") {
         return Err(Fail::at(
             0,
@@ -170,7 +179,7 @@ fn scan_structure(
     base: usize,
     doc: &[u8],
     charset: &mut Charset,
-) -> Result<Outcome, Fail> {
+) -> Result<Inspection, Fail> {
     let mut reader = Reader::from_reader(doc);
     let config = reader.config_mut();
     config.check_end_names = true;
@@ -321,7 +330,7 @@ fn scan_structure(
     if !root_seen {
         return Err(Fail::at(body.len(), "no root element"));
     }
-    Ok(Outcome {
+    Ok(Inspection {
         root_is_response,
         has_stream,
         records,
