@@ -232,7 +232,15 @@ fn scan_structure(
                     "DOCTYPE is not accepted: TwiML needs no DTD, and entities are never expanded",
                 ))
             }
-            Event::PI(_) | Event::Comment(_) => {}
+            Event::PI(pi) => {
+                if pi.target().eq_ignore_ascii_case(b"xml") {
+                    return Err(Fail::at(
+                        before,
+                        "an XML declaration must be lowercase `<?xml` and come first",
+                    ));
+                }
+            }
+            Event::Comment(_) => {}
             Event::Text(text) => {
                 if stack.is_empty() {
                     if let Some(i) = text.iter().position(|b| !is_xml_space(*b)) {
@@ -407,7 +415,14 @@ fn attr_error_pos(e: &AttrError) -> usize {
 
 /// Checks every attribute of an element whose `<` is at body offset `lt`.
 fn check_attributes(element: &BytesStart<'_>, lt: usize) -> Result<(), Fail> {
+    let name_len = element.name().as_ref().len();
     let tag = String::from_utf8_lossy(element.name().as_ref()).into_owned();
+    if let Some(i) = glued_attribute(element.attributes_raw()) {
+        return Err(Fail::at(
+            lt + 1 + name_len + i,
+            format!("in <{tag}>: attributes must be separated by whitespace"),
+        ));
+    }
     for attr in element.attributes() {
         // Attribute positions count from the byte after `<`.
         let attr = attr.map_err(|e| {
@@ -429,6 +444,27 @@ fn check_attributes(element: &BytesStart<'_>, lt: usize) -> Result<(), Fail> {
         })?;
     }
     Ok(())
+}
+
+/// quick-xml accepts `a="1"b="2"`; XML wants whitespace after each closing quote. Returns the
+/// offset (in `raw`) of the byte that should have been whitespace.
+fn glued_attribute(raw: &[u8]) -> Option<usize> {
+    let mut quote = None;
+    for (i, &b) in raw.iter().enumerate() {
+        match quote {
+            Some(q) if b == q => {
+                quote = None;
+                let next = raw.get(i + 1).copied();
+                if next.is_some_and(|n| !is_xml_space(n) && n != b'/') {
+                    return Some(i + 1);
+                }
+            }
+            Some(_) => {}
+            None if b == b'"' || b == b'\'' => quote = Some(b),
+            None => {}
+        }
+    }
+    None
 }
 
 /// A raw attribute value may not hold `<`, and each `&` must start a known reference.

@@ -338,3 +338,29 @@ fn descriptions_name_the_place() {
         .starts_with("malformed: not well-formed XML at line 1, column 19 (byte 18): "));
     assert_eq!(Verdict::NotTwiml.name(), "not_twiml");
 }
+
+#[test]
+fn attributes_without_whitespace_between_them_are_malformed() {
+    let m = malformed(b"<Response><Record a=\"1\"b='2'/></Response>");
+    assert_eq!(
+        (m.offset, m.reason.as_str()),
+        (
+            24,
+            "in <Record>: attributes must be separated by whitespace"
+        )
+    );
+    assert_eq!(
+        analyze(b"<Response><Record a=\"1\" b='2'\n/></Response>"),
+        Verdict::Clean
+    );
+}
+
+#[test]
+fn uppercase_xml_declaration_is_malformed_but_other_pis_are_fine() {
+    let m = malformed(b"<?XML version=\"1.0\"?><Response><Record/></Response>");
+    assert_eq!(m.offset, 0);
+    assert_eq!(
+        analyze(b"<?xml-stylesheet href=\"a\"?><Response><Record/></Response>"),
+        Verdict::Clean
+    );
+}
