@@ -345,7 +345,7 @@ fn attributes_without_whitespace_between_them_are_malformed() {
     assert_eq!(
         (m.offset, m.reason.as_str()),
         (
-            24,
+            23,
             "in <Record>: attributes must be separated by whitespace"
         )
     );
