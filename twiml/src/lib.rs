@@ -11,6 +11,11 @@
 //! - `rewrite(body, conflicts, &RewriteOptions) -> Result<Vec<u8>, RewriteError>`
 //! - `RewriteAction::{Strip, StartRecording}`, `RewriteOptions { action, recording_status_callback }`
 //!
+//! Also: `describe()`/`Display` on `Verdict`, `Conflict` and `Malformed` (one line for logs and
+//! error bodies); `inspect(body)`, a full parse without the fast path (to validate configured
+//! TwiML, or to see voicemail `<Record>`s); `has_record_bytes`/`needs_full_scan` (the fast path);
+//! `strip_ranges` (the exact bytes strip removes); `line_column`.
+//!
 //! Layout: `scan` parses (well-formedness and the conflict rule), `rewrite` edits bytes in place
 //! of the spans `scan` found, `position` turns offsets into lines and columns.
 //!
