@@ -1,3 +1,69 @@
-//! The host service binary: terminates Twilio media streams behind Envoy and runs the post-call
-//! pipeline.
-fn main() {}
+//! The host service binary: read the configuration, start logging, serve until SIGTERM or
+//! SIGINT, then drain.
+
+use anyhow::Context;
+use clap::Parser;
+use host_service::config::{self, Config};
+use std::path::PathBuf;
+
+/// Terminates Twilio Media Streams, records calls and runs the post-call pipeline.
+#[derive(Debug, Parser)]
+#[command(name = "host-service", version)]
+struct Cli {
+    /// TOML configuration file; every key can also be set by environment variable.
+    #[arg(long, env = "HOST_SERVICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log filter (tracing-subscriber syntax).
+    #[arg(long, env = "HOST_SERVICE_LOG", default_value = "info")]
+    log: String,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+    /// Print every config key and its environment variable, then exit.
+    #[arg(long)]
+    print_keys: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if cli.print_keys {
+        for (key, env) in config::env_names() {
+            println!("{key}\t{env}");
+        }
+        return Ok(());
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .with_context(|| format!("bad log filter {:?}", cli.log))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if cli.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    let engines = host_service::engines_from_config(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    host_service::run(listener, config, engines, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal"),
+        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "signal"),
+    }
+}

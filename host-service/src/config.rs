@@ -1,0 +1,527 @@
+//! The host service's configuration: a TOML file (`--config`), then environment variables
+//! (`HOST_SERVICE_<SECTION>_<KEY>`) on top. Defaults run with no file at all; an unknown key in
+//! the file or an unknown `HOST_SERVICE_*` variable is an error naming it, so a typo never
+//! silently falls back to a default.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub const ENV_PREFIX: &str = "HOST_SERVICE_";
+/// Variables with the prefix that are not configuration keys (read by the CLI itself).
+const ENV_NOT_KEYS: [&str; 2] = ["HOST_SERVICE_CONFIG", "HOST_SERVICE_LOG"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("unknown environment variable {0} (no such config key)")]
+    UnknownEnv(String),
+    #[error("environment variable {name}: {message}")]
+    BadEnv { name: String, message: String },
+    #[error("config key {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// SQLite database and recordings live here.
+    pub data_dir: PathBuf,
+    /// The public base URL Twilio uses (e.g. `https://voice.example.com`): webhook signatures are
+    /// checked against it and the recording status callback is built from it.
+    pub public_base_url: Option<String>,
+    /// Bearer token for `/api/*`. Without one the API answers loopback clients only.
+    pub api_token: Option<String>,
+    pub websocket: WebSocketConfig,
+    pub recording: RecordingConfig,
+    pub twilio: TwilioConfig,
+    pub app: AppConfig,
+    pub pipeline: PipelineConfig,
+    pub transcription: postcall::TranscriptionConfig,
+    pub extraction: postcall::ExtractionConfig,
+    #[cfg(feature = "test-engines")]
+    pub test_engines: crate::test_engines::TestEnginesConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            data_dir: PathBuf::from("./data"),
+            public_base_url: None,
+            api_token: None,
+            websocket: WebSocketConfig::default(),
+            recording: RecordingConfig::default(),
+            twilio: TwilioConfig::default(),
+            app: AppConfig::default(),
+            pipeline: PipelineConfig::default(),
+            transcription: Default::default(),
+            extraction: Default::default(),
+            #[cfg(feature = "test-engines")]
+            test_engines: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocketConfig {
+    /// A socket that sends no `start` within this long is closed.
+    pub start_timeout_ms: u64,
+    /// Larger text frames close the socket with 1009.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            start_timeout_ms: 10_000,
+            max_frame_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingSource {
+    /// Built from the media stream by this service.
+    Stream,
+    /// Twilio records the call (REST API) and the service downloads the file.
+    Twilio,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    pub source: RecordingSource,
+    /// Audio placed past this many seconds is refused (a bogus timestamp cannot fill the disk).
+    pub max_duration_s: u64,
+    /// How far behind the caller's newest audio frames are kept in memory for reordering.
+    pub reorder_window_ms: u64,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            source: RecordingSource::Stream,
+            max_duration_s: 4 * 3600,
+            reorder_window_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TwilioConfig {
+    pub account_sid: Option<String>,
+    /// Signs webhooks (HMAC-SHA1) and authenticates REST calls and recording downloads.
+    pub auth_token: Option<String>,
+    /// Secret for HMAC-SHA256 signed webhooks.
+    pub shared_key: Option<String>,
+    pub api_base: String,
+    /// Check `X-Twilio-Signature` on webhooks. Default: on when `auth_token` is set.
+    pub validate_signatures: Option<bool>,
+}
+
+impl Default for TwilioConfig {
+    fn default() -> Self {
+        TwilioConfig {
+            account_sid: None,
+            auth_token: None,
+            shared_key: None,
+            api_base: "https://api.twilio.com".into(),
+            validate_signatures: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppKind {
+    /// Listen only.
+    None,
+    /// Play `app.greeting_wav` to the caller; a key press stops it.
+    Greeting,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    pub kind: AppKind,
+    pub greeting_wav: Option<PathBuf>,
+    /// A mark is sent after every this much greeting audio.
+    pub mark_every_ms: u64,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            kind: AppKind::None,
+            greeting_wav: None,
+            mark_every_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    pub workers: usize,
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_cap_ms: u64,
+    /// A running job whose lease is older than this is taken over by another worker.
+    pub lease_ms: u64,
+    /// How often idle workers look for due jobs.
+    pub poll_ms: u64,
+    /// On SIGTERM, how long running stages may take to finish before the process exits anyway
+    /// (their leases expire and the next start picks them up).
+    pub drain_timeout_ms: u64,
+    /// `postcall`: engines from `[transcription]` and `[extraction]`.
+    pub engines: String,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            workers: 2,
+            max_attempts: 8,
+            backoff_base_ms: 1000,
+            backoff_cap_ms: 60_000,
+            lease_ms: 60_000,
+            poll_ms: 500,
+            drain_timeout_ms: 10_000,
+            engines: "postcall".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+}
+
+/// Every scalar key, with its type, so each has an environment variable.
+const KEYS: &[(&str, Kind)] = &[
+    ("listen", Kind::Str),
+    ("data_dir", Kind::Str),
+    ("public_base_url", Kind::Str),
+    ("api_token", Kind::Str),
+    ("websocket.start_timeout_ms", Kind::Int),
+    ("websocket.max_frame_bytes", Kind::Int),
+    ("recording.source", Kind::Str),
+    ("recording.max_duration_s", Kind::Int),
+    ("recording.reorder_window_ms", Kind::Int),
+    ("twilio.account_sid", Kind::Str),
+    ("twilio.auth_token", Kind::Str),
+    ("twilio.shared_key", Kind::Str),
+    ("twilio.api_base", Kind::Str),
+    ("twilio.validate_signatures", Kind::Bool),
+    ("app.kind", Kind::Str),
+    ("app.greeting_wav", Kind::Str),
+    ("app.mark_every_ms", Kind::Int),
+    ("pipeline.workers", Kind::Int),
+    ("pipeline.max_attempts", Kind::Int),
+    ("pipeline.backoff_base_ms", Kind::Int),
+    ("pipeline.backoff_cap_ms", Kind::Int),
+    ("pipeline.lease_ms", Kind::Int),
+    ("pipeline.poll_ms", Kind::Int),
+    ("pipeline.drain_timeout_ms", Kind::Int),
+    ("pipeline.engines", Kind::Str),
+    #[cfg(feature = "test-engines")]
+    ("test_engines.delay_ms", Kind::Int),
+    #[cfg(feature = "test-engines")]
+    ("test_engines.log", Kind::Str),
+    #[cfg(feature = "test-engines")]
+    ("test_engines.fail_first", Kind::Int),
+];
+
+/// Sections owned by the engines: their keys are passed through and checked by the engines'
+/// own config types.
+const OPEN_SECTIONS: [&str; 2] = ["transcription", "extraction"];
+
+/// The environment variable for a key: `pipeline.lease_ms` -> `HOST_SERVICE_PIPELINE_LEASE_MS`.
+pub fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+/// Every documented key and its variable (for `--print-keys` and the README).
+pub fn env_names() -> Vec<(String, String)> {
+    KEYS.iter()
+        .map(|(k, _)| (k.to_string(), env_name(k)))
+        .collect()
+}
+
+impl Config {
+    /// Read the file (when given), apply `env` on top, and validate.
+    pub fn load(
+        path: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (text, label) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?,
+                p.display().to_string(),
+            ),
+            None => (String::new(), "<none>".to_string()),
+        };
+        Config::from_parts(&text, &label, env)
+    }
+
+    pub fn from_parts(
+        text: &str,
+        label: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: label.to_owned(),
+            message: e.to_string(),
+        })?;
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_NOT_KEYS.contains(&k.as_str()))
+            .collect();
+        env.sort();
+        for (name, value) in env {
+            apply_env(&mut table, &name, &value)?;
+        }
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: label.to_owned(),
+                    message: e.to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if self.pipeline.workers == 0 {
+            return invalid("pipeline.workers", "must be at least 1");
+        }
+        if self.pipeline.max_attempts == 0 {
+            return invalid("pipeline.max_attempts", "must be at least 1");
+        }
+        if self.pipeline.lease_ms < 100 {
+            return invalid("pipeline.lease_ms", "must be at least 100");
+        }
+        if self.pipeline.backoff_cap_ms < self.pipeline.backoff_base_ms {
+            return invalid(
+                "pipeline.backoff_cap_ms",
+                "must not be below backoff_base_ms",
+            );
+        }
+        match self.pipeline.engines.as_str() {
+            "postcall" => {}
+            #[cfg(feature = "test-engines")]
+            "test" => {}
+            _ => return invalid("pipeline.engines", "must be \"postcall\""),
+        }
+        if self.app.kind == AppKind::Greeting && self.app.greeting_wav.is_none() {
+            return invalid("app.greeting_wav", "required when app.kind = \"greeting\"");
+        }
+        if self.app.mark_every_ms == 0 {
+            return invalid("app.mark_every_ms", "must be at least 1");
+        }
+        if self.recording.source == RecordingSource::Twilio {
+            if self.twilio.auth_token.is_none() {
+                return invalid(
+                    "twilio.auth_token",
+                    "required when recording.source = \"twilio\"",
+                );
+            }
+            if self.public_base_url.is_none() {
+                return invalid(
+                    "public_base_url",
+                    "required when recording.source = \"twilio\" (the status callback URL)",
+                );
+            }
+        }
+        if let Some(base) = &self.public_base_url {
+            if !(base.starts_with("https://") || base.starts_with("http://")) {
+                return invalid("public_base_url", "must start with https:// or http://");
+            }
+        }
+        if self.validate_signatures() && self.twilio.auth_token.is_none() {
+            return invalid(
+                "twilio.validate_signatures",
+                "needs twilio.auth_token to check signatures",
+            );
+        }
+        if self.validate_signatures() && self.public_base_url.is_none() {
+            return invalid(
+                "public_base_url",
+                "required to check webhook signatures (the URL Twilio signed)",
+            );
+        }
+        if let Some(token) = &self.api_token {
+            if token.len() < 16 {
+                return invalid("api_token", "must be at least 16 characters");
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether webhooks must carry a valid `X-Twilio-Signature`.
+    pub fn validate_signatures(&self) -> bool {
+        self.twilio
+            .validate_signatures
+            .unwrap_or(self.twilio.auth_token.is_some())
+    }
+}
+
+fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+    let bad = |message: String| ConfigError::BadEnv {
+        name: name.to_owned(),
+        message,
+    };
+    let known = KEYS.iter().find(|(k, _)| env_name(k) == name);
+    let (path, value) = match known {
+        Some((key, kind)) => {
+            let v = match kind {
+                Kind::Str => toml::Value::String(value.to_owned()),
+                Kind::Int => toml::Value::Integer(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad(format!("{value:?} is not an integer")))?,
+                ),
+                Kind::Bool => toml::Value::Boolean(match value.trim() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(bad(format!("{value:?} is not true or false"))),
+                }),
+            };
+            (key.split('.').map(str::to_owned).collect::<Vec<_>>(), v)
+        }
+        None => {
+            let rest = &name[ENV_PREFIX.len()..];
+            let section = OPEN_SECTIONS
+                .iter()
+                .find(|s| rest.starts_with(&format!("{}_", s.to_ascii_uppercase())))
+                .ok_or_else(|| ConfigError::UnknownEnv(name.to_owned()))?;
+            let key = rest[section.len() + 1..].to_ascii_lowercase();
+            // The engines' keys are not listed here: guess the type as TOML would.
+            let v = if let Ok(i) = value.parse::<i64>() {
+                toml::Value::Integer(i)
+            } else if let Ok(f) = value.parse::<f64>() {
+                toml::Value::Float(f)
+            } else if let Ok(b) = value.parse::<bool>() {
+                toml::Value::Boolean(b)
+            } else {
+                toml::Value::String(value.to_owned())
+            };
+            (vec![section.to_string(), key], v)
+        }
+    };
+    let mut node = table;
+    for part in &path[..path.len() - 1] {
+        let entry = node
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        node = entry
+            .as_table_mut()
+            .ok_or_else(|| bad(format!("{part} is not a table in the config file")))?;
+    }
+    node.insert(path[path.len() - 1].clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::from_parts("", "-", env(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.recording.source, RecordingSource::Stream);
+        assert_eq!(c.app.kind, AppKind::None);
+        assert!(!c.validate_signatures());
+    }
+
+    #[test]
+    fn env_overrides_file_and_every_key_has_a_variable() {
+        let c = Config::from_parts(
+            "listen = \"0.0.0.0:1\"\n[pipeline]\nworkers = 3\n",
+            "-",
+            env(&[
+                ("HOST_SERVICE_LISTEN", "127.0.0.1:9"),
+                ("HOST_SERVICE_PIPELINE_LEASE_MS", "1500"),
+                ("HOST_SERVICE_TRANSCRIPTION_ENGINE", "none"),
+                ("HOST_SERVICE_CONFIG", "ignored.toml"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9");
+        assert_eq!(c.pipeline.workers, 3);
+        assert_eq!(c.pipeline.lease_ms, 1500);
+        assert_eq!(c.transcription.engine.as_deref(), Some("none"));
+        assert_eq!(
+            env_name("pipeline.lease_ms"),
+            "HOST_SERVICE_PIPELINE_LEASE_MS"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_variables_are_errors_that_name_them() {
+        let err = Config::from_parts("[pipeline]\nworker = 3\n", "x.toml", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("worker"), "{err}");
+        let err = Config::from_parts("", "-", env(&[("HOST_SERVICE_LISTN", "x")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown environment variable HOST_SERVICE_LISTN (no such config key)"
+        );
+        let err = Config::from_parts("", "-", env(&[("HOST_SERVICE_PIPELINE_WORKERS", "two")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("not an integer"), "{err}");
+        let err =
+            Config::from_parts("[recording]\nsource = \"tape\"\n", "-", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("tape"), "{err}");
+    }
+
+    #[test]
+    fn dependent_keys_are_checked() {
+        let err = Config::from_parts("[recording]\nsource = \"twilio\"\n", "-", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("twilio.auth_token"), "{err}");
+        let err = Config::from_parts("[twilio]\nauth_token = \"t\"\n", "-", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("public_base_url"), "{err}");
+        let err = Config::from_parts("api_token = \"short\"\n", "-", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api_token"), "{err}");
+    }
+}

@@ -1,0 +1,280 @@
+//! Queue and call-state tests on a real SQLite file, with explicit times: replays change nothing,
+//! leases expire, backoff doubles up to its cap, a stage completes once.
+
+use super::*;
+
+const CALL: &str = "CA0123456789abcdef0123456789abcdef";
+const T0: i64 = 1_700_000_000_000;
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db/host.db")).await.unwrap();
+    (dir, store)
+}
+
+fn facts() -> CallFacts<'static> {
+    CallFacts {
+        account_sid: Some("AC0123456789abcdef0123456789abcdef"),
+        from: Some("+15550001111"),
+        to: Some("+15550002222"),
+        call_status: Some("completed"),
+    }
+}
+
+async fn job_row(store: &Store, stage: &str) -> (String, i64, i64, Option<String>) {
+    let r = sqlx::query("SELECT state, attempts, run_at_ms, last_error FROM jobs WHERE stage = ?1")
+        .bind(stage)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2), r.get(3))
+}
+
+#[test]
+fn backoff_doubles_up_to_the_cap() {
+    let got: Vec<u64> = (1..=8).map(|n| backoff_ms(n, 1000, 30_000)).collect();
+    assert_eq!(got, [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
+    assert_eq!(backoff_ms(200, 1000, 30_000), 30_000);
+}
+
+#[tokio::test]
+async fn database_is_private_and_in_wal_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, store) = store().await;
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let meta = std::fs::metadata(dir.path().join("db/host.db")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let meta = std::fs::metadata(dir.path().join("db")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+}
+
+#[tokio::test]
+async fn a_replayed_webhook_queues_nothing_twice() {
+    let (_d, store) = store().await;
+    assert!(store
+        .call_ended(CALL, &facts(), "stream", T0)
+        .await
+        .unwrap());
+    assert!(!store
+        .call_ended(CALL, &facts(), "stream", T0 + 5)
+        .await
+        .unwrap());
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let detail = store.call_detail(CALL).await.unwrap().unwrap();
+    assert_eq!(detail.status, "ended");
+    assert_eq!(detail.ended_at_ms, Some(T0));
+    assert_eq!(detail.from.as_deref(), Some("+15550001111"));
+}
+
+#[tokio::test]
+async fn stages_run_in_order_and_complete_exactly_once() {
+    let (_d, store) = store().await;
+    store
+        .call_ended(CALL, &facts(), "stream", T0)
+        .await
+        .unwrap();
+    let outputs = [
+        StageOutput::Recording {
+            path: "/r.wav".into(),
+            duration_ms: 1200,
+        },
+        StageOutput::Transcript {
+            json: r#"{"text":"hi","segments":[],"engine":"t","model":"m"}"#.into(),
+        },
+        StageOutput::Extraction {
+            summary: "s".into(),
+            fields_json: r#"{"a":1}"#.into(),
+            engine: "t".into(),
+        },
+    ];
+    for (i, (stage, output)) in Stage::ALL.iter().zip(&outputs).enumerate() {
+        let now = T0 + i as i64 * 10;
+        let job = store.claim("w1", now, 1000).await.unwrap().unwrap();
+        assert_eq!(job.stage, *stage);
+        assert_eq!(job.attempts, 1);
+        assert_eq!(store.claim("w2", now, 1000).await.unwrap(), None);
+        // Another worker cannot complete a job it does not hold.
+        assert_eq!(
+            store.complete(&job, "w2", output, now + 1).await.unwrap(),
+            Outcome::LeaseLost
+        );
+        assert_eq!(
+            store.complete(&job, "w1", output, now + 2).await.unwrap(),
+            Outcome::Done
+        );
+        // Completing again (a replay after a crash) changes nothing.
+        assert_eq!(
+            store.complete(&job, "w1", output, now + 3).await.unwrap(),
+            Outcome::LeaseLost
+        );
+    }
+    assert_eq!(store.claim("w1", T0 + 100, 1000).await.unwrap(), None);
+    let d = store.call_detail(CALL).await.unwrap().unwrap();
+    assert_eq!(d.status, "completed");
+    assert_eq!(d.recording.status, "saved");
+    assert_eq!(d.recording.duration_ms, Some(1200));
+    assert_eq!(d.transcript.unwrap()["text"], "hi");
+    assert_eq!(d.summary.as_deref(), Some("s"));
+    assert_eq!(d.fields.unwrap()["a"], 1);
+    let stages: Vec<(&str, &str, i64)> = d
+        .stages
+        .iter()
+        .map(|j| (j.stage.as_str(), j.state.as_str(), j.duration_ms.unwrap()))
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            ("recording", "done", 2),
+            ("transcribe", "done", 2),
+            ("extract", "done", 2)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_hands_the_job_to_another_worker() {
+    let (_d, store) = store().await;
+    store
+        .call_ended(CALL, &facts(), "stream", T0)
+        .await
+        .unwrap();
+    let a = store.claim("a", T0, 1000).await.unwrap().unwrap();
+    assert_eq!(store.claim("b", T0 + 999, 1000).await.unwrap(), None);
+    // A renews: still held past the first expiry.
+    assert!(store.renew(&a, "a", T0 + 900, 1000).await.unwrap());
+    assert_eq!(store.claim("b", T0 + 1500, 1000).await.unwrap(), None);
+    // A dies; at T0 + 1900 the lease is gone.
+    let b = store.claim("b", T0 + 1900, 1000).await.unwrap().unwrap();
+    assert_eq!((b.id, b.attempts), (a.id, 2));
+    assert!(!store.renew(&a, "a", T0 + 1901, 1000).await.unwrap());
+    let out = StageOutput::Recording {
+        path: "/x.wav".into(),
+        duration_ms: 1,
+    };
+    assert_eq!(
+        store.complete(&a, "a", &out, T0 + 1950).await.unwrap(),
+        Outcome::LeaseLost
+    );
+    assert_eq!(
+        store.complete(&b, "b", &out, T0 + 1960).await.unwrap(),
+        Outcome::Done
+    );
+    assert_eq!(job_row(&store, "recording").await.0, "done");
+}
+
+#[tokio::test]
+async fn failures_back_off_exponentially_then_fail_the_call() {
+    let (_d, store) = store().await;
+    store
+        .call_ended(CALL, &facts(), "stream", T0)
+        .await
+        .unwrap();
+    let mut now = T0;
+    let mut delays = Vec::new();
+    loop {
+        let job = store.claim("w", now, 1000).await.unwrap().unwrap();
+        match store
+            .fail(&job, "w", "engine busy", true, 4, (100, 250), now)
+            .await
+            .unwrap()
+        {
+            Outcome::Retry { run_at_ms } => {
+                delays.push(run_at_ms - now);
+                // Not due a millisecond early.
+                assert_eq!(store.claim("w", run_at_ms - 1, 1000).await.unwrap(), None);
+                now = run_at_ms;
+            }
+            Outcome::Failed => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(delays, [100, 200, 250]);
+    let (state, attempts, _, error) = job_row(&store, "recording").await;
+    assert_eq!((state.as_str(), attempts), ("failed", 4));
+    assert_eq!(error.as_deref(), Some("engine busy"));
+    let d = store.call_detail(CALL).await.unwrap().unwrap();
+    assert_eq!(d.status, "failed");
+    assert_eq!(d.errors.len(), 4);
+    assert!(d
+        .errors
+        .iter()
+        .all(|e| e.stage == "recording" && e.message == "engine busy"));
+}
+
+#[tokio::test]
+async fn a_permanent_error_fails_at_once() {
+    let (_d, store) = store().await;
+    store
+        .call_ended(CALL, &facts(), "stream", T0)
+        .await
+        .unwrap();
+    let job = store.claim("w", T0, 1000).await.unwrap().unwrap();
+    assert_eq!(
+        store
+            .fail(&job, "w", "bad audio", false, 5, (100, 1000), T0)
+            .await
+            .unwrap(),
+        Outcome::Failed
+    );
+    assert_eq!(job_row(&store, "recording").await.0, "failed");
+}
+
+#[tokio::test]
+async fn calls_list_newest_first_with_a_cursor() {
+    let (_d, store) = store().await;
+    let sids: Vec<String> = (0..5).map(|i| format!("CA{:032x}", i)).collect();
+    for (i, sid) in sids.iter().enumerate() {
+        store
+            .stream_started(sid, &format!("MZ{i}"), &facts(), "stream", T0 + i as i64)
+            .await
+            .unwrap();
+    }
+    let page1 = store.list_calls(2, None).await.unwrap();
+    assert_eq!(
+        page1
+            .iter()
+            .map(|c| c.call_sid.as_str())
+            .collect::<Vec<_>>(),
+        [sids[4].as_str(), sids[3].as_str()]
+    );
+    let last = page1.last().unwrap();
+    let page2 = store
+        .list_calls(10, Some((last.created_at_ms, last.call_sid.clone())))
+        .await
+        .unwrap();
+    assert_eq!(
+        page2
+            .iter()
+            .map(|c| c.call_sid.as_str())
+            .collect::<Vec<_>>(),
+        [sids[2].as_str(), sids[1].as_str(), sids[0].as_str()]
+    );
+}
+
+#[tokio::test]
+async fn a_second_stream_for_a_call_gets_the_next_index() {
+    let (_d, store) = store().await;
+    assert_eq!(
+        store
+            .stream_started(CALL, "MZa", &facts(), "stream", T0)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .stream_started(CALL, "MZb", &facts(), "stream", T0 + 1)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.open_streams(CALL).await.unwrap(), 2);
+}

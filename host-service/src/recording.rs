@@ -1,0 +1,279 @@
+//! A call recording built from the media stream itself: a two-channel 16-bit 8 kHz WAV (left the
+//! caller, right what the service sent), audio placed by `media.timestamp` with silence filling
+//! gaps, and written to disk as it arrives so a long call never sits in memory. Pure over
+//! `Read + Write + Seek`, so it is tested on an in-memory cursor; `repair` fixes the header of a
+//! file left behind by a crash.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+pub const SAMPLE_RATE: u32 = media::SAMPLE_RATE;
+pub const CHANNELS: u16 = 2;
+pub const BYTES_PER_FRAME: u64 = 4;
+pub const HEADER_LEN: u64 = 44;
+/// Samples (per channel) per millisecond at 8 kHz.
+const SAMPLES_PER_MS: u64 = (SAMPLE_RATE / 1000) as u64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error("recording i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("audio at {at_ms} ms is past the recording limit of {limit_ms} ms")]
+    TooLong { at_ms: u64, limit_ms: u64 },
+    #[error("not a WAV file this service wrote: {0}")]
+    NotOurWav(&'static str),
+}
+
+/// Where the recorder is allowed to keep frames before they go to disk.
+#[derive(Debug, Clone, Copy)]
+pub struct RecorderLimits {
+    /// Frames this far behind the newest inbound audio are written out; late frames still land
+    /// in place (read-modify-write), this only bounds memory.
+    pub reorder_window_ms: u64,
+    /// Audio placed beyond this is refused: a bogus timestamp must not grow a file without bound.
+    pub max_duration_ms: u64,
+}
+
+impl Default for RecorderLimits {
+    fn default() -> Self {
+        RecorderLimits {
+            reorder_window_ms: 1000,
+            max_duration_ms: 4 * 3600 * 1000,
+        }
+    }
+}
+
+/// The canonical 44-byte header for a stereo 16-bit PCM WAV at 8 kHz holding `frames` frames.
+pub fn wav_header(frames: u64) -> [u8; 44] {
+    let data_len = (frames * BYTES_PER_FRAME).min(u32::MAX as u64 - 36) as u32;
+    let mut h = [0u8; 44];
+    h[0..4].copy_from_slice(b"RIFF");
+    h[4..8].copy_from_slice(&(36 + data_len).to_le_bytes());
+    h[8..12].copy_from_slice(b"WAVE");
+    h[12..16].copy_from_slice(b"fmt ");
+    h[16..20].copy_from_slice(&16u32.to_le_bytes());
+    h[20..22].copy_from_slice(&1u16.to_le_bytes());
+    h[22..24].copy_from_slice(&CHANNELS.to_le_bytes());
+    h[24..28].copy_from_slice(&SAMPLE_RATE.to_le_bytes());
+    h[28..32].copy_from_slice(&(SAMPLE_RATE * BYTES_PER_FRAME as u32).to_le_bytes());
+    h[32..34].copy_from_slice(&(BYTES_PER_FRAME as u16).to_le_bytes());
+    h[34..36].copy_from_slice(&16u16.to_le_bytes());
+    h[36..40].copy_from_slice(b"data");
+    h[40..44].copy_from_slice(&data_len.to_le_bytes());
+    h
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Caller = 0,
+    Agent = 1,
+}
+
+/// Writes one stream's recording. Frames before `base` are on disk; `pending` holds the frames
+/// from `base` on that may still change.
+pub struct Recorder<W> {
+    out: W,
+    limits: RecorderLimits,
+    base: u64,
+    pending: VecDeque<[i16; 2]>,
+    /// One past the newest caller sample placed.
+    inbound_end: u64,
+    /// One past the last agent sample queued: Twilio plays what we send in order, so new audio
+    /// starts where the queue ends, or now if it has drained.
+    outbound_end: u64,
+    /// Frames written or reserved in total (the data length on finalize).
+    len: u64,
+}
+
+/// What a finished recording holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordingSummary {
+    pub frames: u64,
+    pub duration_ms: u64,
+}
+
+impl<W: Read + Write + Seek> Recorder<W> {
+    /// Start a recording: writes a header with zero sizes (fixed by `finalize` or `repair`).
+    pub fn new(mut out: W, limits: RecorderLimits) -> Result<Self, RecordingError> {
+        out.seek(SeekFrom::Start(0))?;
+        out.write_all(&wav_header(0))?;
+        Ok(Recorder {
+            out,
+            limits,
+            base: 0,
+            pending: VecDeque::new(),
+            inbound_end: 0,
+            outbound_end: 0,
+            len: 0,
+        })
+    }
+
+    /// Place caller audio (mu-law) at `timestamp_ms` from the stream start.
+    pub fn push_inbound(&mut self, timestamp_ms: u64, mulaw: &[u8]) -> Result<(), RecordingError> {
+        let at = timestamp_ms.saturating_mul(SAMPLES_PER_MS);
+        self.check_limit(at, mulaw.len())?;
+        self.place(Channel::Caller, at, mulaw)?;
+        self.inbound_end = self.inbound_end.max(at + mulaw.len() as u64);
+        self.flush_behind()
+    }
+
+    /// Record audio the service sent (mu-law). It plays after whatever is still queued, or from
+    /// the caller's current position when the queue has drained.
+    pub fn push_outbound(&mut self, mulaw: &[u8]) -> Result<(), RecordingError> {
+        let at = self.outbound_end.max(self.inbound_end);
+        self.check_limit(at, mulaw.len())?;
+        self.place(Channel::Agent, at, mulaw)?;
+        self.outbound_end = at + mulaw.len() as u64;
+        Ok(())
+    }
+
+    /// A `clear` drops what Twilio had buffered but not played: erase the agent audio after the
+    /// caller's current position.
+    pub fn clear_outbound(&mut self) {
+        let from = self.inbound_end.max(self.base);
+        for i in from..self.outbound_end.max(from) {
+            if let Some(frame) = self.pending.get_mut((i - self.base) as usize) {
+                frame[Channel::Agent as usize] = 0;
+            }
+        }
+        self.outbound_end = self.inbound_end;
+    }
+
+    pub fn inbound_end(&self) -> u64 {
+        self.inbound_end
+    }
+
+    pub fn frames(&self) -> u64 {
+        self.len
+    }
+
+    /// Write everything out and fix the header sizes.
+    pub fn finalize(mut self) -> Result<(RecordingSummary, W), RecordingError> {
+        let end = self.base + self.pending.len() as u64;
+        self.write_pending(end)?;
+        self.out.seek(SeekFrom::Start(0))?;
+        self.out.write_all(&wav_header(self.len))?;
+        self.out.flush()?;
+        let summary = RecordingSummary {
+            frames: self.len,
+            duration_ms: self.len / SAMPLES_PER_MS,
+        };
+        Ok((summary, self.out))
+    }
+
+    fn check_limit(&self, at: u64, n: usize) -> Result<(), RecordingError> {
+        let limit = self.limits.max_duration_ms * SAMPLES_PER_MS;
+        if at + n as u64 > limit {
+            return Err(RecordingError::TooLong {
+                at_ms: at / SAMPLES_PER_MS,
+                limit_ms: self.limits.max_duration_ms,
+            });
+        }
+        Ok(())
+    }
+
+    fn place(&mut self, ch: Channel, at: u64, mulaw: &[u8]) -> Result<(), RecordingError> {
+        let mut samples = mulaw.iter().map(|&b| media::mulaw::decode_sample(b));
+        let mut pos = at;
+        // The part that is already on disk (a frame that arrived very late).
+        if pos < self.base {
+            let late = (self.base - pos).min(mulaw.len() as u64);
+            let late_samples: Vec<i16> = samples.by_ref().take(late as usize).collect();
+            self.patch_disk(ch, pos, &late_samples)?;
+            pos += late;
+        }
+        let end = at + mulaw.len() as u64;
+        if pos >= end {
+            return Ok(());
+        }
+        // A jump far ahead: write the silence in between straight out instead of holding it.
+        let window = self.limits.reorder_window_ms * SAMPLES_PER_MS;
+        if pos > self.base + self.pending.len() as u64 + window {
+            self.write_pending(pos - window)?;
+        }
+        let needed = (end - self.base) as usize;
+        if self.pending.len() < needed {
+            self.pending.resize(needed, [0, 0]);
+        }
+        for (i, s) in samples.enumerate() {
+            self.pending[(pos - self.base) as usize + i][ch as usize] = s;
+        }
+        Ok(())
+    }
+
+    /// Write out frames that are far enough behind the caller's position.
+    fn flush_behind(&mut self) -> Result<(), RecordingError> {
+        let window = self.limits.reorder_window_ms * SAMPLES_PER_MS;
+        let upto = self.inbound_end.saturating_sub(window);
+        if upto > self.base + window {
+            self.write_pending(upto)?;
+        }
+        Ok(())
+    }
+
+    /// Write frames `[base, upto)` to disk (silence past the end of `pending`).
+    fn write_pending(&mut self, upto: u64) -> Result<(), RecordingError> {
+        if upto <= self.base {
+            return Ok(());
+        }
+        self.out
+            .seek(SeekFrom::Start(HEADER_LEN + self.base * BYTES_PER_FRAME))?;
+        let mut buf = Vec::with_capacity(8192);
+        while self.base < upto {
+            let frame = self.pending.pop_front().unwrap_or([0, 0]);
+            buf.extend_from_slice(&frame[0].to_le_bytes());
+            buf.extend_from_slice(&frame[1].to_le_bytes());
+            self.base += 1;
+            if buf.len() >= 8192 {
+                self.out.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+        self.out.write_all(&buf)?;
+        self.len = self.len.max(self.base);
+        Ok(())
+    }
+
+    /// Set one channel of frames already on disk, leaving the other channel as it is.
+    fn patch_disk(&mut self, ch: Channel, at: u64, samples: &[i16]) -> Result<(), RecordingError> {
+        let offset = HEADER_LEN + at * BYTES_PER_FRAME;
+        let mut buf = vec![0u8; samples.len() * BYTES_PER_FRAME as usize];
+        self.out.seek(SeekFrom::Start(offset))?;
+        self.out.read_exact(&mut buf)?;
+        for (i, s) in samples.iter().enumerate() {
+            let o = i * BYTES_PER_FRAME as usize + ch as usize * 2;
+            buf[o..o + 2].copy_from_slice(&s.to_le_bytes());
+        }
+        self.out.seek(SeekFrom::Start(offset))?;
+        self.out.write_all(&buf)?;
+        Ok(())
+    }
+}
+
+/// Fix the header of a recording a crash left unfinished: the sizes are set from the bytes on
+/// disk (a torn last frame is cut off) and everything recorded is kept.
+pub fn repair<F: Read + Write + Seek>(file: &mut F, file_len: u64) -> Result<u64, RecordingError> {
+    if file_len < HEADER_LEN {
+        // The crash came before the header was complete: an empty recording.
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&wav_header(0))?;
+        return Ok(0);
+    }
+    let mut head = [0u8; 44];
+    file.seek(SeekFrom::Start(0))?;
+    file.read_exact(&mut head)?;
+    if &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" || &head[36..40] != b"data" {
+        return Err(RecordingError::NotOurWav("header"));
+    }
+    if head[22..24] != CHANNELS.to_le_bytes() || head[24..28] != SAMPLE_RATE.to_le_bytes() {
+        return Err(RecordingError::NotOurWav("format"));
+    }
+    let frames = (file_len - HEADER_LEN) / BYTES_PER_FRAME;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&wav_header(frames))?;
+    file.flush()?;
+    Ok(frames)
+}
+
+#[cfg(test)]
+mod tests;
