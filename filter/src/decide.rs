@@ -140,7 +140,7 @@ pub fn start_response(cfg: &Config, resp: &ResponseInfo) -> ResponseStart {
         return ResponseStart::Pass("no content-type");
     };
     let mt = media_type(ct);
-    if !cfg.content_types.iter().any(|t| *t == mt) {
+    if !cfg.content_types.contains(&mt) {
         return ResponseStart::Pass("content-type not inspected");
     }
     let length: Option<u64> = resp

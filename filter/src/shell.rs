@@ -443,11 +443,8 @@ impl HttpContext for Http {
                 self.state = State::Done;
                 self.reply(
                     426,
-                    vec![
-                        ("content-type", "text/plain"),
-                        ("upgrade", "websocket"),
-                        ("connection", "upgrade"),
-                    ],
+                    // Envoy strips hop-by-hop `upgrade` from this reply, so none is set.
+                    vec![("content-type", "text/plain")],
                     decide::UPGRADE_REQUIRED_BODY.as_bytes(),
                 );
                 return Action::Pause;

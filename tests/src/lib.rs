@@ -11,6 +11,7 @@
 //! - Upstreams: [`upstream::RawUpstream`] (byte-exact HTTP/1.1 replies) and
 //!   [`upstream::WsEcho`] (a WebSocket echo).
 
+pub mod stack;
 pub mod upstream;
 
 use std::future::Future;

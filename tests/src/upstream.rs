@@ -281,6 +281,8 @@ pub struct WsEcho {
 }
 
 impl WsEcho {
+    // The handshake callback's error type is tungstenite's, large by its design.
+    #[allow(clippy::result_large_err)]
     pub async fn start() -> Result<Self> {
         let listener =
             TcpListener::bind("127.0.0.1:0")

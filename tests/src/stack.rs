@@ -1,0 +1,331 @@
+//! The whole stack for full-call tests and the demo's shape: the legacy Flask backend (the bug),
+//! the host service (stream, recording, Whisper, summary) and Envoy with the filter in front,
+//! each a child process on its own port, ready before use and killed on drop. Plus the caller's
+//! speech (espeak-ng) and a word error rate to judge transcripts by.
+
+use crate::{
+    free_local_addr, http_client, poll, release_binary, repo_root, ChildGuard, Envoy, EnvoySetup,
+    HarnessError, Result, TempDir,
+};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The public host Twilio would use; the simulator maps it onto Envoy with `--local`.
+pub const PUBLIC_HOST: &str = "voice.example.com";
+/// The auth token every part shares: the simulator signs with it, the host service checks it.
+pub const AUTH_TOKEN: &str = "e2e-auth-token-0123456789abcdef";
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
+    let context = context.into();
+    move |source| HarnessError::Io { context, source }
+}
+
+fn log_file(path: &Path) -> Result<(std::fs::File, std::fs::File)> {
+    let out = std::fs::File::create(path).map_err(io(format!("creating {}", path.display())))?;
+    let err = out.try_clone().map_err(io("cloning a log file"))?;
+    Ok((out, err))
+}
+
+/// Wait until `GET http://addr/healthz` answers 200, or the child exits.
+async fn wait_healthy(
+    name: &str,
+    child: &mut ChildGuard,
+    addr: SocketAddr,
+    log: &Path,
+) -> Result<()> {
+    let client = http_client();
+    let url = format!("http://{addr}/healthz");
+    let deadline = std::time::Instant::now() + crate::START_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Err(HarnessError::Http(format!(
+                "{name} exited ({status}) before it was ready; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )));
+        }
+        if let Ok(r) = client.get(&url).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(HarnessError::Timeout(
+                crate::START_TIMEOUT,
+                format!(
+                    "{name} on {addr}; log:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The project's Python (`$TWIML_GUARD_VENV/bin/python`, else `<repo>/.venv/bin/python`).
+pub fn venv_python() -> PathBuf {
+    std::env::var_os("TWIML_GUARD_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv"))
+        .join("bin")
+        .join("python")
+}
+
+// === the legacy backend ===
+
+/// `tests/legacy_backend/app.py`: answers every call with `<Record>` before `<Connect><Stream>`.
+pub struct LegacyBackend {
+    child: ChildGuard,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl LegacyBackend {
+    pub async fn start(dir: &Path) -> Result<LegacyBackend> {
+        let addr = free_local_addr()?;
+        let log = dir.join("legacy_backend.log");
+        let (out, err) = log_file(&log)?;
+        let mut child = ChildGuard::spawn(
+            "legacy backend",
+            Command::new(venv_python())
+                .arg(repo_root().join("tests/legacy_backend/app.py"))
+                .args(["--port", &addr.port().to_string()])
+                .env_remove("PUBLIC_HOST")
+                .stdout(out)
+                .stderr(err),
+        )?;
+        wait_healthy("legacy backend", &mut child, addr, &log).await?;
+        Ok(LegacyBackend { child, addr, log })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+// === the host service ===
+
+/// The host-service release binary with Whisper (the default engine) and signature checks on.
+pub struct HostService {
+    child: ChildGuard,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl HostService {
+    pub async fn start(dir: &Path) -> Result<HostService> {
+        let addr = free_local_addr()?;
+        let data_dir = dir.join("data");
+        let log = dir.join("host-service.log");
+        let config = dir.join("host-service.toml");
+        let model = repo_root().join("models/whisper-tiny.en");
+        let toml = format!(
+            "listen = \"{addr}\"\ndata_dir = \"{}\"\npublic_base_url = \"https://{PUBLIC_HOST}\"\n\n\
+             [twilio]\nauth_token = \"{AUTH_TOKEN}\"\n\n\
+             [transcription]\nengine = \"whisper\"\n\n\
+             [transcription.whisper]\nmodel_dir = \"{}\"\n",
+            data_dir.display(),
+            model.display()
+        );
+        std::fs::write(&config, toml).map_err(io("writing host-service.toml"))?;
+        let (out, err) = log_file(&log)?;
+        let mut cmd = Command::new(release_binary("host-service")?);
+        cmd.arg("--config").arg(&config).stdout(out).stderr(err);
+        // The service refuses unknown HOST_SERVICE_* variables; none of the caller's may leak in.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("HOST_SERVICE_") {
+                cmd.env_remove(k);
+            }
+        }
+        let mut child = ChildGuard::spawn("host service", &mut cmd)?;
+        wait_healthy("host service", &mut child, addr, &log).await?;
+        Ok(HostService {
+            child,
+            addr,
+            log,
+            data_dir,
+        })
+    }
+
+    /// `GET /api/calls/{sid}`: `None` on 404.
+    pub async fn call(&self, call_sid: &str) -> Result<Option<serde_json::Value>> {
+        let url = format!("http://{}/api/calls/{call_sid}", self.addr);
+        let resp = http_client()
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| HarnessError::Http(format!("GET {url}: {e}")))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(HarnessError::Http(format!("GET {url}: {}", resp.status())));
+        }
+        resp.json()
+            .await
+            .map(Some)
+            .map_err(|e| HarnessError::Http(format!("GET {url} body: {e}")))
+    }
+
+    /// Poll the call until its pipeline finished (`completed` or `failed`), up to `timeout`.
+    pub async fn finished_call(
+        &self,
+        call_sid: &str,
+        timeout: Duration,
+    ) -> Result<serde_json::Value> {
+        let what = format!("call {call_sid} to finish its pipeline");
+        poll(timeout, &what, || async {
+            let call = self.call(call_sid).await.ok()??;
+            matches!(call["status"].as_str(), Some("completed" | "failed")).then_some(call)
+        })
+        .await
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+// === the stack ===
+
+/// Envoy (shipped `envoy.yaml`, plugin config per test) in front of both services.
+pub struct Stack {
+    // Field order is drop order: Envoy first, then the services it fronts.
+    pub envoy: Envoy,
+    pub host: HostService,
+    pub backend: LegacyBackend,
+    pub dir: TempDir,
+}
+
+impl Stack {
+    /// Start everything; `plugin_config` replaces the shipped filter config when given.
+    pub async fn start(plugin_config: Option<&str>) -> Result<Stack> {
+        let dir = tempfile::Builder::new()
+            .prefix("twiml-guard-stack-")
+            .tempdir()
+            .map_err(io("creating a temp dir"))?;
+        let (backend, host) = tokio::try_join!(
+            LegacyBackend::start(dir.path()),
+            HostService::start(dir.path())
+        )?;
+        let mut setup = EnvoySetup::new(backend.addr, host.addr);
+        if let Some(json) = plugin_config {
+            setup = setup.plugin_config(json);
+        }
+        let envoy = Envoy::start(&setup).await?;
+        Ok(Stack {
+            envoy,
+            host,
+            backend,
+            dir,
+        })
+    }
+
+    /// The voice webhook as Twilio would request it.
+    pub fn public_webhook(&self) -> String {
+        format!("https://{PUBLIC_HOST}/webhook/incoming_call")
+    }
+
+    /// The TwiML the backend writes, straight from it (no Envoy), for the same public host.
+    pub async fn backend_twiml(&self, call_sid: &str) -> Result<String> {
+        let url = format!("http://{}/webhook/incoming_call", self.backend.addr);
+        let resp = http_client()
+            .post(&url)
+            .header("host", PUBLIC_HOST)
+            .form(&[("CallSid", call_sid), ("To", "+15005550001")])
+            .send()
+            .await
+            .map_err(|e| HarnessError::Http(format!("POST {url}: {e}")))?;
+        resp.text()
+            .await
+            .map_err(|e| HarnessError::Http(format!("POST {url} body: {e}")))
+    }
+}
+
+// === speech and scoring ===
+
+/// Speak `text` with espeak-ng into a WAV file (22.05 kHz mono, 16-bit).
+pub fn speak(text: &str, path: &Path) -> Result<()> {
+    let out = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(path)
+        .arg(text)
+        .output()
+        .map_err(io("running espeak-ng (apt-get install espeak-ng)"))?;
+    if !out.status.success() {
+        return Err(HarnessError::Http(format!(
+            "espeak-ng failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(())
+}
+
+/// Lowercase words with punctuation dropped and digits spelled the way speech says them, so
+/// "10" and "ten" agree.
+pub fn normalize_words(text: &str) -> Vec<String> {
+    const DIGITS: [&str; 10] = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    ];
+    text.split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric() || *c == '\'')
+                .collect::<String>()
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .map(|w| match w.parse::<usize>() {
+            Ok(n) if n < 10 => DIGITS[n].to_owned(),
+            Ok(10) => "ten".to_owned(),
+            _ => w,
+        })
+        .collect()
+}
+
+/// Word error rate of `hypothesis` against `reference`: word-level edit distance over the
+/// reference length.
+pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
+    let r = normalize_words(reference);
+    let h = normalize_words(hypothesis);
+    if r.is_empty() {
+        return if h.is_empty() { 0.0 } else { 1.0 };
+    }
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut cur = vec![i + 1; h.len() + 1];
+        for (j, hw) in h.iter().enumerate() {
+            let sub = prev[j] + usize::from(rw != hw);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[h.len()] as f64 / r.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wer_counts_word_edits() {
+        assert_eq!(
+            word_error_rate("go forward ten meters", "Go forward 10 meters."),
+            0.0
+        );
+        assert_eq!(word_error_rate("one two three four", "one two three"), 0.25);
+        assert_eq!(
+            word_error_rate("one two three four", "one too three four five"),
+            0.5
+        );
+        assert_eq!(word_error_rate("", ""), 0.0);
+        assert_eq!(word_error_rate("", "x"), 1.0);
+        assert_eq!(word_error_rate("a b", ""), 1.0);
+    }
+}

@@ -1,0 +1,92 @@
+//! The shipped envoy.yaml is valid as shipped, and a bad plugin configuration stops Envoy with a
+//! log line naming the field, instead of running with a guess.
+
+mod common;
+
+use std::process::Command;
+
+use e2e::{
+    envoy_binary, render_envoy_config, run_envoy_to_exit, shipped_envoy_yaml,
+    validate_envoy_config, EnvoySetup, SHIPPED_WASM_PATH,
+};
+
+#[test]
+fn shipped_envoy_yaml_validates_as_shipped() {
+    // Byte for byte the shipped file, in a directory laid out like the repo (the wasm path in it
+    // is relative), with the module under test linked in.
+    let dir = tempfile::tempdir().unwrap();
+    let wasm_link = dir.path().join(SHIPPED_WASM_PATH);
+    std::fs::create_dir_all(wasm_link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(common::wasm_path(), &wasm_link).unwrap();
+    let config = dir.path().join("envoy.yaml");
+    std::fs::write(&config, shipped_envoy_yaml().unwrap()).unwrap();
+    let (status, out) = validate_envoy_config(&config, dir.path()).unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("OK"), "{out}");
+    assert!(
+        out.contains("configured mode=Rewrite reject_style=Status holds_headers=true"),
+        "{out}"
+    );
+}
+
+#[test]
+fn envoy_is_the_pinned_version() {
+    let out = Command::new(envoy_binary().unwrap())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/1.40.0/"), "{text}");
+}
+
+fn setup(json: &str) -> String {
+    let any = "127.0.0.1:9".parse().unwrap();
+    render_envoy_config(
+        &shipped_envoy_yaml().unwrap(),
+        &EnvoySetup::new(any, any).plugin_config(json),
+        &common::wasm_path(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_plugin_config_stops_envoy_naming_the_field() {
+    let cases = [
+        (
+            r#"{"mode": "strcit"}"#,
+            "field `mode`: unknown variant `strcit`",
+        ),
+        (r#"{"mdoe": "strict"}"#, "unknown field `mdoe`"),
+        (
+            r#"{"max_body_bytes": "big"}"#,
+            "field `max_body_bytes`: invalid type",
+        ),
+        (
+            r#"{"recording_status_callback": "/cb"}"#,
+            "field `recording_status_callback`: \"/cb\" is not an absolute http(s) URL",
+        ),
+        (
+            r#"{"reject_status": 700}"#,
+            "field `reject_status`: 700 is not an HTTP status (100-599)",
+        ),
+        ("mode: strict", "plugin configuration is not valid JSON"),
+    ];
+    for (json, want) in cases {
+        let (status, log) = run_envoy_to_exit(&setup(json)).await.unwrap();
+        assert!(!status.success(), "{json}: envoy kept running\n{log}");
+        assert!(
+            log.contains(&format!("invalid plugin configuration: {want}")),
+            "{json}: log lacks {want:?}\n{log}"
+        );
+    }
+}
+
+#[test]
+fn validate_mode_refuses_a_bad_plugin_config() {
+    let (status, out) = e2e::validate_envoy_yaml(&setup(r#"{"on_oversize": "drop"}"#)).unwrap();
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("field `on_oversize`: unknown variant `drop`"),
+        "{out}"
+    );
+}
