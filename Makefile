@@ -76,5 +76,42 @@ lint: setup
 test: build lint
 	$(CARGO) test --release --workspace
 
+# cargo-fuzz needs nightly flags (-Zsanitizer); RUSTC_BOOTSTRAP=1 lets the stable toolchain accept
+# them. Each target runs FUZZ_SECONDS from its committed seeds (and the TwiML fixtures); new
+# inputs land in fuzz/corpus/, crashes in fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := twiml_rewrite media_parse signature
+CARGO_FUZZ_VERSION := 0.13.2
+
+$(STAMPS)/cargo-fuzz: $(STAMPS)/rust
+	@mkdir -p $(STAMPS)
+	cargo fuzz --version 2>/dev/null | grep -q '$(CARGO_FUZZ_VERSION)' || \
+	  $(CARGO) install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION)
+	@touch $@
+
+fuzz: $(STAMPS)/cargo-fuzz
+	@cd fuzz && export RUSTC_BOOTSTRAP=1 && \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t; \
+	  seeds="seeds/$$t"; if [ $$t = twiml_rewrite ]; then seeds="$$seeds ../tests/fixtures/twiml"; fi; \
+	  echo "== $$t: $(FUZZ_SECONDS) s (log: fuzz/corpus/$$t.log)"; \
+	  if ! cargo fuzz run $$t corpus/$$t $$seeds -- -max_total_time=$(FUZZ_SECONDS) \
+	      -print_final_stats=1 > corpus/$$t.log 2>&1; then \
+	    tail -n 60 corpus/$$t.log; echo "fuzz target $$t failed: see fuzz/artifacts/$$t/"; exit 1; \
+	  fi; \
+	  grep -E '^Done [0-9]+ runs' corpus/$$t.log; \
+	done; \
+	for t in $(FUZZ_TARGETS); do \
+	  printf '%-14s %s executions, no crash\n' $$t \
+	    "$$(sed -n 's/^stat::number_of_executed_units: *//p' corpus/$$t.log)"; \
+	done
+
+# The stack stays up after the demo (pid files and logs in run/); `make stop` ends it.
+demo: build
+	scripts/demo.sh
+
+stop:
+	@scripts/demo.sh stop
+
 clean:
 	rm -rf target $(STAMPS)
