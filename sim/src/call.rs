@@ -165,13 +165,15 @@ impl Call<'_> {
         let result = async {
             let resp = req.send().await?;
             let status = resp.status();
-            let ctype = resp
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let (ctype, guard) = (header("content-type"), header("x-twiml-guard"));
             let body = resp.bytes().await?;
-            Ok::<_, reqwest::Error>((status, ctype, body))
+            Ok::<_, reqwest::Error>((status, ctype, guard, body))
         }
         .await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -183,6 +185,7 @@ impl Call<'_> {
             signed: self.cfg.auth_token.is_some(),
             status: None,
             content_type: None,
+            guard: None,
             latency_ms,
             body: String::new(),
             verbs: Vec::new(),
@@ -204,9 +207,10 @@ impl Call<'_> {
                 self.outcome.get_or_insert(Outcome::Error);
                 None
             }
-            Ok((status, ctype, body)) => {
+            Ok((status, ctype, guard, body)) => {
                 record.status = Some(status.as_u16());
                 record.content_type = ctype.clone();
+                record.guard = guard;
                 record.body = String::from_utf8_lossy(&body).into_owned();
                 self.event(format!(
                     "{} {} ({}) -> {} in {:.1} ms",

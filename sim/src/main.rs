@@ -30,6 +30,9 @@ enum Command {
         /// Save the audio the server sent back (8 kHz WAV).
         #[arg(long, value_name = "FILE")]
         save_outbound: Option<PathBuf>,
+        /// Also write the JSON report to FILE (whatever is printed).
+        #[arg(long, value_name = "FILE")]
+        report_json: Option<PathBuf>,
     },
     /// Place many calls and report totals and latency percentiles.
     Load {
@@ -155,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Call {
             call,
             save_outbound,
+            report_json,
         } => {
             let cfg = call.config(save_outbound.is_some())?;
             let report = twilio_sim::place_call(&client, &cfg).await;
@@ -162,6 +166,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!("{}", report.to_json());
             } else {
                 print!("{}", report.render());
+            }
+            if let Some(path) = report_json {
+                std::fs::write(&path, report.to_json())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
             }
             if let Some(path) = save_outbound {
                 let audio: Vec<u8> = report

@@ -63,6 +63,8 @@ pub struct Fetch {
     pub signed: bool,
     pub status: Option<u16>,
     pub content_type: Option<String>,
+    /// The `x-twiml-guard` verdict header, when a twiml-guard filter answered.
+    pub guard: Option<String>,
     pub latency_ms: f64,
     pub body: String,
     /// The verbs in the answer, when it parsed.
@@ -173,11 +175,15 @@ impl Report {
                 .map_or_else(|| "no answer".to_owned(), |c| c.to_string());
             let _ = writeln!(
                 s,
-                "  signed: {}  status: {}  latency: {:.1} ms  content-type: {}",
+                "  signed: {}  status: {}  latency: {:.1} ms  content-type: {}{}",
                 if f.signed { "yes" } else { "no" },
                 status,
                 f.latency_ms,
-                f.content_type.as_deref().unwrap_or("-")
+                f.content_type.as_deref().unwrap_or("-"),
+                f.guard
+                    .as_deref()
+                    .map(|g| format!("  x-twiml-guard: {g}"))
+                    .unwrap_or_default()
             );
             if let Some(e) = &f.error {
                 let _ = writeln!(s, "  error: {e}");
