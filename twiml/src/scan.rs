@@ -149,7 +149,10 @@ fn scan(body: &[u8]) -> Result<Inspection, Fail> {
     // quick-xml silently drops a BOM at the start of what it reads, which would shift every
     // offset (and conflict span) by three bytes; a second U+FEFF is text before the root anyway.
     if doc.starts_with(BOM) {
-        return Err(Fail::at(base, "a second byte order mark before the root element"));
+        return Err(Fail::at(
+            base,
+            "a second byte order mark before the root element",
+        ));
     }
     let bad_char = first_illegal_control(doc).map(|i| {
         Fail::at(
