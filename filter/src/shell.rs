@@ -175,7 +175,12 @@ enum State {
     /// The response will be checked when its headers arrive.
     Candidate,
     /// Buffering a candidate body until its end.
-    Buffering { enc: Encoding, held: bool },
+    Buffering {
+        enc: Encoding,
+        held: bool,
+        /// The last cumulative size a body callback reported (the trailers callback has none).
+        size: usize,
+    },
     /// The body is being replaced before its end (a twiml-style reject of an oversize body):
     /// each arriving chunk is dropped, and the replacement goes out at the end.
     Swallowing { replacement: Vec<u8> },
@@ -501,7 +506,7 @@ impl HttpContext for Http {
                 // Contract rule 1.
                 self.set_response_header("content-length", None);
                 let held = self.config.holds_headers();
-                self.state = State::Buffering { enc, held };
+                self.state = State::Buffering { enc, held, size: 0 };
                 if held {
                     Action::Pause
                 } else {
@@ -513,7 +518,12 @@ impl HttpContext for Http {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         match self.state {
-            State::Buffering { enc, held } => {
+            State::Buffering { enc, held, .. } => {
+                self.state = State::Buffering {
+                    enc,
+                    held,
+                    size: body_size,
+                };
                 self.on_buffered_body(enc, held, body_size, end_of_stream)
             }
             State::Swallowing { .. } => self.swallow(body_size, end_of_stream),
@@ -522,15 +532,12 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        // Contract rule 2: with trailers, this is the end of the body. The buffered size is
-        // asked for again, since no body callback said it with end_of_stream.
-        let size = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .map_or(0, |b| b.len());
+        // Contract rule 2: with trailers, this is the end of the body, at the size the last body
+        // callback reported.
         match self.state {
-            State::Buffering { enc, held } => self.on_buffered_body(enc, held, size, true),
-            State::Swallowing { .. } => self.swallow(size, true),
+            State::Buffering { enc, held, size } => self.on_buffered_body(enc, held, size, true),
+            // Every earlier chunk was dropped as it came: the buffer is empty.
+            State::Swallowing { .. } => self.swallow(0, true),
             _ => Action::Continue,
         }
     }

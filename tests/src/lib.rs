@@ -272,6 +272,29 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Start `cmd` as `name` with stdout and stderr appended to `log` (read it with
+/// `std::fs::read_to_string` when a test fails). For the release binaries of the stack:
+/// `spawn_logged("host-service", Command::new(release_binary("host-service")?).args(..), &log)`.
+pub fn spawn_logged(name: &str, cmd: &mut Command, log: &Path) -> Result<ChildGuard> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io(format!("opening {}", log.display())))?;
+    let err = out.try_clone().map_err(io("cloning a log file"))?;
+    ChildGuard::spawn(name, cmd.stdout(out).stderr(err))
+}
+
+/// Wait until `GET url` answers 2xx (a child's readiness endpoint), up to `timeout`.
+pub async fn wait_http_ok(url: &str, timeout: Duration) -> Result<()> {
+    let client = http_client();
+    poll(timeout, &format!("{url} to answer 2xx"), || async {
+        let resp = client.get(url).send().await.ok()?;
+        resp.status().is_success().then_some(())
+    })
+    .await
+}
+
 /// Call `check` until it yields a value or `timeout` passes; the interval grows from 10 ms to
 /// 200 ms. This is the only way the harness waits.
 pub async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
