@@ -169,6 +169,13 @@ pub fn start_response(cfg: &Config, resp: &ResponseInfo) -> ResponseStart {
     ResponseStart::Inspect(enc)
 }
 
+// === counters ===
+
+/// Counter names as defined with the host. Envoy shows them as `wasmcustom.<name>` in `/stats`
+/// and with dots as underscores in `/stats/prometheus` (`twiml_guard_inspected_total`).
+pub const INSPECTED_METRIC: &str = "twiml_guard.inspected_total";
+pub const WS_UPGRADES_METRIC: &str = "twiml_guard.ws_upgrades_total";
+
 // === outcomes ===
 
 /// The outcome of one inspected response: the `x-twiml-guard` value and the counter it bumps.
@@ -192,6 +199,18 @@ impl Label {
         Label::Oversize,
         Label::Malformed,
     ];
+
+    /// The counter this outcome bumps (besides `twiml_guard.inspected_total`).
+    pub fn metric(self) -> &'static str {
+        match self {
+            Label::Clean => "twiml_guard.clean_total",
+            Label::Rewritten => "twiml_guard.rewritten_total",
+            Label::Rejected => "twiml_guard.rejected_total",
+            Label::Detected => "twiml_guard.detected_total",
+            Label::Oversize => "twiml_guard.oversize_total",
+            Label::Malformed => "twiml_guard.malformed_total",
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {

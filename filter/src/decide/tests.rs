@@ -387,9 +387,24 @@ fn verdict_line_names_context_path_and_verdict() {
 }
 
 #[test]
-fn every_label_has_a_distinct_name() {
-    let names: std::collections::HashSet<_> = Label::ALL.iter().map(|l| l.as_str()).collect();
-    assert_eq!(names.len(), 6);
+fn every_label_has_its_header_value_and_counter() {
+    let got: Vec<(&str, &str)> = Label::ALL
+        .iter()
+        .map(|l| (l.as_str(), l.metric()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("clean", "twiml_guard.clean_total"),
+            ("rewritten", "twiml_guard.rewritten_total"),
+            ("rejected", "twiml_guard.rejected_total"),
+            ("detected", "twiml_guard.detected_total"),
+            ("oversize", "twiml_guard.oversize_total"),
+            ("malformed", "twiml_guard.malformed_total"),
+        ]
+    );
+    assert_eq!(INSPECTED_METRIC, "twiml_guard.inspected_total");
+    assert_eq!(WS_UPGRADES_METRIC, "twiml_guard.ws_upgrades_total");
 }
 
 #[test]
