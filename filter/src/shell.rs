@@ -22,49 +22,29 @@ fn log(level: LogLevel, msg: &str) {
 
 // === counters ===
 
+/// Host ids of the counters, defined once per root context.
 #[derive(Debug, Clone, Copy)]
 struct Metrics {
     inspected: u32,
-    clean: u32,
-    rewritten: u32,
-    rejected: u32,
-    detected: u32,
-    oversize: u32,
-    malformed: u32,
     ws_upgrades: u32,
+    /// In `Label::ALL` order.
+    outcomes: [u32; 6],
 }
-
-/// Counter names: Envoy shows them as `wasmcustom.<name>` in `/stats` and `twiml_guard_*_total`
-/// in `/stats/prometheus`.
-pub const METRIC_NAMES: [&str; 8] = [
-    "twiml_guard.inspected_total",
-    "twiml_guard.clean_total",
-    "twiml_guard.rewritten_total",
-    "twiml_guard.rejected_total",
-    "twiml_guard.detected_total",
-    "twiml_guard.oversize_total",
-    "twiml_guard.malformed_total",
-    "twiml_guard.ws_upgrades_total",
-];
 
 impl Metrics {
     fn define() -> Result<Metrics, String> {
-        let mut ids = [0u32; 8];
-        for (id, name) in ids.iter_mut().zip(METRIC_NAMES) {
-            *id = hostcalls::define_metric(MetricType::Counter, name)
-                .map_err(|e| format!("define_metric {name}: {e:?}"))?;
+        let define = |name: &str| {
+            hostcalls::define_metric(MetricType::Counter, name)
+                .map_err(|e| format!("define_metric {name}: {e:?}"))
+        };
+        let mut outcomes = [0u32; 6];
+        for (id, label) in outcomes.iter_mut().zip(Label::ALL) {
+            *id = define(label.metric())?;
         }
-        let [inspected, clean, rewritten, rejected, detected, oversize, malformed, ws_upgrades] =
-            ids;
         Ok(Metrics {
-            inspected,
-            clean,
-            rewritten,
-            rejected,
-            detected,
-            oversize,
-            malformed,
-            ws_upgrades,
+            inspected: define(decide::INSPECTED_METRIC)?,
+            ws_upgrades: define(decide::WS_UPGRADES_METRIC)?,
+            outcomes,
         })
     }
 
@@ -75,14 +55,14 @@ impl Metrics {
 
     fn outcome(&self, label: Label) {
         Self::bump(self.inspected);
-        Self::bump(match label {
-            Label::Clean => self.clean,
-            Label::Rewritten => self.rewritten,
-            Label::Rejected => self.rejected,
-            Label::Detected => self.detected,
-            Label::Oversize => self.oversize,
-            Label::Malformed => self.malformed,
-        });
+        if let Some((id, _)) = self
+            .outcomes
+            .iter()
+            .zip(Label::ALL)
+            .find(|(_, l)| *l == label)
+        {
+            Self::bump(*id);
+        }
     }
 }
 
