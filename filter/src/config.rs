@@ -60,6 +60,7 @@ pub struct RawConfig {
     pub fallback_twiml: String,
     pub media_path: String,
     pub log_twiml: bool,
+    pub signature: Option<crate::signature::RawSignatureConfig>,
 }
 
 pub const DEFAULT_FALLBACK_TWIML: &str =
@@ -81,6 +82,7 @@ impl Default for RawConfig {
             fallback_twiml: DEFAULT_FALLBACK_TWIML.into(),
             media_path: "/ws/twilio-media".into(),
             log_twiml: false,
+            signature: None,
         }
     }
 }
@@ -101,6 +103,8 @@ pub struct Config {
     pub fallback_twiml: String,
     pub media_path: String,
     pub log_twiml: bool,
+    /// Twilio request-signature checks; `None` when the `signature` key is absent.
+    pub signature: Option<crate::signature::SignatureConfig>,
 }
 
 impl Default for Config {
@@ -123,6 +127,7 @@ impl Default for Config {
             fallback_twiml: raw.fallback_twiml,
             media_path: raw.media_path,
             log_twiml: raw.log_twiml,
+            signature: None,
         }
     }
 }
@@ -176,6 +181,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "fallback_twiml",
     "media_path",
     "log_twiml",
+    "signature",
 ];
 
 fn bad(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -209,6 +215,9 @@ fn check_each_field(map: &Map<String, Value>) -> Result<(), ConfigError> {
             "fallback_twiml" => typed::<String>("fallback_twiml", v)?,
             "media_path" => typed::<String>("media_path", v)?,
             "log_twiml" => typed::<bool>("log_twiml", v)?,
+            "signature" => {
+                typed::<Option<crate::signature::RawSignatureConfig>>("signature", v)?;
+            }
             other => return Err(ConfigError::UnknownField(other.to_string())),
         }
     }
@@ -401,6 +410,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         fallback_twiml: raw.fallback_twiml,
         media_path: raw.media_path,
         log_twiml: raw.log_twiml,
+        signature: crate::signature::validate(raw.signature)?,
     })
 }
 

@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod decide;
+pub mod signature;
 
 #[cfg(target_arch = "wasm32")]
 mod shell;

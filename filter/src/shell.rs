@@ -102,6 +102,14 @@ impl RootContext for Root {
                 return false;
             }
         };
+        let mut cfg = cfg;
+        if let Err(e) = crate::signature::configure(&mut cfg) {
+            log(
+                LogLevel::Critical,
+                &format!("invalid plugin configuration: {e}"),
+            );
+            return false;
+        }
         if self.metrics.is_none() {
             match Metrics::define() {
                 Ok(m) => self.metrics = Some(m),
@@ -135,6 +143,7 @@ impl RootContext for Root {
             metrics,
             path: String::new(),
             state: State::Skip,
+            signature: crate::signature::Pending::default(),
         }))
     }
 
@@ -168,17 +177,9 @@ enum State {
     Done,
 }
 
-/// Outcome of request-side checks. Twilio request-signature validation (`signature.rs`) plugs in
-/// through `check_request_headers` / `check_request_body`; until then every request is allowed.
-#[derive(Debug)]
-enum RequestCheck {
-    Allow,
-    #[allow(dead_code)]
-    Deny {
-        status: u32,
-        body: Vec<u8>,
-    },
-}
+/// Outcome of request-side checks (Twilio request signatures, `signature.rs`): allow, hold the
+/// request until its body has arrived, or deny it before it reaches a backend.
+use crate::signature::Gate as RequestCheck;
 
 pub struct Http {
     id: u32,
@@ -187,6 +188,8 @@ pub struct Http {
     /// `:path` without the query, for log lines.
     path: String,
     state: State,
+    /// A signed request held until its body has arrived.
+    signature: crate::signature::Pending,
 }
 
 impl Http {
@@ -226,13 +229,61 @@ impl Http {
 
     /// Request-side checks that may refuse a request (Twilio signatures on signed paths and on the
     /// media WebSocket handshake). Called after routing, before anything is forwarded.
-    fn check_request_headers(&mut self, _req: &RequestInfo, _route: RequestRoute) -> RequestCheck {
-        RequestCheck::Allow
+    fn check_request_headers(
+        &mut self,
+        req: &RequestInfo,
+        route: RequestRoute,
+        end_of_stream: bool,
+    ) -> RequestCheck {
+        let header = |name: &str| {
+            hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+                .ok()
+                .flatten()
+        };
+        let step = crate::signature::on_request_headers(
+            &self.config,
+            &mut self.signature,
+            req,
+            route,
+            &header,
+            end_of_stream,
+        );
+        self.signature_step(step)
     }
 
     /// The body half of request-side checks (form-encoded webhook parameters are signed).
-    fn check_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> RequestCheck {
-        RequestCheck::Allow
+    fn check_request_body(&mut self, body_size: usize, end_of_stream: bool) -> RequestCheck {
+        let read = |n| {
+            hostcalls::get_buffer(BufferType::HttpRequestBody, 0, n)
+                .map(|b| b.unwrap_or_default())
+                .map_err(|e| format!("{e:?}"))
+        };
+        let step = crate::signature::on_request_body(
+            &self.config,
+            &mut self.signature,
+            body_size,
+            end_of_stream,
+            read,
+        );
+        self.signature_step(step)
+    }
+
+    fn signature_step(&self, step: crate::signature::Step) -> RequestCheck {
+        use crate::signature::Step;
+        match step {
+            Step::Pass => RequestCheck::Allow,
+            Step::Hold => RequestCheck::Hold,
+            Step::Decided(verdict) => {
+                crate::signature::record(&verdict);
+                let level = if verdict.ok() {
+                    LogLevel::Debug
+                } else {
+                    LogLevel::Warn
+                };
+                self.log(level, &verdict.log_line());
+                verdict.gate()
+            }
+        }
     }
 
     fn deny(&mut self, status: u32, body: &[u8]) -> Action {
@@ -413,7 +464,7 @@ impl Http {
 impl Context for Http {}
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let req = RequestInfo {
             method: self.request_header(":method").unwrap_or_default(),
             path: self.request_header(":path").unwrap_or_default(),
@@ -440,8 +491,9 @@ impl HttpContext for Http {
                 State::Skip
             }
         };
-        match self.check_request_headers(&req, route) {
+        match self.check_request_headers(&req, route, end_of_stream) {
             RequestCheck::Allow => Action::Continue,
+            RequestCheck::Hold => Action::Pause,
             RequestCheck::Deny { status, body } => self.deny(status, &body),
         }
     }
@@ -452,6 +504,7 @@ impl HttpContext for Http {
         }
         match self.check_request_body(body_size, end_of_stream) {
             RequestCheck::Allow => Action::Continue,
+            RequestCheck::Hold => Action::Pause,
             RequestCheck::Deny { status, body } => self.deny(status, &body),
         }
     }

@@ -104,6 +104,7 @@ fn default_json(key: &str) -> serde_json::Value {
         "fallback_twiml" => json!(DEFAULT_FALLBACK_TWIML),
         "media_path" => json!("/ws/twilio-media"),
         "log_twiml" => json!(false),
+        "signature" => json!(null),
         other => panic!("no default for {other}"),
     }
 }

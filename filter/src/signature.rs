@@ -1,0 +1,471 @@
+//! Twilio request signatures at the edge: webhooks on the signed paths and the media WebSocket
+//! handshake are checked with `twiml::signature` before anything reaches a backend, so a forged
+//! call never starts. The decisions are plain functions (tested natively); the shell reads
+//! headers and bodies, applies the [`Gate`] and bumps the counters.
+//!
+//! Secrets never enter the plugin JSON: it names environment variables, which Envoy passes to
+//! the VM through `vm_config.environment_variables`. No secret and no signature reaches a log.
+
+use serde::Deserialize;
+use twiml::signature::{self as sig, Body, Keys, Request, SignatureError};
+
+use crate::config::{is_absolute_url, Config, ConfigError};
+use crate::decide::{path_only, RequestInfo, RequestRoute};
+
+/// Counter names: `twiml_guard_signature_ok_total` and `twiml_guard_signature_rejected_total` in
+/// `/stats/prometheus`.
+pub const METRIC_NAMES: [&str; 2] = [
+    "twiml_guard.signature_ok_total",
+    "twiml_guard.signature_rejected_total",
+];
+
+pub const DEFAULT_AUTH_TOKEN_ENV: &str = "TWILIO_AUTH_TOKEN";
+
+/// The body of a 403: says what is wrong, never why in detail (that is in the log).
+pub const FORBIDDEN_BODY: &[u8] = b"invalid or missing X-Twilio-Signature\n";
+pub const TOO_LARGE_BODY: &[u8] = b"signed request body over max_body_bytes\n";
+
+/// The `signature` object as written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSignatureConfig {
+    /// Environment variable holding the account auth token (HMAC-SHA1 signatures).
+    #[serde(default = "default_auth_token_env")]
+    pub auth_token_env: String,
+    /// Environment variable holding the webhook shared key (HMAC-SHA256 signatures).
+    #[serde(default)]
+    pub shared_key_env: Option<String>,
+    /// The origin Twilio calls (`https://voice.example.com`), not the internal one.
+    pub public_base_url: String,
+    /// Path prefixes whose requests must be signed. The media path is always checked.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// `false`: count and log failures, let the request through.
+    #[serde(default = "default_enforce")]
+    pub enforce: bool,
+}
+
+fn default_auth_token_env() -> String {
+    DEFAULT_AUTH_TOKEN_ENV.into()
+}
+
+fn default_enforce() -> bool {
+    true
+}
+
+/// The validated `signature` configuration. `keys` is filled from the VM's environment by
+/// [`load_keys`] when the plugin is configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureConfig {
+    pub auth_token_env: String,
+    pub shared_key_env: Option<String>,
+    /// `public_base_url` without a trailing `/`.
+    pub public_base_url: String,
+    /// The same origin with `wss://` (or `ws://`) for the media handshake.
+    pub public_ws_url: String,
+    pub paths: Vec<String>,
+    pub enforce: bool,
+    pub keys: Keys,
+}
+
+fn bad(message: impl Into<String>) -> ConfigError {
+    ConfigError::Field {
+        field: "signature",
+        message: message.into(),
+    }
+}
+
+fn env_name_ok(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Check the `signature` object; `None` (absent or `null`) turns validation off.
+pub fn validate(raw: Option<RawSignatureConfig>) -> Result<Option<SignatureConfig>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    if !env_name_ok(&raw.auth_token_env) {
+        return Err(bad(format!(
+            "auth_token_env {:?} is not an environment variable name",
+            raw.auth_token_env
+        )));
+    }
+    if let Some(name) = &raw.shared_key_env {
+        if !env_name_ok(name) {
+            return Err(bad(format!(
+                "shared_key_env {name:?} is not an environment variable name"
+            )));
+        }
+    }
+    let base = raw.public_base_url.trim_end_matches('/');
+    if !is_absolute_url(base) || base.contains(['?', '#']) {
+        return Err(bad(format!(
+            "public_base_url {:?} is not an absolute http(s) URL without query",
+            raw.public_base_url
+        )));
+    }
+    let public_ws_url = match base.split_once("://") {
+        Some(("https", rest)) => format!("wss://{rest}"),
+        Some((_, rest)) => format!("ws://{rest}"),
+        None => return Err(bad("public_base_url has no scheme")),
+    };
+    for p in &raw.paths {
+        if !p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(char::is_whitespace) {
+            return Err(bad(format!(
+                "paths: {p:?} is not a path prefix (must start with '/', no query)"
+            )));
+        }
+    }
+    Ok(Some(SignatureConfig {
+        auth_token_env: raw.auth_token_env,
+        shared_key_env: raw.shared_key_env,
+        public_base_url: base.to_owned(),
+        public_ws_url,
+        paths: raw.paths,
+        enforce: raw.enforce,
+        keys: Keys::default(),
+    }))
+}
+
+/// Read the secrets named in the configuration from the VM's environment. A missing or empty
+/// variable refuses the configuration: a guard that cannot check signatures must not start.
+/// The error names the variable, never a value.
+pub fn load_keys(
+    cfg: &mut Config,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let Some(sc) = cfg.signature.as_mut() else {
+        return Ok(());
+    };
+    let read = |name: &str, key: &str| {
+        env(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+            bad(format!(
+                "{key}: environment variable {name} is not set in the VM (add it to \
+                 vm_config.environment_variables)"
+            ))
+        })
+    };
+    sc.keys.auth_token = Some(read(&sc.auth_token_env, "auth_token_env")?);
+    if let Some(name) = &sc.shared_key_env {
+        sc.keys.shared_key = Some(read(name, "shared_key_env")?);
+    }
+    Ok(())
+}
+
+/// One line for the configure log: what is checked, no secrets.
+pub fn describe(cfg: &Config) -> String {
+    match &cfg.signature {
+        None => "signature=off".into(),
+        Some(sc) => format!(
+            "signature=on enforce={} public_base_url={} paths={:?} sha256={}",
+            sc.enforce,
+            sc.public_base_url,
+            sc.paths,
+            sc.keys.shared_key.is_some()
+        ),
+    }
+}
+
+// === requests ===
+
+/// What the shell does with a request after the signature step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    Allow,
+    /// Hold the request (headers and body) until its body has arrived.
+    Hold,
+    /// Answer locally; the request never reaches a backend.
+    Deny {
+        status: u32,
+        body: Vec<u8>,
+    },
+}
+
+/// A signed request waiting for its body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pending(Option<Held>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Held {
+    url: String,
+    signature: Option<String>,
+    settings: Option<String>,
+    form: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Signature(SignatureError),
+    /// The body passed `max_body_bytes` before it could be checked.
+    TooLarge(usize),
+}
+
+/// A decided check: the shell counts it, logs [`Verdict::log_line`] and applies [`Verdict::gate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub what: &'static str,
+    pub result: Result<(), Failure>,
+    pub enforce: bool,
+}
+
+impl Verdict {
+    pub fn ok(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    pub fn gate(&self) -> Gate {
+        match &self.result {
+            Ok(()) => Gate::Allow,
+            Err(_) if !self.enforce => Gate::Allow,
+            Err(Failure::TooLarge(_)) => Gate::Deny {
+                status: 413,
+                body: TOO_LARGE_BODY.to_vec(),
+            },
+            Err(Failure::Signature(_)) => Gate::Deny {
+                status: 403,
+                body: FORBIDDEN_BODY.to_vec(),
+            },
+        }
+    }
+
+    /// The log line: the kind of request and why it failed; never a secret or a signature.
+    pub fn log_line(&self) -> String {
+        match &self.result {
+            Ok(()) => format!("signature ok what={}", self.what),
+            Err(f) => {
+                let reason = match f {
+                    Failure::Signature(e) => format!("reason={} ({e})", e.kind()),
+                    Failure::TooLarge(n) => format!("reason=too_large ({n} bytes)"),
+                };
+                let action = if self.enforce {
+                    "rejected"
+                } else {
+                    "allowed (enforce=false)"
+                };
+                format!("signature {action} what={} {reason}", self.what)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Not a signed request.
+    Pass,
+    /// Wait for the body.
+    Hold,
+    Decided(Verdict),
+}
+
+impl Step {
+    fn decided(what: &'static str, sc: &SignatureConfig, result: Result<(), Failure>) -> Step {
+        Step::Decided(Verdict {
+            what,
+            result,
+            enforce: sc.enforce,
+        })
+    }
+}
+
+/// `path` with percent-escapes decoded, `\` read as `/`, repeated slashes merged and dot
+/// segments resolved: how a lenient backend may read it. A request is signed when its raw or
+/// its normalised path falls under a signed prefix, so `/x/../webhook/` cannot slip past.
+pub fn normalize_path(path: &str) -> String {
+    let decoded = percent_decode(path);
+    let mut out: Vec<&str> = Vec::new();
+    for seg in decoded.split(['/', '\\']) {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut joined = format!("/{}", out.join("/"));
+    if decoded.ends_with(['/', '\\']) && !out.is_empty() {
+        joined.push('/');
+    }
+    joined
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn signed_path(sc: &SignatureConfig, path: &str) -> bool {
+    let path = path_only(path);
+    let normalized = normalize_path(path);
+    sc.paths
+        .iter()
+        .any(|p| path.starts_with(p.as_str()) || normalized.starts_with(p.as_str()))
+}
+
+fn is_form(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// The request-header step. `header` reads a request header; `end_of_stream` says the request
+/// has no body.
+pub fn on_request_headers(
+    cfg: &Config,
+    pending: &mut Pending,
+    req: &RequestInfo,
+    route: RequestRoute,
+    header: &dyn Fn(&str) -> Option<String>,
+    end_of_stream: bool,
+) -> Step {
+    let Some(sc) = &cfg.signature else {
+        return Step::Pass;
+    };
+    let signature = header(sig::SIGNATURE_HEADER);
+    let settings = header(sig::SETTINGS_HEADER);
+    if route == RequestRoute::MediaUpgrade {
+        let url = format!("{}{}", sc.public_ws_url, req.path);
+        let result =
+            sig::validate_websocket(&url, signature.as_deref(), settings.as_deref(), &sc.keys)
+                .map_err(Failure::Signature);
+        return Step::decided("media_handshake", sc, result);
+    }
+    if !signed_path(sc, &req.path) {
+        return Step::Pass;
+    }
+    let url = format!("{}{}", sc.public_base_url, req.path);
+    if end_of_stream {
+        let result = sig::validate(
+            &Request {
+                url: &url,
+                body: Body::None,
+                signature: signature.as_deref(),
+                settings: settings.as_deref(),
+            },
+            &sc.keys,
+        )
+        .map_err(Failure::Signature);
+        return Step::decided("webhook", sc, result);
+    }
+    let declared = header("content-length").and_then(|v| v.trim().parse::<usize>().ok());
+    if let Some(n) = declared.filter(|&n| n > cfg.max_body_bytes) {
+        return Step::decided("webhook", sc, Err(Failure::TooLarge(n)));
+    }
+    pending.0 = Some(Held {
+        url,
+        signature,
+        settings,
+        form: is_form(header("content-type").as_deref()),
+    });
+    Step::Hold
+}
+
+/// The request-body step: hold until the end, then check. `read` returns the buffered body.
+pub fn on_request_body(
+    cfg: &Config,
+    pending: &mut Pending,
+    body_size: usize,
+    end_of_stream: bool,
+    read: impl FnOnce(usize) -> Result<Vec<u8>, String>,
+) -> Step {
+    let (Some(sc), Some(held)) = (&cfg.signature, &pending.0) else {
+        return Step::Pass;
+    };
+    if body_size > cfg.max_body_bytes {
+        pending.0 = None;
+        return Step::decided("webhook", sc, Err(Failure::TooLarge(body_size)));
+    }
+    if !end_of_stream {
+        return Step::Hold;
+    }
+    // An unreadable body cannot be shown to be signed.
+    let body = read(body_size).unwrap_or_default();
+    let params;
+    let body = if held.form {
+        params = sig::parse_form(&body);
+        Body::Form(&params)
+    } else {
+        Body::Raw(&body)
+    };
+    let result = sig::validate(
+        &Request {
+            url: &held.url,
+            body,
+            signature: held.signature.as_deref(),
+            settings: held.settings.as_deref(),
+        },
+        &sc.keys,
+    )
+    .map_err(Failure::Signature);
+    pending.0 = None;
+    Step::decided("webhook", sc, result)
+}
+
+// === the host side (wasm only) ===
+
+#[cfg(target_arch = "wasm32")]
+mod host {
+    use std::cell::Cell;
+
+    use proxy_wasm::hostcalls;
+    use proxy_wasm::types::{LogLevel, MetricType};
+
+    use super::{describe, load_keys, Verdict, METRIC_NAMES};
+    use crate::config::Config;
+
+    thread_local! {
+        // The VM is single-threaded; ids are defined once, at the first configure.
+        static COUNTERS: Cell<Option<(u32, u32)>> = const { Cell::new(None) };
+    }
+
+    /// At plugin configure: read the secrets from the VM's environment (Envoy's
+    /// `vm_config.environment_variables`) and define the counters, so they read 0 before the
+    /// first request.
+    pub fn configure(cfg: &mut Config) -> Result<(), String> {
+        load_keys(cfg, |name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+        if COUNTERS.get().is_none() {
+            let define = |name| {
+                hostcalls::define_metric(MetricType::Counter, name)
+                    .map_err(|e| format!("define_metric {name}: {e:?}"))
+            };
+            let [ok, rejected] = METRIC_NAMES;
+            COUNTERS.set(Some((define(ok)?, define(rejected)?)));
+        }
+        let _ = hostcalls::log(LogLevel::Info, &describe(cfg));
+        Ok(())
+    }
+
+    pub fn record(verdict: &Verdict) {
+        if let Some((ok, rejected)) = COUNTERS.get() {
+            let id = if verdict.ok() { ok } else { rejected };
+            // A lost increment is better than a trap.
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+pub use host::{configure, record};
+
+#[cfg(test)]
+mod tests;
