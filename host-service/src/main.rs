@@ -37,7 +37,8 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("bad log filter {:?}", cli.log))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     if cli.log_json {
         builder.json().init();
     } else {
