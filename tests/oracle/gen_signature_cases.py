@@ -152,7 +152,9 @@ def make_case(rng, base_url, prefix):
 
     case = {"url": url, "kind": kind, "body": body, "signature": signature, "settings": settings}
     case["valid"] = judge(case)
-    case["mutations"] = mutations(rng, case)
+    # Behind a fixed origin only the path after the signed prefix, and the query, can change.
+    url_flip_from = len(base_url) + len(prefix) if base_url else 0
+    case["mutations"] = mutations(rng, case, url_flip_from)
     return case
 
 
@@ -181,17 +183,19 @@ def judge(case):
         return False
 
 
-def flip(rng, text, alphabet):
-    """`text` with one character replaced by a different one from `alphabet`, and where."""
-    i = rng.randrange(len(text))
+def flip(rng, text, alphabet, start=0):
+    """`text` with one character at or after `start` replaced by a different one from
+    `alphabet`, and where."""
+    i = rng.randrange(start, len(text))
     choices = [c for c in alphabet if c != text[i] and c.lower() != text[i].lower()]
     return text[:i] + rng.choice(choices) + text[i + 1:], i
 
 
-def mutations(rng, case):
+def mutations(rng, case, url_flip_from):
     out = []
-    url, pos = flip(rng, case["url"], ALNUM)
-    out.append({"what": "url", "position": pos, **case, "url": url})
+    if len(case["url"]) > url_flip_from:
+        url, pos = flip(rng, case["url"], ALNUM, url_flip_from)
+        out.append({"what": "url", "position": pos, **case, "url": url})
 
     if case["kind"] == "form":
         pairs = parse_qsl(case["body"], keep_blank_values=True)

@@ -1,0 +1,352 @@
+//! Twilio request signatures checked by the filter in a real Envoy: requests signed by Twilio's
+//! own Python `RequestValidator` reach the backend, every one-character forgery (URL, parameter,
+//! signature, settings header) is answered 403 without reaching it, the media WebSocket handshake
+//! is checked before the upgrade, and the counters agree. Secrets come from the VM's environment
+//! and appear in no log line.
+
+use std::process::Command;
+
+use e2e::upstream::{RawUpstream, Reply, Request, WsEcho};
+use e2e::{Envoy, EnvoySetup};
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use twiml::signature::{compute, Algorithm};
+
+const PUBLIC: &str = "https://voice.example.com";
+const PREFIX: &str = "/webhook/";
+const OK_METRIC: &str = "twiml_guard_signature_ok_total";
+const REJECTED_METRIC: &str = "twiml_guard_signature_rejected_total";
+const FORBIDDEN: &[u8] = b"invalid or missing X-Twilio-Signature\n";
+
+fn plugin_config(enforce: bool) -> String {
+    format!(
+        r#"{{"mode": "rewrite", "media_path": "/ws/twilio-media", "max_body_bytes": 65536,
+            "signature": {{"auth_token_env": "TWILIO_AUTH_TOKEN",
+            "shared_key_env": "TWILIO_WEBHOOK_KEY", "public_base_url": "{PUBLIC}",
+            "paths": ["{PREFIX}"], "enforce": {enforce}}}}}"#
+    )
+}
+
+/// The shipped config for `setup`, with the secrets passed to the VM the documented way.
+fn config_with_env(setup: &EnvoySetup, env: &[(&str, &str)]) -> String {
+    let yaml = e2e::render_envoy_config(
+        &e2e::shipped_envoy_yaml().unwrap(),
+        setup,
+        &e2e::wasm_module().unwrap(),
+    )
+    .unwrap();
+    let line = yaml
+        .lines()
+        .find(|l| l.trim() == "vm_id: twiml_guard")
+        .expect("the shipped config names its VM")
+        .to_string();
+    let indent = &line[..line.len() - line.trim_start().len()];
+    let pairs: Vec<String> = env
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", serde_json::to_string(v).unwrap()))
+        .collect();
+    yaml.replacen(
+        &line,
+        &format!(
+            "{line}\n{indent}environment_variables:\n{indent}  key_values: {{ {} }}",
+            pairs.join(", ")
+        ),
+        1,
+    )
+}
+
+fn backend(req: &Request) -> Reply {
+    let _ = req;
+    Reply::ok("text/plain", "backend saw it\n")
+}
+
+struct Rig {
+    envoy: Envoy,
+    backend: RawUpstream,
+    media: WsEcho,
+    token: String,
+    shared: String,
+}
+
+async fn rig(enforce: bool, token: &str, shared: &str) -> Rig {
+    let backend = RawUpstream::start(backend).await.unwrap();
+    let media = WsEcho::start().await.unwrap();
+    let setup = EnvoySetup::new(backend.addr(), media.addr()).plugin_config(plugin_config(enforce));
+    let yaml = config_with_env(
+        &setup,
+        &[("TWILIO_AUTH_TOKEN", token), ("TWILIO_WEBHOOK_KEY", shared)],
+    );
+    let envoy = Envoy::start_with_config(&yaml).await.unwrap();
+    Rig {
+        envoy,
+        backend,
+        media,
+        token: token.into(),
+        shared: shared.into(),
+    }
+}
+
+/// Oracle cases behind the fixed public origin, signed with the generator's own secrets.
+fn oracle(count: usize, seed: u64) -> Value {
+    let script = e2e::repo_root().join("tests/oracle/gen_signature_cases.py");
+    let out = Command::new(e2e::stack::venv_python())
+        .arg(&script)
+        .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
+        .args(["--base-url", PUBLIC, "--path-prefix", PREFIX])
+        .output()
+        .expect("run the oracle generator");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_else(|| panic!("{key} in {v}"))
+}
+
+/// Send one oracle request through Envoy: (status, body).
+async fn send(envoy: &Envoy, case: &Value) -> (u16, Vec<u8>) {
+    let url = text(case, "url");
+    let path = url.strip_prefix(PUBLIC).expect("under the public origin");
+    let kind = text(case, "kind");
+    let client = envoy.client();
+    let mut req = match kind {
+        "none" => client.get(envoy.url(path)),
+        _ => client
+            .post(envoy.url(path))
+            .body(text(case, "body").to_owned()),
+    };
+    req = req.header("x-twilio-signature", text(case, "signature"));
+    if let Some(settings) = case["settings"].as_str() {
+        req = req.header("x-twilio-webhooks-signature-settings", settings);
+    }
+    match kind {
+        "form" => req = req.header("content-type", "application/x-www-form-urlencoded"),
+        "json" => req = req.header("content-type", "application/json"),
+        _ => {}
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oracle_signed_requests_pass_and_forgeries_are_refused() {
+    let doc = oracle(1000, 11);
+    let r = rig(true, text(&doc, "auth_token"), text(&doc, "shared_key")).await;
+    let e = &r.envoy;
+    assert_eq!(
+        e.counters(&[OK_METRIC, REJECTED_METRIC]).await.unwrap(),
+        [0, 0]
+    );
+
+    let cases = doc["cases"].as_array().unwrap();
+    let mut requests: Vec<(bool, Value)> = Vec::new();
+    for case in cases {
+        assert_eq!(case["valid"], true);
+        requests.push((true, case.clone()));
+        for m in case["mutations"].as_array().unwrap() {
+            assert_eq!(
+                m["valid"], false,
+                "the oracle refuses its own forgeries: {m}"
+            );
+            requests.push((false, m.clone()));
+        }
+    }
+    let results: Vec<(bool, Value, u16, Vec<u8>)> = futures_util::stream::iter(requests)
+        .map(|(valid, case)| async move {
+            let (status, body) = send(e, &case).await;
+            (valid, case, status, body)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+
+    let mut passed = 0u64;
+    let mut refused = std::collections::BTreeMap::<String, u64>::new();
+    for (valid, case, status, body) in &results {
+        if *valid {
+            assert_eq!(
+                (*status, body.as_slice()),
+                (200, b"backend saw it\n".as_slice()),
+                "signed request refused: {case}"
+            );
+            passed += 1;
+        } else {
+            assert_eq!(
+                (*status, body.as_slice()),
+                (403, FORBIDDEN),
+                "forgery not refused: {case}"
+            );
+            *refused.entry(text(case, "what").to_owned()).or_default() += 1;
+        }
+    }
+    let rejected: u64 = refused.values().sum();
+    eprintln!("{passed} signed requests passed; forgeries refused: {refused:?}");
+    assert_eq!(passed, 1000);
+    assert_eq!(refused["signature"], 1000);
+    assert_eq!(refused["settings"], 1000);
+    assert!(
+        refused["url"] >= 900 && refused["param"] >= 800,
+        "{refused:?}"
+    );
+
+    // Only signed requests reached the backend, byte for byte.
+    let seen = r.backend.requests();
+    assert_eq!(seen.len() as u64, passed);
+    let mut expected: Vec<(String, Vec<u8>)> = cases
+        .iter()
+        .map(|c| {
+            let path = text(c, "url").strip_prefix(PUBLIC).unwrap().to_owned();
+            (path, text(c, "body").as_bytes().to_vec())
+        })
+        .collect();
+    let mut got: Vec<(String, Vec<u8>)> = seen.into_iter().map(|q| (q.path, q.body)).collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+
+    e.wait_counter(OK_METRIC, passed).await.unwrap();
+    e.wait_counter(REJECTED_METRIC, rejected).await.unwrap();
+
+    // No secret in any log line.
+    let log = e.log();
+    assert!(log.contains("signature=on enforce=true"), "{log}");
+    assert!(log.contains("signature rejected what=webhook"), "{log}");
+    assert!(!log.contains(&r.token) && !log.contains(&r.shared));
+}
+
+async fn handshake(e: &Envoy, signature: Option<&str>) -> Result<(), u16> {
+    let mut req = e.ws_url("/ws/twilio-media").into_client_request().unwrap();
+    if let Some(sig) = signature {
+        req.headers_mut()
+            .insert("x-twilio-signature", sig.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => Ok(()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(other) => panic!("handshake failed without an HTTP answer: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_handshake_is_checked_before_the_upgrade() {
+    let r = rig(true, "media-token-1", "media-shared-1").await;
+    let e = &r.envoy;
+    let sign = |url: &str| compute::<&str, &str>(url, &[], r.token.as_bytes(), Algorithm::HmacSha1);
+
+    let forgeries = [
+        None,
+        Some("forged".to_string()),
+        // Signed for another path, another host, or as an https URL.
+        Some(sign("wss://voice.example.com/ws/twilio-medi")),
+        Some(sign("wss://evil.example.com/ws/twilio-media")),
+        Some(sign("https://voice.example.com/ws/twilio-media")),
+    ];
+    for bad in &forgeries {
+        assert_eq!(handshake(e, bad.as_deref()).await, Err(403), "{bad:?}");
+    }
+    assert!(
+        r.media.accepted().is_empty(),
+        "a refused handshake reached the host"
+    );
+
+    let good = sign("wss://voice.example.com/ws/twilio-media");
+    let slash = sign("wss://voice.example.com/ws/twilio-media/");
+    let with_port = sign("wss://voice.example.com:443/ws/twilio-media");
+    for sig in [&good, &slash, &with_port] {
+        assert_eq!(handshake(e, Some(sig)).await, Ok(()), "{sig}");
+    }
+    assert_eq!(r.media.accepted().len(), 3);
+    e.wait_counter(OK_METRIC, 3).await.unwrap();
+    e.wait_counter(REJECTED_METRIC, forgeries.len() as u64)
+        .await
+        .unwrap();
+    e.wait_counter("twiml_guard_ws_upgrades_total", 3)
+        .await
+        .unwrap();
+    assert!(!e.log().contains(&r.token));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforce_false_counts_and_lets_through() {
+    let r = rig(false, "monitor-token", "monitor-shared").await;
+    let e = &r.envoy;
+    let resp = e
+        .client()
+        .post(e.url("/webhook/voice"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", "forged=")
+        .body("CallSid=CA1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(r.backend.requests().len(), 1);
+    e.wait_counter(REJECTED_METRIC, 1).await.unwrap();
+    assert_eq!(e.counter(OK_METRIC).await.unwrap(), 0);
+    e.wait_log("signature allowed (enforce=false) what=webhook reason=mismatch")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_bodies_are_bounded_and_unsigned_paths_untouched() {
+    let r = rig(true, "bound-token", "bound-shared").await;
+    let e = &r.envoy;
+    let url = format!("{PUBLIC}/webhook/big");
+    let value = "x".repeat(70_000);
+    let sig = compute(
+        &url,
+        &[("Big", value.as_str())],
+        r.token.as_bytes(),
+        Algorithm::HmacSha1,
+    );
+    let resp = e
+        .client()
+        .post(e.url("/webhook/big"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", sig)
+        .body(format!("Big={value}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    assert!(r.backend.requests().is_empty());
+    e.wait_counter(REJECTED_METRIC, 1).await.unwrap();
+
+    // Outside the signed prefixes nothing is asked for.
+    let resp = e.client().get(e.url("/voice/answer")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // A dot segment does not take a request out of a signed prefix.
+    let resp = e
+        .client()
+        .get(e.url("/voice/..%2Fwebhook/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    assert_eq!(r.backend.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_stops_envoy_and_names_the_variable() {
+    let setup = EnvoySetup::new(
+        "127.0.0.1:9".parse().unwrap(),
+        "127.0.0.1:9".parse().unwrap(),
+    )
+    .plugin_config(plugin_config(true));
+    // The shared key's variable is missing.
+    let yaml = config_with_env(&setup, &[("TWILIO_AUTH_TOKEN", "present-token-value")]);
+    let (status, log) = e2e::run_envoy_to_exit(&yaml).await.unwrap();
+    assert!(!status.success());
+    assert!(
+        log.contains("environment variable TWILIO_WEBHOOK_KEY is not set in the VM"),
+        "{log}"
+    );
+    assert!(!log.contains("present-token-value"));
+}
