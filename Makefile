@@ -77,6 +77,18 @@ lint: setup
 test: build lint
 	$(CARGO) test --release --workspace
 
+# Whisper's real-time factor on this machine, side by side with Python's faster-whisper (same
+# CTranslate2 engine, same model folder, same audio), printed as one table.
+$(STAMPS)/bench-venv: bench/requirements.txt $(STAMPS)/venv
+	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+	@touch $@
+
+.PHONY: bench-whisper
+bench-whisper: setup $(STAMPS)/bench-venv
+	$(CARGO) run --release -p postcall --example whisper_rtf -- --model $(WHISPER_MODEL) --python $(PY)
+
+bench: bench-whisper
+
 # cargo-fuzz needs nightly flags (-Zsanitizer); RUSTC_BOOTSTRAP=1 lets the stable toolchain accept
 # them. Each target runs FUZZ_SECONDS from its committed seeds (and the TwiML fixtures); new
 # inputs land in fuzz/corpus/, crashes in fuzz/artifacts/.

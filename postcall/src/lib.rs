@@ -7,10 +7,23 @@
 //! - `TranscribeRequest`, `Transcript`, `Segment`, `ExtractRequest`, `Extraction`, `EngineError`
 //! - `TranscriptionConfig`, `ExtractionConfig` (serde, `Default`, unknown keys refused) and
 //!   `Engines::from_config(&TranscriptionConfig, &ExtractionConfig) -> Result<Engines, EngineError>`
+//!
+//! Layout: `audio` (windows, silence, timestamp tokens: pure), `whisper` (CTranslate2 engine,
+//! feature `whisper`), `openai` (OpenAI-compatible HTTP engines), `retry` (when and how long to
+//! wait), `extract` (deterministic local extraction), `wer` (word error rate, for tests and
+//! benchmarks).
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
+
+pub mod audio;
+pub mod extract;
+pub mod openai;
+pub mod retry;
+pub mod wer;
+#[cfg(feature = "whisper")]
+pub mod whisper;
 
 /// Transcribe one call's recording.
 #[derive(Debug, Clone)]
@@ -77,19 +90,147 @@ pub trait Extractor: Send + Sync {
     async fn extract(&self, req: &ExtractRequest) -> Result<Extraction, EngineError>;
 }
 
+// === configuration ===
+
+/// `[transcription]`: which engine turns recordings into text, and its settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TranscriptionConfig {
     /// `whisper` (default), `openai` or `none`.
     pub engine: Option<String>,
+    pub whisper: WhisperConfig,
+    pub openai: OpenAiTranscriptionConfig,
 }
 
+/// `[transcription.whisper]`: Whisper on CTranslate2, in process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhisperConfig {
+    /// A CTranslate2 Whisper folder (`model.bin`, `config.json`, `tokenizer.json`,
+    /// `preprocessor_config.json`).
+    pub model_dir: PathBuf,
+    /// Spoken language (`en`, `he`, ...). English-only models always use `en`; multilingual
+    /// models detect the language when this is unset.
+    pub language: Option<String>,
+    /// `int8` (default: fastest measured on CPU), `int8_float32`, `int16`, `float32`, `auto`.
+    pub compute_type: String,
+    /// Threads per inference; 0 lets CTranslate2 decide.
+    pub threads: usize,
+    /// Beam width; 1 is greedy decoding.
+    pub beam_size: usize,
+}
+
+impl Default for WhisperConfig {
+    fn default() -> Self {
+        WhisperConfig {
+            model_dir: PathBuf::from("models/whisper-tiny.en"),
+            language: None,
+            compute_type: "int8".into(),
+            threads: 0,
+            beam_size: 5,
+        }
+    }
+}
+
+/// `[transcription.openai]`: `POST {base_url}/v1/audio/transcriptions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiTranscriptionConfig {
+    /// Scheme, host and optional path prefix; `/v1/...` is appended.
+    pub base_url: String,
+    /// Name of the environment variable holding the API key (never the key itself).
+    pub api_key_env: String,
+    pub model: String,
+    pub timeout_secs: u64,
+    /// Retries after the first attempt, on 429, 5xx and network errors.
+    pub max_retries: u32,
+    /// Longest wait honoured from a `Retry-After` header; a longer demand ends the attempt as
+    /// transient, so the pipeline retries later instead of holding a worker.
+    pub max_retry_after_secs: u64,
+    pub language: Option<String>,
+}
+
+impl Default for OpenAiTranscriptionConfig {
+    fn default() -> Self {
+        OpenAiTranscriptionConfig {
+            base_url: "https://api.openai.com".into(),
+            api_key_env: "OPENAI_API_KEY".into(),
+            model: "whisper-1".into(),
+            timeout_secs: 300,
+            max_retries: 3,
+            max_retry_after_secs: 30,
+            language: None,
+        }
+    }
+}
+
+/// `[extraction]`: which engine turns a transcript into a summary and fields.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExtractionConfig {
     /// `local` (default) or `openai`.
     pub engine: Option<String>,
+    pub local: LocalExtractionConfig,
+    pub openai: OpenAiExtractionConfig,
 }
+
+/// `[extraction.local]`: the deterministic extractor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalExtractionConfig {
+    /// ISO 3166 region for numbers said without a country code (`US`, `GB`, `IL`, ...).
+    pub default_region: String,
+    /// Where callers live, for "tomorrow at nine": `UTC`, a fixed offset (`+02:00`) or an IANA
+    /// zone (`America/New_York`, read from the system time zone database).
+    pub timezone: String,
+    /// Sentences in the extractive summary.
+    pub summary_sentences: usize,
+}
+
+impl Default for LocalExtractionConfig {
+    fn default() -> Self {
+        LocalExtractionConfig {
+            default_region: "US".into(),
+            timezone: "UTC".into(),
+            summary_sentences: 3,
+        }
+    }
+}
+
+/// `[extraction.openai]`: chat completions with a JSON schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiExtractionConfig {
+    /// Scheme, host and optional path prefix; `/v1/...` is appended.
+    pub base_url: String,
+    /// Name of the environment variable holding the API key (never the key itself).
+    pub api_key_env: String,
+    pub model: String,
+    pub timeout_secs: u64,
+    /// Retries after the first attempt, on 429, 5xx and network errors.
+    pub max_retries: u32,
+    /// Longest wait honoured from a `Retry-After` header; a longer demand ends the attempt as
+    /// transient, so the pipeline retries later instead of holding a worker.
+    pub max_retry_after_secs: u64,
+    /// As for the local engine: relative dates resolve in this zone.
+    pub timezone: String,
+}
+
+impl Default for OpenAiExtractionConfig {
+    fn default() -> Self {
+        OpenAiExtractionConfig {
+            base_url: "https://api.openai.com".into(),
+            api_key_env: "OPENAI_API_KEY".into(),
+            model: "gpt-4o-mini".into(),
+            timeout_secs: 120,
+            max_retries: 3,
+            max_retry_after_secs: 30,
+            timezone: "UTC".into(),
+        }
+    }
+}
+
+// === engines ===
 
 /// The engines a host service runs with. `transcriber` is `None` for engine `none`.
 #[derive(Clone)]
@@ -99,10 +240,110 @@ pub struct Engines {
 }
 
 impl Engines {
+    /// Build the configured engines once at startup: a bad setting (unknown engine, missing
+    /// model, missing API key variable) fails here, naming the key, not on the first call.
     pub fn from_config(
-        _t: &TranscriptionConfig,
-        _e: &ExtractionConfig,
+        t: &TranscriptionConfig,
+        e: &ExtractionConfig,
     ) -> Result<Engines, EngineError> {
-        Err(EngineError::Config("engines not built yet".into()))
+        let transcriber: Option<Arc<dyn Transcriber>> =
+            match t.engine.as_deref().unwrap_or("whisper") {
+                "whisper" => Some(whisper_engine(&t.whisper)?),
+                "openai" => Some(Arc::new(openai::OpenAiTranscriber::new(&t.openai)?)),
+                "none" => None,
+                other => {
+                    return Err(EngineError::Config(format!(
+                "transcription.engine: unknown engine {other:?} (expected whisper, openai or none)"
+            )))
+                }
+            };
+        let extractor: Arc<dyn Extractor> = match e.engine.as_deref().unwrap_or("local") {
+            "local" => Arc::new(extract::LocalExtractor::new(&e.local)?),
+            "openai" => Arc::new(openai::OpenAiExtractor::new(&e.openai)?),
+            other => {
+                return Err(EngineError::Config(format!(
+                    "extraction.engine: unknown engine {other:?} (expected local or openai)"
+                )))
+            }
+        };
+        Ok(Engines {
+            transcriber,
+            extractor,
+        })
+    }
+}
+
+#[cfg(feature = "whisper")]
+fn whisper_engine(cfg: &WhisperConfig) -> Result<Arc<dyn Transcriber>, EngineError> {
+    Ok(Arc::new(whisper::WhisperEngine::load(cfg)?))
+}
+
+#[cfg(not(feature = "whisper"))]
+fn whisper_engine(_cfg: &WhisperConfig) -> Result<Arc<dyn Transcriber>, EngineError> {
+    Err(EngineError::Config(
+        "transcription.engine: whisper is not built in (cargo feature `whisper` of postcall)"
+            .into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_unknown_keys() {
+        let t: TranscriptionConfig = toml_like(r#"{"engine": "none"}"#);
+        assert_eq!(t.whisper, WhisperConfig::default());
+        assert_eq!(t.whisper.model_dir, PathBuf::from("models/whisper-tiny.en"));
+        let o: OpenAiTranscriptionConfig =
+            toml_like(r#"{"base_url": "http://127.0.0.1:9", "model": "m", "max_retries": 1}"#);
+        assert_eq!(o.base_url, "http://127.0.0.1:9");
+        assert_eq!(o.max_retries, 1);
+        assert_eq!(o.api_key_env, "OPENAI_API_KEY");
+        for bad in [
+            r#"{"engin": "none"}"#,
+            r#"{"whisper": {"model": "x"}}"#,
+            r#"{"openai": {"base": "x"}}"#,
+        ] {
+            let err = serde_json::from_str::<TranscriptionConfig>(bad).unwrap_err();
+            assert!(err.to_string().contains("unknown field"), "{bad}: {err}");
+        }
+        let err =
+            serde_json::from_str::<ExtractionConfig>(r#"{"local": {"region": "US"}}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    fn toml_like<T: serde::de::DeserializeOwned>(json: &str) -> T {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn unknown_engines_are_refused_by_name() {
+        let t = TranscriptionConfig {
+            engine: Some("wisper".into()),
+            ..Default::default()
+        };
+        let err = Engines::from_config(&t, &ExtractionConfig::default())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, EngineError::Config(m) if m.starts_with("transcription.engine: unknown engine \"wisper\"")),
+            "{err}"
+        );
+        let t = TranscriptionConfig {
+            engine: Some("none".into()),
+            ..Default::default()
+        };
+        let e = ExtractionConfig {
+            engine: Some("gpt".into()),
+            ..Default::default()
+        };
+        let err = Engines::from_config(&t, &e).err().unwrap();
+        assert!(
+            matches!(&err, EngineError::Config(m) if m.starts_with("extraction.engine: unknown engine")),
+            "{err}"
+        );
+        let engines = Engines::from_config(&t, &ExtractionConfig::default()).unwrap();
+        assert!(engines.transcriber.is_none());
     }
 }

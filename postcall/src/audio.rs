@@ -1,0 +1,326 @@
+//! The audio side of transcription that needs no model: where to cut a long call into Whisper
+//! windows, which channels hold speech at all, how Whisper's timestamp tokens become segments,
+//! and how two speakers' segments interleave. Pure, so the whole plan is tested without a model.
+
+use crate::Segment;
+use std::ops::Range;
+
+/// Whisper's input rate.
+pub const WHISPER_RATE: u32 = 16_000;
+/// Whisper sees at most 30 s at a time.
+pub const MAX_WINDOW_SECS: f64 = 30.0;
+/// A cut is searched for no earlier than this into a window, so windows stay long (fewer model
+/// runs, more context) while a pause is still very likely to be found.
+pub const MIN_WINDOW_SECS: f64 = 20.0;
+/// Level analysis unit: 20 ms, a phone frame.
+const FRAME_SECS: f64 = 0.02;
+/// A frame louder than this (RMS, full scale 1.0; about -40 dBFS) is treated as possible
+/// speech. Telephone line noise sits well below; the quietest speech well above.
+pub const SPEECH_RMS: f32 = 0.01;
+
+fn frame_len(rate: u32) -> usize {
+    ((f64::from(rate) * FRAME_SECS) as usize).max(1)
+}
+
+fn frame_energies(samples: &[f32], frame: usize) -> Vec<f32> {
+    samples
+        .chunks(frame)
+        .map(|c| c.iter().map(|x| x * x).sum::<f32>() / c.len() as f32)
+        .collect()
+}
+
+/// Does any 20 ms frame rise to speech level?
+pub fn has_speech(samples: &[f32], rate: u32) -> bool {
+    let threshold = SPEECH_RMS * SPEECH_RMS;
+    frame_energies(samples, frame_len(rate))
+        .iter()
+        .any(|&e| e > threshold)
+}
+
+/// Cut `samples` into windows of at most `max_secs`, each cut placed in the quietest 20 ms frame
+/// between `min_secs` and `max_secs` into the window, so words are not split when a pause exists.
+/// The windows cover the input exactly, in order, without overlap.
+pub fn plan_windows(samples: &[f32], rate: u32, min_secs: f64, max_secs: f64) -> Vec<Range<usize>> {
+    let frame = frame_len(rate);
+    let max_len = ((f64::from(rate) * max_secs) as usize).max(frame);
+    let min_len = ((f64::from(rate) * min_secs) as usize).min(max_len);
+    let energies = frame_energies(samples, frame);
+    let mut windows = Vec::new();
+    let mut start = 0;
+    while samples.len() - start > max_len {
+        // Frames fully inside [start + min_len, start + max_len].
+        let first = (start + min_len).div_ceil(frame);
+        let last = (start + max_len) / frame; // exclusive
+        let quietest = (first..last)
+            .min_by(|&a, &b| energies[a].total_cmp(&energies[b]))
+            .map_or(start + max_len, |f| f * frame + frame / 2);
+        let end = quietest.clamp(start + 1, start + max_len);
+        windows.push(start..end);
+        start = end;
+    }
+    if start < samples.len() {
+        windows.push(start..samples.len());
+    }
+    windows
+}
+
+/// One piece of Whisper output with times relative to its window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Piece {
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+}
+
+/// Parse Whisper's timestamped output, `<|0.00|> Hello.<|1.52|><|1.52|> Bye.<|2.40|>`, into
+/// pieces. Text without a closing timestamp ends at `window_secs`; other special tokens
+/// (`<|endoftext|>`, ...) are dropped; empty pieces are skipped.
+pub fn parse_timestamped(output: &str, window_secs: f64) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut start: Option<f64> = None;
+    let mut text = String::new();
+    let mut rest = output;
+    fn flush(start: Option<f64>, end: f64, text: &mut String, pieces: &mut Vec<Piece>) {
+        let t = text.trim();
+        if !t.is_empty() {
+            pieces.push(Piece {
+                start: start.unwrap_or(0.0).min(end),
+                end,
+                text: t.to_string(),
+            });
+        }
+        text.clear();
+    }
+    while let Some(open) = rest.find("<|") {
+        text.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find("|>") else {
+            text.push_str(&rest[open..]);
+            rest = "";
+            break;
+        };
+        let token = &rest[open + 2..open + close];
+        rest = &rest[open + close + 2..];
+        if let Ok(t) = token.parse::<f64>() {
+            let t = t.min(window_secs);
+            if start.is_none() || text.trim().is_empty() {
+                // An opening timestamp (or a repeated one between pieces).
+                if !text.trim().is_empty() {
+                    flush(start, t, &mut text, &mut pieces);
+                }
+                text.clear();
+                start = Some(t);
+            } else {
+                flush(start, t, &mut text, &mut pieces);
+                start = Some(t);
+            }
+        }
+    }
+    text.push_str(rest);
+    flush(start, window_secs, &mut text, &mut pieces);
+    pieces
+}
+
+/// Move pieces of one window to call time and label them.
+pub fn to_segments(pieces: Vec<Piece>, offset_secs: f64, speaker: &str) -> Vec<Segment> {
+    pieces
+        .into_iter()
+        .map(|p| Segment {
+            speaker: speaker.to_string(),
+            start: round_ms(offset_secs + p.start),
+            end: round_ms(offset_secs + p.end),
+            text: p.text,
+        })
+        .collect()
+}
+
+fn round_ms(secs: f64) -> f64 {
+    (secs * 1000.0).round() / 1000.0
+}
+
+/// Interleave speakers' segments by start time; on equal starts the earlier-listed speaker
+/// (the caller) goes first.
+pub fn merge_by_time(per_speaker: Vec<Vec<Segment>>) -> Vec<Segment> {
+    let mut all: Vec<Segment> = per_speaker.into_iter().flatten().collect();
+    all.sort_by(|a, b| a.start.total_cmp(&b.start));
+    all
+}
+
+/// The transcript's `text`: segments in order, one per line, with the speaker when the call
+/// had more than one.
+pub fn transcript_text(segments: &[Segment]) -> String {
+    let several = segments.iter().any(|s| s.speaker != segments[0].speaker);
+    segments
+        .iter()
+        .map(|s| {
+            if several {
+                format!("{}: {}", s.speaker, s.text)
+            } else {
+                s.text.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const R: u32 = 16_000;
+
+    fn tone(secs: f64) -> Vec<f32> {
+        (0..(secs * f64::from(R)) as usize)
+            .map(|i| 0.3 * (i as f32 * 0.2).sin())
+            .collect()
+    }
+
+    fn silence(secs: f64) -> Vec<f32> {
+        vec![0.0; (secs * f64::from(R)) as usize]
+    }
+
+    #[test]
+    fn short_audio_is_one_window() {
+        let a = tone(12.0);
+        assert_eq!(plan_windows(&a, R, 20.0, 30.0), vec![0..a.len()]);
+        assert_eq!(plan_windows(&[], R, 20.0, 30.0), Vec::<Range<usize>>::new());
+        let exactly = tone(30.0);
+        assert_eq!(plan_windows(&exactly, R, 20.0, 30.0), vec![0..480_000]);
+    }
+
+    #[test]
+    fn cuts_fall_in_pauses() {
+        // speech 0-24 s, pause 24-25 s, speech 25-50 s, pause 50-51 s, speech 51-70 s
+        let mut a = tone(24.0);
+        a.extend(silence(1.0));
+        a.extend(tone(25.0));
+        a.extend(silence(1.0));
+        a.extend(tone(19.0));
+        let w = plan_windows(&a, R, 20.0, 30.0);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert_eq!(w[0].start, 0);
+        assert_eq!(w[2].end, a.len());
+        for pair in w.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start);
+        }
+        let cut1 = w[0].end as f64 / f64::from(R);
+        let cut2 = w[1].end as f64 / f64::from(R);
+        assert!((24.0..25.0).contains(&cut1), "{cut1}");
+        assert!((50.0..51.0).contains(&cut2), "{cut2}");
+        assert!(w.iter().all(|r| r.len() <= 480_000));
+    }
+
+    #[test]
+    fn without_pauses_windows_still_cover_everything() {
+        let a = tone(95.0);
+        let w = plan_windows(&a, R, 20.0, 30.0);
+        assert_eq!(w.first().unwrap().start, 0);
+        assert_eq!(w.last().unwrap().end, a.len());
+        assert!(w.iter().all(|r| r.len() <= 480_000 && !r.is_empty()));
+        assert_eq!(w.iter().map(|r| r.len()).sum::<usize>(), a.len());
+    }
+
+    #[test]
+    fn speech_detection() {
+        assert!(!has_speech(&silence(3.0), R));
+        assert!(!has_speech(&[], R));
+        // Line noise at -50 dBFS is not speech.
+        let hiss: Vec<f32> = (0..R)
+            .map(|i| if i % 2 == 0 { 0.003 } else { -0.003 })
+            .collect();
+        assert!(!has_speech(&hiss, R));
+        let mut a = silence(2.0);
+        a.extend(tone(0.1));
+        assert!(has_speech(&a, R));
+    }
+
+    #[test]
+    fn parses_whisper_timestamps() {
+        let p = parse_timestamped(
+            "<|0.00|> Hello, I'd like an appointment.<|2.40|><|2.40|> Tomorrow at nine.<|4.00|>",
+            30.0,
+        );
+        assert_eq!(
+            p,
+            vec![
+                Piece {
+                    start: 0.0,
+                    end: 2.4,
+                    text: "Hello, I'd like an appointment.".into()
+                },
+                Piece {
+                    start: 2.4,
+                    end: 4.0,
+                    text: "Tomorrow at nine.".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_unclosed_and_untimed_output() {
+        assert_eq!(
+            parse_timestamped("<|1.00|> cut off here", 7.5),
+            vec![Piece {
+                start: 1.0,
+                end: 7.5,
+                text: "cut off here".into()
+            }]
+        );
+        assert_eq!(
+            parse_timestamped(" no timestamps at all<|endoftext|>", 3.0),
+            vec![Piece {
+                start: 0.0,
+                end: 3.0,
+                text: "no timestamps at all".into()
+            }]
+        );
+        assert_eq!(parse_timestamped("<|0.00|><|1.00|>", 3.0), vec![]);
+        assert_eq!(parse_timestamped("", 3.0), vec![]);
+        // A timestamp past the window is held to the window.
+        assert_eq!(parse_timestamped("<|0.00|> a<|31.00|>", 29.0)[0].end, 29.0);
+        assert_eq!(
+            parse_timestamped("<|0.00|> broken <|1.0", 5.0)[0].text,
+            "broken <|1.0"
+        );
+    }
+
+    #[test]
+    fn segments_move_to_call_time_and_merge_by_start() {
+        let caller = to_segments(
+            vec![
+                Piece {
+                    start: 0.0,
+                    end: 2.0,
+                    text: "hi".into(),
+                },
+                Piece {
+                    start: 5.0,
+                    end: 6.5,
+                    text: "yes".into(),
+                },
+            ],
+            30.1,
+            "caller",
+        );
+        assert_eq!(caller[1].start, 35.1);
+        assert_eq!(caller[1].end, 36.6);
+        let agent = to_segments(
+            vec![Piece {
+                start: 2.5,
+                end: 4.0,
+                text: "hello".into(),
+            }],
+            30.1,
+            "agent",
+        );
+        let merged = merge_by_time(vec![caller, agent]);
+        let order: Vec<_> = merged.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(order, ["hi", "hello", "yes"]);
+        assert_eq!(
+            transcript_text(&merged),
+            "caller: hi\nagent: hello\ncaller: yes"
+        );
+        assert_eq!(transcript_text(&merged[..1]), "hi");
+        assert_eq!(transcript_text(&[]), "");
+    }
+}

@@ -1,0 +1,58 @@
+//! What the postcall integration tests share: telephone-quality speech made on the spot with
+//! espeak-ng (sent through 8 kHz mu-law as Twilio carries it) and the location of the model.
+#![allow(dead_code)]
+
+use media::audio::{decode_wav, encode_wav_i16, mulaw_to_f32, to_mulaw_8k};
+use std::path::PathBuf;
+use std::process::Command;
+
+pub const RATE: u32 = 8000;
+
+/// `text` spoken by espeak-ng, as the 8 kHz audio a phone call carries: synthesised, resampled
+/// to 8 kHz, mu-law encoded and decoded again.
+pub fn phone_speech(text: &str) -> Vec<f32> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wav = dir.path().join("speech.wav");
+    let status = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("espeak-ng is needed for speech tests (`make setup` installs it): {e}")
+        });
+    assert!(status.success(), "espeak-ng failed on {text:?}");
+    let pcm = decode_wav(&std::fs::read(&wav).expect("espeak-ng output")).expect("espeak-ng WAV");
+    mulaw_to_f32(&to_mulaw_8k(&pcm.to_mono(), pcm.sample_rate))
+}
+
+pub fn silence(secs: f64) -> Vec<f32> {
+    vec![0.0; (secs * f64::from(RATE)) as usize]
+}
+
+pub fn secs(samples: &[f32]) -> f64 {
+    samples.len() as f64 / f64::from(RATE)
+}
+
+/// Write channels as an 8 kHz 16-bit WAV file (what the host service records) in `dir`.
+pub fn write_wav(dir: &std::path::Path, name: &str, channels: &[Vec<f32>]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, encode_wav_i16(channels, RATE).expect("encode")).expect("write wav");
+    path
+}
+
+/// The Whisper model folder: `TWIML_GUARD_WHISPER_MODEL`, else `<repo>/models/whisper-tiny.en`.
+pub fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("TWIML_GUARD_WHISPER_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/whisper-tiny.en")
+        });
+    assert!(
+        dir.join("model.bin").is_file() && dir.join("preprocessor_config.json").is_file(),
+        "no Whisper model at {}: run `make setup` (it prepares models/whisper-tiny.en) or set \
+         TWIML_GUARD_WHISPER_MODEL to a CTranslate2 Whisper folder",
+        dir.display()
+    );
+    dir
+}
