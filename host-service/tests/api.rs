@@ -11,15 +11,28 @@ use tower::ServiceExt;
 
 const TOKEN: &str = "a-long-enough-api-token";
 
-async fn router(token: Option<&str>) -> (tempfile::TempDir, axum::Router) {
+async fn router(token: Option<&str>) -> (Fixture, axum::Router) {
     let data = tempfile::tempdir().unwrap();
-    let mut c = Config::default();
-    c.data_dir = data.path().join("data");
-    c.api_token = token.map(str::to_owned);
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    std::mem::forget(_tx);
+    let c = Config {
+        data_dir: data.path().join("data"),
+        api_token: token.map(str::to_owned),
+        ..Config::default()
+    };
+    let (tx, rx) = tokio::sync::watch::channel(false);
     let state = host_service::AppState::open(c, rx).await.unwrap();
-    (data, host_service::http::app(state))
+    (
+        Fixture {
+            _data: data,
+            _stop: tx,
+        },
+        host_service::http::app(state),
+    )
+}
+
+/// Keeps the data directory and the (never sent) shutdown signal alive for the test.
+struct Fixture {
+    _data: tempfile::TempDir,
+    _stop: tokio::sync::watch::Sender<bool>,
 }
 
 async fn get(

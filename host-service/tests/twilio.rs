@@ -51,7 +51,7 @@ async fn start_recording(
     let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let problem = if !basic_ok(&headers) {
         Some("basic auth")
-    } else if account != ACCOUNT || call != format!("{CALL}") {
+    } else if account != ACCOUNT || call != CALL {
         Some("path")
     } else if field("RecordingChannels") != Some("dual") {
         Some("RecordingChannels")
@@ -132,10 +132,12 @@ struct Svc {
 
 async fn start_service(api_base: &str) -> Svc {
     let data = tempfile::tempdir().unwrap();
-    let mut c = Config::default();
-    c.data_dir = data.path().join("data");
+    let mut c = Config {
+        data_dir: data.path().join("data"),
+        public_base_url: Some(PUBLIC.into()),
+        ..Config::default()
+    };
     c.recording.source = RecordingSource::Twilio;
-    c.public_base_url = Some(PUBLIC.into());
     c.twilio.auth_token = Some(TOKEN.into());
     c.twilio.account_sid = Some(ACCOUNT.into());
     c.twilio.api_base = api_base.into();
