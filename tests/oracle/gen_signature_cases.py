@@ -7,7 +7,8 @@
 # Each case carries mutations (one character of the URL, of a parameter or of the signature
 # changed) with the validator's verdict on each.
 #
-# usage: gen_signature_cases.py [--count N] [--seed S] [--base-url https://host] [--path-prefix /p/]
+# usage: gen_signature_cases.py [--count N] [--seed S] [--base-url https://host]
+#                               [--path-prefix /p/ | --path /exact/path]
 import argparse
 import json
 import random
@@ -101,7 +102,7 @@ def with_port(scheme, host, port):
     return f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
 
 
-def make_case(rng, base_url, prefix):
+def make_case(rng, base_url, prefix, fixed_path=None):
     if base_url:
         parts = urlsplit(base_url)
         scheme, host = parts.scheme, parts.hostname
@@ -111,7 +112,7 @@ def make_case(rng, base_url, prefix):
         host = rng.choice(HOSTS)
         port = rng.choice([None, None, 443 if scheme == "https" else 80, rng.randint(1024, 65535)])
     default = 443 if scheme == "https" else 80
-    path = rand_path(rng, prefix)
+    path = fixed_path or rand_path(rng, prefix)
     query = rand_query(rng)
     tail = path + ("?" + query if query else "")
     url = with_port(scheme, host, port) + tail
@@ -153,7 +154,7 @@ def make_case(rng, base_url, prefix):
     case = {"url": url, "kind": kind, "body": body, "signature": signature, "settings": settings}
     case["valid"] = judge(case)
     # Behind a fixed origin only the path after the signed prefix, and the query, can change.
-    url_flip_from = len(base_url) + len(prefix) if base_url else 0
+    url_flip_from = len(base_url) + len(fixed_path or prefix) if base_url else 0
     case["mutations"] = mutations(rng, case, url_flip_from)
     return case
 
@@ -235,9 +236,10 @@ def main():
     ap.add_argument("--seed", type=int, default=20261121)
     ap.add_argument("--base-url", default=None, help="fixed scheme://host[:port] for every case")
     ap.add_argument("--path-prefix", default="/")
+    ap.add_argument("--path", default=None, help="one exact path for every case (queries vary)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    cases = [make_case(rng, args.base_url, args.path_prefix) for _ in range(args.count)]
+    cases = [make_case(rng, args.base_url, args.path_prefix, args.path) for _ in range(args.count)]
     json.dump({"auth_token": AUTH_TOKEN, "shared_key": SHARED_KEY, "cases": cases},
               sys.stdout, ensure_ascii=False)
 
