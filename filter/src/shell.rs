@@ -271,7 +271,7 @@ impl Http {
     fn signature_step(&self, step: crate::signature::Step) -> RequestCheck {
         use crate::signature::Step;
         match step {
-            Step::Pass => RequestCheck::Allow,
+            Step::Pass | Step::HoldBody => RequestCheck::Allow,
             Step::Hold => RequestCheck::Hold,
             Step::Decided(verdict) => {
                 crate::signature::record(&verdict);

@@ -250,8 +250,12 @@ impl Verdict {
 pub enum Step {
     /// Not a signed request.
     Pass,
-    /// Wait for the body.
+    /// Hold the request, headers included, until its body has arrived.
     Hold,
+    /// Let the headers go on and hold only the body: without `allow_on_headers_stop_iteration`
+    /// (`reject_style: twiml`) a paused header callback would stall the request for good. A
+    /// refused request is then reset before its body reaches the backend.
+    HoldBody,
     Decided(Verdict),
 }
 
@@ -377,7 +381,11 @@ pub fn on_request_headers(
         settings,
         form: is_form(header("content-type").as_deref()),
     });
-    Step::Hold
+    if cfg.holds_headers() {
+        Step::Hold
+    } else {
+        Step::HoldBody
+    }
 }
 
 /// The request-body step: hold until the end, then check. `read` returns the buffered body.

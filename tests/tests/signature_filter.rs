@@ -350,3 +350,51 @@ async fn a_missing_secret_stops_envoy_and_names_the_variable() {
     );
     assert!(!log.contains("present-token-value"));
 }
+
+/// Hosts that cannot hold request headers (Istio, Envoy Gateway: no
+/// `allow_on_headers_stop_iteration`, so `reject_style: twiml`): headers go on, the body is held,
+/// and a forged request is reset before its body reaches the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_held_headers_a_forgery_never_completes_at_the_backend() {
+    let backend = RawUpstream::start(backend).await.unwrap();
+    let media = WsEcho::start().await.unwrap();
+    let json = plugin_config(true).replacen('{', r#"{"reject_style": "twiml", "#, 1);
+    let setup = EnvoySetup::new(backend.addr(), media.addr()).plugin_config(json);
+    let yaml = config_with_env(
+        &setup,
+        &[
+            ("TWILIO_AUTH_TOKEN", "tok-nohold"),
+            ("TWILIO_WEBHOOK_KEY", "sh"),
+        ],
+    )
+    .replace(
+        "allow_on_headers_stop_iteration: true",
+        "allow_on_headers_stop_iteration: false",
+    );
+    assert!(yaml.contains("allow_on_headers_stop_iteration: false"));
+    let e = Envoy::start_with_config(&yaml).await.unwrap();
+    let url = format!("{PUBLIC}/webhook/voice");
+    let good = compute(
+        &url,
+        &[("CallSid", "CA1")],
+        b"tok-nohold",
+        Algorithm::HmacSha1,
+    );
+    for (sig, status) in [("forged", 403), (good.as_str(), 200), ("forged-again", 403)] {
+        let resp = e
+            .client()
+            .post(e.url("/webhook/voice"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", sig)
+            .body("CallSid=CA1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{sig}");
+    }
+    let seen = backend.requests();
+    assert_eq!(seen.len(), 1, "only the signed request completes: {seen:?}");
+    assert_eq!(seen[0].body, b"CallSid=CA1");
+    e.wait_counter(OK_METRIC, 1).await.unwrap();
+    e.wait_counter(REJECTED_METRIC, 2).await.unwrap();
+}

@@ -400,3 +400,44 @@ fn normalizes_paths_like_a_lenient_backend() {
     assert_eq!(normalize_path("/%zz/%4"), "/%zz/%4");
     assert_eq!(normalize_path(""), "/");
 }
+
+#[test]
+fn without_held_headers_only_the_body_is_held() {
+    let c = cfg(&SIGNED.replace(
+        "{\"signature\"",
+        "{\"reject_style\": \"twiml\", \"signature\"",
+    ));
+    assert!(!c.holds_headers());
+    let mut p = Pending::default();
+    let h = headers(&[
+        ("x-twilio-signature", "wrong"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ]);
+    let step = on_request_headers(
+        &c,
+        &mut p,
+        &req("POST", "/webhook/x", false),
+        RequestRoute::Inspect,
+        &h,
+        false,
+    );
+    assert_eq!(step, Step::HoldBody);
+    assert_eq!(
+        on_request_body(&c, &mut p, 3, false, |_| unreachable!()),
+        Step::Hold
+    );
+    let v = verdict(on_request_body(
+        &c,
+        &mut p,
+        3,
+        true,
+        |_| Ok(b"a=1".to_vec()),
+    ));
+    assert_eq!(
+        v.gate(),
+        Gate::Deny {
+            status: 403,
+            body: FORBIDDEN_BODY.to_vec()
+        }
+    );
+}
