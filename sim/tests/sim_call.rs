@@ -123,6 +123,7 @@ async fn serve(answer: &'static str) -> (Arc<Mutex<Seen>>, String) {
     let app = Router::new()
         .route("/webhook/incoming_call", post(voice))
         .route("/webhook/stream_ended", post(stream_ended))
+        .route("/webhook/recorded", post(stream_ended))
         .route("/ws/twilio-media", any(media))
         .with_state(App {
             seen: Arc::clone(&seen),
@@ -310,4 +311,51 @@ async fn load_runs_calls_concurrently_and_reports_percentiles() {
     assert_eq!(summary.all_requests_latency_ms.as_ref().unwrap().count, 12);
     assert_eq!(summary.time_to_stream_ms.as_ref().unwrap().count, 6);
     assert_eq!(seen.lock().unwrap().ws_connects, 6);
+}
+
+const FORKED: &str = r#"<Response><Start><Stream url="wss://voice.example.com/ws/twilio-media"><Parameter name="leg" value="fork"/></Stream></Start><Record action="recorded" timeout="2"/><Say>unreachable</Say></Response>"#;
+
+#[tokio::test]
+async fn start_stream_forks_and_record_action_is_requested() {
+    let (seen, addr) = serve(FORKED).await;
+    let client = twilio_sim::call::client().unwrap();
+    let mut cfg = config(&addr);
+    cfg.dtmf.clear();
+    let report = twilio_sim::place_call(&client, &cfg).await;
+    let text = report.render();
+    assert_eq!(report.outcome, Outcome::StreamRan, "{text}");
+    // The beep and two seconds of silence; the stream's time is not the document's.
+    assert_eq!(report.sim_duration_ms, 2500);
+    assert_eq!(report.fetches.len(), 2);
+    assert_eq!(
+        report.fetches[1].public_url,
+        "https://voice.example.com/webhook/recorded"
+    );
+    assert_eq!(report.fetches[1].verbs, vec!["Hangup"]);
+    let st = &report.streams[0];
+    assert_eq!(st.kind, "<Start><Stream>");
+    assert_eq!(st.frames_sent, 75);
+    assert_eq!(
+        st.custom_parameters,
+        vec![("leg".to_string(), "fork".to_string())]
+    );
+    // A forked stream is inbound only: the server's audio and mark are protocol warnings.
+    assert_eq!(st.outbound_messages, 0);
+    assert!(st.marks_echoed.is_empty());
+    assert!(st.warnings.iter().all(|w| w.starts_with("31951")), "{text}");
+    assert_eq!(st.warnings.len(), 2, "{text}");
+    assert!(report
+        .problems
+        .iter()
+        .any(|p| p.message == "unreachable after <Record>: <Say>"));
+    let seen = seen.lock().unwrap();
+    let (_, form, _, _) = &seen.webhooks[1];
+    assert!(form["RecordingSid"].starts_with("RE"));
+    assert_eq!(form["RecordingDuration"], "0");
+    let start = seen
+        .ws_events
+        .iter()
+        .find(|e| e["event"] == "start")
+        .unwrap();
+    assert_eq!(start["start"]["tracks"], serde_json::json!(["inbound"]));
 }
