@@ -509,6 +509,16 @@ impl HttpContext for Http {
         }
     }
 
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // With trailers the request body ends here, at the size the last body callback reported;
+        // a held signed body that passed unchecked would reach the backend unsigned.
+        match self.check_request_body(self.signature.body_size(), true) {
+            RequestCheck::Allow => Action::Continue,
+            RequestCheck::Hold => Action::Pause,
+            RequestCheck::Deny { status, body } => self.deny(status, &body),
+        }
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         match self.state {
             State::MediaUpgrade => {

@@ -183,12 +183,20 @@ pub enum Gate {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pending(Option<Held>);
 
+impl Pending {
+    /// The body size the last body callback reported: where a body that ends in trailers ends.
+    pub fn body_size(&self) -> usize {
+        self.0.as_ref().map_or(0, |h| h.size)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Held {
     url: String,
     signature: Option<String>,
     settings: Option<String>,
     form: bool,
+    size: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,6 +388,7 @@ pub fn on_request_headers(
         signature,
         settings,
         form: is_form(header("content-type").as_deref()),
+        size: 0,
     });
     if cfg.holds_headers() {
         Step::Hold
@@ -388,7 +397,10 @@ pub fn on_request_headers(
     }
 }
 
-/// The request-body step: hold until the end, then check. `read` returns the buffered body.
+/// The request-body step: hold until the end, then check. `read` returns the buffered body. A
+/// body that ends in trailers (HTTP/2, or HTTP/1 with `enable_trailers`) ends in the trailers
+/// callback, which calls this with [`Pending::body_size`] and `end_of_stream`: letting the
+/// trailers through unchecked would forward the held body unsigned.
 pub fn on_request_body(
     cfg: &Config,
     pending: &mut Pending,
@@ -396,7 +408,7 @@ pub fn on_request_body(
     end_of_stream: bool,
     read: impl FnOnce(usize) -> Result<Vec<u8>, String>,
 ) -> Step {
-    let (Some(sc), Some(held)) = (&cfg.signature, &pending.0) else {
+    let (Some(sc), Some(held)) = (&cfg.signature, &mut pending.0) else {
         return Step::Pass;
     };
     if body_size > cfg.max_body_bytes {
@@ -404,6 +416,7 @@ pub fn on_request_body(
         return Step::decided("webhook", sc, Err(Failure::TooLarge(body_size)));
     }
     if !end_of_stream {
+        held.size = body_size;
         return Step::Hold;
     }
     // An unreadable body cannot be shown to be signed.

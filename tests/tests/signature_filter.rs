@@ -398,3 +398,63 @@ async fn without_held_headers_a_forgery_never_completes_at_the_backend() {
     e.wait_counter(OK_METRIC, 1).await.unwrap();
     e.wait_counter(REJECTED_METRIC, 2).await.unwrap();
 }
+
+/// A body that ends in trailers (HTTP/2, or HTTP/1 with `enable_trailers`) is checked when the
+/// trailers arrive: a forged one never reaches the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_ending_in_trailers_is_still_checked() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let backend = RawUpstream::start(backend).await.unwrap();
+    let media = WsEcho::start().await.unwrap();
+    let setup = EnvoySetup::new(backend.addr(), media.addr()).plugin_config(plugin_config(true));
+    let yaml = config_with_env(
+        &setup,
+        &[
+            ("TWILIO_AUTH_TOKEN", "tok-trailers"),
+            ("TWILIO_WEBHOOK_KEY", "sh"),
+        ],
+    );
+    let line = yaml
+        .lines()
+        .find(|l| l.trim() == "stat_prefix: ingress_http")
+        .unwrap()
+        .to_string();
+    let indent = &line[..line.len() - line.trim_start().len()];
+    let yaml = yaml.replacen(
+        &line,
+        &format!("{line}\n{indent}http_protocol_options: {{ enable_trailers: true }}"),
+        1,
+    );
+    let e = Envoy::start_with_config(&yaml).await.unwrap();
+
+    let url = format!("{PUBLIC}/webhook/voice");
+    let good = compute(
+        &url,
+        &[("CallSid", "CA1")],
+        b"tok-trailers",
+        Algorithm::HmacSha1,
+    );
+    for (sig, status) in [("forged", "403"), (good.as_str(), "200")] {
+        let mut conn = tokio::net::TcpStream::connect(e.listener).await.unwrap();
+        let req = format!(
+            "POST /webhook/voice HTTP/1.1\r\nhost: voice.example.com\r\n\
+             content-type: application/x-www-form-urlencoded\r\nx-twilio-signature: {sig}\r\n\
+             transfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+             4\r\nCall\r\n7\r\nSid=CA1\r\n0\r\nx-checksum: 1\r\n\r\n"
+        );
+        conn.write_all(req.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{sig}: {answer}"
+        );
+    }
+    // The backend's reader does not parse trailers: only the signed request arrived, whole.
+    let seen = backend.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    e.wait_counter(OK_METRIC, 1).await.unwrap();
+    e.wait_counter(REJECTED_METRIC, 1).await.unwrap();
+}

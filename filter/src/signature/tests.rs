@@ -441,3 +441,34 @@ fn without_held_headers_only_the_body_is_held() {
         }
     );
 }
+
+#[test]
+fn a_body_ending_in_trailers_is_checked_at_the_last_size() {
+    let c = cfg(SIGNED);
+    let mut p = Pending::default();
+    let h = headers(&[
+        ("x-twilio-signature", "forged"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ]);
+    let r = req("POST", "/webhook/x", false);
+    assert_eq!(
+        on_request_headers(&c, &mut p, &r, RequestRoute::Inspect, &h, false),
+        Step::Hold
+    );
+    assert_eq!(
+        on_request_body(&c, &mut p, 4, false, |_| unreachable!()),
+        Step::Hold
+    );
+    assert_eq!(
+        on_request_body(&c, &mut p, 11, false, |_| unreachable!()),
+        Step::Hold
+    );
+    assert_eq!(p.body_size(), 11);
+    let size = p.body_size();
+    let v = verdict(on_request_body(&c, &mut p, size, true, |n| {
+        assert_eq!(n, 11);
+        Ok(b"CallSid=CA1".to_vec())
+    }));
+    assert_eq!(v.result, Err(Failure::Signature(SignatureError::Mismatch)));
+    assert_eq!(p.body_size(), 0);
+}
