@@ -120,6 +120,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, run_at_ms);
 "#;
 
+const POOL_SIZE: u32 = 4;
+
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
@@ -268,8 +270,14 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
+        // A local file needs no liveness pings, reaping or lazy connects: every connection is
+        // opened up front and kept.
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(POOL_SIZE)
+            .min_connections(POOL_SIZE)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;

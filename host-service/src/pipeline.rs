@@ -460,3 +460,6 @@ pub async fn repair_recordings(store: &Store) -> Result<usize, crate::db::DbErro
     }
     Ok(repaired)
 }
+
+#[cfg(all(test, feature = "test-engines"))]
+mod tests;
