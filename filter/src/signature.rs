@@ -277,13 +277,15 @@ impl Step {
     }
 }
 
-/// `path` with percent-escapes decoded, `\` read as `/`, repeated slashes merged and dot
-/// segments resolved: how a lenient backend may read it. A request is signed when its raw or
+/// `path` with percent-escapes decoded, `\` read as `/`, `;params` dropped from segments,
+/// repeated slashes merged and dot segments resolved: how a lenient backend may read it. A request is signed when its raw or
 /// its normalised path falls under a signed prefix, so `/x/../webhook/` cannot slip past.
 pub fn normalize_path(path: &str) -> String {
     let decoded = percent_decode(path);
     let mut out: Vec<&str> = Vec::new();
     for seg in decoded.split(['/', '\\']) {
+        // Servlet-style `;params` are dropped from a segment by some servers.
+        let seg = seg.split(';').next().unwrap_or_default();
         match seg {
             "" | "." => {}
             ".." => {

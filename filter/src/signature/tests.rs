@@ -356,6 +356,8 @@ fn unsigned_paths_pass_and_path_tricks_do_not() {
         ("//webhook//x", true),
         ("/%77ebhook/x", true),
         ("/voice\\..\\webhook\\x", true),
+        ("/webhook;jsessionid=1/x", true),
+        ("/voice/..;/webhook/x", true),
     ] {
         let mut p = Pending::default();
         let step = on_request_headers(
