@@ -270,50 +270,22 @@ fn valid_media_type(t: &str) -> bool {
     matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if token(a) && token(b))
 }
 
-/// The fallback goes to Twilio on a live call, so it must be a well-formed `<Response>` document.
-/// (The core's fast path calls any body without `<Record` clean without parsing it.)
-pub fn well_formed_response(doc: &str) -> Result<(), String> {
-    use quick_xml::events::Event;
-    let mut reader = quick_xml::Reader::from_str(doc);
-    let mut depth = 0usize;
-    let mut roots = 0usize;
-    loop {
-        let at = reader.buffer_position();
-        let event = reader
-            .read_event()
-            .map_err(|e| format!("malformed XML at byte {at}: {e}"))?;
-        let (start, opens) = match &event {
-            Event::Start(e) => (Some(e), true),
-            Event::Empty(e) => (Some(e), false),
-            Event::End(_) => {
-                depth = depth.saturating_sub(1);
-                (None, false)
-            }
-            Event::Text(t) if depth == 0 && !t.iter().all(u8::is_ascii_whitespace) => {
-                return Err("text outside the <Response> element".into());
-            }
-            Event::Eof => break,
-            _ => (None, false),
-        };
-        if let Some(e) = start {
-            if depth == 0 {
-                roots += 1;
-                if roots > 1 || e.name().as_ref() != b"Response" {
-                    return Err("must be one <Response> element".into());
-                }
-            }
-            for attr in e.attributes() {
-                attr.map_err(|e| format!("malformed XML attribute at byte {at}: {e}"))?;
-            }
-            if opens {
-                depth += 1;
-            }
-        }
+/// The fallback is sent in place of refused TwiML, so it must itself be a well-formed, clean
+/// `<Response>`. `twiml::inspect` always parses (the verdict's fast path would call any body
+/// without `<Record` clean, garbage included).
+pub fn check_fallback_twiml(doc: &str) -> Result<(), String> {
+    let body = doc.as_bytes();
+    match twiml::inspect(body) {
+        Err(m) => Err(m.to_string()),
+        Ok(i) if !i.root_is_response => Err("must be one <Response> element".into()),
+        Ok(i) => match i.verdict(body) {
+            twiml::Verdict::Clean => Ok(()),
+            other => Err(format!(
+                "must be clean TwiML (a <Response> without a blocking <Record>), got {}",
+                other.name()
+            )),
+        },
     }
-    if depth != 0 || roots != 1 {
-        return Err("must be one complete <Response> element".into());
-    }
-    Ok(())
 }
 
 fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -367,20 +339,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             format!("{} is not an HTTP status (100-599)", raw.reject_status),
         ));
     }
-    if let Err(why) = well_formed_response(&raw.fallback_twiml) {
+    if let Err(why) = check_fallback_twiml(&raw.fallback_twiml) {
         return Err(bad("fallback_twiml", why));
-    }
-    match twiml::analyze(raw.fallback_twiml.as_bytes()) {
-        twiml::Verdict::Clean => {}
-        other => {
-            return Err(bad(
-                "fallback_twiml",
-                format!(
-                    "must be clean TwiML (a <Response> without a blocking <Record>), got {}",
-                    other.name()
-                ),
-            ))
-        }
     }
     if !valid_path(&raw.media_path) {
         return Err(bad(

@@ -195,7 +195,7 @@ fn bad_values_name_their_field() {
         (
             r#"{"fallback_twiml": "<Response><Say>x</Response>"}"#,
             "fallback_twiml",
-            "malformed",
+            "expected `</Say>`",
         ),
         (
             r#"{"fallback_twiml": "<html/>"}"#,
@@ -205,22 +205,22 @@ fn bad_values_name_their_field() {
         (
             r#"{"fallback_twiml": "<Response/><Response/>"}"#,
             "fallback_twiml",
-            "one <Response>",
+            "not well-formed XML at line 1, column 12",
         ),
         (
             r#"{"fallback_twiml": "<Response><Say>"}"#,
             "fallback_twiml",
-            "complete",
+            "not well-formed XML",
         ),
         (
             r#"{"fallback_twiml": "hello"}"#,
             "fallback_twiml",
-            "text outside",
+            "not well-formed XML at line 1, column 1",
         ),
         (
             r#"{"fallback_twiml": "<Response><Say a=b/></Response>"}"#,
             "fallback_twiml",
-            "malformed",
+            "attribute value must be quoted",
         ),
         (
             r#"{"fallback_twiml": "<Response><Record/><Connect><Stream url=\"wss://h/ws\"/></Connect></Response>"}"#,
