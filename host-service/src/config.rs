@@ -510,6 +510,17 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host-service.toml");
+        let c = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(c, {
+            let mut d = Config::default();
+            d.transcription.engine = Some("none".into());
+            d
+        });
+    }
+
+    #[test]
     fn dependent_keys_are_checked() {
         let err = Config::from_parts("[recording]\nsource = \"twilio\"\n", "-", env(&[]))
             .unwrap_err()
