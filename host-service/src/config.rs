@@ -13,10 +13,10 @@ const ENV_NOT_KEYS: [&str; 2] = ["HOST_SERVICE_CONFIG", "HOST_SERVICE_LOG"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
@@ -270,9 +270,9 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let (text, label) = match path {
             Some(p) => (
-                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                std::fs::read_to_string(p).map_err(|error| ConfigError::Read {
                     path: p.to_owned(),
-                    source,
+                    error,
                 })?,
                 p.display().to_string(),
             ),
@@ -390,6 +390,47 @@ impl Config {
     }
 }
 
+/// The engines' default configuration as TOML, to learn the shape of their sections.
+fn engine_defaults(section: &str) -> toml::Table {
+    let value = match section {
+        "transcription" => toml::Value::try_from(postcall::TranscriptionConfig::default()),
+        _ => toml::Value::try_from(postcall::ExtractionConfig::default()),
+    };
+    match value {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    }
+}
+
+/// A variable's text as the type of the value it replaces; for a key with no default (unset
+/// options), as TOML would read a bare value.
+fn typed_like(default: Option<&toml::Value>, value: &str) -> toml::Value {
+    match default {
+        Some(toml::Value::String(_)) => toml::Value::String(value.to_owned()),
+        Some(toml::Value::Integer(_)) => value
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .unwrap_or_else(|_| toml::Value::String(value.to_owned())),
+        Some(toml::Value::Float(_)) => value
+            .parse::<f64>()
+            .map(toml::Value::Float)
+            .unwrap_or_else(|_| toml::Value::String(value.to_owned())),
+        Some(toml::Value::Boolean(_)) => value
+            .parse::<bool>()
+            .map(toml::Value::Boolean)
+            .unwrap_or_else(|_| toml::Value::String(value.to_owned())),
+        _ => {
+            if let Ok(i) = value.parse::<i64>() {
+                toml::Value::Integer(i)
+            } else if let Ok(b) = value.parse::<bool>() {
+                toml::Value::Boolean(b)
+            } else {
+                toml::Value::String(value.to_owned())
+            }
+        }
+    }
+}
+
 fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
     let bad = |message: String| ConfigError::BadEnv {
         name: name.to_owned(),
@@ -421,17 +462,27 @@ fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), Con
                 .find(|s| rest.starts_with(&format!("{}_", s.to_ascii_uppercase())))
                 .ok_or_else(|| ConfigError::UnknownEnv(name.to_owned()))?;
             let key = rest[section.len() + 1..].to_ascii_lowercase();
-            // The engines' keys are not listed here: guess the type as TOML would.
-            let v = if let Ok(i) = value.parse::<i64>() {
-                toml::Value::Integer(i)
-            } else if let Ok(f) = value.parse::<f64>() {
-                toml::Value::Float(f)
-            } else if let Ok(b) = value.parse::<bool>() {
-                toml::Value::Boolean(b)
-            } else {
-                toml::Value::String(value.to_owned())
+            // The engines' keys are not listed here: their shape comes from their defaults
+            // (`HOST_SERVICE_TRANSCRIPTION_WHISPER_MODEL_DIR` is `transcription.whisper.model_dir`)
+            // and a value takes the type of the default it replaces.
+            let defaults = engine_defaults(section);
+            let sub = defaults
+                .iter()
+                .filter(|(_, v)| v.is_table())
+                .map(|(k, _)| k)
+                .find(|k| key.starts_with(&format!("{k}_")));
+            let (path, default) = match sub {
+                Some(sub) => {
+                    let leaf = key[sub.len() + 1..].to_owned();
+                    let default = defaults.get(sub).and_then(|t| t.get(&leaf)).cloned();
+                    (vec![section.to_string(), sub.clone(), leaf], default)
+                }
+                None => {
+                    let default = defaults.get(&key).cloned();
+                    (vec![section.to_string(), key], default)
+                }
             };
-            (vec![section.to_string(), key], v)
+            (path, typed_like(default.as_ref(), value))
         }
     };
     let mut node = table;
@@ -490,6 +541,38 @@ mod tests {
             env_name("pipeline.lease_ms"),
             "HOST_SERVICE_PIPELINE_LEASE_MS"
         );
+    }
+
+    #[test]
+    fn engine_keys_nest_and_take_their_defaults_type() {
+        let c = Config::from_parts(
+            "",
+            "-",
+            env(&[
+                (
+                    "HOST_SERVICE_TRANSCRIPTION_WHISPER_MODEL_DIR",
+                    "/models/123",
+                ),
+                ("HOST_SERVICE_TRANSCRIPTION_WHISPER_BEAM_SIZE", "1"),
+                ("HOST_SERVICE_TRANSCRIPTION_WHISPER_LANGUAGE", "he"),
+                ("HOST_SERVICE_EXTRACTION_LOCAL_DEFAULT_REGION", "IL"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.transcription.whisper.model_dir,
+            PathBuf::from("/models/123")
+        );
+        assert_eq!(c.transcription.whisper.beam_size, 1);
+        assert_eq!(c.transcription.whisper.language.as_deref(), Some("he"));
+        assert_eq!(c.extraction.local.default_region, "IL");
+        let err = Config::from_parts(
+            "",
+            "-",
+            env(&[("HOST_SERVICE_TRANSCRIPTION_WHISPER_MODEL", "x")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("model"), "{err}");
     }
 
     #[test]

@@ -100,16 +100,16 @@ pub struct AppState {
 pub enum StartError {
     #[error(transparent)]
     Db(#[from] db::DbError),
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}: {error}")]
     DataDir {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Greeting(#[from] voice::GreetingError),
     #[error(transparent)]
     Twilio(#[from] twilio_api::TwilioError),
-    #[error("engines: {0}")]
+    #[error(transparent)]
     Engines(#[from] postcall::EngineError),
     #[error("serving: {0}")]
     Serve(std::io::Error),
@@ -124,9 +124,9 @@ impl AppState {
     ) -> Result<AppState, StartError> {
         let data = config.data_dir.clone();
         let recordings_dir = data.join("recordings");
-        fsutil::create_private_dir(&recordings_dir).map_err(|source| StartError::DataDir {
+        fsutil::create_private_dir(&recordings_dir).map_err(|error| StartError::DataDir {
             path: recordings_dir.clone(),
-            source,
+            error,
         })?;
         let store = Store::open(&data.join("host-service.db")).await?;
         let repaired = pipeline::repair_recordings(&store).await?;

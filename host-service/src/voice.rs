@@ -42,15 +42,12 @@ pub type AppFactory = Arc<dyn Fn() -> Box<dyn VoiceApp> + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GreetingError {
-    #[error("cannot read greeting {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("greeting {path}: {source}")]
+    #[error("cannot read greeting {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("greeting {path}: {error}")]
     Audio {
         path: String,
-        source: media::audio::AudioError,
+        error: media::audio::AudioError,
     },
     #[error("greeting {0} holds no audio")]
     Empty(String),
@@ -59,13 +56,13 @@ pub enum GreetingError {
 /// Load a WAV at any common rate and channel count as 8 kHz mono mu-law.
 pub fn load_greeting(path: &std::path::Path) -> Result<Vec<u8>, GreetingError> {
     let label = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| GreetingError::Read {
+    let bytes = std::fs::read(path).map_err(|error| GreetingError::Read {
         path: label.clone(),
-        source,
+        error,
     })?;
-    let pcm = media::audio::decode_wav(&bytes).map_err(|source| GreetingError::Audio {
+    let pcm = media::audio::decode_wav(&bytes).map_err(|error| GreetingError::Audio {
         path: label.clone(),
-        source,
+        error,
     })?;
     let mulaw = media::audio::to_mulaw_8k(&pcm.to_mono(), pcm.sample_rate);
     if mulaw.is_empty() {
