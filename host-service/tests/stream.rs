@@ -10,6 +10,12 @@ use host_service::config::{AppKind, Config};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
+/// Which engines a test server runs.
+enum EngineChoice {
+    Test,
+    FromConfig,
+}
+
 struct Server {
     addr: std::net::SocketAddr,
     data: tempfile::TempDir,
@@ -19,13 +25,20 @@ struct Server {
 }
 
 impl Server {
-    async fn start(mut config: Config) -> Server {
+    async fn start(config: Config) -> Server {
+        Server::start_with(config, EngineChoice::Test).await
+    }
+
+    async fn start_with(mut config: Config, engines: EngineChoice) -> Server {
         let data = tempfile::tempdir().unwrap();
         config.data_dir = data.path().join("data");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         config.listen = addr;
-        let engines = host_service::test_engines::engines(&config.test_engines);
+        let engines = match engines {
+            EngineChoice::Test => host_service::test_engines::engines(&config.test_engines),
+            EngineChoice::FromConfig => host_service::engines_from_config(&config).unwrap(),
+        };
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(host_service::run(listener, config, engines, async move {
             let _ = rx.await;
@@ -481,4 +494,35 @@ async fn sigterm_style_shutdown_finalizes_open_recordings() {
     assert!(path.starts_with(data.path()));
     let (left, _) = read_stereo_wav(&path);
     assert_eq!(left, GeneratedCall::new(25, 0..0).expected_left());
+}
+
+#[tokio::test]
+async fn transcription_engine_none_skips_the_stages_and_says_so() {
+    // The production engines, as configured: no transcriber, the local extractor.
+    let mut config = quick_config();
+    config.pipeline.engines = "postcall".into();
+    config.transcription.engine = Some("none".into());
+    let server = Server::start_with(config, EngineChoice::FromConfig).await;
+    let mut ws = connect(server.addr).await;
+    send(&mut ws, start(CALL, STREAM)).await;
+    send(&mut ws, media(STREAM, 2, 0, &frame_audio(0))).await;
+    send(&mut ws, stop(CALL, STREAM)).await;
+    assert_eq!(read_until_close(&mut ws).await.0, Some(1000));
+    let resp = server
+        .http
+        .post(server.url("/webhook/stream_ended"))
+        .form(&stream_ended_form(CALL))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let d = server.wait_status(CALL, "completed").await;
+    assert_eq!(
+        d["transcription_status"],
+        "skipped: transcription engine is none"
+    );
+    assert_eq!(d["transcript"], serde_json::Value::Null);
+    assert_eq!(d["extraction_engine"], "skipped: no transcript");
+    assert_eq!(d["recording"]["duration_ms"], 20);
+    server.stop().await;
 }

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use twiml::signature::{compute, Algorithm};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+const SHARED_KEY: &str = "a-webhook-shared-key";
 const PUBLIC: &str = "https://voice.example.com";
 const RECORDING: &str = "RE0123456789abcdef0123456789abcdef";
 
@@ -139,6 +140,7 @@ async fn start_service(api_base: &str) -> Svc {
     };
     c.recording.source = RecordingSource::Twilio;
     c.twilio.auth_token = Some(TOKEN.into());
+    c.twilio.shared_key = Some(SHARED_KEY.into());
     c.twilio.account_sid = Some(ACCOUNT.into());
     c.twilio.api_base = api_base.into();
     c.pipeline.engines = "test".into();
@@ -243,6 +245,25 @@ async fn twilio_records_the_call_and_the_service_downloads_it() {
     assert_eq!(d["status"], "in_progress");
 
     let r = post_signed(&svc, "/webhook/stream_ended", &ended, Some(sig)).await;
+    assert_eq!(r.status(), 200);
+    // The newer HMAC-SHA256 signing with the shared key is accepted too (a replay: no change).
+    let sha256 = compute(
+        &format!("{PUBLIC}/webhook/stream_ended"),
+        &ended,
+        SHARED_KEY.as_bytes(),
+        Algorithm::HmacSha256,
+    );
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/webhook/stream_ended", svc.addr))
+        .header("X-Twilio-Signature", sha256)
+        .header(
+            "X-Twilio-Webhooks-Signature-Settings",
+            "key=KS1,algorithm=HMAC_SHA256",
+        )
+        .form(&ended)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 
     // A status callback pointing the download anywhere but Twilio's API is refused, signed or not.
