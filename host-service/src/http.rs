@@ -79,13 +79,16 @@ async fn serve_axum_socket(state: AppState, socket: WebSocket) {
             })),
         })
     });
-    let stream = stream.map(|m| {
-        m.map(|m| match m {
+    let stream = stream.map(|m| match m {
+        // The transport stops reading a message past its limit; it is still a frame too big,
+        // and the peer is told so (1009).
+        Err(e) if e.to_string().contains("Message too long") => Ok(WsIn::Oversize),
+        m => m.map(|m| match m {
             Message::Text(t) => WsIn::Text(t.to_string()),
             Message::Binary(b) => WsIn::Binary(b.len()),
             Message::Close(_) => WsIn::Close,
             Message::Ping(_) | Message::Pong(_) => WsIn::Control,
-        })
+        }),
     });
     serve_socket(state, Box::pin(sink), Box::pin(stream)).await;
 }

@@ -418,9 +418,21 @@ pub fn request_twilio_recording(state: &AppState, info: &StartInfo) {
 pub async fn repair_recordings(store: &Store) -> Result<usize, crate::db::DbError> {
     let mut repaired = 0;
     for (stream_sid, path) in store.unfinished_recordings().await? {
-        let result = if path.is_empty() {
-            Err("no file was created".to_owned())
-        } else {
+        if path.is_empty() {
+            // No file was being written (the `twilio` source, or a socket that had just started).
+            store
+                .stream_finished(
+                    &stream_sid,
+                    "not_recorded",
+                    None,
+                    (0, 0, 0),
+                    "process_died",
+                    Clock::new().now_ms(),
+                )
+                .await?;
+            continue;
+        }
+        let result = {
             let p = path.clone();
             tokio::task::spawn_blocking(move || -> Result<u64, String> {
                 let mut f = std::fs::OpenOptions::new()

@@ -22,6 +22,8 @@ pub enum WsIn {
     /// A binary frame (its length): Twilio never sends one, so it ends the socket.
     Binary(usize),
     Close,
+    /// A frame the transport refused to buffer (past its own, larger limit).
+    Oversize,
     /// Ping and pong, answered by the transport.
     Control,
 }
@@ -123,6 +125,10 @@ where
                     Some(Ok(WsIn::Binary(_))) => {
                         conn.refused("binary_frame", "binary frames are not part of the protocol");
                         break (Some(close::UNSUPPORTED_DATA), "binary_frame");
+                    }
+                    Some(Ok(WsIn::Oversize)) => {
+                        conn.refused("frame_too_big", "past the transport limit");
+                        break (Some(close::TOO_BIG), "frame_too_big");
                     }
                     Some(Ok(WsIn::Text(t))) if t.len() > max_frame => {
                         conn.refused("frame_too_big", &format!("{} bytes", t.len()));

@@ -295,6 +295,11 @@ async fn bad_frames_close_only_their_own_socket() {
     .await;
     assert_eq!(read_until_close(&mut ws).await.0, Some(1009));
 
+    // Far over, past what the transport buffers (1 MiB): still 1009.
+    let mut ws = connect(server.addr).await;
+    send(&mut ws, "b".repeat(3 << 20)).await;
+    assert_eq!(read_until_close(&mut ws).await.0, Some(1009));
+
     // No start within the timeout: 1008.
     let mut ws = connect(server.addr).await;
     send(&mut ws, connected()).await;
@@ -322,7 +327,7 @@ async fn bad_frames_close_only_their_own_socket() {
     let m = server.metrics().await;
     for (kind, n) in [
         ("binary_frame", 1.0),
-        ("frame_too_big", 1.0),
+        ("frame_too_big", 2.0),
         ("bad_call_sid", 1.0),
         ("invalid_json", 1.0),
         ("unknown_event", 1.0),
