@@ -34,7 +34,7 @@ fn spawn(data: &Path, extra: &[(&str, String)]) -> Service {
         .env("HOST_SERVICE_DATA_DIR", data)
         .env("HOST_SERVICE_PIPELINE_ENGINES", "test")
         .env("HOST_SERVICE_PIPELINE_POLL_MS", "20")
-        .env("HOST_SERVICE_PIPELINE_LEASE_MS", "600")
+        .env("HOST_SERVICE_PIPELINE_LEASE_MS", "2000")
         .env("HOST_SERVICE_PIPELINE_BACKOFF_BASE_MS", "20")
         .env("HOST_SERVICE_LOG", "info")
         .stdout(Stdio::piped())
