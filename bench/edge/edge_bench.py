@@ -161,52 +161,78 @@ def wasm_filter(wasm: Path) -> dict:
 # Correctness
 
 
-def twiml_facts(body: bytes) -> tuple[str | None, int, bool]:
-    """(expat error or None, <Record> verbs, <Stream> under <Connect>/<Start>) with expat, apart
-    from the project's own parser. Qualified names stay as written: `tw:Record` is not the verb."""
-    stack: list[str] = []
-    records = 0
-    stream = False
+class Facts:
+    """What expat (apart from the project's own parser) sees in a body. Qualified names stay as
+    written: `tw:Record` is not the verb."""
 
-    def start(name, _attrs):
-        nonlocal records, stream
-        if len(stack) == 1 and stack[0] == "Response" and name == "Record":
-            records += 1
-        if name == "Stream" and len(stack) >= 1 and stack[-1] in ("Connect", "Start"):
-            stream = True
-        stack.append(name)
+    def __init__(self, body: bytes):
+        self.error: str | None = None
+        self.records = 0  # <Record> children of a <Response> root
+        self.stream = False  # a <Stream> child of <Connect> or <Start>
+        self.elements = 0
+        self.markup: list[str] = []  # comments, processing instructions, CDATA contents
+        stack: list[str] = []
 
-    p = xml.parsers.expat.ParserCreate()
-    p.StartElementHandler = start
-    p.EndElementHandler = lambda _n: stack.pop()
-    try:
-        p.Parse(body, True)
-    except xml.parsers.expat.ExpatError as e:
-        return f"line {e.lineno}: {xml.parsers.expat.ErrorString(e.code)}", records, stream
-    return None, records, stream
+        def start(name, _attrs):
+            self.elements += 1
+            if len(stack) == 1 and stack[0] == "Response" and name == "Record":
+                self.records += 1
+            if name == "Stream" and stack and stack[-1] in ("Connect", "Start"):
+                self.stream = True
+            stack.append(name)
+
+        cdata: list[str] = []
+        in_cdata = False
+
+        def text(data):
+            if in_cdata:
+                cdata.append(data)
+
+        def cdata_edge(opening: bool):
+            nonlocal in_cdata
+            in_cdata = opening
+            if not opening:
+                self.markup.append("cdata:" + "".join(cdata))
+                cdata.clear()
+
+        p = xml.parsers.expat.ParserCreate()
+        p.StartElementHandler = start
+        p.EndElementHandler = lambda _n: stack.pop()
+        p.CommentHandler = lambda d: self.markup.append("comment:" + d)
+        p.ProcessingInstructionHandler = lambda t, d: self.markup.append(f"pi:{t} {d}")
+        p.CharacterDataHandler = text
+        p.StartCdataSectionHandler = lambda: cdata_edge(True)
+        p.EndCdataSectionHandler = lambda: cdata_edge(False)
+        try:
+            p.Parse(body, True)
+        except xml.parsers.expat.ExpatError as e:
+            self.error = f"line {e.lineno}: {xml.parsers.expat.ErrorString(e.code)}"
 
 
-def judge(fixture: str, verdict: str, original: bytes, expected: bytes, status: int,
-          out: bytes) -> str:
+def judge(verdict: str, original: bytes, expected: bytes, status: int, out: bytes) -> str:
     if status != 200:
         return f"WRONG: status {status}"
     if out == expected:
         return "ok"
-    reasons = []
-    err_out, rec_out, stream_out = twiml_facts(out)
-    err_exp, _, _ = twiml_facts(expected)
+    got, want = Facts(out), Facts(expected)
+    blocking = got.records and got.stream
     # A removed element's indentation left behind as a blank line changes nothing for Twilio.
-    if not err_out and not (rec_out and stream_out) and blankless(out) == blankless(expected):
+    if not got.error and not blocking and blankless(out) == blankless(expected):
         return "ok (blank line left)"
-    if err_out and not err_exp:
+    reasons = []
+    if want.error:
+        reasons.append("edited a body that is not XML")
+    elif got.error:
         reasons.append("broke the XML")
-    if verdict == "conflict" and not err_out and rec_out and stream_out:
-        reasons.append(f"{rec_out} blocking <Record> left")
-    if verdict == "clean":
-        _, rec_in, stream_in = twiml_facts(original)
-        if rec_out < rec_in:
-            reasons.append("removed a non-blocking <Record>" if stream_in
-                           else "removed a voicemail <Record>")
+    else:
+        if blocking:
+            reasons.append(f"{got.records} blocking <Record> left")
+        if any(m not in Facts(original).markup for m in got.markup):
+            reasons.append("edited a comment/CDATA/PI")
+        if got.records < want.records:
+            reasons.append("removed a <Record> that blocks nothing")
+        elif got.elements < want.elements and got.records == want.records:
+            reasons.append("removed an element that is not a verb")
     if not reasons:
         reasons.append("changed bytes it should keep")
     return "WRONG: " + ", ".join(reasons)
@@ -245,12 +271,12 @@ def correctness(ports: dict[str, int], out_dir: Path) -> tuple[dict, list[str]]:
             status, headers, out = http_get(ports[c], f"/fx/{name}")
             (out_dir / c).mkdir(parents=True, exist_ok=True)
             (out_dir / c / name).write_bytes(out)
-            result = judge(name, verdict, original, expected, status, out)
+            result = judge(verdict, original, expected, status, out)
             if result.startswith("ok"):
                 score[c][verdict == "malformed"] += 1
             if c == "wasm":
                 result += f" ({headers.get('x-twiml-guard', '-')})"
-            if c == "lua" and result != "ok":
+            if c == "lua" and result.startswith("WRONG"):
                 diff = difflib.unified_diff(
                     expected.decode("utf-8", "replace").splitlines(),
                     out.decode("utf-8", "replace").splitlines(),
