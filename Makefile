@@ -10,7 +10,7 @@ CARGO    ?= cargo
 WASM_TARGET := wasm32-wasip1
 WASM     := target/$(WASM_TARGET)/release/twiml_guard_filter.wasm
 STAMPS   := .stamps
-APT_PKGS := espeak-ng sox cmake g++ pkg-config
+APT_PKGS := espeak-ng sox cmake g++ pkg-config wrk
 
 export TWIML_GUARD_WASM := $(abspath $(WASM))
 export TWIML_GUARD_VENV := $(abspath $(VENV))
@@ -87,7 +87,16 @@ $(STAMPS)/bench-venv: bench/requirements.txt $(STAMPS)/venv
 bench-whisper: setup $(STAMPS)/bench-venv
 	$(CARGO) run --release -p postcall --example whisper_rtf -- --model $(WHISPER_MODEL) --python $(PY)
 
-bench: bench-whisper
+# The guard filter against no filter and against the Lua filter of bench/edge/lua-filter.yaml, in
+# Envoys on loopback: correctness on the fixture corpus, then wrk load (bench/edge/edge_bench.py).
+# wrk joined APT_PKGS after some machines stamped $(STAMPS)/apt, hence the re-check.
+BENCH_EDGE_ARGS ?=
+.PHONY: bench-edge
+bench-edge: $(STAMPS)/apt $(STAMPS)/venv wasm
+	@command -v wrk >/dev/null || { rm -f $(STAMPS)/apt; $(MAKE) --no-print-directory $(STAMPS)/apt; }
+	$(PY) bench/edge/edge_bench.py --envoy $(VENV)/bin/envoy --wasm $(WASM) $(BENCH_EDGE_ARGS)
+
+bench: bench-whisper bench-edge
 
 # cargo-fuzz needs nightly flags (-Zsanitizer); RUSTC_BOOTSTRAP=1 lets the stable toolchain accept
 # them. Each target runs FUZZ_SECONDS from its committed seeds (and the TwiML fixtures); new
