@@ -15,7 +15,7 @@ BIN="${TWIML_GUARD_BIN_DIR:-$ROOT/target/release}"
 PUBLIC_HOST="${PUBLIC_HOST:-voice.example.com}"
 # The demo's shared secret: the simulator signs with it, the host service checks it.
 AUTH_TOKEN="${DEMO_AUTH_TOKEN:-demo-auth-token-0123456789abcdef}"
-SPEECH="${DEMO_SPEECH:-Hello, I would like to book an appointment for tomorrow morning at nine. My name is John Smith and my number is 555 0100. Please call me back.}"
+SPEECH="${DEMO_SPEECH:-Hello, I would like to book an appointment for tomorrow morning. My name is John Smith. Please call me back.}"
 # The ports in the shipped envoy.yaml.
 ENVOY_PORT=8080 ADMIN_PORT=9901 BACKEND_PORT=5000 HOST_PORT=7000
 SERVICES=(envoy host-service legacy-backend)
@@ -45,6 +45,8 @@ port_free() {
   "$PY" - "$1" <<'PYEOF'
 import socket, sys
 s = socket.socket()
+# As the servers themselves bind: connections left in TIME_WAIT by a previous run do not count.
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:
