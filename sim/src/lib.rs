@@ -23,15 +23,16 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("cannot read {path}: {source}")]
+    // The cause is part of the message (not a `source`), so error chains do not print it twice.
+    #[error("cannot read {path}: {reason}")]
     Io {
         path: String,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {reason}")]
     Audio {
         path: String,
-        source: media::audio::AudioError,
+        reason: media::audio::AudioError,
     },
     #[error("{path} has no audio")]
     EmptyAudio { path: String },
@@ -42,13 +43,13 @@ pub enum SimError {
 /// Read a WAV file (any rate, channels and common sample format) as 8 kHz mu-law.
 pub fn load_audio(path: &std::path::Path) -> Result<Vec<u8>, SimError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| SimError::Io {
+    let bytes = std::fs::read(path).map_err(|reason| SimError::Io {
         path: shown.clone(),
-        source,
+        reason,
     })?;
-    let pcm = media::audio::decode_wav(&bytes).map_err(|source| SimError::Audio {
+    let pcm = media::audio::decode_wav(&bytes).map_err(|reason| SimError::Audio {
         path: shown.clone(),
-        source,
+        reason,
     })?;
     let mulaw = media::audio::to_mulaw_8k(&pcm.to_mono(), pcm.sample_rate);
     if mulaw.is_empty() {
@@ -84,6 +85,42 @@ pub fn parse_dtmf(spec: &str) -> Result<Vec<(Duration, char)>, SimError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audio_errors_name_the_file() {
+        let err = load_audio(std::path::Path::new("/nonexistent/caller.wav")).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("cannot read /nonexistent/caller.wav: "));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.wav");
+        std::fs::write(&path, b"RIFF not really").unwrap();
+        let err = load_audio(&path).unwrap_err();
+        assert!(matches!(err, SimError::Audio { .. }), "{err}");
+    }
+
+    #[test]
+    fn espeak_style_wav_becomes_8khz_mulaw() {
+        // 0.5 s of a 440 Hz tone at 22.05 kHz, espeak-ng's rate.
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 22_050,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tone.wav");
+        let mut w = hound::WavWriter::create(&path, spec).unwrap();
+        for i in 0..11_025 {
+            let t = i as f32 / 22_050.0;
+            w.write_sample(((t * 440.0 * std::f32::consts::TAU).sin() * 8000.0) as i16)
+                .unwrap();
+        }
+        w.finalize().unwrap();
+        let mulaw = load_audio(&path).unwrap();
+        assert_eq!(mulaw.len(), 4000);
+        assert!(mulaw.iter().any(|&b| b != media::mulaw::SILENCE));
+    }
 
     #[test]
     fn dtmf_spec() {
