@@ -12,6 +12,7 @@ RUN="$ROOT/run"
 VENV="${TWIML_GUARD_VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 BIN="${TWIML_GUARD_BIN_DIR:-$ROOT/target/release}"
+WASM="${TWIML_GUARD_WASM:-$ROOT/target/wasm32-wasip1/release/twiml_guard_filter.wasm}"
 PUBLIC_HOST="${PUBLIC_HOST:-voice.example.com}"
 # The demo's shared secret: the simulator signs with it, the host service checks it.
 AUTH_TOKEN="${DEMO_AUTH_TOKEN:-demo-auth-token-0123456789abcdef}"
@@ -87,7 +88,7 @@ envoy_ready() { [ "$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/ready")" = LIVE ]; 
 json() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
 demo() {
-  for f in "$BIN/host-service" "$BIN/twilio-sim" "$ROOT/target/wasm32-wasip1/release/twiml_guard_filter.wasm" "$VENV/bin/envoy"; do
+  for f in "$BIN/host-service" "$BIN/twilio-sim" "$WASM" "$VENV/bin/envoy"; do
     [ -e "$f" ] || die "$f is missing: run \`make demo\` (it builds first)"
   done
   command -v espeak-ng >/dev/null || die "espeak-ng is missing: run \`make setup\`"
@@ -115,11 +116,15 @@ engine = "whisper"
 model_dir = "$ROOT/models/whisper-tiny.en"
 TOML
   start host-service env -u HOST_SERVICE_CONFIG "$BIN/host-service" --config "$RUN/host-service.toml"
+  # The shipped envoy.yaml, with the module path made absolute (the build may live elsewhere).
+  grep -q 'filename: target/wasm32-wasip1/release/twiml_guard_filter.wasm' envoy.yaml ||
+    die "envoy.yaml no longer names the module where this script expects it"
+  sed "s|filename: target/wasm32-wasip1/release/twiml_guard_filter.wasm|filename: $WASM|" envoy.yaml >"$RUN/envoy.yaml"
   if command -v func-e >/dev/null; then
     # func-e runs the same pinned Envoy binary unless ENVOY_PATH says otherwise.
-    ENVOY_PATH="${ENVOY_PATH:-$VENV/bin/envoy}" start envoy func-e run -c envoy.yaml --disable-hot-restart
+    ENVOY_PATH="${ENVOY_PATH:-$VENV/bin/envoy}" start envoy func-e run -c "$RUN/envoy.yaml" --disable-hot-restart
   else
-    start envoy "$VENV/bin/envoy" -c envoy.yaml --disable-hot-restart
+    start envoy "$VENV/bin/envoy" -c "$RUN/envoy.yaml" --disable-hot-restart
   fi
   wait_for legacy-backend 30 curl -fsS "http://127.0.0.1:$BACKEND_PORT/healthz"
   wait_for host-service 60 curl -fsS "http://127.0.0.1:$HOST_PORT/healthz"
@@ -181,7 +186,7 @@ TOML
   host metrics:   curl -s http://127.0.0.1:$HOST_PORT/metrics
   filter metrics: curl -s http://127.0.0.1:$ADMIN_PORT/stats/prometheus | grep twiml_guard
   another call:   $BIN/twilio-sim call --url https://$PUBLIC_HOST/webhook/incoming_call --local 127.0.0.1:$ENVOY_PORT --auth-token $AUTH_TOKEN --audio run/caller.wav
-  logs:           run/envoy.log run/host-service.log run/legacy-backend.log
+  logs:           run/envoy.log run/host-service.log run/legacy-backend.log (configs: run/envoy.yaml, run/host-service.toml)
   stop it all:    make stop
 EOF2
 }
