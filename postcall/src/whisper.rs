@@ -3,27 +3,42 @@
 //! so each call runs on tokio's blocking pool while the async workers stay free.
 
 use crate::audio::{
-    has_speech, merge_by_time, parse_timestamped, plan_windows, to_segments, transcript_text,
-    MAX_WINDOW_SECS, MIN_WINDOW_SECS, WHISPER_RATE,
+    has_speech, merge_by_time, pack, parse_timestamped, speech_regions, to_segments,
+    transcript_text, Packed, Piece, MAX_WINDOW_SECS, WHISPER_RATE,
 };
 use crate::{EngineError, Segment, TranscribeRequest, Transcriber, Transcript, WhisperConfig};
+use ct2rs::Tokenizer as _;
 use media::audio::{decode_wav, resample, Pcm};
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Files CTranslate2 and the tokenizer read from a model folder.
-const MODEL_FILES: [&str; 4] = [
-    "model.bin",
-    "config.json",
-    "tokenizer.json",
-    "preprocessor_config.json",
-];
+/// Files CTranslate2 and the tokenizer read from a model folder (the front-end settings are
+/// Whisper's fixed ones, so `preprocessor_config.json` is not needed).
+const MODEL_FILES: [&str; 3] = ["model.bin", "config.json", "tokenizer.json"];
+
+// Whisper's front end: 16 kHz audio, 25 ms FFT every 10 ms, 3000 frames per 30 s window.
+const N_FFT: usize = 400;
+const HOP: usize = 160;
+const FRAMES: usize = 3000;
+const WINDOW_SAMPLES: usize = FRAMES * HOP;
+
+/// The model and what turns audio into its input. `ct2rs::Whisper` is not used as is: it
+/// always prompts with a language and task token, which English-only models were never trained
+/// on (tiny.en then answers with a bare timestamp), and it normalises the spectrogram frame by
+/// frame instead of over the window as Whisper does.
+struct Model {
+    whisper: ct2rs::sys::Whisper,
+    tokenizer: ct2rs::tokenizers::hf::Tokenizer,
+    /// Mel filter bank, `n_mels` rows of `N_FFT / 2 + 1` weights.
+    filters: Vec<Vec<f64>>,
+}
 
 /// Whisper, loaded. Cloning shares the model.
 #[derive(Clone)]
 pub struct WhisperEngine {
-    model: Arc<ct2rs::Whisper>,
+    model: Arc<Model>,
     /// `None`: a multilingual model detects the language per window.
     language: Option<String>,
     beam_size: usize,
@@ -55,13 +70,35 @@ impl WhisperEngine {
             num_threads_per_replica: cfg.threads,
             ..Default::default()
         };
-        let model = ct2rs::Whisper::new(dir, config).map_err(|e| {
+        let load_err = |e: String| {
             EngineError::Config(format!(
-                "transcription.whisper.model_dir: cannot load {}: {e:#}",
+                "transcription.whisper.model_dir: cannot load {}: {e}",
                 dir.display()
             ))
-        })?;
-        let language = match (&cfg.language, model.is_multilingual()) {
+        };
+        let whisper =
+            ct2rs::sys::Whisper::new(dir, config).map_err(|e| load_err(format!("{e:#}")))?;
+        let tokenizer =
+            ct2rs::tokenizers::hf::Tokenizer::new(dir).map_err(|e| load_err(format!("{e:#}")))?;
+        let filters = mel_spec::mel::mel(
+            f64::from(WHISPER_RATE),
+            N_FFT,
+            whisper.n_mels(),
+            None,
+            None,
+            false,
+            true,
+        )
+        .rows()
+        .into_iter()
+        .map(|r| r.to_vec())
+        .collect();
+        let model = Model {
+            whisper,
+            tokenizer,
+            filters,
+        };
+        let language = match (&cfg.language, model.whisper.is_multilingual()) {
             (Some(lang), true) => Some(lang.clone()),
             (None, true) => None,
             (Some(lang), false) if lang != "en" => {
@@ -144,31 +181,85 @@ impl WhisperEngine {
             ..Default::default()
         };
         let mut segments = Vec::new();
-        for window in plan_windows(samples, WHISPER_RATE, MIN_WINDOW_SECS, MAX_WINDOW_SECS) {
-            let audio = &samples[window.clone()];
-            if !has_speech(audio, WHISPER_RATE) {
-                continue;
-            }
+        let regions = speech_regions(samples, WHISPER_RATE);
+        let mut queue: VecDeque<Packed> =
+            pack(&regions, samples, WHISPER_RATE, MAX_WINDOW_SECS).into();
+        while let Some(window) = queue.pop_front() {
+            let audio = window.audio(samples);
             let started = Instant::now();
             let out = self
-                .model
-                .generate(audio, self.language.as_deref(), true, &options)
-                .map_err(|e| EngineError::Transient(format!("whisper inference failed: {e:#}")))?;
+                .generate(&audio, &options)
+                .map_err(|e| EngineError::Transient(format!("whisper inference failed: {e}")))?;
             let window_secs = audio.len() as f64 / rate;
             tracing::debug!(
                 speaker,
-                offset_secs = window.start as f64 / rate,
+                parts = window.parts.len(),
                 window_secs,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "whisper window"
             );
-            let pieces = out
-                .iter()
-                .flat_map(|text| parse_timestamped(text, window_secs))
+            let pieces = parse_timestamped(&out, window_secs);
+            // Whisper sometimes stops before the end of a window; what it did not reach is
+            // decoded again on its own, as Whisper's own sequential decoding does.
+            let heard_until = pieces.last().map_or(0.0, |p| p.end);
+            if let Some(rest) = window.rest_after((heard_until * rate) as usize) {
+                if !pieces.is_empty() {
+                    queue.push_front(rest);
+                }
+            }
+            // Whisper's times are in the packed window; map them back to the call.
+            let at = |t: f64| (t * rate).round() as usize;
+            let pieces = pieces
+                .into_iter()
+                .map(|p| {
+                    let (s, e) = window.place(at(p.start), at(p.end));
+                    Piece {
+                        start: s as f64 / rate,
+                        end: e as f64 / rate,
+                        text: p.text,
+                    }
+                })
                 .collect();
-            segments.extend(to_segments(pieces, window.start as f64 / rate, speaker));
+            segments.extend(to_segments(pieces, 0.0, speaker));
         }
         Ok(segments)
+    }
+
+    /// One window (at most 30 s of 16 kHz audio) to Whisper's output with timestamp tokens.
+    fn generate(&self, audio: &[f32], options: &ct2rs::WhisperOptions) -> Result<String, String> {
+        let model = &self.model;
+        let n_mels = model.filters.len();
+        let mut features = log_mel(audio, &model.filters);
+        let view =
+            ct2rs::sys::StorageView::new(&[1, n_mels, FRAMES], &mut features, Default::default())
+                .map_err(|e| format!("{e:#}"))?;
+        let mut prompt = vec!["<|startoftranscript|>".to_string()];
+        if model.whisper.is_multilingual() {
+            let lang = match &self.language {
+                Some(l) => format!("<|{l}|>"),
+                None => model
+                    .whisper
+                    .detect_language(&view)
+                    .map_err(|e| format!("{e:#}"))?
+                    .into_iter()
+                    .next()
+                    .and_then(|r| r.into_iter().next())
+                    .map(|d| d.language)
+                    .unwrap_or_else(|| "<|en|>".into()),
+            };
+            prompt.push(lang);
+            prompt.push("<|transcribe|>".into());
+        }
+        let result = model
+            .whisper
+            .generate(&view, &[prompt], options)
+            .map_err(|e| format!("{e:#}"))?;
+        let tokens = result
+            .into_iter()
+            .next()
+            .and_then(|r| r.sequences.into_iter().next())
+            .unwrap_or_default();
+        model.tokenizer.decode(tokens).map_err(|e| format!("{e:#}"))
     }
 }
 
@@ -194,6 +285,43 @@ impl Transcriber for WhisperEngine {
         );
         Ok(transcript)
     }
+}
+
+/// Whisper's log-mel spectrogram of one window, `[n_mels, FRAMES]` row-major: the audio is
+/// zero-padded to 30 s, its power spectrum mapped through the mel filters, `log10`, clamped to
+/// 8 below the window's maximum and scaled, as in Whisper's reference front end.
+fn log_mel(audio: &[f32], filters: &[Vec<f64>]) -> Vec<f32> {
+    let n_mels = filters.len();
+    let mut padded = audio[..audio.len().min(WINDOW_SAMPLES)].to_vec();
+    padded.resize(WINDOW_SAMPLES + N_FFT, 0.0);
+    let mut stft = mel_spec::stft::Spectrogram::new(N_FFT, HOP);
+    let mut logs = vec![0f64; n_mels * FRAMES];
+    let mut frame = 0;
+    for hop in padded.chunks(HOP) {
+        if frame == FRAMES {
+            break;
+        }
+        let Some(spectrum) = stft.add(hop) else {
+            continue;
+        };
+        // Power of the non-negative frequencies (the last bin, Nyquist, is left out as in
+        // Whisper's `stft[..., :-1]` on the frame axis equivalent).
+        let mut power: Vec<f64> = spectrum
+            .iter()
+            .take(N_FFT / 2)
+            .map(|c| c.norm_sqr())
+            .collect();
+        power.push(0.0);
+        for (m, weights) in filters.iter().enumerate() {
+            let e: f64 = weights.iter().zip(&power).map(|(w, p)| w * p).sum();
+            logs[m * FRAMES + frame] = e.max(1e-10).log10();
+        }
+        frame += 1;
+    }
+    let floor = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max) - 8.0;
+    logs.iter()
+        .map(|&x| ((x.max(floor) + 4.0) / 4.0) as f32)
+        .collect()
 }
 
 fn compute_type(name: &str) -> Result<ct2rs::ComputeType, EngineError> {

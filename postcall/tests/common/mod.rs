@@ -49,7 +49,7 @@ pub fn model_dir() -> PathBuf {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/whisper-tiny.en")
         });
     assert!(
-        dir.join("model.bin").is_file() && dir.join("preprocessor_config.json").is_file(),
+        dir.join("model.bin").is_file(),
         "no Whisper model at {}: run `make setup` (it prepares models/whisper-tiny.en) or set \
          TWIML_GUARD_WHISPER_MODEL to a CTranslate2 Whisper folder",
         dir.display()
