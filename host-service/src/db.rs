@@ -270,6 +270,15 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
+        // Switching a file to WAL takes an exclusive lock, and SQLite answers a second connection
+        // racing for it with SQLITE_BUSY without waiting. One connection makes the file WAL and
+        // the schema first; the pool's connections then find it done.
+        let first = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&first).await?;
+        first.close().await;
         // A local file needs no liveness pings, reaping or lazy connects: every connection is
         // opened up front and kept.
         let pool = SqlitePoolOptions::new()
@@ -280,7 +289,6 @@ impl Store {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
         Ok(Store { pool })
     }
 
