@@ -10,7 +10,11 @@ CARGO    ?= cargo
 WASM_TARGET := wasm32-wasip1
 WASM     := target/$(WASM_TARGET)/release/twiml_guard_filter.wasm
 STAMPS   := .stamps
-APT_PKGS := espeak-ng sox cmake g++ pkg-config wrk
+APT_PKGS := espeak-ng sox g++ pkg-config wrk
+
+# The in-process Whisper is a cargo feature (it links the wheel's CTranslate2, see ct2lib);
+# every build, lint and test here turns it on.
+FEATURES := --features host-service/whisper,postcall/whisper
 
 export TWIML_GUARD_WASM := $(abspath $(WASM))
 export TWIML_GUARD_VENV := $(abspath $(VENV))
@@ -26,7 +30,21 @@ help:
 	@echo "make fuzz   - run each cargo-fuzz target for a bounded time"
 	@echo "make lint   - cargo fmt --check and clippy for the host and wasm32-wasip1"
 
-setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/whisper-model
+setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/whisper-model ct2lib
+
+# The wheel's CTranslate2 (and its libgomp) linked into target/ct2lib/, where .cargo/config.toml
+# points the linker (LIBRARY_PATH) and the binaries' rpath. ct2rs's `system` feature also asks
+# for cublas_static, cublasLt_static, culibos and cpu_features: empty archives satisfy it.
+CT2LIB := target/ct2lib
+.PHONY: ct2lib
+ct2lib: $(CT2LIB)/.stamp
+$(CT2LIB)/.stamp: $(STAMPS)/venv
+	rm -rf $(CT2LIB) && mkdir -p $(CT2LIB)
+	libs="$$($(PY) -c 'import ctranslate2, os; print(os.path.join(os.path.dirname(ctranslate2.__file__), os.pardir, "ctranslate2.libs"))')"; \
+	for f in "$$libs"/*; do ln -s "$$(readlink -f "$$f")" $(CT2LIB)/; done; \
+	ln -s "$$(basename "$$(ls "$$libs"/libctranslate2-*.so.*)")" $(CT2LIB)/libctranslate2.so
+	for a in cublas_static cublasLt_static culibos cpu_features; do ar rc $(CT2LIB)/lib$$a.a; done
+	@touch $@
 
 $(STAMPS)/apt:
 	@mkdir -p $(STAMPS)
@@ -65,17 +83,17 @@ wasm: $(STAMPS)/rust
 	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-filter
 
 build: setup wasm
-	$(CARGO) build --release --workspace --exclude twiml-guard-filter
+	$(CARGO) build --release --workspace --exclude twiml-guard-filter $(FEATURES)
 
 # --release so clippy reuses the release build's build-script outputs (CTranslate2's cmake build
 # takes minutes and would otherwise run a second time for the dev profile).
 lint: setup
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
 	$(CARGO) clippy --release -p twiml -p twiml-guard-filter --target $(WASM_TARGET) --all-targets -- -D warnings
 
 test: build lint
-	$(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace $(FEATURES)
 
 # Whisper's real-time factor on this machine, side by side with Python's faster-whisper (same
 # CTranslate2 engine, same model folder, same audio), printed as one table.
@@ -85,7 +103,7 @@ $(STAMPS)/bench-venv: bench/requirements.txt $(STAMPS)/venv
 
 .PHONY: bench-whisper
 bench-whisper: setup $(STAMPS)/bench-venv
-	$(CARGO) run --release -p postcall --example whisper_rtf -- --model $(WHISPER_MODEL) --python $(PY)
+	$(CARGO) run --release -p postcall --features whisper --example whisper_rtf -- --model $(WHISPER_MODEL) --python $(PY)
 
 # The guard filter against no filter and against the Lua filter of bench/edge/lua-filter.yaml, in
 # Envoys on loopback: correctness on the fixture corpus, then wrk load (bench/edge/edge_bench.py).
