@@ -119,12 +119,16 @@ TOML
   # The shipped envoy.yaml, with the module path made absolute (the build may live elsewhere).
   grep -q 'filename: target/wasm32-wasip1/release/twiml_guard_filter.wasm' envoy.yaml ||
     die "envoy.yaml no longer names the module where this script expects it"
-  sed "s|filename: target/wasm32-wasip1/release/twiml_guard_filter.wasm|filename: $WASM|" envoy.yaml >"$RUN/envoy.yaml"
+  # Signatures are checked over the public URL the simulator signs.
+  sed -e "s|filename: target/wasm32-wasip1/release/twiml_guard_filter.wasm|filename: $WASM|" \
+    -e "s|\"public_base_url\": \"https://voice.example.com\"|\"public_base_url\": \"https://$PUBLIC_HOST\"|" \
+    envoy.yaml >"$RUN/envoy.yaml"
+  # envoy.yaml passes TWILIO_AUTH_TOKEN to the filter (vm_config.environment_variables).
   if command -v func-e >/dev/null; then
     # func-e runs the same pinned Envoy binary unless ENVOY_PATH says otherwise.
-    ENVOY_PATH="${ENVOY_PATH:-$VENV/bin/envoy}" start envoy func-e run -c "$RUN/envoy.yaml" --disable-hot-restart
+    TWILIO_AUTH_TOKEN="$AUTH_TOKEN" ENVOY_PATH="${ENVOY_PATH:-$VENV/bin/envoy}" start envoy func-e run -c "$RUN/envoy.yaml" --disable-hot-restart
   else
-    start envoy "$VENV/bin/envoy" -c "$RUN/envoy.yaml" --disable-hot-restart
+    TWILIO_AUTH_TOKEN="$AUTH_TOKEN" start envoy "$VENV/bin/envoy" -c "$RUN/envoy.yaml" --disable-hot-restart
   fi
   wait_for legacy-backend 30 curl -fsS "http://127.0.0.1:$BACKEND_PORT/healthz"
   wait_for host-service 60 curl -fsS "http://127.0.0.1:$HOST_PORT/healthz"

@@ -153,7 +153,14 @@ def wasm_filter(wasm: Path) -> dict:
     shipped = yaml.safe_load((ROOT / "envoy.yaml").read_text())
     hcm = shipped["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     entry = next(f for f in hcm["typed_config"]["http_filters"] if f["name"] == "twiml_guard")
-    entry["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(wasm)
+    config = entry["typed_config"]["config"]
+    config["vm_config"]["code"]["local"]["filename"] = str(wasm)
+    # The bench measures TwiML inspection with unsigned requests: no signature checks, so no
+    # auth token in the environment either.
+    plugin = json.loads(config["configuration"]["value"])
+    plugin.pop("signature", None)
+    config["configuration"]["value"] = json.dumps(plugin)
+    config["vm_config"].pop("environment_variables", None)
     return entry
 
 

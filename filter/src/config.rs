@@ -1,11 +1,14 @@
 //! The plugin configuration: parsed and validated once per plugin (re)configure, so a typo stops
 //! Envoy at start-up with a message naming the field instead of running a phone line on a guess.
 
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use twiml::{RewriteAction as CoreAction, RewriteOptions};
+
+use crate::signature::{RawSignatureConfig, SignatureConfig};
+use crate::syntax::{bad, valid_media_type, valid_path};
+pub use crate::syntax::{is_absolute_url, ConfigError};
 
 /// Largest `max_body_bytes` accepted. Envoy's own buffer limit
 /// (`per_connection_buffer_limit_bytes`, 1 MiB by default) must stay above the value chosen.
@@ -60,7 +63,7 @@ pub struct RawConfig {
     pub fallback_twiml: String,
     pub media_path: String,
     pub log_twiml: bool,
-    pub signature: Option<crate::signature::RawSignatureConfig>,
+    pub signature: Option<RawSignatureConfig>,
 }
 
 pub const DEFAULT_FALLBACK_TWIML: &str =
@@ -73,7 +76,11 @@ impl Default for RawConfig {
             rewrite_action: RewriteAction::Strip,
             recording_status_callback: None,
             paths: Vec::new(),
-            content_types: vec!["text/xml".into(), "application/xml".into()],
+            content_types: vec![
+                "text/xml".into(),
+                "application/xml".into(),
+                "text/html".into(),
+            ],
             max_body_bytes: 262_144,
             on_oversize: Policy::Pass,
             on_malformed: Policy::Pass,
@@ -104,7 +111,7 @@ pub struct Config {
     pub media_path: String,
     pub log_twiml: bool,
     /// Twilio request-signature checks; `None` when the `signature` key is absent.
-    pub signature: Option<crate::signature::SignatureConfig>,
+    pub signature: Option<SignatureConfig>,
 }
 
 impl Default for Config {
@@ -139,89 +146,34 @@ impl Config {
     pub fn holds_headers(&self) -> bool {
         self.reject_style == RejectStyle::Status
     }
-}
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("plugin configuration is not valid JSON: {0}")]
-    Json(String),
-    #[error("plugin configuration must be a JSON object")]
-    NotObject,
-    #[error("unknown field `{0}` (known fields: {known})", known = KNOWN_FIELDS.join(", "))]
-    UnknownField(String),
-    #[error("field `{field}`: {message}")]
-    Field {
-        field: &'static str,
-        message: String,
-    },
-}
-
-impl ConfigError {
-    /// The offending key, when the problem is one field.
-    pub fn field(&self) -> Option<&str> {
-        match self {
-            ConfigError::UnknownField(f) => Some(f),
-            ConfigError::Field { field, .. } => Some(field),
-            ConfigError::Json(_) | ConfigError::NotObject => None,
+    /// Read the secrets the `signature` object names from `env` (the VM's environment).
+    pub fn load_secrets(
+        &mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        match self.signature.as_mut() {
+            Some(sc) => crate::signature::load_keys(sc, env),
+            None => Ok(()),
         }
     }
 }
 
-const KNOWN_FIELDS: &[&str] = &[
-    "mode",
-    "rewrite_action",
-    "recording_status_callback",
-    "paths",
-    "content_types",
-    "max_body_bytes",
-    "on_oversize",
-    "on_malformed",
-    "reject_status",
-    "reject_style",
-    "fallback_twiml",
-    "media_path",
-    "log_twiml",
-    "signature",
-];
-
-fn bad(field: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Field {
-        field,
-        message: message.into(),
-    }
-}
-
-fn typed<T: DeserializeOwned>(field: &'static str, v: &Value) -> Result<(), ConfigError> {
-    T::deserialize(v)
-        .map(|_| ())
-        .map_err(|e| bad(field, e.to_string()))
-}
-
-/// serde's messages for a wrong type or an unknown variant do not say which key held it, so each
-/// key is first checked on its own; the derived `RawConfig` then does the real deserializing.
-fn check_each_field(map: &Map<String, Value>) -> Result<(), ConfigError> {
-    for (key, v) in map {
-        match key.as_str() {
-            "mode" => typed::<Mode>("mode", v)?,
-            "rewrite_action" => typed::<RewriteAction>("rewrite_action", v)?,
-            "recording_status_callback" => typed::<Option<String>>("recording_status_callback", v)?,
-            "paths" => typed::<Vec<String>>("paths", v)?,
-            "content_types" => typed::<Vec<String>>("content_types", v)?,
-            "max_body_bytes" => typed::<u64>("max_body_bytes", v)?,
-            "on_oversize" => typed::<Policy>("on_oversize", v)?,
-            "on_malformed" => typed::<Policy>("on_malformed", v)?,
-            "reject_status" => typed::<u32>("reject_status", v)?,
-            "reject_style" => typed::<RejectStyle>("reject_style", v)?,
-            "fallback_twiml" => typed::<String>("fallback_twiml", v)?,
-            "media_path" => typed::<String>("media_path", v)?,
-            "log_twiml" => typed::<bool>("log_twiml", v)?,
-            "signature" => {
-                typed::<Option<crate::signature::RawSignatureConfig>>("signature", v)?;
-            }
-            other => return Err(ConfigError::UnknownField(other.to_string())),
+impl<'a> From<&'a Config> for crate::signature::Scope<'a> {
+    fn from(cfg: &'a Config) -> Self {
+        crate::signature::Scope {
+            signature: cfg.signature.as_ref(),
+            max_body_bytes: cfg.max_body_bytes,
+            holds_headers: cfg.holds_headers(),
         }
     }
-    Ok(())
+}
+
+/// An XML media type (`text/xml`, `application/xml`, `*/*+xml`): always TwiML to Twilio when it is
+/// listed, so inspected in full. Any other listed type (`text/html` by default) is TwiML only
+/// when its body opens with `<Response`, and is sniffed first.
+pub fn is_xml_media_type(media_type: &str) -> bool {
+    matches!(media_type, "text/xml" | "application/xml") || media_type.ends_with("+xml")
 }
 
 /// Parse and validate the plugin configuration. Empty (or whitespace-only) means all defaults.
@@ -231,43 +183,39 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     }
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(e.to_string()))?;
-    let Value::Object(map) = value else {
+    if !value.is_object() {
         return Err(ConfigError::NotObject);
-    };
-    check_each_field(&map)?;
-    // From the bytes again, not the map: the derive also refuses a duplicated key, which the map
-    // would have resolved silently to its last value.
-    let raw: RawConfig =
-        serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(e.to_string()))?;
+    }
+    // From the value first: its errors say what was found (`invalid type: integer `1``) where
+    // the byte parser's would only say `expected value`.
+    let raw: RawConfig = serde_path_to_error::deserialize(&value).map_err(keyed)?;
+    // Then from the bytes, which also refuse a duplicated key: the value kept only its last
+    // occurrence.
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize::<_, RawConfig>(&mut de).map_err(keyed)?;
     validate(raw)
 }
 
-/// An absolute http(s) URL with a host and no whitespace: Twilio will call it, so a relative or
-/// mistyped URL must be caught here, not on a live call.
-pub fn is_absolute_url(s: &str) -> bool {
-    let rest = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"));
-    let Some(rest) = rest else { return false };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    !host.is_empty()
-        && !host.starts_with(':')
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-fn valid_path(p: &str) -> bool {
-    p.starts_with('/') && !p.contains(['?', '#']) && !p.chars().any(|c| c.is_whitespace())
-}
-
-fn valid_media_type(t: &str) -> bool {
-    let mut parts = t.split('/');
-    let token = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
-    };
-    matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if token(a) && token(b))
+/// serde's own messages for a wrong type or an unknown variant do not say which key held it;
+/// the path the error was found at does.
+fn keyed<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> ConfigError {
+    let top = e.path().iter().next().map(|segment| segment.to_string());
+    let depth = e.path().iter().count();
+    let path = e.path().to_string();
+    let message = e.inner().to_string();
+    // serde names the key itself in these two, before the path reaches it.
+    let named = || message.split('`').nth(1).unwrap_or_default().to_string();
+    let unknown = message.starts_with("unknown field `");
+    match top {
+        Some(_) | None if unknown && depth <= 1 => ConfigError::UnknownField {
+            field: named(),
+            message,
+        },
+        None if message.starts_with("duplicate field `") => bad(&named(), message),
+        None => ConfigError::Json(message),
+        Some(top) if depth == 1 => bad(&top, message),
+        Some(top) => bad(&top, format!("{path}: {message}")),
+    }
 }
 
 /// The fallback is sent in place of refused TwiML, so it must itself be a well-formed, clean

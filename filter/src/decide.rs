@@ -6,45 +6,14 @@
 use serde_json::json;
 use twiml::{gzip, Verdict};
 
-use crate::config::{Config, Mode, Policy, RejectStyle};
+use crate::config::{is_xml_media_type, Config, Mode, Policy, RejectStyle};
 
 /// The response header carrying the outcome, when response headers are held.
 pub const GUARD_HEADER: &str = "x-twiml-guard";
 
 // === requests ===
 
-/// What the request-header callback learned; enough to route the exchange.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestInfo {
-    pub method: String,
-    /// `:path` as received, query included.
-    pub path: String,
-    pub upgrade: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestRoute {
-    /// A WebSocket upgrade on `media_path`: never buffered, never inspected.
-    MediaUpgrade,
-    /// A plain request on `media_path`: answered 426 by the filter.
-    MediaNotUpgrade,
-    /// The response is a candidate for inspection.
-    Inspect,
-    /// Not ours (HEAD, or a path outside `paths`): everything passes untouched.
-    Skip(&'static str),
-}
-
-/// The path without its query string or fragment.
-pub fn path_only(path: &str) -> &str {
-    path.split(['?', '#']).next().unwrap_or(path)
-}
-
-pub fn is_websocket_upgrade(upgrade: Option<&str>) -> bool {
-    upgrade.is_some_and(|u| {
-        u.split(',')
-            .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
-    })
-}
+pub use crate::route::{is_websocket_upgrade, path_only, RequestInfo, RequestRoute};
 
 pub fn route_request(cfg: &Config, req: &RequestInfo) -> RequestRoute {
     let path = path_only(&req.path);
@@ -67,9 +36,47 @@ pub fn route_request(cfg: &Config, req: &RequestInfo) -> RequestRoute {
 /// The 426 body for a plain request on the media path.
 pub const UPGRADE_REQUIRED_BODY: &str = "this path only accepts WebSocket upgrades\n";
 
+/// The content codings the filter can read in a response.
+const READABLE_CODINGS: [&str; 3] = ["gzip", "x-gzip", "identity"];
+
+/// The `accept-encoding` to forward on an inspected route, so the backend answers in a coding
+/// the filter can read (gzip or none) instead of `br` or `zstd` it cannot see into. `value` is
+/// every value the client sent, joined with `,`. Codings the filter reads keep their
+/// parameters (`gzip;q=0.8`); the rest, `*` included, are dropped; when nothing is left the
+/// answer is `identity` (no `accept-encoding` at all would allow any coding). `None` when the
+/// header can stay as it is.
+pub fn narrow_accept_encoding(value: Option<&str>) -> Option<String> {
+    let Some(value) = value else {
+        return Some("identity".into());
+    };
+    let kept: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|token| {
+            let coding = token.split(';').next().unwrap_or_default().trim();
+            READABLE_CODINGS
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(coding))
+        })
+        .collect();
+    let narrowed = if kept.is_empty() {
+        "identity".to_string()
+    } else {
+        kept.join(", ")
+    };
+    let unchanged = value
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .eq(narrowed.split(", "));
+    (!unchanged).then_some(narrowed)
+}
+
 // === responses ===
 
-/// The response-header values the candidate check looks at.
+/// The response-header values the candidate check looks at. A header sent more than once is
+/// given as all its values joined with `, ` (Envoy's single-value read would return only the
+/// first, and a second `content-type` or `content-encoding` must not go unseen).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResponseInfo {
     pub status: Option<String>,
@@ -92,6 +99,9 @@ pub enum ResponseStart {
     Pass(&'static str),
     /// Buffer the body to the end, then evaluate it.
     Inspect(Encoding),
+    /// A type that is TwiML only when its body opens with `<Response` (`text/html`): look at
+    /// the first bytes ([`sniff_body`]) before buffering the rest.
+    Sniff(Encoding),
     /// Decided from the headers alone (declared length over the limit, or an encoding the filter
     /// cannot read): the outcome is known without buffering.
     Early(Outcome),
@@ -107,6 +117,33 @@ pub fn media_type(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// Every distinct media type in a `content-type` value that may hold several (a repeated header
+/// joined with `,`, or a backend writing `text/html, text/xml`). Commas inside a quoted parameter
+/// value do not split.
+pub fn media_types(content_type: &str) -> Vec<String> {
+    let mut types: Vec<String> = Vec::new();
+    let mut quoted = false;
+    let mut start = 0;
+    let mut push = |part: &str| {
+        let t = media_type(part);
+        if !t.is_empty() && !types.contains(&t) {
+            types.push(t);
+        }
+    };
+    for (i, c) in content_type.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                push(content_type.get(start..i).unwrap_or_default());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    push(content_type.get(start..).unwrap_or_default());
+    types
+}
+
 fn encoding(value: Option<&str>) -> Result<Encoding, String> {
     let Some(value) = value else {
         return Ok(Encoding::Identity);
@@ -120,7 +157,7 @@ fn encoding(value: Option<&str>) -> Result<Encoding, String> {
         [] => Ok(Encoding::Identity),
         [one] if one == "gzip" || one == "x-gzip" => Ok(Encoding::Gzip),
         _ => Err(format!(
-            "content-encoding {value:?} cannot be inspected (only gzip and identity)"
+            "content-encoding {value:?} cannot be inspected (only gzip and identity, once)"
         )),
     }
 }
@@ -139,10 +176,16 @@ pub fn start_response(cfg: &Config, resp: &ResponseInfo) -> ResponseStart {
     let Some(ct) = resp.content_type.as_deref() else {
         return ResponseStart::Pass("no content-type");
     };
-    let mt = media_type(ct);
-    if !cfg.content_types.contains(&mt) {
+    let types = media_types(ct);
+    if !types.iter().any(|t| cfg.content_types.contains(t)) {
         return ResponseStart::Pass("content-type not inspected");
     }
+    // Only a single non-XML type is sniffed. With several types, which one a client goes by is
+    // anyone's guess, so the body is judged in full, as the strictest of them would be.
+    let sniffed = match types.as_slice() {
+        [one] => !is_xml_media_type(one),
+        _ => false,
+    };
     let length: Option<u64> = resp
         .content_length
         .as_deref()
@@ -155,8 +198,9 @@ pub fn start_response(cfg: &Config, resp: &ResponseInfo) -> ResponseStart {
         Err(reason) => return ResponseStart::Early(malformed(cfg, Encoding::Identity, reason)),
     };
     // The compressed bytes are buffered too, so the limit applies to them as well as to what
-    // they expand to.
-    if let Some(len) = length.filter(|l| *l > cfg.max_body_bytes as u64) {
+    // they expand to. A sniffed page over the limit is not refused for its size before its first
+    // bytes are seen: most are HTML pages that pass.
+    if let Some(len) = length.filter(|l| *l > cfg.max_body_bytes as u64 && !sniffed) {
         return ResponseStart::Early(oversize(
             cfg,
             enc,
@@ -166,7 +210,24 @@ pub fn start_response(cfg: &Config, resp: &ResponseInfo) -> ResponseStart {
             ),
         ));
     }
-    ResponseStart::Inspect(enc)
+    if sniffed {
+        ResponseStart::Sniff(enc)
+    } else {
+        ResponseStart::Inspect(enc)
+    }
+}
+
+/// What the first bytes of a sniffed body (as received so far, possibly gzip) say. `complete`:
+/// this is the whole body. Corrupt gzip is left to the full evaluation (`Twiml`), which calls it
+/// malformed.
+pub fn sniff_body(cfg: &Config, received: &[u8], enc: Encoding, complete: bool) -> twiml::Sniff {
+    match enc {
+        Encoding::Identity => twiml::sniff(received, complete),
+        Encoding::Gzip => match gzip::decode_prefix(received, cfg.max_body_bytes) {
+            Ok(plain) => twiml::sniff(&plain, complete),
+            Err(_) => twiml::Sniff::Twiml,
+        },
+    }
 }
 
 // === counters ===

@@ -20,6 +20,17 @@ fn log(level: LogLevel, msg: &str) {
     let _ = hostcalls::log(level, msg);
 }
 
+/// A panic is a VM trap, and the trap alone says nothing of why: log the panic's message and
+/// place at critical first, so the reason is in Envoy's log next to the reload or the 503s.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        log(
+            LogLevel::Critical,
+            &format!("panic, the VM traps next: {info}"),
+        );
+    }));
+}
+
 // === counters ===
 
 /// Host ids of the counters, defined once per root context.
@@ -29,6 +40,8 @@ struct Metrics {
     ws_upgrades: u32,
     /// In `Label::ALL` order.
     outcomes: [u32; 6],
+    signature_ok: u32,
+    signature_rejected: u32,
 }
 
 impl Metrics {
@@ -41,10 +54,14 @@ impl Metrics {
         for (id, label) in outcomes.iter_mut().zip(Label::ALL) {
             *id = define(label.metric())?;
         }
+        let [ok, rejected] = crate::signature::METRIC_NAMES;
         Ok(Metrics {
             inspected: define(decide::INSPECTED_METRIC)?,
             ws_upgrades: define(decide::WS_UPGRADES_METRIC)?,
             outcomes,
+            // Defined at configure, so they read 0 before the first signed request.
+            signature_ok: define(ok)?,
+            signature_rejected: define(rejected)?,
         })
     }
 
@@ -103,7 +120,8 @@ impl RootContext for Root {
             }
         };
         let mut cfg = cfg;
-        if let Err(e) = crate::signature::configure(&mut cfg) {
+        // The secrets come from the VM's environment (`vm_config.environment_variables`).
+        if let Err(e) = cfg.load_secrets(|name| std::env::var(name).ok()) {
             log(
                 LogLevel::Critical,
                 &format!("invalid plugin configuration: {e}"),
@@ -122,13 +140,24 @@ impl RootContext for Root {
         log(
             LogLevel::Info,
             &format!(
-                "configured mode={:?} reject_style={:?} holds_headers={} max_body_bytes={}",
+                "twiml_guard version={} commit={}",
+                crate::VERSION,
+                crate::build_commit()
+            ),
+        );
+        log(
+            LogLevel::Info,
+            &format!(
+                "configured mode={:?} reject_style={:?} holds_headers={} max_body_bytes={} \
+                 content_types={:?}",
                 cfg.mode,
                 cfg.reject_style,
                 cfg.holds_headers(),
-                cfg.max_body_bytes
+                cfg.max_body_bytes,
+                cfg.content_types
             ),
         );
+        log(LogLevel::Info, &crate::signature::describe(&cfg));
         self.config = Some(Rc::new(cfg));
         true
     }
@@ -163,6 +192,14 @@ enum State {
     MediaUpgrade,
     /// The response will be checked when its headers arrive.
     Candidate,
+    /// A candidate whose type is TwiML only when its body opens with `<Response`: paused until
+    /// its first bytes tell (`decide::sniff_body`), then passed or buffered.
+    Sniffing {
+        enc: Encoding,
+        held: bool,
+        /// The last cumulative size a body callback reported.
+        size: usize,
+    },
     /// Buffering a candidate body until its end.
     Buffering {
         enc: Encoding,
@@ -205,6 +242,45 @@ impl Http {
             .flatten()
     }
 
+    /// Every value of each of `names` in `map`, joined with `, ` (`None` for an absent one):
+    /// `get_map_value` returns only the first value of a repeated header.
+    fn all_values<const N: usize>(map: MapType, names: [&str; N]) -> [Option<String>; N] {
+        let pairs = hostcalls::get_map(map).unwrap_or_default();
+        names.map(|name| {
+            let values: Vec<&str> = pairs
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+                .collect();
+            (!values.is_empty()).then(|| values.join(", "))
+        })
+    }
+
+    /// Narrow `accept-encoding` to what the filter can read (gzip, identity) on an inspected
+    /// route, so the backend never answers in a coding the guard cannot see into.
+    fn narrow_accept_encoding(&self) {
+        let [current] = Self::all_values(MapType::HttpRequestHeaders, ["accept-encoding"]);
+        let Some(narrowed) = decide::narrow_accept_encoding(current.as_deref()) else {
+            return;
+        };
+        // Removing first drops every repeated value; then one value is added.
+        let removed =
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, "accept-encoding", None);
+        let added = removed.and_then(|()| {
+            hostcalls::add_map_value(MapType::HttpRequestHeaders, "accept-encoding", &narrowed)
+        });
+        match added {
+            Ok(()) => self.log(
+                LogLevel::Debug,
+                &format!("accept-encoding {current:?} narrowed to {narrowed:?}"),
+            ),
+            Err(e) => self.log(
+                LogLevel::Warn,
+                &format!("cannot narrow accept-encoding: {e:?}"),
+            ),
+        }
+    }
+
     fn set_response_header(&self, name: &str, value: Option<&str>) {
         if let Err(e) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value) {
             self.log(
@@ -241,7 +317,7 @@ impl Http {
                 .flatten()
         };
         let step = crate::signature::on_request_headers(
-            &self.config,
+            self.config.as_ref(),
             &mut self.signature,
             req,
             route,
@@ -259,7 +335,7 @@ impl Http {
                 .map_err(|e| format!("{e:?}"))
         };
         let step = crate::signature::on_request_body(
-            &self.config,
+            self.config.as_ref(),
             &mut self.signature,
             body_size,
             end_of_stream,
@@ -274,7 +350,11 @@ impl Http {
             Step::Pass | Step::HoldBody => RequestCheck::Allow,
             Step::Hold => RequestCheck::Hold,
             Step::Decided(verdict) => {
-                crate::signature::record(&verdict);
+                Metrics::bump(if verdict.ok() {
+                    self.metrics.signature_ok
+                } else {
+                    self.metrics.signature_rejected
+                });
                 let level = if verdict.ok() {
                     LogLevel::Debug
                 } else {
@@ -402,6 +482,43 @@ impl Http {
         self.apply(outcome, held, size, end_of_stream)
     }
 
+    /// A sniffed candidate's body so far: pass it at once when it does not open with
+    /// `<Response`, or buffer and judge it like any candidate.
+    fn on_sniffed_body(
+        &mut self,
+        enc: Encoding,
+        held: bool,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        let cfg = Rc::clone(&self.config);
+        let sniff = match self.read_body(size) {
+            Ok(received) => decide::sniff_body(&cfg, &received, enc, end_of_stream),
+            // An unreadable body cannot be shown to be something else.
+            Err(_) => twiml::Sniff::Twiml,
+        };
+        match sniff {
+            twiml::Sniff::NotTwiml => {
+                self.log(
+                    LogLevel::Debug,
+                    "not inspected: body does not open with <Response",
+                );
+                self.state = State::Done;
+                Action::Continue
+            }
+            // Past the limit and still undecided: judged like any candidate (oversize).
+            twiml::Sniff::NeedMore if size <= cfg.max_body_bytes => Action::Pause,
+            twiml::Sniff::Twiml | twiml::Sniff::NeedMore => {
+                if held {
+                    // Contract rule 1, while the headers are still held.
+                    self.set_response_header("content-length", None);
+                }
+                self.state = State::Buffering { enc, held, size };
+                self.on_buffered_body(enc, held, size, end_of_stream)
+            }
+        }
+    }
+
     fn apply(&mut self, outcome: Outcome, held: bool, size: usize, end_of_stream: bool) -> Action {
         self.verdict(&outcome);
         let label = outcome.label.as_str();
@@ -485,7 +602,10 @@ impl HttpContext for Http {
                 );
                 return Action::Pause;
             }
-            RequestRoute::Inspect => State::Candidate,
+            RequestRoute::Inspect => {
+                self.narrow_accept_encoding();
+                State::Candidate
+            }
             RequestRoute::Skip(reason) => {
                 self.log(LogLevel::Debug, &format!("not inspected: {reason}"));
                 State::Skip
@@ -531,11 +651,20 @@ impl HttpContext for Http {
             State::Candidate => {}
             _ => return Action::Continue,
         }
+        let [status, content_type, content_encoding, content_length] = Self::all_values(
+            MapType::HttpResponseHeaders,
+            [
+                ":status",
+                "content-type",
+                "content-encoding",
+                "content-length",
+            ],
+        );
         let info = ResponseInfo {
-            status: self.response_header(":status"),
-            content_type: self.response_header("content-type"),
-            content_encoding: self.response_header("content-encoding"),
-            content_length: self.response_header("content-length"),
+            status,
+            content_type,
+            content_encoding,
+            content_length,
             end_of_stream,
         };
         match decide::start_response(&self.config, &info) {
@@ -556,11 +685,32 @@ impl HttpContext for Http {
                     Action::Continue
                 }
             }
+            ResponseStart::Sniff(enc) => {
+                let held = self.config.holds_headers();
+                self.state = State::Sniffing { enc, held, size: 0 };
+                if held {
+                    // Contract rule 1 waits for the sniff: held headers can still change, and a
+                    // page that passes keeps its content-length.
+                    Action::Pause
+                } else {
+                    // Headers leave now; the body may still be rewritten, so no length.
+                    self.set_response_header("content-length", None);
+                    Action::Continue
+                }
+            }
         }
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         match self.state {
+            State::Sniffing { enc, held, .. } => {
+                self.state = State::Sniffing {
+                    enc,
+                    held,
+                    size: body_size,
+                };
+                self.on_sniffed_body(enc, held, body_size, end_of_stream)
+            }
             State::Buffering { enc, held, .. } => {
                 self.state = State::Buffering {
                     enc,
@@ -579,6 +729,8 @@ impl HttpContext for Http {
         // callback reported.
         match self.state {
             State::Buffering { enc, held, size } => self.on_buffered_body(enc, held, size, true),
+            // Every body callback paused while undecided, so the whole body is buffered.
+            State::Sniffing { enc, held, size } => self.on_sniffed_body(enc, held, size, true),
             // Every earlier chunk was dropped as it came: the buffer is empty.
             State::Swallowing { .. } => self.swallow(0, true),
             _ => Action::Continue,

@@ -5,12 +5,15 @@
 //!
 //! Secrets never enter the plugin JSON: it names environment variables, which Envoy passes to
 //! the VM through `vm_config.environment_variables`. No secret and no signature reaches a log.
+//!
+//! It knows the rest of the configuration only through [`Scope`] (which `config` builds), so
+//! `config` can hold a [`SignatureConfig`] without the two importing each other.
 
 use serde::Deserialize;
 use twiml::signature::{self as sig, Body, Keys, Request, SignatureError};
 
-use crate::config::{is_absolute_url, Config, ConfigError};
-use crate::decide::{path_only, RequestInfo, RequestRoute};
+use crate::route::{path_only, RequestInfo, RequestRoute};
+use crate::syntax::{is_absolute_url, valid_path, ConfigError};
 
 /// Counter names: `twiml_guard_signature_ok_total` and `twiml_guard_signature_rejected_total` in
 /// `/stats/prometheus`.
@@ -69,10 +72,17 @@ pub struct SignatureConfig {
 }
 
 fn bad(message: impl Into<String>) -> ConfigError {
-    ConfigError::Field {
-        field: "signature",
-        message: message.into(),
-    }
+    crate::syntax::bad("signature", message)
+}
+
+/// What the signature step needs from the whole configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// `None`: no `signature` object, nothing is checked.
+    pub signature: Option<&'a SignatureConfig>,
+    pub max_body_bytes: usize,
+    /// Response headers (and so request headers too) may be held: see `Config::holds_headers`.
+    pub holds_headers: bool,
 }
 
 fn env_name_ok(name: &str) -> bool {
@@ -108,7 +118,7 @@ pub fn validate(raw: Option<RawSignatureConfig>) -> Result<Option<SignatureConfi
         None => return Err(bad("public_base_url has no scheme")),
     };
     for p in &raw.paths {
-        if !p.starts_with('/') || p.contains(['?', '#']) || p.chars().any(char::is_whitespace) {
+        if !valid_path(p) {
             return Err(bad(format!(
                 "paths: {p:?} is not a path prefix (must start with '/', no query)"
             )));
@@ -127,19 +137,17 @@ pub fn validate(raw: Option<RawSignatureConfig>) -> Result<Option<SignatureConfi
 
 /// Read the secrets named in the configuration from the VM's environment. A missing or empty
 /// variable refuses the configuration: a guard that cannot check signatures must not start.
-/// The error names the variable, never a value.
+/// The error names the variable and how to provide it, never a value.
 pub fn load_keys(
-    cfg: &mut Config,
+    sc: &mut SignatureConfig,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<(), ConfigError> {
-    let Some(sc) = cfg.signature.as_mut() else {
-        return Ok(());
-    };
     let read = |name: &str, key: &str| {
         env(name).filter(|v| !v.is_empty()).ok_or_else(|| {
             bad(format!(
-                "{key}: environment variable {name} is not set in the VM (add it to \
-                 vm_config.environment_variables)"
+                "{key}: environment variable {name} is not set in the VM: set {name} in \
+                 Envoy's environment and list it in vm_config.environment_variables.host_env_keys \
+                 (as envoy.yaml does)"
             ))
         })
     };
@@ -151,8 +159,8 @@ pub fn load_keys(
 }
 
 /// One line for the configure log: what is checked, no secrets.
-pub fn describe(cfg: &Config) -> String {
-    match &cfg.signature {
+pub fn describe<'a>(cfg: impl Into<Scope<'a>>) -> String {
+    match cfg.into().signature {
         None => "signature=off".into(),
         Some(sc) => format!(
             "signature=on enforce={} public_base_url={} paths={:?} sha256={}",
@@ -344,15 +352,16 @@ fn is_form(content_type: Option<&str>) -> bool {
 
 /// The request-header step. `header` reads a request header; `end_of_stream` says the request
 /// has no body.
-pub fn on_request_headers(
-    cfg: &Config,
+pub fn on_request_headers<'a>(
+    cfg: impl Into<Scope<'a>>,
     pending: &mut Pending,
     req: &RequestInfo,
     route: RequestRoute,
     header: &dyn Fn(&str) -> Option<String>,
     end_of_stream: bool,
 ) -> Step {
-    let Some(sc) = &cfg.signature else {
+    let cfg = cfg.into();
+    let Some(sc) = cfg.signature else {
         return Step::Pass;
     };
     let signature = header(sig::SIGNATURE_HEADER);
@@ -392,7 +401,7 @@ pub fn on_request_headers(
         form: is_form(header("content-type").as_deref()),
         size: 0,
     });
-    if cfg.holds_headers() {
+    if cfg.holds_headers {
         Step::Hold
     } else {
         Step::HoldBody
@@ -403,14 +412,15 @@ pub fn on_request_headers(
 /// body that ends in trailers (HTTP/2, or HTTP/1 with `enable_trailers`) ends in the trailers
 /// callback, which calls this with [`Pending::body_size`] and `end_of_stream`: letting the
 /// trailers through unchecked would forward the held body unsigned.
-pub fn on_request_body(
-    cfg: &Config,
+pub fn on_request_body<'a>(
+    cfg: impl Into<Scope<'a>>,
     pending: &mut Pending,
     body_size: usize,
     end_of_stream: bool,
     read: impl FnOnce(usize) -> Result<Vec<u8>, String>,
 ) -> Step {
-    let (Some(sc), Some(held)) = (&cfg.signature, &mut pending.0) else {
+    let cfg = cfg.into();
+    let (Some(sc), Some(held)) = (cfg.signature, &mut pending.0) else {
         return Step::Pass;
     };
     if body_size > cfg.max_body_bytes {
@@ -443,52 +453,6 @@ pub fn on_request_body(
     pending.0 = None;
     Step::decided("webhook", sc, result)
 }
-
-// === the host side (wasm only) ===
-
-#[cfg(target_arch = "wasm32")]
-mod host {
-    use std::cell::Cell;
-
-    use proxy_wasm::hostcalls;
-    use proxy_wasm::types::{LogLevel, MetricType};
-
-    use super::{describe, load_keys, Verdict, METRIC_NAMES};
-    use crate::config::Config;
-
-    thread_local! {
-        // The VM is single-threaded; ids are defined once, at the first configure.
-        static COUNTERS: Cell<Option<(u32, u32)>> = const { Cell::new(None) };
-    }
-
-    /// At plugin configure: read the secrets from the VM's environment (Envoy's
-    /// `vm_config.environment_variables`) and define the counters, so they read 0 before the
-    /// first request.
-    pub fn configure(cfg: &mut Config) -> Result<(), String> {
-        load_keys(cfg, |name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
-        if COUNTERS.get().is_none() {
-            let define = |name| {
-                hostcalls::define_metric(MetricType::Counter, name)
-                    .map_err(|e| format!("define_metric {name}: {e:?}"))
-            };
-            let [ok, rejected] = METRIC_NAMES;
-            COUNTERS.set(Some((define(ok)?, define(rejected)?)));
-        }
-        let _ = hostcalls::log(LogLevel::Info, &describe(cfg));
-        Ok(())
-    }
-
-    pub fn record(verdict: &Verdict) {
-        if let Some((ok, rejected)) = COUNTERS.get() {
-            let id = if verdict.ok() { ok } else { rejected };
-            // A lost increment is better than a trap.
-            let _ = hostcalls::increment_metric(id, 1);
-        }
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-pub use host::{configure, record};
 
 #[cfg(test)]
 mod tests;

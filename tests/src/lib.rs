@@ -131,6 +131,10 @@ pub struct EnvoySetup {
     pub host_service: SocketAddr,
     /// The plugin's JSON configuration; `None` keeps the shipped one.
     pub plugin_config: Option<String>,
+    /// Environment variables for the Envoy process (the shipped config passes
+    /// `TWILIO_AUTH_TOKEN` from it to the filter). Nothing else of the caller's
+    /// `TWILIO_AUTH_TOKEN` reaches Envoy.
+    pub env: Vec<(String, String)>,
 }
 
 impl EnvoySetup {
@@ -139,6 +143,7 @@ impl EnvoySetup {
             backend,
             host_service,
             plugin_config: None,
+            env: Vec::new(),
         }
     }
 
@@ -146,9 +151,19 @@ impl EnvoySetup {
         self.plugin_config = Some(json.into());
         self
     }
+
+    /// Start Envoy with `TWILIO_AUTH_TOKEN` set, as the shipped config's signature checks need.
+    pub fn auth_token(mut self, token: &str) -> Self {
+        self.env
+            .push((AUTH_TOKEN_ENV.to_string(), token.to_string()));
+        self
+    }
 }
 
 pub const SHIPPED_WASM_PATH: &str = "target/wasm32-wasip1/release/twiml_guard_filter.wasm";
+
+/// The variable the shipped config passes to the filter for Twilio signatures.
+pub const AUTH_TOKEN_ENV: &str = "TWILIO_AUTH_TOKEN";
 
 fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
     match text.matches(from).count() {
@@ -345,8 +360,16 @@ pub fn http_client() -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
-fn envoy_command(config: &Path, dir: &Path, log: &Path) -> Result<Command> {
+fn envoy_command(
+    config: &Path,
+    dir: &Path,
+    log: &Path,
+    env: &[(String, String)],
+) -> Result<Command> {
     let mut cmd = Command::new(envoy_binary()?);
+    // Only what the test asks for: a token in the caller's shell must not make a test pass.
+    cmd.env_remove(AUTH_TOKEN_ENV);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let log_file = std::fs::File::create(log).map_err(io("creating envoy.log"))?;
     let err_file = log_file.try_clone().map_err(io("cloning envoy.log"))?;
     cmd.arg("-c")
@@ -378,16 +401,22 @@ impl Envoy {
     /// Render the shipped `envoy.yaml` for `setup` and start it.
     pub async fn start(setup: &EnvoySetup) -> Result<Envoy> {
         let yaml = render_envoy_config(&shipped_envoy_yaml()?, setup, &wasm_module()?)?;
-        Self::start_with_config(&yaml).await
+        Self::start_with_env(&yaml, &setup.env).await
     }
 
     /// Start Envoy on a config as given (ports must be 0 or free); ready when its admin says
     /// so and the listener is bound.
     pub async fn start_with_config(yaml: &str) -> Result<Envoy> {
+        Self::start_with_env(yaml, &[]).await
+    }
+
+    /// [`Envoy::start_with_config`] with environment variables for the Envoy process.
+    pub async fn start_with_env(yaml: &str, env: &[(String, String)]) -> Result<Envoy> {
         let dir = temp_dir()?;
         let config = write_config(&dir, yaml)?;
         let log = dir.path().join("envoy.log");
-        let child = ChildGuard::spawn("envoy", &mut envoy_command(&config, dir.path(), &log)?)?;
+        let child =
+            ChildGuard::spawn("envoy", &mut envoy_command(&config, dir.path(), &log, env)?)?;
         let mut envoy = Envoy {
             child,
             dir,
@@ -554,7 +583,8 @@ pub async fn run_envoy_to_exit(yaml: &str) -> Result<(ExitStatus, String)> {
     let dir = temp_dir()?;
     let config = write_config(&dir, yaml)?;
     let log = dir.path().join("envoy.log");
-    let mut child = ChildGuard::spawn("envoy", &mut envoy_command(&config, dir.path(), &log)?)?;
+    let mut child =
+        ChildGuard::spawn("envoy", &mut envoy_command(&config, dir.path(), &log, &[])?)?;
     let status = child.wait_exit(START_TIMEOUT).await?;
     let text = std::fs::read_to_string(&log).map_err(io("reading envoy.log"))?;
     Ok((status, text))
@@ -562,7 +592,19 @@ pub async fn run_envoy_to_exit(yaml: &str) -> Result<(ExitStatus, String)> {
 
 /// `envoy --mode validate -c <config>` in `cwd`: its exit status and output.
 pub fn validate_envoy_config(config: &Path, cwd: &Path) -> Result<(ExitStatus, String)> {
+    validate_envoy_config_env(config, cwd, &[])
+}
+
+/// [`validate_envoy_config`] with environment variables for Envoy (`TWILIO_AUTH_TOKEN` for the
+/// shipped config); the caller's own `TWILIO_AUTH_TOKEN` never reaches it.
+pub fn validate_envoy_config_env(
+    config: &Path,
+    cwd: &Path,
+    env: &[(&str, &str)],
+) -> Result<(ExitStatus, String)> {
     let out = Command::new(envoy_binary()?)
+        .env_remove(AUTH_TOKEN_ENV)
+        .envs(env.iter().copied())
         .args(["--mode", "validate", "--disable-hot-restart", "-c"])
         .arg(config)
         .current_dir(cwd)

@@ -214,7 +214,9 @@ impl Stack {
             LegacyBackend::start(dir.path()),
             HostService::start(dir.path())
         )?;
-        let mut setup = EnvoySetup::new(backend.addr, host.addr);
+        // The shipped config checks Twilio signatures with the same token the simulator signs
+        // with and the host service checks.
+        let mut setup = EnvoySetup::new(backend.addr, host.addr).auth_token(AUTH_TOKEN);
         if let Some(json) = plugin_config {
             setup = setup.plugin_config(json);
         }

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use e2e::{
     envoy_binary, render_envoy_config, run_envoy_to_exit, shipped_envoy_yaml,
-    validate_envoy_config, EnvoySetup, SHIPPED_WASM_PATH,
+    validate_envoy_config, validate_envoy_config_env, EnvoySetup, SHIPPED_WASM_PATH,
 };
 
 #[test]
@@ -20,11 +20,42 @@ fn shipped_envoy_yaml_validates_as_shipped() {
     std::os::unix::fs::symlink(common::wasm_path(), &wasm_link).unwrap();
     let config = dir.path().join("envoy.yaml");
     std::fs::write(&config, shipped_envoy_yaml().unwrap()).unwrap();
-    let (status, out) = validate_envoy_config(&config, dir.path()).unwrap();
+    let token = [(e2e::AUTH_TOKEN_ENV, "shipped-config-token")];
+    let (status, out) = validate_envoy_config_env(&config, dir.path(), &token).unwrap();
     assert!(status.success(), "{out}");
     assert!(out.contains("OK"), "{out}");
     assert!(
         out.contains("configured mode=Rewrite reject_style=Status holds_headers=true"),
+        "{out}"
+    );
+    // The module says what it is, and the shipped config checks signatures.
+    assert!(
+        out.contains(&format!(
+            "twiml_guard version={} commit=",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "signature=on enforce=true public_base_url=https://voice.example.com \
+             paths=[\"/webhook/\"]"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("shipped-config-token"), "{out}");
+
+    // Without the token the shipped config fails closed: Envoy refuses it, and the critical
+    // line names the variable and how to pass it.
+    let (status, out) = validate_envoy_config(&config, dir.path()).unwrap();
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("[critical][wasm]")
+            && out.contains(
+                "invalid plugin configuration: field `signature`: auth_token_env: environment \
+             variable TWILIO_AUTH_TOKEN is not set in the VM: set TWILIO_AUTH_TOKEN in Envoy's \
+             environment and list it in vm_config.environment_variables.host_env_keys"
+            ),
         "{out}"
     );
 }

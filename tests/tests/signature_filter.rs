@@ -36,10 +36,12 @@ fn config_with_env(setup: &EnvoySetup, env: &[(&str, &str)]) -> String {
         &e2e::wasm_module().unwrap(),
     )
     .unwrap();
+    // The shipped config passes TWILIO_AUTH_TOKEN from Envoy's environment; here each test sets
+    // its own secrets inline instead (`key_values`), the other documented way.
     let line = yaml
         .lines()
-        .find(|l| l.trim() == "vm_id: twiml_guard")
-        .expect("the shipped config names its VM")
+        .find(|l| l.trim() == "host_env_keys: [TWILIO_AUTH_TOKEN]")
+        .expect("the shipped config passes the auth token from the environment")
         .to_string();
     let indent = &line[..line.len() - line.trim_start().len()];
     let pairs: Vec<String> = env
@@ -48,10 +50,7 @@ fn config_with_env(setup: &EnvoySetup, env: &[(&str, &str)]) -> String {
         .collect();
     yaml.replacen(
         &line,
-        &format!(
-            "{line}\n{indent}environment_variables:\n{indent}  key_values: {{ {} }}",
-            pairs.join(", ")
-        ),
+        &format!("{indent}key_values: {{ {} }}", pairs.join(", ")),
         1,
     )
 }

@@ -1,11 +1,12 @@
 //! Throughput of the core on bodies the filter sees: the seed conflict, a 256 KiB document
-//! without `<Record` (fast path), and a 256 KiB document with a conflict (full parse + strip).
+//! without `<Record` (fast path), a 256 KiB document with a conflict (full parse + strip), and
+//! the sniff that lets a `text/html` page pass from its first bytes.
 //! Run: `cargo bench -p twiml --bench core`. Plain std timing, so it builds anywhere.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use twiml::{analyze, rewrite, RewriteOptions, Verdict};
+use twiml::{analyze, rewrite, sniff, RewriteOptions, Verdict};
 
 const SEED: &[u8] = include_bytes!("../../tests/fixtures/twiml/seed_001.xml");
 
@@ -71,4 +72,10 @@ fn main() {
         &conflict,
         analyze_and_strip,
     );
+    let sniff_only = |b: &[u8]| {
+        black_box(sniff(black_box(b), false));
+    };
+    let page = b"<!DOCTYPE html>\n<!-- a comment -->\n<html lang=\"en\"><head>".repeat(64);
+    measure("sniff an HTML page's first bytes", &page, sniff_only);
+    measure("sniff the seed", SEED, sniff_only);
 }

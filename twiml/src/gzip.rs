@@ -35,6 +35,23 @@ pub fn decode(compressed: &[u8], limit: usize) -> Result<Vec<u8>, GzipError> {
     Ok(out)
 }
 
+/// Decompress what the first bytes of a gzip body give, at most `limit` bytes: for looking at the
+/// start of a body that is still arriving. A stream cut short is not an error here (its bytes so
+/// far are returned); corrupt data is.
+pub fn decode_prefix(compressed: &[u8], limit: usize) -> Result<Vec<u8>, GzipError> {
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX);
+    let mut out = Vec::new();
+    // `read_to_end` keeps what it read before an error.
+    match MultiGzDecoder::new(compressed)
+        .take(cap)
+        .read_to_end(&mut out)
+    {
+        Ok(_) => Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(out),
+        Err(e) => Err(GzipError::Invalid(e.to_string())),
+    }
+}
+
 /// Compress `plain` as one gzip member.
 pub fn encode(plain: &[u8]) -> Result<Vec<u8>, GzipError> {
     let mut enc = GzEncoder::new(
@@ -104,6 +121,25 @@ mod tests {
                 "prefix of {cut} bytes"
             );
         }
+    }
+
+    #[test]
+    fn every_prefix_decodes_to_a_prefix() {
+        let z = encode(TWIML).unwrap();
+        let mut longest = 0;
+        for cut in 0..=z.len() {
+            let plain = decode_prefix(&z[..cut], 1000).unwrap();
+            assert!(TWIML.starts_with(&plain), "prefix of {cut} bytes");
+            assert!(plain.len() >= longest, "prefix of {cut} bytes went back");
+            longest = plain.len();
+        }
+        assert_eq!(longest, TWIML.len());
+        assert_eq!(decode_prefix(&z, 10).unwrap(), &TWIML[..10]);
+        // Ten bytes decide the header; a wrong magic number is corrupt data.
+        assert!(matches!(
+            decode_prefix(b"<!DOCTYPE html><html>", 100),
+            Err(GzipError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -14,15 +14,19 @@
 //! Also: `describe()`/`Display` on `Verdict`, `Conflict` and `Malformed` (one line for logs and
 //! error bodies); `inspect(body)`, a full parse without the fast path (to validate configured
 //! TwiML, or to see voicemail `<Record>`s); `has_record_bytes`/`needs_full_scan` (the fast path);
-//! `strip_ranges` (the exact bytes strip removes); `line_column`.
+//! `strip_ranges` (the exact bytes strip removes); `line_column`; `sniff(prefix, complete)`
+//! (whether a body's first bytes open a `<Response>`, for types such as `text/html` that are
+//! TwiML only sometimes).
 //!
 //! Layout: `scan` parses (well-formedness and the conflict rule), `rewrite` edits bytes in place
-//! of the spans `scan` found, `position` turns offsets into lines and columns.
+//! of the spans `scan` found, `position` turns offsets into lines and columns, `sniff` looks at
+//! the opening bytes only.
 //!
 //! Decisions for odd input (the README's "Verdicts and rewrite actions" repeats them):
 //! - A UTF-8 byte order mark is accepted and skipped; offsets still count it, columns do not.
 //! - An XML declaration is accepted only as the very first thing; an `encoding` other than UTF-8
-//!   (or an ASCII superset such as ISO-8859-1) is `malformed`, and so is a UTF-16 byte order mark.
+//!   (or an ASCII superset such as ISO-8859-1) is `malformed`, and so is UTF-16, with a byte order
+//!   mark or without one (a zero byte among the first two; any U+0000 is malformed anyway).
 //! - A `<!DOCTYPE` is `malformed`: entities are never expanded, and a DTD could define one that
 //!   expands to a `<Record>` the scanner cannot see. Only the five predefined entities and
 //!   character references are accepted.
@@ -45,6 +49,7 @@
 mod position;
 mod rewrite;
 mod scan;
+pub mod sniff;
 
 use std::fmt;
 pub mod gzip;
@@ -55,6 +60,7 @@ use std::ops::Range;
 pub use position::line_column;
 pub use rewrite::strip_ranges;
 pub use scan::{inspect, needs_full_scan, Inspection};
+pub use sniff::{sniff, Sniff};
 
 /// One `<Record>` verb that would block a `<Stream>` in the same document.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 use std::ops::Range;
 
 use quick_xml::events::attributes::AttrError;
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::{BytesDecl, BytesStart, Event};
 use quick_xml::Reader;
 
 use crate::{line_column, Conflict, Malformed, Verdict};
@@ -16,12 +16,20 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// True when `analyze` has to parse the body. Anything else is `clean` by a byte search alone:
 /// no `<Record` bytes means no `<Record>` verb, unless a DTD could define an entity that expands
 /// to one (`<!DOCTYPE`, refused as malformed) or the body is UTF-16 (whose `<Record` is not these
-/// bytes; refused as malformed).
+/// bytes; refused as malformed). UTF-16 without a byte order mark is found by its zero bytes: XML
+/// allows no U+0000, so a body holding one is never clean.
 pub fn needs_full_scan(body: &[u8]) -> bool {
     crate::has_record_bytes(body)
         || memchr::memmem::find(body, b"<!DOCTYPE").is_some()
         || body.starts_with(b"\xFF\xFE")
         || body.starts_with(b"\xFE\xFF")
+        || memchr::memchr(0, body).is_some()
+}
+
+/// UTF-16 without a byte order mark: one of the first two bytes is zero and the other is not
+/// (XML 1.0 appendix F: a document opens with `<` or whitespace, ASCII in either byte order).
+fn utf16_without_bom(body: &[u8]) -> bool {
+    matches!(body, [a, b, ..] if (*a == 0) != (*b == 0))
 }
 
 pub(crate) fn analyze(body: &[u8]) -> Verdict {
@@ -142,6 +150,12 @@ fn scan(body: &[u8]) -> Result<Inspection, Fail> {
             "UTF-16 byte order mark: only UTF-8 TwiML is supported",
         ));
     }
+    if utf16_without_bom(body) {
+        return Err(Fail::at(
+            0,
+            "UTF-16 without a byte order mark: only UTF-8 TwiML is supported",
+        ));
+    }
     let (base, doc) = match body.strip_prefix(BOM) {
         Some(rest) => (BOM.len(), rest),
         None => (0, body),
@@ -188,6 +202,25 @@ fn scan_structure(
     doc: &[u8],
     charset: &mut Charset,
 ) -> Result<Inspection, Fail> {
+    let mut reader = strict_reader(doc);
+    let mut walk = Walk::new(base, charset);
+    let pos = |p: u64| base + usize::try_from(p).unwrap_or(usize::MAX).min(doc.len());
+    loop {
+        let before = pos(reader.buffer_position());
+        let event = match reader.read_event() {
+            Ok(event) => event,
+            Err(e) => return Err(Fail::at(pos(reader.error_position()), e.to_string())),
+        };
+        let after = pos(reader.buffer_position());
+        if !walk.event(event, before, after)? {
+            break;
+        }
+    }
+    walk.finish(body)
+}
+
+/// quick-xml set to check what it can (end names, comments, `&`); the rest is [`Walk`]'s job.
+fn strict_reader(doc: &[u8]) -> Reader<&[u8]> {
     let mut reader = Reader::from_reader(doc);
     let config = reader.config_mut();
     config.check_end_names = true;
@@ -196,44 +229,41 @@ fn scan_structure(
     config.allow_unmatched_ends = false;
     config.expand_empty_elements = false;
     config.trim_text(false);
+    reader
+}
 
-    let mut stack: Vec<Open> = Vec::new();
-    let mut root_seen = false;
-    let mut root_is_response = false;
-    let mut has_stream = false;
-    let mut records = Vec::new();
-    let mut open_record: Option<usize> = None;
-    let pos = |p: u64| base + usize::try_from(p).unwrap_or(usize::MAX).min(doc.len());
+/// The state of one pass over the events: open elements, the root, and what the conflict rule
+/// has seen so far. Each kind of event is one step; `finish` checks the end of the document.
+struct Walk<'c> {
+    base: usize,
+    charset: &'c mut Charset,
+    stack: Vec<Open>,
+    root_seen: bool,
+    root_is_response: bool,
+    has_stream: bool,
+    records: Vec<Range<usize>>,
+    /// Where a `<Record>` verb with content opened, until its end tag.
+    open_record: Option<usize>,
+}
 
-    loop {
-        let before = pos(reader.buffer_position());
-        let event = match reader.read_event() {
-            Ok(event) => event,
-            Err(e) => return Err(Fail::at(pos(reader.error_position()), e.to_string())),
-        };
-        let after = pos(reader.buffer_position());
+impl<'c> Walk<'c> {
+    fn new(base: usize, charset: &'c mut Charset) -> Self {
+        Walk {
+            base,
+            charset,
+            stack: Vec::new(),
+            root_seen: false,
+            root_is_response: false,
+            has_stream: false,
+            records: Vec::new(),
+            open_record: None,
+        }
+    }
+
+    /// One event spanning body offsets `before..after`; `false` at the end of input.
+    fn event(&mut self, event: Event<'_>, before: usize, after: usize) -> Result<bool, Fail> {
         match event {
-            Event::Decl(decl) => {
-                if before != base {
-                    return Err(Fail::at(
-                        before,
-                        "an XML declaration is only allowed at the very start",
-                    ));
-                }
-                if let Err(e) = decl.version() {
-                    return Err(Fail::at(before, e.to_string()));
-                }
-                match decl.encoding() {
-                    None => {}
-                    Some(Ok(enc)) => *charset = charset_of(&enc, before)?,
-                    Some(Err(e)) => {
-                        return Err(Fail::at(
-                            before,
-                            format!("bad XML declaration: {}", attr_error_text(&e)),
-                        ))
-                    }
-                }
-            }
+            Event::Decl(decl) => self.declaration(&decl, before)?,
             Event::DocType(_) => {
                 return Err(Fail::at(
                     before,
@@ -249,108 +279,150 @@ fn scan_structure(
                 }
             }
             Event::Comment(_) => {}
-            Event::Text(text) => {
-                if stack.is_empty() {
-                    if let Some(i) = text.iter().position(|b| !is_xml_space(*b)) {
-                        let which = if root_seen { "after" } else { "before" };
-                        return Err(Fail::at(
-                            before + i,
-                            format!("text {which} the root element"),
-                        ));
-                    }
-                } else if let Some(i) = memchr::memmem::find(&text, b"]]>") {
-                    return Err(Fail::at(
-                        before + i,
-                        "`]]>` is not allowed in text outside CDATA",
-                    ));
-                }
-            }
+            Event::Text(text) => self.text(&text, before)?,
             Event::GeneralRef(reference) => {
-                if stack.is_empty() {
+                if self.stack.is_empty() {
                     return Err(Fail::at(before, "a reference outside the root element"));
                 }
                 check_reference(&reference).map_err(|reason| Fail::at(before, reason))?;
             }
             Event::CData(_) => {
-                if stack.is_empty() {
+                if self.stack.is_empty() {
                     return Err(Fail::at(before, "CDATA outside the root element"));
                 }
             }
-            Event::Start(ref element) | Event::Empty(ref element) => {
-                let is_empty = matches!(event, Event::Empty(_));
-                let name = element.name();
-                let name = name.as_ref();
-                check_name(name).map_err(|reason| Fail::at(before + 1, reason))?;
-                check_attributes(element, before)?;
-                if stack.is_empty() {
-                    if root_seen {
-                        return Err(Fail::at(
-                            before,
-                            format!(
-                                "a second root element <{}> after the root element",
-                                String::from_utf8_lossy(name)
-                            ),
-                        ));
-                    }
-                    root_seen = true;
-                    root_is_response = name == b"Response";
-                }
-                let kind = Kind::of(name);
-                if kind == Kind::Stream
-                    && matches!(
-                        stack.last().map(|o| o.kind),
-                        Some(Kind::Connect | Kind::Start)
-                    )
-                {
-                    has_stream = true;
-                }
-                let is_verb = root_is_response && stack.len() == 1;
-                if kind == Kind::Record && is_verb {
-                    if is_empty {
-                        records.push(before..after);
-                    } else {
-                        open_record = Some(before);
-                    }
-                }
-                if !is_empty {
-                    stack.push(Open {
-                        kind,
-                        start: before,
-                        name: String::from_utf8_lossy(name).into_owned(),
-                    });
-                }
+            Event::Start(ref element) => self.element(element, false, before, after)?,
+            Event::Empty(ref element) => self.element(element, true, before, after)?,
+            Event::End(_) => self.end(after),
+            Event::Eof => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn declaration(&mut self, decl: &BytesDecl<'_>, before: usize) -> Result<(), Fail> {
+        if before != self.base {
+            return Err(Fail::at(
+                before,
+                "an XML declaration is only allowed at the very start",
+            ));
+        }
+        if let Err(e) = decl.version() {
+            return Err(Fail::at(before, e.to_string()));
+        }
+        match decl.encoding() {
+            None => Ok(()),
+            Some(Ok(enc)) => {
+                *self.charset = charset_of(&enc, before)?;
+                Ok(())
             }
-            Event::End(_) => {
-                // quick-xml has already matched the name against the open element.
-                stack.pop();
-                if stack.len() == 1 {
-                    if let Some(start) = open_record.take() {
-                        records.push(start..after);
-                    }
-                }
-            }
-            Event::Eof => break,
+            Some(Err(e)) => Err(Fail::at(
+                before,
+                format!("bad XML declaration: {}", attr_error_text(&e)),
+            )),
         }
     }
 
-    if let Some(open) = stack.last() {
-        let (line, column) = line_column(body, open.start);
-        return Err(Fail::at(
-            body.len(),
-            format!(
-                "unexpected end of input: <{}> opened at line {line}, column {column} is not closed",
-                open.name
-            ),
-        ));
+    fn text(&self, text: &[u8], before: usize) -> Result<(), Fail> {
+        if self.stack.is_empty() {
+            if let Some(i) = text.iter().position(|b| !is_xml_space(*b)) {
+                let which = if self.root_seen { "after" } else { "before" };
+                return Err(Fail::at(
+                    before + i,
+                    format!("text {which} the root element"),
+                ));
+            }
+        } else if let Some(i) = memchr::memmem::find(text, b"]]>") {
+            return Err(Fail::at(
+                before + i,
+                "`]]>` is not allowed in text outside CDATA",
+            ));
+        }
+        Ok(())
     }
-    if !root_seen {
-        return Err(Fail::at(body.len(), "no root element"));
+
+    /// A start tag or an empty-element tag: checks, the root, and the conflict rule's facts.
+    fn element(
+        &mut self,
+        element: &BytesStart<'_>,
+        is_empty: bool,
+        before: usize,
+        after: usize,
+    ) -> Result<(), Fail> {
+        let name = element.name();
+        let name = name.as_ref();
+        check_name(name).map_err(|reason| Fail::at(before + 1, reason))?;
+        check_attributes(element, before)?;
+        if self.stack.is_empty() {
+            if self.root_seen {
+                return Err(Fail::at(
+                    before,
+                    format!(
+                        "a second root element <{}> after the root element",
+                        String::from_utf8_lossy(name)
+                    ),
+                ));
+            }
+            self.root_seen = true;
+            self.root_is_response = name == b"Response";
+        }
+        let kind = Kind::of(name);
+        if kind == Kind::Stream
+            && matches!(
+                self.stack.last().map(|o| o.kind),
+                Some(Kind::Connect | Kind::Start)
+            )
+        {
+            self.has_stream = true;
+        }
+        let is_verb = self.root_is_response && self.stack.len() == 1;
+        if kind == Kind::Record && is_verb {
+            if is_empty {
+                self.records.push(before..after);
+            } else {
+                self.open_record = Some(before);
+            }
+        }
+        if !is_empty {
+            self.stack.push(Open {
+                kind,
+                start: before,
+                name: String::from_utf8_lossy(name).into_owned(),
+            });
+        }
+        Ok(())
     }
-    Ok(Inspection {
-        root_is_response,
-        has_stream,
-        records,
-    })
+
+    fn end(&mut self, after: usize) {
+        // quick-xml has already matched the name against the open element.
+        self.stack.pop();
+        if self.stack.len() == 1 {
+            if let Some(start) = self.open_record.take() {
+                self.records.push(start..after);
+            }
+        }
+    }
+
+    /// At the end of input: every element closed, and a root seen.
+    fn finish(self, body: &[u8]) -> Result<Inspection, Fail> {
+        if let Some(open) = self.stack.last() {
+            let (line, column) = line_column(body, open.start);
+            return Err(Fail::at(
+                body.len(),
+                format!(
+                    "unexpected end of input: <{}> opened at line {line}, column {column} is not closed",
+                    open.name
+                ),
+            ));
+        }
+        if !self.root_seen {
+            return Err(Fail::at(body.len(), "no root element"));
+        }
+        Ok(Inspection {
+            root_is_response: self.root_is_response,
+            has_stream: self.has_stream,
+            records: self.records,
+        })
+    }
 }
 
 fn charset_of(encoding: &[u8], at: usize) -> Result<Charset, Fail> {

@@ -18,7 +18,10 @@ fn empty_config_is_the_documented_defaults() {
     assert_eq!(c.rewrite.action, CoreAction::Strip);
     assert_eq!(c.rewrite.recording_status_callback, None);
     assert!(c.paths.is_empty());
-    assert_eq!(c.content_types, ["text/xml", "application/xml"]);
+    assert_eq!(
+        c.content_types,
+        ["text/xml", "application/xml", "text/html"]
+    );
     assert_eq!(c.max_body_bytes, 262_144);
     assert_eq!(c.on_oversize, Policy::Pass);
     assert_eq!(c.on_malformed, Policy::Pass);
@@ -72,9 +75,27 @@ fn every_key_is_read() {
     );
 }
 
+/// Every documented key (docs/filter.md's table), in its order.
+const KNOWN_FIELDS: &[&str] = &[
+    "mode",
+    "rewrite_action",
+    "recording_status_callback",
+    "paths",
+    "content_types",
+    "max_body_bytes",
+    "on_oversize",
+    "on_malformed",
+    "reject_status",
+    "reject_style",
+    "fallback_twiml",
+    "media_path",
+    "log_twiml",
+    "signature",
+];
+
 #[test]
 fn known_fields_match_the_struct() {
-    // Every documented key is accepted by both passes (the per-field check and the derive).
+    // Every documented key is accepted, each at its default.
     let all = format!(
         "{{{}}}",
         KNOWN_FIELDS
@@ -96,7 +117,7 @@ fn default_json(key: &str) -> serde_json::Value {
         "rewrite_action" => json!("strip"),
         "recording_status_callback" => json!(null),
         "paths" => json!([]),
-        "content_types" => json!(["text/xml", "application/xml"]),
+        "content_types" => json!(["text/xml", "application/xml", "text/html"]),
         "max_body_bytes" => json!(262144),
         "on_oversize" | "on_malformed" => json!("pass"),
         "reject_status" => json!(502),
@@ -239,6 +260,20 @@ fn bad_values_name_their_field() {
         );
         assert!(msg.contains(want_text), "{json}: {msg}");
     }
+}
+
+#[test]
+fn nested_errors_name_the_top_key_and_the_path() {
+    let (field, msg) =
+        field_err(r#"{"signature": {"public_base_url": "https://v.example.com", "paths": [1]}}"#);
+    assert_eq!(field, "signature");
+    assert!(
+        msg.starts_with("field `signature`: signature.paths[0]: invalid type"),
+        "{msg}"
+    );
+    let (field, msg) = field_err(r#"{"log_twiml": false, "mode": "strict", "mode": "monitor"}"#);
+    assert_eq!(field, "mode");
+    assert!(msg.contains("duplicate field `mode`"), "{msg}");
 }
 
 #[test]

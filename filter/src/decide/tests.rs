@@ -110,8 +110,16 @@ fn candidate_check() {
         start_response(&c, &resp("500", Some("text/xml"))),
         ResponseStart::Pass("status not inspected")
     );
+    // Twilio runs text/html as TwiML: inspected by default, after a look at its first bytes.
     assert_eq!(
-        start_response(&c, &resp("200", Some("text/html"))),
+        start_response(&c, &resp("200", Some("text/html; charset=utf-8"))),
+        ResponseStart::Sniff(Encoding::Identity)
+    );
+    assert_eq!(
+        start_response(
+            &cfg(r#"{"content_types": ["text/xml"]}"#),
+            &resp("200", Some("text/html"))
+        ),
         ResponseStart::Pass("content-type not inspected")
     );
     assert_eq!(
@@ -182,6 +190,130 @@ fn unreadable_encoding_is_malformed() {
         "{}",
         o.detail
     );
+}
+
+#[test]
+fn several_content_types_are_judged_in_full() {
+    let c = Config::default();
+    let inspect = ResponseStart::Inspect(Encoding::Identity);
+    for ct in [
+        "text/html, text/xml",
+        "text/plain, text/html",
+        "application/json, text/xml; charset=utf-8",
+        "text/html; charset=\"a,b\", application/xml",
+    ] {
+        assert_eq!(start_response(&c, &resp("200", Some(ct))), inspect, "{ct}");
+    }
+    // The same type twice is that type.
+    assert_eq!(
+        start_response(&c, &resp("200", Some("text/html, text/html;charset=utf-8"))),
+        ResponseStart::Sniff(Encoding::Identity)
+    );
+    assert_eq!(
+        start_response(&c, &resp("200", Some("application/json, text/plain"))),
+        ResponseStart::Pass("content-type not inspected")
+    );
+    assert_eq!(
+        media_types("Text/HTML; q=\"x,y\" , text/xml,,"),
+        ["text/html", "text/xml"]
+    );
+}
+
+#[test]
+fn stacked_and_repeated_encodings() {
+    let c = Config::default();
+    let mut r = resp("200", Some("text/xml"));
+    for (value, want) in [
+        ("gzip, identity", Some(Encoding::Gzip)),
+        ("identity, gzip", Some(Encoding::Gzip)),
+        ("X-GZIP", Some(Encoding::Gzip)),
+        ("identity, identity", Some(Encoding::Identity)),
+        (" , identity", Some(Encoding::Identity)),
+        ("gzip, gzip", None),
+        ("deflate", None),
+        ("gzip, br", None),
+        ("br, identity", None),
+        ("zstd", None),
+    ] {
+        r.content_encoding = Some(value.into());
+        match (start_response(&c, &r), want) {
+            (ResponseStart::Inspect(enc), Some(w)) => assert_eq!(enc, w, "{value}"),
+            (ResponseStart::Early(o), None) => {
+                assert_eq!(o.label, Label::Malformed, "{value}");
+                assert!(o.detail.contains("cannot be inspected"), "{}", o.detail);
+            }
+            (other, _) => panic!("{value}: {other:?}"),
+        }
+    }
+    // Fails closed per on_malformed.
+    r.content_encoding = Some("gzip, deflate".into());
+    let c = cfg(r#"{"on_malformed": "reject"}"#);
+    let ResponseStart::Early(o) = start_response(&c, &r) else {
+        panic!("not early");
+    };
+    assert!(
+        matches!(o.effect, Effect::Reply { status: 502, .. }),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn a_sniffed_page_over_the_limit_is_looked_at_first() {
+    let mut r = resp("200", Some("text/html"));
+    r.content_length = Some("1048576".into());
+    assert_eq!(
+        start_response(&Config::default(), &r),
+        ResponseStart::Sniff(Encoding::Identity)
+    );
+}
+
+#[test]
+fn sniffing_reads_gzip_prefixes() {
+    let c = Config::default();
+    let page = gzip::encode(b"<!DOCTYPE html><html><body>hello</body></html>").unwrap();
+    let twiml = gzip::encode(CONFLICT).unwrap();
+    assert_eq!(
+        sniff_body(&c, &page, Encoding::Gzip, false),
+        twiml::Sniff::NotTwiml
+    );
+    assert_eq!(
+        sniff_body(&c, &twiml, Encoding::Gzip, false),
+        twiml::Sniff::Twiml
+    );
+    assert_eq!(
+        sniff_body(&c, &twiml[..5], Encoding::Gzip, false),
+        twiml::Sniff::NeedMore
+    );
+    // Not gzip at all: the full evaluation says malformed.
+    assert_eq!(
+        sniff_body(&c, b"<!DOCTYPE html><html>", Encoding::Gzip, false),
+        twiml::Sniff::Twiml
+    );
+    assert_eq!(
+        sniff_body(&c, b"<html>", Encoding::Identity, false),
+        twiml::Sniff::NotTwiml
+    );
+}
+
+#[test]
+fn accept_encoding_is_narrowed_to_what_the_filter_reads() {
+    for (sent, want) in [
+        (None, Some("identity")),
+        (Some("gzip, deflate, br"), Some("gzip")),
+        (Some("br;q=1.0, gzip;q=0.8, *;q=0.1"), Some("gzip;q=0.8")),
+        (Some("br"), Some("identity")),
+        (Some("*"), Some("identity")),
+        (Some(""), Some("identity")),
+        (
+            Some("zstd, x-gzip, Identity;q=0.5"),
+            Some("x-gzip, Identity;q=0.5"),
+        ),
+        (Some("gzip"), None),
+        (Some("gzip,identity"), None),
+        (Some("identity"), None),
+    ] {
+        assert_eq!(narrow_accept_encoding(sent).as_deref(), want, "{sent:?}");
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! each is checked against, holding for bodies, limits and enforce=false.
 
 use super::*;
-use crate::config;
+use crate::config::{self, Config};
 use twiml::signature::{compute, Algorithm};
 
 const TOKEN: &str = "tok-123";
@@ -10,7 +10,7 @@ const SHARED: &str = "shared-456";
 
 fn cfg(json: &str) -> Config {
     let mut c = config::parse(json.as_bytes()).unwrap();
-    load_keys(&mut c, |name| match name {
+    c.load_secrets(|name| match name {
         "TWILIO_AUTH_TOKEN" => Some(TOKEN.into()),
         "TWILIO_WEBHOOK_KEY" => Some(SHARED.into()),
         _ => None,
@@ -115,16 +115,15 @@ fn config_defaults_and_errors() {
 #[test]
 fn missing_secret_refuses_the_config_without_printing_values() {
     let mut c = config::parse(SIGNED.as_bytes()).unwrap();
-    let e = load_keys(&mut c, |name| {
-        (name == "TWILIO_AUTH_TOKEN").then(|| TOKEN.to_string())
-    })
-    .unwrap_err();
+    let e = c
+        .load_secrets(|name| (name == "TWILIO_AUTH_TOKEN").then(|| TOKEN.to_string()))
+        .unwrap_err();
     let text = e.to_string();
     assert!(text.contains("TWILIO_WEBHOOK_KEY"), "{text}");
     assert!(!text.contains(TOKEN), "{text}");
 
     let mut c = config::parse(SIGNED.as_bytes()).unwrap();
-    let e = load_keys(&mut c, |_| Some(String::new())).unwrap_err();
+    let e = c.load_secrets(|_| Some(String::new())).unwrap_err();
     assert!(e.to_string().contains("TWILIO_AUTH_TOKEN"), "{e}");
 
     let c = cfg(SIGNED);

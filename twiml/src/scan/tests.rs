@@ -263,6 +263,34 @@ fn utf16_is_malformed() {
     assert_eq!(malformed(body).offset, 0);
 }
 
+/// Before the zero-byte check, these were `clean` by the fast path: no `<Record` bytes in UTF-8.
+#[test]
+fn utf16_without_bom_is_malformed_not_clean() {
+    let doc = "<Response><Record/><Connect><Stream url=\"wss://a/b\"/></Connect></Response>";
+    let le: Vec<u8> = doc.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let be: Vec<u8> = format!("\n{doc}")
+        .encode_utf16()
+        .flat_map(u16::to_be_bytes)
+        .collect();
+    for body in [&le, &be] {
+        assert!(needs_full_scan(body));
+        let m = malformed(body);
+        assert_eq!(
+            (m.offset, m.reason.as_str()),
+            (
+                0,
+                "UTF-16 without a byte order mark: only UTF-8 TwiML is supported"
+            )
+        );
+    }
+    // A zero byte further on is a control character where it stands.
+    let m = malformed(b"<Response><Say>a\0</Say></Response>");
+    assert_eq!(
+        (m.offset, m.reason.as_str()),
+        (16, "control character 0x00 is not allowed in XML")
+    );
+}
+
 #[test]
 fn xml_declaration_must_come_first() {
     let m = malformed(b"\n<?xml version=\"1.0\"?><Response><Record/></Response>");

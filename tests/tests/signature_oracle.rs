@@ -1,6 +1,8 @@
 //! Holds `twiml::signature` to Twilio's own Python `RequestValidator`: random requests signed by
 //! the reference library must validate, and every one-character change the library refuses (URL,
-//! parameter, signature, settings header) must be refused here too.
+//! parameter, signature, settings header) must be refused here too. It lives in the end-to-end
+//! crate because it needs the project's Python (`.venv`): `cargo test -p twiml` runs anywhere
+//! Rust does.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,17 +13,11 @@ use twiml::signature::{parse_form, validate, Body, Keys, Request, SignatureError
 const CASES: usize = 1500;
 
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("twiml sits in the workspace")
-        .to_path_buf()
+    e2e::repo_root()
 }
 
 fn python() -> PathBuf {
-    let venv = std::env::var_os("TWIML_GUARD_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv"));
-    let python = venv.join("bin/python");
+    let python = e2e::stack::venv_python();
     assert!(
         python.exists(),
         "{} is missing: run `make setup` (the oracle needs the twilio Python library)",
