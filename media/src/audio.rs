@@ -98,6 +98,44 @@ pub fn encode_wav_i16(channels: &[Vec<f32>], sample_rate: u32) -> Result<Vec<u8>
     Ok(out.into_inner())
 }
 
+/// The 44-byte header of a 16-bit PCM WAV file of `frames` frames, for writing one whose
+/// samples are produced a block at a time (`pcm16_le` for the samples).
+pub fn wav_header_i16(channels: u16, sample_rate: u32, frames: u64) -> Result<Vec<u8>, AudioError> {
+    if channels == 0 || sample_rate == 0 {
+        return Err(AudioError::Empty);
+    }
+    let block_align = u32::from(channels) * 2;
+    let data_len = u32::try_from(frames * u64::from(block_align))
+        .ok()
+        .filter(|&n| n <= u32::MAX - 36)
+        .ok_or_else(|| {
+            AudioError::Unsupported(format!("{frames} frames do not fit one WAV file"))
+        })?;
+    let mut h = Vec::with_capacity(44);
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&(36 + data_len).to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    h.extend_from_slice(&16u32.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    h.extend_from_slice(&channels.to_le_bytes());
+    h.extend_from_slice(&sample_rate.to_le_bytes());
+    h.extend_from_slice(&(sample_rate * block_align).to_le_bytes());
+    h.extend_from_slice(&(block_align as u16).to_le_bytes());
+    h.extend_from_slice(&16u16.to_le_bytes());
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&data_len.to_le_bytes());
+    Ok(h)
+}
+
+/// Float samples as 16-bit little-endian PCM bytes, on the decoder's scale (`v / 32768`), so
+/// audio that came from 16-bit or mu-law samples is written back exactly.
+pub fn pcm16_le(samples: &[f32], out: &mut Vec<u8>) {
+    for &s in samples {
+        let v = (f64::from(s) * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
 /// A float sample to 16 bits, clipped.
 pub fn f32_to_i16(s: f32) -> i16 {
     (s.clamp(-1.0, 1.0) * 32767.0).round() as i16
@@ -539,6 +577,17 @@ mod tests {
         );
         assert!(encode_wav_i16(&[vec![0.0], vec![]], 8000).is_err());
         assert!(encode_wav_i16(&[], 8000).is_err());
+    }
+
+    #[test]
+    fn header_and_samples_written_apart_read_back_exactly() {
+        let samples = [0i16, 1, -1, 32767, -32768, 12345];
+        let original = decode_wav(&wav_bytes(int_spec(1, 8000, 16), &samples)).unwrap();
+        let mut bytes = wav_header_i16(1, 8000, samples.len() as u64).unwrap();
+        pcm16_le(&original.channels[0], &mut bytes);
+        assert_eq!(bytes, wav_bytes(int_spec(1, 8000, 16), &samples));
+        assert!(wav_header_i16(0, 8000, 1).is_err());
+        assert!(wav_header_i16(1, 8000, 3_000_000_000).is_err());
     }
 
     #[test]

@@ -167,7 +167,9 @@ pub fn channels_with_speech<R: Read + Seek>(
     let mut speech = vec![false; stream.channels()];
     let mut block = Vec::new();
     loop {
-        let frames = stream.read_block(BLOCK_FRAMES, &mut block).map_err(bad_audio)?;
+        let frames = stream
+            .read_block(BLOCK_FRAMES, &mut block)
+            .map_err(bad_audio)?;
         for ((c, heard), samples) in carry.iter_mut().zip(&mut speech).zip(&block) {
             if frames == 0 {
                 *heard |= has_speech(c, rate);
