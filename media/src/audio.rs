@@ -190,6 +190,10 @@ enum Kind {
         filled: usize,
         /// Output samples still to drop: the filter's delay.
         skip: usize,
+        /// The last block run through the filter was all zeros, so nothing of earlier input is
+        /// left in it: another block of zeros comes out as zeros, without the FFTs (hours of
+        /// digital silence in a recording cost next to nothing).
+        settled: bool,
     },
 }
 
@@ -212,6 +216,7 @@ impl StreamResampler {
                     block: vec![0.0; resampler.input_frames_next()],
                     resampler: Box::new(resampler),
                     filled: 0,
+                    settled: false,
                 },
                 Err(_) => Kind::Off,
             }
@@ -276,18 +281,25 @@ impl StreamResampler {
             block,
             filled,
             skip,
+            settled,
         } = &mut self.kind
         else {
             return;
         };
         *filled = 0;
-        let chunk = match resampler.process(&[&block[..]], None) {
-            Ok(mut c) => c.swap_remove(0),
-            Err(_) => {
-                self.kind = Kind::Off;
-                return;
+        let silent = block.iter().all(|&x| x == 0.0);
+        let chunk = if silent && *settled {
+            vec![0.0; resampler.output_frames_next()]
+        } else {
+            match resampler.process(&[&block[..]], None) {
+                Ok(mut c) => c.swap_remove(0),
+                Err(_) => {
+                    self.kind = Kind::Off;
+                    return;
+                }
             }
         };
+        *settled = silent;
         let dropped = (*skip).min(chunk.len());
         *skip -= dropped;
         let ready = &chunk[dropped..];
@@ -428,6 +440,29 @@ mod tests {
                 assert_eq!(out, whole, "{from}->{to} in pieces of {piece}");
             }
         }
+        // Long silence after sound, sound after long silence: the same samples as the filter
+        // run on every block.
+        let mut gaps = tone.clone();
+        gaps.extend(vec![0.0; 30_000]);
+        gaps.extend(&tone);
+        gaps.extend(vec![0.0; 30_000]);
+        let mut r = StreamResampler::new(8000, 16000);
+        let mut out = Vec::new();
+        r.push(&gaps, &mut out);
+        r.finish(&mut out);
+        let mut filtered = Vec::new();
+        let mut resampler = FftFixedInOut::<f32>::new(8000, 16000, 1024, 1).unwrap();
+        let delay = resampler.output_delay();
+        let mut padded = gaps.clone();
+        padded.resize(gaps.len().next_multiple_of(1024) + 2048, 0.0);
+        for b in padded.chunks(1024) {
+            filtered.extend(resampler.process(&[b], None).unwrap().swap_remove(0));
+        }
+        assert_eq!(out, filtered[delay..delay + 2 * gaps.len()]);
+        assert!(out[2 * tone.len() + 20_000..2 * tone.len() + 40_000]
+            .iter()
+            .all(|&x| x == 0.0));
+
         let mut r = StreamResampler::new(8000, 0);
         let mut out = Vec::new();
         r.push(&tone, &mut out);

@@ -6,6 +6,7 @@ use crate::audio::AudioError;
 use crate::mulaw;
 use std::io::{Read, Seek, SeekFrom};
 
+const WAVE_FORMAT_PCM: u16 = 1;
 // WAVE format tags hound does not read itself.
 const WAVE_FORMAT_MULAW: u16 = 7;
 const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
@@ -22,6 +23,14 @@ pub struct WavStream<R: Read + Seek> {
 }
 
 enum Source<R: Read + Seek> {
+    /// 16-bit PCM, the common case (what the host service and Twilio write), read in bulk:
+    /// hound checked the header, the samples are plain little-endian pairs.
+    Pcm16 {
+        reader: R,
+        /// Samples (not frames) of the data chunk not read yet.
+        remaining: u64,
+        bytes: Vec<u8>,
+    },
     Int {
         reader: hound::WavReader<R>,
         scale: f64,
@@ -39,7 +48,9 @@ impl<R: Read + Seek> WavStream<R> {
     /// Read the header; the samples are read by `read_block`.
     pub fn new(mut reader: R) -> Result<Self, AudioError> {
         let start = reader.stream_position().map_err(io_err)?;
-        if let Some(fmt) = find_mulaw(&mut reader)? {
+        let fmt = find_fmt(&mut reader)?;
+        let pcm16 = fmt.as_ref().is_some_and(|f| f.tag == WAVE_FORMAT_PCM);
+        if let Some(fmt) = fmt.filter(|f| f.tag == WAVE_FORMAT_MULAW) {
             if fmt.channels == 0 || fmt.sample_rate == 0 {
                 return Err(AudioError::Empty);
             }
@@ -67,6 +78,11 @@ impl<R: Read + Seek> WavStream<R> {
             return Err(AudioError::Empty);
         }
         let source = match (spec.sample_format, spec.bits_per_sample) {
+            (hound::SampleFormat::Int, 16) if pcm16 => Source::Pcm16 {
+                remaining: u64::from(reader.len()),
+                reader: reader.into_inner(),
+                bytes: Vec::new(),
+            },
             (hound::SampleFormat::Float, 32) => Source::Float(reader),
             (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => Source::Int {
                 reader,
@@ -114,6 +130,11 @@ impl<R: Read + Seek> WavStream<R> {
         }
         let channels = self.channels;
         let frames = match &mut self.source {
+            Source::Pcm16 {
+                reader,
+                remaining,
+                bytes,
+            } => read_pcm16(reader, remaining, bytes, channels, max_frames, out)?,
             Source::Int { reader, scale } => {
                 let scale = *scale;
                 read_frames(reader.samples::<i32>(), channels, max_frames, out, |v| {
@@ -163,6 +184,38 @@ where
     Ok(frames)
 }
 
+fn read_pcm16<R: Read>(
+    reader: &mut R,
+    remaining: &mut u64,
+    bytes: &mut Vec<u8>,
+    channels: usize,
+    max_frames: usize,
+    out: &mut [Vec<f32>],
+) -> Result<usize, AudioError> {
+    let want = (max_frames.saturating_mul(channels) as u64).min(*remaining);
+    bytes.clear();
+    let got = reader
+        .by_ref()
+        .take(2 * want)
+        .read_to_end(bytes)
+        .map_err(io_err)?;
+    if (got as u64) < 2 * want {
+        // As hound: a data chunk shorter than its header says is a broken file.
+        return Err(AudioError::Wav(format!(
+            "the data chunk ends {} bytes early",
+            2 * *remaining - got as u64
+        )));
+    }
+    *remaining -= want;
+    let frame_bytes = 2 * channels;
+    for frame in bytes.chunks_exact(frame_bytes) {
+        for (c, pair) in frame.chunks_exact(2).enumerate() {
+            out[c].push(f32::from(i16::from_le_bytes([pair[0], pair[1]])) / 32768.0);
+        }
+    }
+    Ok(bytes.len() / frame_bytes)
+}
+
 fn read_mulaw<R: Read>(
     reader: &mut R,
     remaining: &mut u64,
@@ -193,28 +246,33 @@ fn read_mulaw<R: Read>(
     Ok(frames)
 }
 
-struct MulawFmt {
+struct Fmt {
+    /// The format tag (for WAVE_FORMAT_EXTENSIBLE, the sub-format's).
+    tag: u16,
     channels: u16,
     sample_rate: u32,
     bits_per_sample: u16,
     data_len: u64,
 }
 
-/// Walk the RIFF chunks up to `data`. `Some` when the file is mu-law, the reader then at the
-/// first sample; `None` for anything else (hound reads it, or reports why it cannot).
-fn find_mulaw<R: Read + Seek>(reader: &mut R) -> Result<Option<MulawFmt>, AudioError> {
+/// Walk the RIFF chunks up to `data`, for the two formats read here without hound's per-sample
+/// reader: mu-law (hound cannot read it) and 16-bit PCM (read in bulk). `Some` with the reader
+/// at the first sample; `None` for anything else (hound reads it, or reports why it cannot).
+fn find_fmt<R: Read + Seek>(reader: &mut R) -> Result<Option<Fmt>, AudioError> {
     let mut riff = [0u8; 12];
     if read_exact_or_eof(reader, &mut riff)? < 12 || &riff[0..4] != b"RIFF" || &riff[8..] != b"WAVE"
     {
         return Ok(None);
     }
-    let mut fmt: Option<MulawFmt> = None;
+    let mut fmt: Option<Fmt> = None;
     loop {
         let mut header = [0u8; 8];
         if read_exact_or_eof(reader, &mut header)? < 8 {
             return match fmt {
-                Some(_) => Err(AudioError::Wav("no data chunk".into())),
-                None => Ok(None),
+                Some(f) if f.tag == WAVE_FORMAT_MULAW => {
+                    Err(AudioError::Wav("no data chunk".into()))
+                }
+                _ => Ok(None),
             };
         }
         let len = u64::from(u32::from_le_bytes([
@@ -238,19 +296,25 @@ fn find_mulaw<R: Read + Seek>(reader: &mut R) -> Result<Option<MulawFmt>, AudioE
                     // The real tag is the first two bytes of the sub-format GUID.
                     tag = u16_at(24);
                 }
-                if tag != Some(WAVE_FORMAT_MULAW) {
-                    return Ok(None);
-                }
-                let (Some(channels), Some(rate), Some(bits)) = (
+                let (Some(tag), Some(channels), Some(rate), Some(block_align), Some(bits)) = (
+                    tag,
                     u16_at(2),
                     payload
                         .get(4..8)
                         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    u16_at(12),
                     u16_at(14),
                 ) else {
                     return Ok(None);
                 };
-                fmt = Some(MulawFmt {
+                let bulk_pcm = tag == WAVE_FORMAT_PCM
+                    && bits == 16
+                    && u32::from(block_align) == 2 * u32::from(channels);
+                if tag != WAVE_FORMAT_MULAW && !bulk_pcm {
+                    return Ok(None);
+                }
+                fmt = Some(Fmt {
+                    tag,
                     channels,
                     sample_rate: rate,
                     bits_per_sample: bits,
@@ -258,7 +322,7 @@ fn find_mulaw<R: Read + Seek>(reader: &mut R) -> Result<Option<MulawFmt>, AudioE
                 });
                 skip(reader, len - (payload.len() as u64) + (len & 1))?;
             }
-            b"data" => return Ok(fmt.map(|f| MulawFmt { data_len: len, ..f })),
+            b"data" => return Ok(fmt.map(|f| Fmt { data_len: len, ..f })),
             // Chunks are padded to even length.
             _ => skip(reader, len + (len & 1))?,
         }
@@ -344,6 +408,20 @@ mod tests {
         };
         assert_eq!(left, want(0));
         assert_eq!(right, want(1));
+    }
+
+    #[test]
+    fn pcm16_cut_short_is_an_error_after_the_audio_before_the_cut() {
+        let mut bytes = pcm16(1, &[1000; 100]);
+        bytes.truncate(bytes.len() - 10);
+        let mut s = WavStream::new(Cursor::new(bytes)).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(s.read_block(90, &mut out).unwrap(), 90);
+        assert_eq!(out[0], vec![1000.0 / 32768.0; 90]);
+        assert_eq!(
+            s.read_block(90, &mut out).unwrap_err(),
+            AudioError::Wav("the data chunk ends 10 bytes early".into())
+        );
     }
 
     #[test]
