@@ -2,7 +2,7 @@
 //! (simulated time for `<Say>`/`<Play>`/`<Pause>`/`<Record>`, streams to open, the next URL to
 //! request) and spots the `<Record>` loop a legacy backend causes.
 
-use crate::twiml_doc::{Document, RecordSpec, StreamSpec, Verb};
+use crate::twiml_doc::{Document, Method, RecordSpec, StreamSpec, Verb};
 use std::collections::HashMap;
 
 /// Spoken words per minute Twilio's text-to-speech roughly manages; only used for simulated time.
@@ -52,7 +52,7 @@ pub enum Step {
     /// Request a URL and continue the call with its TwiML; the rest of this document is dropped.
     Fetch {
         url: String,
-        method: String,
+        method: Method,
         reason: FetchReason,
         /// The `<Record>` that caused it, for loop detection.
         record: Option<RecordSpec>,
@@ -147,7 +147,7 @@ pub fn plan(doc: &Document, doc_url: &str) -> Vec<Step> {
                 };
                 steps.push(Step::Fetch {
                     url,
-                    method: rec.method.clone(),
+                    method: rec.method,
                     reason,
                     record: Some(rec.clone()),
                 });
@@ -165,7 +165,7 @@ pub fn plan(doc: &Document, doc_url: &str) -> Vec<Step> {
                         Some(a) => {
                             steps.push(Step::Fetch {
                                 url: a.clone(),
-                                method: method.clone(),
+                                method: *method,
                                 reason: FetchReason::ConnectAction,
                                 record: None,
                             });
@@ -202,7 +202,7 @@ pub fn plan(doc: &Document, doc_url: &str) -> Vec<Step> {
             Verb::Redirect { url, method } => {
                 steps.push(Step::Fetch {
                     url: url.clone(),
-                    method: method.clone(),
+                    method: *method,
                     reason: FetchReason::Redirect,
                     record: None,
                 });

@@ -2,6 +2,7 @@
 //! that sums it up.
 
 use crate::exec::{FetchReason, LoopReport};
+use crate::twiml_doc::Method;
 use serde::Serialize;
 
 /// How a call ended, from best to worst; each has its own exit code.
@@ -55,7 +56,7 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fetch {
     pub reason: FetchReason,
-    pub method: String,
+    pub method: Method,
     /// The URL Twilio would request (and signed).
     pub public_url: String,
     /// Where it was sent (differs with `--local`).
