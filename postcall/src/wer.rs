@@ -32,7 +32,9 @@ pub fn normalise(text: &str) -> Vec<String> {
             .chars()
             .filter(|c| c.is_alphanumeric() || matches!(c, '\'' | ':' | '.' | ','))
             .collect();
-        for part in split_colons(&word) {
+        // Sentence punctuation around the word, not decimal points or separators inside.
+        let word = word.trim_matches(|c| matches!(c, '\'' | '.' | ',' | ':'));
+        for part in split_colons(word) {
             push_word(part, &mut out);
         }
     }
