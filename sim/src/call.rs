@@ -394,7 +394,7 @@ impl Call<'_> {
                 .play(steps, &pending.target, &mut detector, &mut forked)
                 .await
             {
-                Flow::Fetch(next) => pending = next,
+                Flow::Fetch(next) => pending = *next,
                 Flow::End => break,
                 Flow::Continue => {
                     self.event("end of TwiML: Twilio hangs up");
@@ -575,12 +575,12 @@ impl Call<'_> {
             FetchReason::RecordAction => self.recording_params(),
             _ => Vec::new(),
         };
-        Flow::Fetch(Pending {
+        Flow::Fetch(Box::new(Pending {
             target,
             method,
             reason,
             extra,
-        })
+        }))
     }
 
     /// What Twilio adds to a `<Record action>` request.
@@ -618,7 +618,7 @@ enum Flow {
     /// On to the next step.
     Continue,
     /// Leave the document for this request.
-    Fetch(Pending),
+    Fetch(Box<Pending>),
     /// The call is over.
     End,
 }

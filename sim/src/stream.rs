@@ -305,45 +305,7 @@ async fn drive(s: &mut Session) -> Result<(), String> {
 
     loop {
         let now = s.audio_now();
-        // Everything due by now, strictly in time order (a late wake-up must not put a DTMF
-        // or an echoed mark ahead of earlier audio).
-        loop {
-            let frame_at =
-                (next_frame < frames.len()).then(|| pacing::frame_due(next_frame as u64, 1.0));
-            let dtmf_at = dtmf.peek().map(|(t, _)| *t);
-            let mark_at = s.playout.next_due();
-            let earliest = [frame_at, dtmf_at, mark_at].into_iter().flatten().min();
-            match earliest {
-                Some(t) if t <= now => {}
-                _ => break,
-            }
-            if frame_at == earliest {
-                let msg = s.media(next_frame as u64, frames[next_frame]);
-                ws.send(text(&msg)).await.map_err(send_err)?;
-                s.report.frames_sent += 1;
-                s.report.bytes_sent += frames[next_frame].len() as u64;
-                next_frame += 1;
-            } else if dtmf_at == earliest {
-                if let Some((_, digit)) = dtmf.next() {
-                    let msg = TwilioMessage::Dtmf(protocol::Dtmf {
-                        sequence_number: s.next_seq(),
-                        stream_sid: s.plan.stream_sid.clone(),
-                        dtmf: DtmfDigit {
-                            track: "inbound_track".into(),
-                            digit: digit.to_string(),
-                        },
-                    });
-                    ws.send(text(&msg)).await.map_err(send_err)?;
-                    s.report.dtmf_sent.push(digit.to_string());
-                }
-            } else {
-                let Some(t) = mark_at else { break };
-                for name in s.playout.due(t) {
-                    let msg = s.mark_echo(name);
-                    ws.send(text(&msg)).await.map_err(send_err)?;
-                }
-            }
-        }
+        send_due(&mut ws, s, &frames, &mut next_frame, &mut dtmf, now).await?;
         let audio_done = next_frame >= frames.len() && dtmf.peek().is_none();
         let playout_done = s.playout.pending() == 0 && s.playout.drained_at() <= now;
         if audio_done && (playout_done || now >= linger_end) {
@@ -391,6 +353,57 @@ async fn drive(s: &mut Session) -> Result<(), String> {
         return Ok(());
     }
     stop(&mut ws, s).await
+}
+
+/// Send everything due by `now`, strictly in time order (a late wake-up must not put a DTMF or
+/// an echoed mark ahead of earlier audio).
+async fn send_due(
+    ws: &mut Ws,
+    s: &mut Session,
+    frames: &[&[u8]],
+    next_frame: &mut usize,
+    dtmf: &mut std::iter::Peekable<std::vec::IntoIter<(Duration, char)>>,
+    now: Duration,
+) -> Result<(), String> {
+    let send_err = |e: tokio_tungstenite::tungstenite::Error| format!("31921 send failed: {e}");
+    loop {
+        let frame_at =
+            (*next_frame < frames.len()).then(|| pacing::frame_due(*next_frame as u64, 1.0));
+        let dtmf_at = dtmf.peek().map(|(t, _)| *t);
+        let mark_at = s.playout.next_due();
+        let earliest = [frame_at, dtmf_at, mark_at].into_iter().flatten().min();
+        match earliest {
+            Some(t) if t <= now => {}
+            _ => break,
+        }
+        if frame_at == earliest {
+            let msg = s.media(*next_frame as u64, frames[*next_frame]);
+            ws.send(text(&msg)).await.map_err(send_err)?;
+            s.report.frames_sent += 1;
+            s.report.bytes_sent += frames[*next_frame].len() as u64;
+            *next_frame += 1;
+        } else if dtmf_at == earliest {
+            if let Some((_, digit)) = dtmf.next() {
+                let msg = TwilioMessage::Dtmf(protocol::Dtmf {
+                    sequence_number: s.next_seq(),
+                    stream_sid: s.plan.stream_sid.clone(),
+                    dtmf: DtmfDigit {
+                        track: "inbound_track".into(),
+                        digit: digit.to_string(),
+                    },
+                });
+                ws.send(text(&msg)).await.map_err(send_err)?;
+                s.report.dtmf_sent.push(digit.to_string());
+            }
+        } else {
+            let Some(t) = mark_at else { break };
+            for name in s.playout.due(t) {
+                let msg = s.mark_echo(name);
+                ws.send(text(&msg)).await.map_err(send_err)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Twilio's `stop` message and the close, then what the server still sends until it closes.
