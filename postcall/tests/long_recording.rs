@@ -15,6 +15,9 @@ fn tone(secs: f64, amp: f32) -> Vec<f32> {
         .collect()
 }
 
+/// A window as the walk handed it out: channel, parts in seconds, length in samples.
+type Seen = (usize, Vec<(f64, f64)>, usize);
+
 #[test]
 fn a_long_mostly_silent_call_is_walked_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
@@ -35,8 +38,7 @@ fn a_long_mostly_silent_call_is_walked_in_bounded_memory() {
             (0, 2390.0, &word),
         ],
     );
-    // (channel, parts in seconds, window length in samples)
-    let mut windows: Vec<(usize, Vec<(f64, f64)>, usize)> = Vec::new();
+    let mut windows: Vec<Seen> = Vec::new();
     eprintln!("written in {:?}", started.elapsed());
     let started = std::time::Instant::now();
     let stream = recording::open(&path).unwrap();
