@@ -4,6 +4,7 @@
 //! no files, so every conversion is tested on exact values.
 
 use crate::mulaw;
+use crate::recording::{wav_err, WavStream};
 use rubato::{FftFixedInOut, Resampler};
 use std::io::Cursor;
 
@@ -50,137 +51,26 @@ pub enum AudioError {
     Empty,
 }
 
-// WAVE format tags hound does not read itself.
-const WAVE_FORMAT_MULAW: u16 = 7;
-const WAVE_FORMAT_EXTENSIBLE: u16 = 0xFFFE;
-
 /// Decode a WAV file held in memory: integer PCM of 8, 16, 24 or 32 bits, 32-bit float, or
 /// G.711 mu-law (format tag 7, which Twilio's own recordings may use); any rate, any number of
-/// channels.
+/// channels. The whole file is decoded at once: for recordings of unknown length read a block at
+/// a time with `recording::WavStream`.
 pub fn decode_wav(bytes: &[u8]) -> Result<Pcm, AudioError> {
-    if let Some(fmt) = find_fmt(bytes) {
-        if fmt.format_tag == WAVE_FORMAT_MULAW {
-            return decode_mulaw_wav(bytes, &fmt);
+    let mut stream = WavStream::new(Cursor::new(bytes))?;
+    let mut channels = vec![Vec::new(); stream.channels()];
+    let mut block = Vec::new();
+    while stream.read_block(DECODE_BLOCK_FRAMES, &mut block)? > 0 {
+        for (all, part) in channels.iter_mut().zip(&block) {
+            all.extend_from_slice(part);
         }
     }
-    let mut reader = hound::WavReader::new(Cursor::new(bytes)).map_err(wav_err)?;
-    let spec = reader.spec();
-    if spec.channels == 0 || spec.sample_rate == 0 {
-        return Err(AudioError::Empty);
-    }
-    let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => reader
-            .samples::<f32>()
-            .collect::<Result<_, _>>()
-            .map_err(wav_err)?,
-        (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
-            let scale = 1.0 / (1u64 << (bits - 1)) as f64;
-            reader
-                .samples::<i32>()
-                .map(|s| s.map(|v| (f64::from(v) * scale) as f32))
-                .collect::<Result<_, _>>()
-                .map_err(wav_err)?
-        }
-        (format, bits) => {
-            return Err(AudioError::Unsupported(format!(
-                "{format:?} with {bits} bits"
-            )));
-        }
-    };
-    Ok(deinterleave(
-        &interleaved,
-        usize::from(spec.channels),
-        spec.sample_rate,
-    ))
-}
-
-fn wav_err(e: hound::Error) -> AudioError {
-    match e {
-        hound::Error::Unsupported => AudioError::Unsupported("format not supported".into()),
-        other => AudioError::Wav(other.to_string()),
-    }
-}
-
-fn deinterleave(interleaved: &[f32], channels: usize, sample_rate: u32) -> Pcm {
-    let frames = interleaved.len() / channels;
-    let channels = (0..channels)
-        .map(|c| (0..frames).map(|f| interleaved[f * channels + c]).collect())
-        .collect();
-    Pcm {
-        sample_rate,
+    Ok(Pcm {
+        sample_rate: stream.sample_rate(),
         channels,
-    }
-}
-
-struct Fmt {
-    format_tag: u16,
-    channels: u16,
-    sample_rate: u32,
-    bits_per_sample: u16,
-}
-
-/// Walk the RIFF chunks for `fmt `; `None` when the bytes are not RIFF/WAVE (hound then reports
-/// why).
-fn find_fmt(bytes: &[u8]) -> Option<Fmt> {
-    let body = riff_body(bytes)?;
-    let fmt = chunks(body).find(|(id, _)| id == b"fmt ")?.1;
-    let u16_at = |i: usize| Some(u16::from_le_bytes(fmt.get(i..i + 2)?.try_into().ok()?));
-    let mut format_tag = u16_at(0)?;
-    if format_tag == WAVE_FORMAT_EXTENSIBLE {
-        // The real tag is the first two bytes of the sub-format GUID.
-        format_tag = u16_at(24)?;
-    }
-    Some(Fmt {
-        format_tag,
-        channels: u16_at(2)?,
-        sample_rate: u32::from_le_bytes(fmt.get(4..8)?.try_into().ok()?),
-        bits_per_sample: u16_at(14)?,
     })
 }
 
-fn riff_body(bytes: &[u8]) -> Option<&[u8]> {
-    if bytes.get(0..4)? != b"RIFF" || bytes.get(8..12)? != b"WAVE" {
-        return None;
-    }
-    bytes.get(12..)
-}
-
-/// RIFF chunks as `(id, payload)`; a truncated last chunk yields what is there, because a
-/// recorder killed mid-write still leaves valid audio before the cut.
-fn chunks(mut rest: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
-    std::iter::from_fn(move || {
-        let id: [u8; 4] = rest.get(0..4)?.try_into().ok()?;
-        let len = u32::from_le_bytes(rest.get(4..8)?.try_into().ok()?) as usize;
-        let payload_end = 8usize.saturating_add(len).min(rest.len());
-        let payload = &rest[8..payload_end];
-        // Chunks are padded to even length.
-        let next = payload_end.saturating_add(len & 1).min(rest.len());
-        rest = &rest[next..];
-        Some((id, payload))
-    })
-}
-
-fn decode_mulaw_wav(bytes: &[u8], fmt: &Fmt) -> Result<Pcm, AudioError> {
-    if fmt.channels == 0 || fmt.sample_rate == 0 {
-        return Err(AudioError::Empty);
-    }
-    if fmt.bits_per_sample != 8 {
-        return Err(AudioError::Unsupported(format!(
-            "mu-law with {} bits per sample",
-            fmt.bits_per_sample
-        )));
-    }
-    let body = riff_body(bytes).ok_or_else(|| AudioError::Wav("not RIFF/WAVE".into()))?;
-    let data = chunks(body)
-        .find(|(id, _)| id == b"data")
-        .ok_or_else(|| AudioError::Wav("no data chunk".into()))?
-        .1;
-    Ok(deinterleave(
-        &mulaw_to_f32(data),
-        usize::from(fmt.channels),
-        fmt.sample_rate,
-    ))
-}
+const DECODE_BLOCK_FRAMES: usize = 64 * 1024;
 
 /// Encode channels as a 16-bit PCM WAV file (what the speech engines and `sox` read).
 pub fn encode_wav_i16(channels: &[Vec<f32>], sample_rate: u32) -> Result<Vec<u8>, AudioError> {
@@ -208,6 +98,44 @@ pub fn encode_wav_i16(channels: &[Vec<f32>], sample_rate: u32) -> Result<Vec<u8>
     Ok(out.into_inner())
 }
 
+/// The 44-byte header of a 16-bit PCM WAV file of `frames` frames, for writing one whose
+/// samples are produced a block at a time (`pcm16_le` for the samples).
+pub fn wav_header_i16(channels: u16, sample_rate: u32, frames: u64) -> Result<Vec<u8>, AudioError> {
+    if channels == 0 || sample_rate == 0 {
+        return Err(AudioError::Empty);
+    }
+    let block_align = u32::from(channels) * 2;
+    let data_len = u32::try_from(frames * u64::from(block_align))
+        .ok()
+        .filter(|&n| n <= u32::MAX - 36)
+        .ok_or_else(|| {
+            AudioError::Unsupported(format!("{frames} frames do not fit one WAV file"))
+        })?;
+    let mut h = Vec::with_capacity(44);
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&(36 + data_len).to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    h.extend_from_slice(&16u32.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    h.extend_from_slice(&channels.to_le_bytes());
+    h.extend_from_slice(&sample_rate.to_le_bytes());
+    h.extend_from_slice(&(sample_rate * block_align).to_le_bytes());
+    h.extend_from_slice(&(block_align as u16).to_le_bytes());
+    h.extend_from_slice(&16u16.to_le_bytes());
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&data_len.to_le_bytes());
+    Ok(h)
+}
+
+/// Float samples as 16-bit little-endian PCM bytes, on the decoder's scale (`v / 32768`), so
+/// audio that came from 16-bit or mu-law samples is written back exactly.
+pub fn pcm16_le(samples: &[f32], out: &mut Vec<u8>) {
+    for &s in samples {
+        let v = (f64::from(s) * 32768.0).round().clamp(-32768.0, 32767.0) as i16;
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
 /// A float sample to 16 bits, clipped.
 pub fn f32_to_i16(s: f32) -> i16 {
     (s.clamp(-1.0, 1.0) * 32767.0).round() as i16
@@ -231,41 +159,154 @@ pub fn resampled_len(len: usize, from_hz: u32, to_hz: u32) -> usize {
 /// is aligned in time with the input (the filter's delay is removed). A zero rate has no
 /// samples, so it yields an empty vector.
 pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Vec<f32> {
-    let want = resampled_len(samples.len(), from_hz, to_hz);
     if from_hz == to_hz {
         return samples.to_vec();
     }
-    if want == 0 {
-        return Vec::new();
-    }
-    let (from, to) = (from_hz as usize, to_hz as usize);
-    // The resampler works in blocks of a whole number of rate periods. Its reported delay (half
-    // a block) is exact only for an even block count; an odd one leaves a half-sample shift.
-    let period = from / gcd(from, to);
-    let blocks = RESAMPLE_CHUNK.div_ceil(period).next_multiple_of(2);
-    let Ok(mut resampler) = FftFixedInOut::<f32>::new(from, to, blocks * period, 1) else {
-        return Vec::new();
-    };
-    let delay = resampler.output_delay();
-    let chunk_in = resampler.input_frames_next();
-    let mut out: Vec<f32> = Vec::with_capacity(want + delay + resampler.output_frames_max());
-    let mut block = vec![0.0f32; chunk_in];
-    let mut pos = 0;
-    // Past the end of the input, zeros flush the filter's tail out.
-    while out.len() < want + delay {
-        let end = (pos + chunk_in).min(samples.len());
-        let take = end.saturating_sub(pos);
-        block[..take].copy_from_slice(&samples[pos.min(samples.len())..end]);
-        block[take..].fill(0.0);
-        pos += chunk_in;
-        match resampler.process(&[&block[..]], None) {
-            Ok(mut chunk) => out.append(&mut chunk[0]),
-            Err(_) => return Vec::new(),
+    let mut out = Vec::with_capacity(resampled_len(samples.len(), from_hz, to_hz));
+    let mut r = StreamResampler::new(from_hz, to_hz);
+    r.push(samples, &mut out);
+    r.finish(&mut out);
+    out
+}
+
+/// `resample` for audio that arrives in pieces: the output is the same, sample for sample, as
+/// `resample` on the whole input, while only one block of the filter is held.
+pub struct StreamResampler {
+    kind: Kind,
+    from_hz: u32,
+    to_hz: u32,
+    consumed: usize,
+    emitted: usize,
+}
+
+enum Kind {
+    /// Same rate: the input passes through.
+    Same,
+    /// A zero rate, or a resampler that failed: no samples.
+    Off,
+    Fft {
+        resampler: Box<FftFixedInOut<f32>>,
+        block: Vec<f32>,
+        filled: usize,
+        /// Output samples still to drop: the filter's delay.
+        skip: usize,
+        /// The last block run through the filter was all zeros, so nothing of earlier input is
+        /// left in it: another block of zeros comes out as zeros, without the FFTs (hours of
+        /// digital silence in a recording cost next to nothing).
+        settled: bool,
+    },
+}
+
+impl StreamResampler {
+    pub fn new(from_hz: u32, to_hz: u32) -> Self {
+        let kind = if from_hz == to_hz {
+            Kind::Same
+        } else if from_hz == 0 || to_hz == 0 {
+            Kind::Off
+        } else {
+            let (from, to) = (from_hz as usize, to_hz as usize);
+            // The resampler works in blocks of a whole number of rate periods. Its reported
+            // delay (half a block) is exact only for an even block count; an odd one leaves a
+            // half-sample shift.
+            let period = from / gcd(from, to);
+            let blocks = RESAMPLE_CHUNK.div_ceil(period).next_multiple_of(2);
+            match FftFixedInOut::<f32>::new(from, to, blocks * period, 1) {
+                Ok(resampler) => Kind::Fft {
+                    skip: resampler.output_delay(),
+                    block: vec![0.0; resampler.input_frames_next()],
+                    resampler: Box::new(resampler),
+                    filled: 0,
+                    settled: false,
+                },
+                Err(_) => Kind::Off,
+            }
+        };
+        StreamResampler {
+            kind,
+            from_hz,
+            to_hz,
+            consumed: 0,
+            emitted: 0,
         }
     }
-    out.drain(..delay);
-    out.truncate(want);
-    out
+
+    /// Resample the next piece of input, appending what is ready to `out`.
+    pub fn push(&mut self, mut input: &[f32], out: &mut Vec<f32>) {
+        self.consumed += input.len();
+        match &mut self.kind {
+            Kind::Same => {
+                out.extend_from_slice(input);
+                self.emitted += input.len();
+            }
+            Kind::Off => {}
+            Kind::Fft { .. } => {
+                while !input.is_empty() {
+                    let Kind::Fft { block, filled, .. } = &mut self.kind else {
+                        return;
+                    };
+                    let take = (block.len() - *filled).min(input.len());
+                    block[*filled..*filled + take].copy_from_slice(&input[..take]);
+                    *filled += take;
+                    input = &input[take..];
+                    if *filled == block.len() {
+                        self.process_block(out, usize::MAX);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The end of the input: zeros flush the filter's tail out, up to exactly
+    /// `resampled_len(all input)` samples in all.
+    pub fn finish(&mut self, out: &mut Vec<f32>) {
+        let want = resampled_len(self.consumed, self.from_hz, self.to_hz);
+        while self.emitted < want {
+            let Kind::Fft { block, filled, .. } = &mut self.kind else {
+                return;
+            };
+            block[*filled..].fill(0.0);
+            *filled = block.len();
+            let before = self.emitted;
+            self.process_block(out, want);
+            if self.emitted == before && !matches!(self.kind, Kind::Fft { skip: 1.., .. }) {
+                return;
+            }
+        }
+    }
+
+    /// Run the filter on the full block; emit at most up to `limit` samples in all.
+    fn process_block(&mut self, out: &mut Vec<f32>, limit: usize) {
+        let Kind::Fft {
+            resampler,
+            block,
+            filled,
+            skip,
+            settled,
+        } = &mut self.kind
+        else {
+            return;
+        };
+        *filled = 0;
+        let silent = block.iter().all(|&x| x == 0.0);
+        let chunk = if silent && *settled {
+            vec![0.0; resampler.output_frames_next()]
+        } else {
+            match resampler.process(&[&block[..]], None) {
+                Ok(mut c) => c.swap_remove(0),
+                Err(_) => {
+                    self.kind = Kind::Off;
+                    return;
+                }
+            }
+        };
+        *settled = silent;
+        let dropped = (*skip).min(chunk.len());
+        *skip -= dropped;
+        let ready = &chunk[dropped..];
+        let n = ready.len().min(limit.saturating_sub(self.emitted));
+        out.extend_from_slice(&ready[..n]);
+        self.emitted += n;
+    }
 }
 
 fn gcd(mut a: usize, mut b: usize) -> usize {
@@ -385,6 +426,51 @@ mod tests {
     }
 
     #[test]
+    fn streaming_in_pieces_gives_the_same_samples_as_whole() {
+        let tone = sine(440.0, 0.5, 8000, 2.3);
+        for (from, to) in [(8000, 16000), (44100, 16000), (16000, 8000), (8000, 8000)] {
+            let whole = resample(&tone, from, to);
+            for piece in [1, 7, 1000, 4096, 20_000] {
+                let mut r = StreamResampler::new(from, to);
+                let mut out = Vec::new();
+                for p in tone.chunks(piece) {
+                    r.push(p, &mut out);
+                }
+                r.finish(&mut out);
+                assert_eq!(out, whole, "{from}->{to} in pieces of {piece}");
+            }
+        }
+        // Long silence after sound, sound after long silence: the same samples as the filter
+        // run on every block.
+        let mut gaps = tone.clone();
+        gaps.extend(vec![0.0; 30_000]);
+        gaps.extend(&tone);
+        gaps.extend(vec![0.0; 30_000]);
+        let mut r = StreamResampler::new(8000, 16000);
+        let mut out = Vec::new();
+        r.push(&gaps, &mut out);
+        r.finish(&mut out);
+        let mut filtered = Vec::new();
+        let mut resampler = FftFixedInOut::<f32>::new(8000, 16000, 1024, 1).unwrap();
+        let delay = resampler.output_delay();
+        let mut padded = gaps.clone();
+        padded.resize(gaps.len().next_multiple_of(1024) + 2048, 0.0);
+        for b in padded.chunks(1024) {
+            filtered.extend(resampler.process(&[b], None).unwrap().swap_remove(0));
+        }
+        assert_eq!(out, filtered[delay..delay + 2 * gaps.len()]);
+        assert!(out[2 * tone.len() + 20_000..2 * tone.len() + 40_000]
+            .iter()
+            .all(|&x| x == 0.0));
+
+        let mut r = StreamResampler::new(8000, 0);
+        let mut out = Vec::new();
+        r.push(&tone, &mut out);
+        r.finish(&mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
     fn same_rate_is_identity_and_zero_rate_is_empty() {
         let s = vec![0.1, -0.2, 0.3];
         assert_eq!(resample(&s, 8000, 8000), s);
@@ -472,7 +558,7 @@ mod tests {
         v.extend_from_slice(b"WAVE");
         v.extend_from_slice(b"fmt ");
         v.extend_from_slice(&18u32.to_le_bytes());
-        v.extend_from_slice(&WAVE_FORMAT_MULAW.to_le_bytes());
+        v.extend_from_slice(&7u16.to_le_bytes()); // WAVE_FORMAT_MULAW
         v.extend_from_slice(&channels.to_le_bytes());
         v.extend_from_slice(&8000u32.to_le_bytes());
         v.extend_from_slice(&(8000 * u32::from(channels)).to_le_bytes());
@@ -526,6 +612,17 @@ mod tests {
         );
         assert!(encode_wav_i16(&[vec![0.0], vec![]], 8000).is_err());
         assert!(encode_wav_i16(&[], 8000).is_err());
+    }
+
+    #[test]
+    fn header_and_samples_written_apart_read_back_exactly() {
+        let samples = [0i16, 1, -1, 32767, -32768, 12345];
+        let original = decode_wav(&wav_bytes(int_spec(1, 8000, 16), &samples)).unwrap();
+        let mut bytes = wav_header_i16(1, 8000, samples.len() as u64).unwrap();
+        pcm16_le(&original.channels[0], &mut bytes);
+        assert_eq!(bytes, wav_bytes(int_spec(1, 8000, 16), &samples));
+        assert!(wav_header_i16(0, 8000, 1).is_err());
+        assert!(wav_header_i16(1, 8000, 3_000_000_000).is_err());
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! engines agree on one definition and it is tested without I/O.
 //!
 //! Layout: `mulaw` (G.711 codec), `protocol` (messages in both directions), `audio` (WAV
-//! decoding, resampling, the bridge between float audio and mu-law).
+//! decoding, resampling, the bridge between float audio and mu-law), `recording` (a WAV file
+//! read a block at a time, for recordings of any length).
 
 pub mod audio;
 pub mod mulaw;
 pub mod protocol;
+pub mod recording;
 
 /// Twilio streams telephone audio at this rate, one channel.
 pub const SAMPLE_RATE: u32 = 8000;

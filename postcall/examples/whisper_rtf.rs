@@ -8,7 +8,7 @@ use media::audio::{decode_wav, encode_wav_i16, mulaw_to_f32, to_mulaw_8k};
 use postcall::wer::wer;
 use postcall::whisper::WhisperEngine;
 use postcall::WhisperConfig;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -67,6 +67,100 @@ fn call_audio(dir: &std::path::Path) -> (PathBuf, f64) {
     (path, secs)
 }
 
+/// Our engine: load, one warm-up, `runs` timed transcriptions.
+fn time_ours(
+    model: &Path,
+    compute: &str,
+    threads: usize,
+    runs: usize,
+    wav: &[u8],
+    audio_s: f64,
+) -> Row {
+    let reference = SCRIPT.join(" ");
+    let started = Instant::now();
+    let engine = WhisperEngine::load(&WhisperConfig {
+        model_dir: model.to_path_buf(),
+        compute_type: compute.into(),
+        threads,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let load_s = started.elapsed().as_secs_f64();
+    let mut text = engine.transcribe_wav(wav).unwrap().text;
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        text = engine.transcribe_wav(wav).unwrap().text;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let m = median(times);
+    Row {
+        engine: "postcall whisper (ct2rs)".into(),
+        compute: compute.into(),
+        load_s,
+        median_s: m,
+        rtf: m / audio_s,
+        wer: wer(&reference, &text),
+    }
+}
+
+/// faster-whisper on the same file and settings (`bench/faster_whisper_rtf.py`); `None` when
+/// it cannot run.
+fn time_faster_whisper(
+    python: &str,
+    model: &Path,
+    wav_path: &Path,
+    compute: &str,
+    threads: usize,
+    runs: usize,
+    audio_s: f64,
+) -> Option<Row> {
+    let reference = SCRIPT.join(" ");
+    let out = Command::new(python)
+        .arg("bench/faster_whisper_rtf.py")
+        .arg("--model")
+        .arg(model)
+        .arg("--audio")
+        .arg(wav_path)
+        .args(["--compute-type", compute])
+        .args(["--threads", &threads.to_string()])
+        .args(["--runs", &runs.to_string()])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let v: serde_json::Value =
+                serde_json::from_slice(&o.stdout).expect("faster-whisper JSON");
+            let times: Vec<f64> = v["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|t| t.as_f64())
+                .collect();
+            let m = median(times);
+            Some(Row {
+                engine: format!("faster-whisper {}", v["version"].as_str().unwrap_or("?")),
+                compute: compute.into(),
+                load_s: v["load_s"].as_f64().unwrap_or(f64::NAN),
+                median_s: m,
+                rtf: m / audio_s,
+                wer: wer(&reference, v["text"].as_str().unwrap_or("")),
+            })
+        }
+        Ok(o) => {
+            eprintln!(
+                "faster-whisper failed ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("cannot run {python}: {e} (make bench installs faster-whisper)");
+            None
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let model =
@@ -78,7 +172,6 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let python = arg(&args, "--python").unwrap_or_else(|| ".venv/bin/python".into());
-    let reference = SCRIPT.join(" ");
 
     let dir = tempfile::tempdir().unwrap();
     let (wav_path, audio_s) = call_audio(dir.path());
@@ -92,69 +185,10 @@ fn main() {
 
     let mut rows = Vec::new();
     for compute in ["int8", "float32"] {
-        let started = Instant::now();
-        let engine = WhisperEngine::load(&WhisperConfig {
-            model_dir: model.clone(),
-            compute_type: compute.into(),
-            threads,
-            ..Default::default()
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
-        let load_s = started.elapsed().as_secs_f64();
-        let mut text = engine.transcribe_wav(&wav).unwrap().text;
-        let mut times = Vec::new();
-        for _ in 0..runs {
-            let t = Instant::now();
-            text = engine.transcribe_wav(&wav).unwrap().text;
-            times.push(t.elapsed().as_secs_f64());
-        }
-        let m = median(times);
-        rows.push(Row {
-            engine: "postcall whisper (ct2rs)".into(),
-            compute: compute.into(),
-            load_s,
-            median_s: m,
-            rtf: m / audio_s,
-            wer: wer(&reference, &text),
-        });
-
-        let out = Command::new(&python)
-            .arg("bench/faster_whisper_rtf.py")
-            .arg("--model")
-            .arg(&model)
-            .arg("--audio")
-            .arg(&wav_path)
-            .args(["--compute-type", compute])
-            .args(["--threads", &threads.to_string()])
-            .args(["--runs", &runs.to_string()])
-            .output();
-        match out {
-            Ok(o) if o.status.success() => {
-                let v: serde_json::Value =
-                    serde_json::from_slice(&o.stdout).expect("faster-whisper JSON");
-                let times: Vec<f64> = v["runs"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter_map(|t| t.as_f64())
-                    .collect();
-                let m = median(times);
-                rows.push(Row {
-                    engine: format!("faster-whisper {}", v["version"].as_str().unwrap_or("?")),
-                    compute: compute.into(),
-                    load_s: v["load_s"].as_f64().unwrap_or(f64::NAN),
-                    median_s: m,
-                    rtf: m / audio_s,
-                    wer: wer(&reference, v["text"].as_str().unwrap_or("")),
-                });
-            }
-            Ok(o) => eprintln!(
-                "faster-whisper failed ({}): {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr)
-            ),
-            Err(e) => eprintln!("cannot run {python}: {e} (make bench installs faster-whisper)"),
-        }
+        rows.push(time_ours(&model, compute, threads, runs, &wav, audio_s));
+        rows.extend(time_faster_whisper(
+            &python, &model, &wav_path, compute, threads, runs, audio_s,
+        ));
     }
 
     println!(

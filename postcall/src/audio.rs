@@ -18,15 +18,37 @@ const FRAME_SECS: f64 = 0.02;
 /// speech. Telephone line noise sits well below; the quietest speech well above.
 pub const SPEECH_RMS: f32 = 0.01;
 
-fn frame_len(rate: u32) -> usize {
+pub(crate) fn frame_len(rate: u32) -> usize {
     ((f64::from(rate) * FRAME_SECS) as usize).max(1)
 }
 
+/// Mean square of one frame (a short last frame is averaged over what it has).
+pub(crate) fn energy(frame: &[f32]) -> f32 {
+    frame.iter().map(|x| x * x).sum::<f32>() / frame.len() as f32
+}
+
 fn frame_energies(samples: &[f32], frame: usize) -> Vec<f32> {
-    samples
-        .chunks(frame)
-        .map(|c| c.iter().map(|x| x * x).sum::<f32>() / c.len() as f32)
-        .collect()
+    samples.chunks(frame).map(energy).collect()
+}
+
+/// Where the window starting at `start` ends when more than `max_len` samples are left: in
+/// the middle of the quietest whole frame between `start + min_len` and `start + max_len`.
+/// Frames are counted from 0 (the start of the stretch being cut); `energy_of(f)` is frame
+/// `f`'s mean square.
+pub(crate) fn quietest_cut(
+    start: usize,
+    min_len: usize,
+    max_len: usize,
+    frame: usize,
+    energy_of: impl Fn(usize) -> f32,
+) -> usize {
+    let first = (start + min_len).div_ceil(frame);
+    let last = (start + max_len) / frame; // exclusive
+    let quietest = (first..last)
+        .map(|f| (f, energy_of(f)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(start + max_len, |(f, _)| f * frame + frame / 2);
+    quietest.clamp(start + 1, start + max_len)
 }
 
 /// Does any 20 ms frame rise to speech level?
@@ -48,13 +70,7 @@ pub fn plan_windows(samples: &[f32], rate: u32, min_secs: f64, max_secs: f64) ->
     let mut windows = Vec::new();
     let mut start = 0;
     while samples.len() - start > max_len {
-        // Frames fully inside [start + min_len, start + max_len].
-        let first = (start + min_len).div_ceil(frame);
-        let last = (start + max_len) / frame; // exclusive
-        let quietest = (first..last)
-            .min_by(|&a, &b| energies[a].total_cmp(&energies[b]))
-            .map_or(start + max_len, |f| f * frame + frame / 2);
-        let end = quietest.clamp(start + 1, start + max_len);
+        let end = quietest_cut(start, min_len, max_len, frame, |f| energies[f]);
         windows.push(start..end);
         start = end;
     }
@@ -65,11 +81,11 @@ pub fn plan_windows(samples: &[f32], rate: u32, min_secs: f64, max_secs: f64) ->
 }
 
 /// Speech shorter than this between pauses is a click, not a word.
-const MIN_SPEECH_SECS: f64 = 0.1;
+pub(crate) const MIN_SPEECH_SECS: f64 = 0.1;
 /// Pauses shorter than this stay inside one stretch of speech.
-const MIN_PAUSE_SECS: f64 = 0.5;
+pub(crate) const MIN_PAUSE_SECS: f64 = 0.5;
 /// Kept around each stretch, so soft word starts and ends are not cut.
-const SPEECH_PAD_SECS: f64 = 0.25;
+pub(crate) const SPEECH_PAD_SECS: f64 = 0.25;
 /// Silence put between stretches packed into one window: long enough for Whisper to see a
 /// pause, short enough that hours of silence cost nothing.
 pub const PACK_GAP_SECS: f64 = 0.5;

@@ -8,8 +8,9 @@
 //! - `TranscriptionConfig`, `ExtractionConfig` (serde, `Default`, unknown keys refused) and
 //!   `Engines::from_config(&TranscriptionConfig, &ExtractionConfig) -> Result<Engines, EngineError>`
 //!
-//! Layout: `audio` (windows, silence, timestamp tokens: pure), `whisper` (CTranslate2 engine,
-//! feature `whisper`), `openai` (OpenAI-compatible HTTP engines), `retry` (when and how long to
+//! Layout: `audio` (windows, silence, timestamp tokens: pure), `planner` (the same windows
+//! found while a channel streams by), `recording` (a WAV file walked a block at a time into
+//! windows, in bounded memory), `whisper` (CTranslate2 engine, feature `whisper`), `openai` (OpenAI-compatible HTTP engines), `retry` (when and how long to
 //! wait), `extract` (deterministic local extraction), `wer` (word error rate, for tests and
 //! benchmarks).
 
@@ -20,6 +21,8 @@ use std::sync::Arc;
 pub mod audio;
 pub mod extract;
 pub mod openai;
+pub mod planner;
+pub mod recording;
 pub mod retry;
 pub mod wer;
 #[cfg(feature = "whisper")]

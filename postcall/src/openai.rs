@@ -3,17 +3,19 @@
 //! Both share one client that retries 429 and 5xx within bounds, honouring `Retry-After`, and
 //! maps failures to transient or permanent errors for the pipeline's own retries.
 
-use crate::audio::{has_speech, merge_by_time, transcript_text};
+use crate::audio::{merge_by_time, transcript_text};
 use crate::extract::{resolve_timezone, segment_listing};
 use crate::retry::{classify, next_delay, retry_after, RetryPolicy, Verdict};
 use crate::{
-    EngineError, ExtractRequest, Extraction, Extractor, OpenAiExtractionConfig,
+    recording, EngineError, ExtractRequest, Extraction, Extractor, OpenAiExtractionConfig,
     OpenAiTranscriptionConfig, Segment, TranscribeRequest, Transcriber, Transcript,
 };
-use media::audio::{decode_wav, encode_wav_i16};
+use media::audio::{pcm16_le, wav_header_i16};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+use tokio::io::AsyncReadExt;
 
 // === impl Api ===
 
@@ -76,10 +78,10 @@ impl Api {
     }
 
     /// POST to `/v1/{path}`; `build` adds the body afresh for every attempt (a multipart form
-    /// cannot be replayed).
+    /// cannot be replayed, and a streamed upload starts again from its first byte).
     async fn post<F>(&self, path: &str, build: F) -> Result<String, EngineError>
     where
-        F: Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+        F: Fn(reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, EngineError>,
     {
         let url = format!("{}/v1/{path}", self.base_url);
         let mut retry = 0;
@@ -88,7 +90,7 @@ impl Api {
             if let Some(key) = &self.key {
                 req = req.bearer_auth(key);
             }
-            let (why, wait) = match build(req).send().await {
+            let (why, wait) = match build(req)?.send().await {
                 Err(e) => (format!("POST {url}: {e}"), None),
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -181,33 +183,158 @@ impl OpenAiTranscriber {
         })
     }
 
-    async fn transcribe_file(
+    async fn transcribe_upload(
         &self,
-        wav: Vec<u8>,
+        upload: &Upload,
         speaker: &str,
     ) -> Result<Vec<Segment>, EngineError> {
         let body = self
             .api
             .post("audio/transcriptions", |req| {
+                let file = upload
+                    .part()?
+                    .file_name("recording.wav")
+                    .mime_str("audio/wav")
+                    .map_err(|e| EngineError::Permanent(format!("upload: {e}")))?;
                 let mut form = reqwest::multipart::Form::new()
-                    .part(
-                        "file",
-                        reqwest::multipart::Part::bytes(wav.clone())
-                            .file_name("recording.wav")
-                            .mime_str("audio/wav")
-                            .expect("static mime type parses"),
-                    )
+                    .part("file", file)
                     .text("model", self.model.clone())
                     .text("response_format", "verbose_json")
                     .text("timestamp_granularities[]", "segment");
                 if let Some(lang) = &self.language {
                     form = form.text("language", lang.clone());
                 }
-                req.multipart(form)
+                Ok(req.multipart(form))
             })
             .await?;
         parse_verbose_json(&body, speaker)
     }
+}
+
+/// What is sent as the `file` field, streamed from the recording a block at a time: the memory
+/// an upload holds does not depend on the call's length.
+enum Upload {
+    /// A one-channel recording, as it is.
+    File(PathBuf),
+    /// One channel of a two-channel recording, as a one-channel 16-bit WAV file.
+    Channel {
+        path: PathBuf,
+        channel: usize,
+        sample_rate: u32,
+        frames: u64,
+    },
+}
+
+/// Chunks of a file upload.
+const UPLOAD_CHUNK: usize = 64 * 1024;
+/// Blocks a channel upload reads ahead of the socket.
+const UPLOAD_QUEUE: usize = 4;
+
+type Chunk = Result<Vec<u8>, std::io::Error>;
+
+impl Upload {
+    /// A fresh body for one attempt.
+    fn part(&self) -> Result<reqwest::multipart::Part, EngineError> {
+        match self {
+            Upload::File(path) => {
+                let file = std::fs::File::open(path).map_err(|e| {
+                    EngineError::Permanent(format!("cannot read recording {}: {e}", path.display()))
+                })?;
+                let len = file
+                    .metadata()
+                    .map_err(|e| EngineError::Permanent(format!("recording: {e}")))?
+                    .len();
+                let body = reqwest::Body::wrap_stream(file_chunks(tokio::fs::File::from_std(file)));
+                Ok(reqwest::multipart::Part::stream_with_length(body, len))
+            }
+            Upload::Channel {
+                path,
+                channel,
+                sample_rate,
+                frames,
+            } => {
+                let header = wav_header_i16(1, *sample_rate, *frames)
+                    .map_err(|e| EngineError::Permanent(format!("recording: {e}")))?;
+                let len = header.len() as u64 + 2 * frames;
+                let chunks = channel_chunks(path.clone(), *channel, *frames, header);
+                Ok(reqwest::multipart::Part::stream_with_length(
+                    reqwest::Body::wrap_stream(chunks),
+                    len,
+                ))
+            }
+        }
+    }
+}
+
+/// A file as a stream of chunks; it ends at the first error.
+fn file_chunks(file: tokio::fs::File) -> impl futures_util::Stream<Item = Chunk> {
+    futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; UPLOAD_CHUNK];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(buf), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
+/// One channel of a recording as a one-channel WAV file: `header`, then the channel's samples
+/// as 16-bit PCM, exactly `frames` of them, read on a blocking thread a block ahead of the
+/// socket (silence stands in for frames a file cut short since it was scanned no longer has).
+fn channel_chunks(
+    path: PathBuf,
+    channel: usize,
+    frames: u64,
+    header: Vec<u8>,
+) -> impl futures_util::Stream<Item = Chunk> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(UPLOAD_QUEUE);
+    tokio::task::spawn_blocking(move || {
+        if tx.blocking_send(Ok(header)).is_err() {
+            return;
+        }
+        let mut stream = match recording::open(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                return;
+            }
+        };
+        let mut block = Vec::new();
+        let mut left = frames;
+        while left > 0 {
+            let mut bytes = Vec::new();
+            match stream.read_block(recording::BLOCK_FRAMES, &mut block) {
+                Ok(0) => {
+                    let n = left.min(recording::BLOCK_FRAMES as u64);
+                    bytes.resize(2 * n as usize, 0);
+                    left -= n;
+                }
+                Ok(_) => {
+                    let samples = block.get(channel).map_or(&[][..], Vec::as_slice);
+                    let n = samples
+                        .len()
+                        .min(usize::try_from(left).unwrap_or(usize::MAX));
+                    pcm16_le(&samples[..n], &mut bytes);
+                    left -= n as u64;
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    return;
+                }
+            }
+            // The request is gone (answered, failed or cancelled): stop reading.
+            if tx.blocking_send(Ok(bytes)).is_err() {
+                return;
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    })
 }
 
 #[derive(Deserialize)]
@@ -252,44 +379,60 @@ pub fn parse_verbose_json(body: &str, speaker: &str) -> Result<Vec<Segment>, Eng
     Ok(segments)
 }
 
+/// A recording's shape, from one pass over it: it is a readable WAV file, who speaks, how long.
+struct Scan {
+    channels: usize,
+    sample_rate: u32,
+    frames: u64,
+    speech: Vec<bool>,
+}
+
+fn scan(path: &Path) -> Result<Scan, EngineError> {
+    let mut stream = recording::open(path)?;
+    let (channels, sample_rate) = (stream.channels(), stream.sample_rate());
+    recording::speakers(channels)?;
+    let (speech, frames) = recording::channels_with_speech(&mut stream)?;
+    Ok(Scan {
+        channels,
+        sample_rate,
+        frames,
+        speech,
+    })
+}
+
 #[async_trait::async_trait]
 impl Transcriber for OpenAiTranscriber {
     async fn transcribe(&self, req: &TranscribeRequest) -> Result<Transcript, EngineError> {
-        let wav = tokio::fs::read(&req.recording).await.map_err(|e| {
-            EngineError::Permanent(format!(
-                "cannot read recording {}: {e}",
-                req.recording.display()
-            ))
-        })?;
-        let pcm =
-            decode_wav(&wav).map_err(|e| EngineError::Permanent(format!("recording: {e}")))?;
+        let path = req.recording.clone();
+        let shape = tokio::task::spawn_blocking(move || scan(&path))
+            .await
+            .map_err(|e| EngineError::Transient(format!("recording scan stopped: {e}")))??;
         // The API hears one voice stream; a two-channel call is sent as two so each segment
         // keeps its speaker.
-        let per_speaker = match pcm.channels.len() {
-            1 => vec![self.transcribe_file(wav, "caller").await?],
-            2 => {
-                let mut out = Vec::new();
-                for (channel, speaker) in pcm.channels.iter().zip(["caller", "agent"]) {
-                    if !has_speech(channel, pcm.sample_rate) {
-                        continue;
-                    }
-                    let mono = encode_wav_i16(std::slice::from_ref(channel), pcm.sample_rate)
-                        .map_err(|e| EngineError::Permanent(format!("recording: {e}")))?;
-                    out.push(self.transcribe_file(mono, speaker).await?);
+        let mut per_speaker = Vec::new();
+        if shape.channels == 1 {
+            let upload = Upload::File(req.recording.clone());
+            per_speaker.push(self.transcribe_upload(&upload, "caller").await?);
+        } else {
+            let speakers = recording::speakers(shape.channels)?;
+            for (channel, speaker) in speakers.iter().enumerate() {
+                if !shape.speech.get(channel).copied().unwrap_or(false) {
+                    continue;
                 }
-                out
+                let upload = Upload::Channel {
+                    path: req.recording.clone(),
+                    channel,
+                    sample_rate: shape.sample_rate,
+                    frames: shape.frames,
+                };
+                per_speaker.push(self.transcribe_upload(&upload, speaker).await?);
             }
-            n => {
-                return Err(EngineError::Permanent(format!(
-                    "recording has {n} channels; expected 1 (caller) or 2 (caller, agent)"
-                )))
-            }
-        };
+        }
         let segments = merge_by_time(per_speaker);
         if segments.is_empty() {
             return Err(EngineError::Permanent(format!(
                 "no speech recognised in {:.1} s of audio",
-                pcm.duration_secs()
+                shape.frames as f64 / f64::from(shape.sample_rate)
             )));
         }
         Ok(Transcript {
@@ -471,7 +614,10 @@ fn check_segment(v: Option<&Value>, segments: usize) -> Result<(), String> {
 impl Extractor for OpenAiExtractor {
     async fn extract(&self, req: &ExtractRequest) -> Result<Extraction, EngineError> {
         let body = self.request_body(req);
-        let answer = self.api.post("chat/completions", |r| r.json(&body)).await?;
+        let answer = self
+            .api
+            .post("chat/completions", |r| Ok(r.json(&body)))
+            .await?;
         parse_answer(&answer, req.transcript.segments.len())
     }
 }

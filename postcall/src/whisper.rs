@@ -3,13 +3,17 @@
 //! so each call runs on tokio's blocking pool while the async workers stay free.
 
 use crate::audio::{
-    has_speech, merge_by_time, pack, parse_timestamped, speech_regions, to_segments,
-    transcript_text, Packed, Piece, MAX_WINDOW_SECS, WHISPER_RATE,
+    merge_by_time, parse_timestamped, to_segments, transcript_text, Piece, WHISPER_RATE,
 };
-use crate::{EngineError, Segment, TranscribeRequest, Transcriber, Transcript, WhisperConfig};
+use crate::planner::Window;
+use crate::{
+    recording, EngineError, Segment, TranscribeRequest, Transcriber, Transcript, WhisperConfig,
+};
 use ct2rs::Tokenizer as _;
-use media::audio::{decode_wav, resample, Pcm};
+use media::audio::Pcm;
+use media::recording::WavStream;
 use std::collections::VecDeque;
+use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -122,39 +126,60 @@ impl WhisperEngine {
         &self.model_name
     }
 
+    /// Transcribe a WAV file, reading it a block at a time. Blocking: call it from a blocking
+    /// thread.
+    pub fn transcribe_file(&self, path: &Path) -> Result<Transcript, EngineError> {
+        let stream = recording::open(path)?;
+        let channels = stream.channels();
+        self.transcribe_walk(channels, |on_window| recording::walk(stream, on_window))
+    }
+
     /// Transcribe a WAV file's bytes. Blocking: call it from a blocking thread.
     pub fn transcribe_wav(&self, wav: &[u8]) -> Result<Transcript, EngineError> {
-        let pcm = decode_wav(wav).map_err(|e| EngineError::Permanent(format!("recording: {e}")))?;
-        self.transcribe_pcm(&pcm)
+        let stream = WavStream::new(Cursor::new(wav)).map_err(recording::bad_audio)?;
+        let channels = stream.channels();
+        self.transcribe_walk(channels, |on_window| recording::walk(stream, on_window))
     }
 
     /// Transcribe decoded audio. One channel is the caller; two are caller (left) and agent
     /// (right), each transcribed on its own and merged in time order. Silent channels and
     /// silent windows are skipped: Whisper invents words when given only silence.
     pub fn transcribe_pcm(&self, pcm: &Pcm) -> Result<Transcript, EngineError> {
-        let speakers: &[&str] = match pcm.channels.len() {
-            1 => &["caller"],
-            2 => &["caller", "agent"],
-            n => {
-                return Err(EngineError::Permanent(format!(
-                    "recording has {n} channels; expected 1 (caller) or 2 (caller, agent)"
-                )))
+        self.transcribe_walk(pcm.channels.len(), |on_window| {
+            recording::walk_channels(&pcm.channels, pcm.sample_rate, on_window)
+        })
+    }
+
+    /// Decode every window as the walk hands it out; only the transcript grows.
+    fn transcribe_walk(
+        &self,
+        channels: usize,
+        walk: impl FnOnce(
+            &mut dyn FnMut(usize, Window) -> Result<(), EngineError>,
+        ) -> Result<recording::Walked, EngineError>,
+    ) -> Result<Transcript, EngineError> {
+        let speakers = recording::speakers(channels)?;
+        let mut per_speaker: Vec<Vec<Segment>> = vec![Vec::new(); speakers.len()];
+        let walked = walk(&mut |channel, window| {
+            let speaker = speakers.get(channel).copied().unwrap_or("caller");
+            let segments = self.transcribe_window(window, speaker)?;
+            if let Some(out) = per_speaker.get_mut(channel) {
+                out.extend(segments);
             }
-        };
-        let mut per_speaker = Vec::new();
-        for (channel, speaker) in pcm.channels.iter().zip(speakers) {
-            if !has_speech(channel, pcm.sample_rate) {
-                continue;
-            }
-            let at_16k = resample(channel, pcm.sample_rate, WHISPER_RATE);
-            per_speaker.push(self.transcribe_channel(&at_16k, speaker)?);
-        }
+            Ok(())
+        })?;
+        tracing::debug!(
+            channels,
+            duration_secs = walked.duration_secs,
+            peak_samples = walked.peak_samples,
+            "recording walked"
+        );
         let segments = merge_by_time(per_speaker);
         if segments.is_empty() {
             return Err(EngineError::Permanent(format!(
                 "no speech recognised in {:.1} s of audio ({} silent or unintelligible)",
-                pcm.duration_secs(),
-                if pcm.channels.len() == 1 {
+                walked.duration_secs,
+                if channels == 1 {
                     "the channel is"
                 } else {
                     "both channels are"
@@ -169,10 +194,10 @@ impl WhisperEngine {
         })
     }
 
-    /// One speaker's 16 kHz audio, window by window, with times offset to the call.
-    fn transcribe_channel(
+    /// One window of one speaker, with times mapped back to the call.
+    fn transcribe_window(
         &self,
-        samples: &[f32],
+        window: Window,
         speaker: &str,
     ) -> Result<Vec<Segment>, EngineError> {
         let rate = f64::from(WHISPER_RATE);
@@ -181,11 +206,9 @@ impl WhisperEngine {
             ..Default::default()
         };
         let mut segments = Vec::new();
-        let regions = speech_regions(samples, WHISPER_RATE);
-        let mut queue: VecDeque<Packed> =
-            pack(&regions, samples, WHISPER_RATE, MAX_WINDOW_SECS).into();
+        let mut queue = VecDeque::from([window]);
         while let Some(window) = queue.pop_front() {
-            let audio = window.audio(samples);
+            let audio = window.audio();
             let started = Instant::now();
             let out = self
                 .generate(&audio, &options)
@@ -193,7 +216,7 @@ impl WhisperEngine {
             let window_secs = audio.len() as f64 / rate;
             tracing::debug!(
                 speaker,
-                parts = window.parts.len(),
+                parts = window.packed.parts.len(),
                 window_secs,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "whisper window"
@@ -212,7 +235,7 @@ impl WhisperEngine {
             let pieces = pieces
                 .into_iter()
                 .map(|p| {
-                    let (s, e) = window.place(at(p.start), at(p.end));
+                    let (s, e) = window.packed.place(at(p.start), at(p.end));
                     Piece {
                         start: s as f64 / rate,
                         end: e as f64 / rate,
@@ -266,15 +289,10 @@ impl WhisperEngine {
 #[async_trait::async_trait]
 impl Transcriber for WhisperEngine {
     async fn transcribe(&self, req: &TranscribeRequest) -> Result<Transcript, EngineError> {
-        let wav = tokio::fs::read(&req.recording).await.map_err(|e| {
-            EngineError::Permanent(format!(
-                "cannot read recording {}: {e}",
-                req.recording.display()
-            ))
-        })?;
         let engine = self.clone();
+        let path = req.recording.clone();
         let started = Instant::now();
-        let transcript = tokio::task::spawn_blocking(move || engine.transcribe_wav(&wav))
+        let transcript = tokio::task::spawn_blocking(move || engine.transcribe_file(&path))
             .await
             .map_err(|e| EngineError::Transient(format!("whisper worker stopped: {e}")))??;
         tracing::info!(

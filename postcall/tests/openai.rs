@@ -108,6 +108,8 @@ async fn serve(replies: Vec<Reply>) -> (String, Arc<Api>) {
     let app = Router::new()
         .route("/v1/audio/transcriptions", post(transcriptions))
         .route("/v1/chat/completions", post(chat))
+        // OpenAI takes uploads of up to 25 MB.
+        .layer(axum::extract::DefaultBodyLimit::max(25 * 1024 * 1024))
         .with_state(api.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -267,6 +269,55 @@ async fn two_channels_are_sent_separately_and_labelled() {
         assert_eq!(pcm.channels.len(), 1, "each upload is one speaker");
         assert_eq!(pcm.sample_rate, 8000);
         assert_eq!(pcm.frames(), 32_000);
+    }
+}
+
+#[tokio::test]
+async fn a_long_two_channel_call_is_streamed_one_exact_channel_per_upload() {
+    let answer = || {
+        (
+            200,
+            vec![],
+            verbose(
+                "Hello.",
+                json!([{"start": 1.0, "end": 2.0, "text": " Hello."}]),
+            ),
+        )
+    };
+    let (url, api) = serve(vec![answer(), answer()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Ten minutes (many read blocks), speech on each side, a mu-law-shaped file as Twilio
+    // records: every sample must arrive exactly, on its own channel.
+    let speech = phone_speech("hello there");
+    let mut left = silence(600.0);
+    let mut right = silence(600.0);
+    let at = |secs: usize| secs * common::RATE as usize;
+    left[at(400)..at(400) + speech.len()].copy_from_slice(&speech);
+    right[at(3)..at(3) + speech.len()].copy_from_slice(&speech);
+    for (i, s) in right.iter_mut().enumerate().skip(at(500)).take(at(1)) {
+        *s = (i % 200) as f32 / 400.0 - 0.25;
+    }
+    let path = write_wav(dir.path(), "long.wav", &[left, right]);
+    let recorded = media::audio::decode_wav(&std::fs::read(&path).unwrap()).unwrap();
+    let engine = postcall::openai::OpenAiTranscriber::new(&transcription_cfg(&url)).unwrap();
+    let t = engine
+        .transcribe(&TranscribeRequest {
+            call_sid: "CA7".into(),
+            recording: path,
+        })
+        .await
+        .unwrap();
+    let speakers: Vec<&str> = t.segments.iter().map(|s| s.speaker.as_str()).collect();
+    assert_eq!(speakers, ["caller", "agent"]);
+    let seen = api.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    for (s, channel) in seen.iter().zip(&recorded.channels) {
+        let file = &field(s, "file").3;
+        assert_eq!(file.len(), 44 + 2 * at(600));
+        let pcm = media::audio::decode_wav(file).expect("uploaded WAV");
+        assert_eq!(pcm.sample_rate, 8000);
+        assert_eq!(pcm.channels.len(), 1);
+        assert!(pcm.channels[0] == *channel, "the upload is not the channel");
     }
 }
 

@@ -295,3 +295,115 @@ fn from_config_loads_whisper_by_default_and_refuses_bad_settings() {
         matches!(err, EngineError::Config(m) if m.starts_with("transcription.whisper.language: \"he\" needs a multilingual model"))
     );
 }
+
+/// Set in the child process of `a_four_hour_call_transcribes_in_bounded_memory`: the folder
+/// holding its recordings.
+const LONG_CALL_CHILD: &str = "POSTCALL_LONG_CALL_CHILD";
+const LONG_CALL_TEST: &str = "a_four_hour_call_transcribes_in_bounded_memory";
+const CALLER_SAYS: &str = "I would like to change my delivery address please.";
+const AGENT_SAYS: &str = "Your new address has been saved, thank you for waiting.";
+const CALLER_AT: f64 = 5400.0;
+const AGENT_AT: f64 = 12_000.0;
+const FOUR_HOURS: u64 = 4 * 3600;
+
+/// The process's peak resident memory so far (`VmHWM`), in kB.
+fn peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status")
+}
+
+/// The child: transcribe a short call first, so the model and one window's working memory are
+/// already in the peak, then the four-hour one; report both peaks and the transcript.
+fn long_call_child(dir: &std::path::Path) {
+    let e = engine();
+    e.transcribe_file(&dir.join("short.wav"))
+        .expect("short call");
+    let before = peak_rss_kb();
+    let t = e
+        .transcribe_file(&dir.join("four_hours.wav"))
+        .expect("four-hour call");
+    let after = peak_rss_kb();
+    println!(
+        "long_call {}",
+        serde_json::json!({"before_kb": before, "after_kb": after, "segments": t.segments})
+    );
+}
+
+#[test]
+fn a_four_hour_call_transcribes_in_bounded_memory() {
+    if let Some(dir) = std::env::var_os(LONG_CALL_CHILD) {
+        return long_call_child(std::path::Path::new(&dir));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let caller = phone_speech(CALLER_SAYS);
+    let agent = phone_speech(AGENT_SAYS);
+    let mut short_left = silence(0.5);
+    short_left.extend(&caller);
+    short_left.extend(silence(1.0 + secs(&agent)));
+    let mut short_right = silence(1.0 + secs(&caller));
+    short_right.extend(&agent);
+    short_right.extend(silence(0.5));
+    write_wav(dir.path(), "short.wav", &[short_left, short_right]);
+    // 460 MB on disk: two channels of 8 kHz 16-bit audio, silent but for one sentence each.
+    common::write_long_wav(
+        dir.path(),
+        "four_hours.wav",
+        2,
+        FOUR_HOURS * u64::from(common::RATE),
+        &[(0, CALLER_AT, &caller), (1, AGENT_AT, &agent)],
+    );
+    // A process of its own, so its peak memory is this transcription's alone.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", LONG_CALL_TEST, "--nocapture", "--test-threads=1"])
+        .env(LONG_CALL_CHILD, dir.path())
+        .output()
+        .expect("run the child test process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("long_call "))
+        .map(|j| serde_json::from_str(j).unwrap())
+        .unwrap_or_else(|| panic!("no report from the child: {stdout}"));
+    let (before, after) = (
+        report["before_kb"].as_u64().unwrap(),
+        report["after_kb"].as_u64().unwrap(),
+    );
+    // The stated bound: the samples a walk may hold (docs/postcall.md), as f32. Reading the
+    // whole file instead would add at least its 460 MB, and its samples as f32 twice that.
+    let bound_kb = (postcall::recording::max_held(2, common::RATE) * 4 / 1024) as u64;
+    eprintln!("peak RSS {before} kB after a short call, {after} kB after four hours (bound: +{bound_kb} kB)");
+    assert!(
+        after - before <= bound_kb,
+        "four hours raised the peak by {} kB, more than the {bound_kb} kB bound",
+        after - before
+    );
+    let segments: Vec<Segment> = serde_json::from_value(report["segments"].clone()).unwrap();
+    eprintln!("{segments:#?}");
+    for (speaker, said, at) in [
+        ("caller", CALLER_SAYS, CALLER_AT),
+        ("agent", AGENT_SAYS, AGENT_AT),
+    ] {
+        let mine: Vec<Segment> = segments
+            .iter()
+            .filter(|s| s.speaker == speaker)
+            .cloned()
+            .collect();
+        assert!(
+            wer(said, &text_of(&mine)) < WER_BOUND,
+            "{speaker}: {mine:?}"
+        );
+        assert!(
+            (mine[0].start - at).abs() < 1.0,
+            "{speaker} at {at}: {mine:?}"
+        );
+    }
+}

@@ -4,13 +4,51 @@
 use crate::exec::{self, FetchReason, LoopDetector, Step};
 use crate::report::{Event, Fetch, Outcome, Problem, Report, StreamReport};
 use crate::stream::{self, StreamKind, StreamPlan};
-use crate::twiml_doc::{self, StreamSpec};
+use crate::twiml_doc::RecordSpec;
+use crate::twiml_doc::{self, Document, Method, StreamSpec};
 use crate::urls::{Target, UrlMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Twilio's default webhook timeout.
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Who placed the call, as Twilio reports it in `Direction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "kebab-case")]
+pub enum Direction {
+    /// Someone called the Twilio number.
+    Inbound,
+    /// The call was placed through the REST API.
+    OutboundApi,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::OutboundApi => "outbound-api",
+        }
+    }
+}
+
+/// `CallStatus` in the requests Twilio makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallStatus {
+    /// The voice webhook: nobody has answered yet.
+    Ringing,
+    /// Every request after the first document was run.
+    InProgress,
+}
+
+impl CallStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Ringing => "ringing",
+            CallStatus::InProgress => "in-progress",
+        }
+    }
+}
 
 /// How to place a call; `twilio-sim call` flags map onto it one to one.
 #[derive(Debug, Clone)]
@@ -22,10 +60,9 @@ pub struct CallConfig {
     pub account_sid: String,
     pub from: String,
     pub to: String,
-    /// `inbound` or `outbound-api`.
-    pub direction: String,
+    pub direction: Direction,
     /// Method for the voice webhook.
-    pub method: String,
+    pub method: Method,
     /// The caller's audio, 8 kHz mu-law.
     pub audio: Arc<Vec<u8>>,
     pub speed: f64,
@@ -49,8 +86,8 @@ impl CallConfig {
             account_sid: format!("AC{}", "0".repeat(32)),
             from: "+15005550006".into(),
             to: "+15005550001".into(),
-            direction: "inbound".into(),
-            method: "POST".into(),
+            direction: Direction::Inbound,
+            method: Method::Post,
             audio: Arc::new(vec![media::mulaw::SILENCE; 8000]),
             speed: 1.0,
             dtmf: Vec::new(),
@@ -86,7 +123,7 @@ struct Call<'a> {
 /// A request to make: where, how, why, and the parameters beyond the standard ones.
 struct Pending {
     target: Target,
-    method: String,
+    method: Method,
     reason: FetchReason,
     extra: Vec<(String, String)>,
 }
@@ -111,13 +148,13 @@ impl Call<'_> {
         }
     }
 
-    fn standard_params(&self, status: &str) -> Vec<(String, String)> {
+    fn standard_params(&self, status: CallStatus) -> Vec<(String, String)> {
         let c = self.cfg;
         [
             ("AccountSid", c.account_sid.as_str()),
             ("ApiVersion", "2010-04-01"),
             ("CallSid", self.call_sid.as_str()),
-            ("CallStatus", status),
+            ("CallStatus", status.as_str()),
             ("Called", c.to.as_str()),
             ("Caller", c.from.as_str()),
             ("Direction", c.direction.as_str()),
@@ -130,11 +167,46 @@ impl Call<'_> {
     }
 
     /// Request one URL as Twilio would; the body when the answer is a 2xx.
-    async fn fetch(&mut self, p: &Pending, status: &str) -> Option<String> {
+    async fn fetch(&mut self, p: &Pending, status: CallStatus) -> Option<String> {
+        let (req, public, fetch_url) = self.request(p, status);
+        let started = Instant::now();
+        let result = send(req).await;
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let mut record = Fetch {
+            reason: p.reason,
+            method: p.method,
+            public_url: public.to_string(),
+            sent_to: fetch_url.to_string(),
+            signed: self.cfg.auth_token.is_some(),
+            status: None,
+            content_type: None,
+            guard: None,
+            latency_ms,
+            body: String::new(),
+            verbs: Vec::new(),
+            error: None,
+        };
+        let answer = match result {
+            Err(e) => {
+                self.request_failed(p, &public, &e, &mut record);
+                None
+            }
+            Ok(answer) => self.answered(p, &public, answer, latency_ms, &mut record),
+        };
+        self.fetches.push(record);
+        answer
+    }
+
+    /// The request, signed as Twilio signs it; the URL Twilio would request and where it goes.
+    fn request(
+        &self,
+        p: &Pending,
+        status: CallStatus,
+    ) -> (reqwest::RequestBuilder, url::Url, url::Url) {
         let mut params = self.standard_params(status);
         params.extend(p.extra.iter().cloned());
         let (mut public, mut fetch_url) = (p.target.public.clone(), p.target.fetch.clone());
-        let get = p.method == "GET";
+        let get = p.method == Method::Get;
         if get {
             for u in [&mut public, &mut fetch_url] {
                 let mut q = u.query_pairs_mut();
@@ -161,91 +233,78 @@ impl Call<'_> {
                 crate::sign::signature(token, public.as_str(), signed_params),
             );
         }
-        let started = Instant::now();
-        let result = async {
-            let resp = req.send().await?;
-            let status = resp.status();
-            let header = |name: &str| {
-                resp.headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            let (ctype, guard) = (header("content-type"), header("x-twiml-guard"));
-            let body = resp.bytes().await?;
-            Ok::<_, reqwest::Error>((status, ctype, guard, body))
+        (req, public, fetch_url)
+    }
+
+    fn request_failed(
+        &mut self,
+        p: &Pending,
+        public: &url::Url,
+        e: &reqwest::Error,
+        record: &mut Fetch,
+    ) {
+        let msg = if e.is_timeout() {
+            format!("no answer within {:?}", self.cfg.webhook_timeout)
+        } else {
+            format!("request failed: {e}")
+        };
+        record.error = Some(msg.clone());
+        self.event(format!("{} {} -> {msg}", p.method, public));
+        self.problem(
+            Some(11200),
+            format!("HTTP retrieval failure for {public}: {msg}"),
+        );
+        self.outcome.get_or_insert(Outcome::Error);
+    }
+
+    /// Note an answer; its body when Twilio would run it.
+    fn answered(
+        &mut self,
+        p: &Pending,
+        public: &url::Url,
+        answer: Answer,
+        latency_ms: f64,
+        record: &mut Fetch,
+    ) -> Option<String> {
+        let Answer {
+            status,
+            content_type,
+            guard,
+            body,
+        } = answer;
+        record.status = Some(status.as_u16());
+        record.content_type = content_type.clone();
+        record.guard = guard;
+        record.body = body;
+        self.event(format!(
+            "{} {} ({}) -> {} in {:.1} ms",
+            p.method,
+            public,
+            p.reason.describe(),
+            status.as_u16(),
+            latency_ms
+        ));
+        if !status.is_success() {
+            self.problem(
+                Some(11200),
+                format!("{public} answered HTTP {}", status.as_u16()),
+            );
+            self.outcome.get_or_insert(Outcome::Refused);
+            return None;
         }
-        .await;
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let mut record = Fetch {
-            reason: p.reason,
-            method: p.method.clone(),
-            public_url: public.to_string(),
-            sent_to: fetch_url.to_string(),
-            signed: self.cfg.auth_token.is_some(),
-            status: None,
-            content_type: None,
-            guard: None,
-            latency_ms,
-            body: String::new(),
-            verbs: Vec::new(),
-            error: None,
-        };
-        let answer = match result {
-            Err(e) => {
-                let msg = if e.is_timeout() {
-                    format!("no answer within {:?}", self.cfg.webhook_timeout)
-                } else {
-                    format!("request failed: {e}")
-                };
-                record.error = Some(msg.clone());
-                self.event(format!("{} {} -> {msg}", p.method, public));
-                self.problem(
-                    Some(11200),
-                    format!("HTTP retrieval failure for {public}: {msg}"),
-                );
-                self.outcome.get_or_insert(Outcome::Error);
-                None
-            }
-            Ok((status, ctype, guard, body)) => {
-                record.status = Some(status.as_u16());
-                record.content_type = ctype.clone();
-                record.guard = guard;
-                record.body = String::from_utf8_lossy(&body).into_owned();
-                self.event(format!(
-                    "{} {} ({}) -> {} in {:.1} ms",
-                    p.method,
-                    public,
-                    p.reason.describe(),
-                    status.as_u16(),
-                    latency_ms
-                ));
-                if !status.is_success() {
-                    self.problem(
-                        Some(11200),
-                        format!("{public} answered HTTP {}", status.as_u16()),
-                    );
-                    self.outcome.get_or_insert(Outcome::Refused);
-                    None
-                } else {
-                    let xmlish = ctype
-                        .as_deref()
-                        .is_some_and(|c| c.contains("xml") || c.contains("html"));
-                    if !xmlish {
-                        self.problem(
-                            Some(12300),
-                            format!(
-                                "{public} answered Content-Type {:?}; Twilio expects text/xml",
-                                ctype.as_deref().unwrap_or("")
-                            ),
-                        );
-                    }
-                    Some(record.body.clone())
-                }
-            }
-        };
-        self.fetches.push(record);
-        answer
+        let xmlish = content_type
+            .as_deref()
+            .is_some_and(|c| c.contains("xml") || c.contains("html"));
+        if !xmlish {
+            self.problem(
+                Some(12300),
+                format!(
+                    "{public} answered Content-Type {:?}; Twilio expects text/xml",
+                    content_type.as_deref().unwrap_or("")
+                ),
+            );
+        }
+        Some(record.body.clone())
     }
 
     fn resolve(&mut self, base: &Target, raw: &str) -> Option<Target> {
@@ -305,28 +364,13 @@ impl Call<'_> {
     }
 
     async fn run(&mut self) {
-        let first = match self.cfg.map.absolute(&self.cfg.url) {
-            Ok(t) => t,
-            Err(e) => {
-                self.problem(None, format!("webhook URL: {e}"));
-                self.outcome = Some(Outcome::Error);
-                return;
-            }
+        let Some(mut pending) = self.first_request() else {
+            return;
         };
-        self.event(format!(
-            "call placed: {} {} -> {}",
-            self.cfg.direction, self.cfg.from, self.cfg.to
-        ));
         let mut detector = LoopDetector::new(self.cfg.loop_limit);
         let mut forked = Vec::new();
-        let mut pending = Some(Pending {
-            target: first,
-            method: self.cfg.method.clone(),
-            reason: FetchReason::Webhook,
-            extra: Vec::new(),
-        });
-        let mut status = "ringing";
-        'call: while let Some(req) = pending.take() {
+        let mut status = CallStatus::Ringing;
+        loop {
             if self.fetches.len() as u32 >= self.cfg.max_requests {
                 self.problem(
                     None,
@@ -338,138 +382,225 @@ impl Call<'_> {
                 self.outcome.get_or_insert(Outcome::Loop);
                 break;
             }
-            let Some(body) = self.fetch(&req, status).await else {
+            let Some(body) = self.fetch(&pending, status).await else {
                 break;
             };
-            status = "in-progress";
-            let doc = match twiml_doc::parse(body.as_bytes()) {
-                Ok(d) => d,
-                Err(e) => {
-                    self.problem(
-                        Some(12100),
-                        format!("document parse failure for {}: {e}", req.target.public),
-                    );
-                    self.event(
-                        "Twilio cannot run this answer: \"an application error has occurred\"",
-                    );
-                    self.outcome.get_or_insert(Outcome::Refused);
+            status = CallStatus::InProgress;
+            let Some(doc) = self.parse_answer(&pending, &body) else {
+                break;
+            };
+            let steps = self.note_problems(&doc, &pending);
+            match self
+                .play(steps, &pending.target, &mut detector, &mut forked)
+                .await
+            {
+                Flow::Fetch(next) => pending = *next,
+                Flow::End => break,
+                Flow::Continue => {
+                    self.event("end of TwiML: Twilio hangs up");
                     break;
                 }
-            };
-            if let Some(last) = self.fetches.last_mut() {
-                last.verbs = doc.verbs.iter().map(|v| v.name().to_owned()).collect();
             }
-            let doc_url = req.target.public.to_string();
-            // Problems describe the document, not a moment of the call: note them up front, so
-            // one after the verb that leaves the document (unreachable verbs) is not lost.
-            let (notes, steps): (Vec<Step>, Vec<Step>) = exec::plan(&doc, &doc_url)
-                .into_iter()
-                .partition(|s| matches!(s, Step::Problem { .. }));
-            for note in notes {
-                if let Step::Problem { code, message } = note {
-                    self.problem(code, message);
-                }
-            }
-            for step in steps {
-                match step {
-                    Step::Wait { verb, ms, detail } => {
-                        self.event(format!(
-                            "<{verb}> {detail}: {}",
-                            crate::report::fmt_ms(ms as f64)
-                        ));
-                        self.t_ms += ms;
-                    }
-                    Step::StartStream(spec) => {
-                        let Some(target) = self.resolve(&req.target, &spec.url) else {
-                            continue;
-                        };
-                        self.event(format!("<Start><Stream> {} (forked)", target.public));
-                        let plan = self.stream_plan(StreamKind::Start, target, spec);
-                        forked.push(tokio::spawn(stream::run(plan)));
-                    }
-                    Step::ConnectStream(spec) => {
-                        let Some(target) = self.resolve(&req.target, &spec.url) else {
-                            continue;
-                        };
-                        self.event(format!("<Connect><Stream> {}", target.public));
-                        let plan = self.stream_plan(StreamKind::Connect, target, spec);
-                        let report = stream::run(plan).await;
-                        self.t_ms += report.audio_ms;
-                        self.finish_stream(report);
-                    }
-                    Step::Fetch {
-                        url,
-                        method,
-                        reason,
-                        record,
-                    } => {
-                        let Some(target) = self.resolve(&req.target, &url) else {
-                            break 'call;
-                        };
-                        if let Some(rec) = &record {
-                            if let Some(l) = detector.observe(target.public.as_str(), rec) {
-                                self.event(format!(
-                                    "loop: {} requested {} times by the same <Record>",
-                                    l.url, l.times
-                                ));
-                                self.problem(
-                                    None,
-                                    format!(
-                                        "<Record> loop: {} is requested again and again and the stream never starts",
-                                        l.url
-                                    ),
-                                );
-                                self.loop_report = Some(l);
-                                self.outcome = Some(Outcome::Loop);
-                                break 'call;
-                            }
-                        }
-                        let extra = match reason {
-                            FetchReason::RecordAction => {
-                                let rec_sid = new_sid("RE");
-                                vec![
-                                    ("RecordingSid".to_owned(), rec_sid.clone()),
-                                    (
-                                        "RecordingUrl".to_owned(),
-                                        format!(
-                                            "https://api.twilio.com/2010-04-01/Accounts/{}/Recordings/{rec_sid}",
-                                            self.cfg.account_sid
-                                        ),
-                                    ),
-                                    ("RecordingDuration".to_owned(), "0".to_owned()),
-                                ]
-                            }
-                            _ => Vec::new(),
-                        };
-                        pending = Some(Pending {
-                            target,
-                            method,
-                            reason,
-                            extra,
-                        });
-                        continue 'call;
-                    }
-                    Step::Problem { code, message } => self.problem(code, message),
-                    Step::Hangup => {
-                        self.event("<Hangup>: call ended");
-                        break 'call;
-                    }
-                    Step::Reject(reason) => {
-                        self.event(format!("<Reject reason=\"{reason}\">: call rejected"));
-                        break 'call;
-                    }
-                    Step::Unsupported(name) => {
-                        self.problem(
-                            None,
-                            format!("<{name}> is not simulated; the call ends there"),
-                        );
-                        self.event(format!("<{name}>: not simulated, call ended"));
-                        break 'call;
-                    }
-                }
-            }
-            self.event("end of TwiML: Twilio hangs up");
         }
+        self.join_forked(forked).await;
+    }
+
+    /// The voice webhook, or `None` (and the call's outcome) when its URL is unusable.
+    fn first_request(&mut self) -> Option<Pending> {
+        let first = match self.cfg.map.absolute(&self.cfg.url) {
+            Ok(t) => t,
+            Err(e) => {
+                self.problem(None, format!("webhook URL: {e}"));
+                self.outcome = Some(Outcome::Error);
+                return None;
+            }
+        };
+        self.event(format!(
+            "call placed: {} {} -> {}",
+            self.cfg.direction.as_str(),
+            self.cfg.from,
+            self.cfg.to
+        ));
+        Some(Pending {
+            target: first,
+            method: self.cfg.method,
+            reason: FetchReason::Webhook,
+            extra: Vec::new(),
+        })
+    }
+
+    /// The answer as TwiML; `None` (and the call's outcome) when Twilio could not run it.
+    fn parse_answer(&mut self, req: &Pending, body: &str) -> Option<Document> {
+        let doc = match twiml_doc::parse(body.as_bytes()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.problem(
+                    Some(12100),
+                    format!("document parse failure for {}: {e}", req.target.public),
+                );
+                self.event("Twilio cannot run this answer: \"an application error has occurred\"");
+                self.outcome.get_or_insert(Outcome::Refused);
+                return None;
+            }
+        };
+        if let Some(last) = self.fetches.last_mut() {
+            last.verbs = doc.verbs.iter().map(|v| v.name().to_owned()).collect();
+        }
+        Some(doc)
+    }
+
+    /// The document's steps, with the problems it has noted up front: they describe the
+    /// document, not a moment of the call, so one after the verb that leaves the document
+    /// (unreachable verbs) is not lost.
+    fn note_problems(&mut self, doc: &Document, req: &Pending) -> Vec<Step> {
+        let (notes, steps): (Vec<Step>, Vec<Step>) = exec::plan(doc, req.target.public.as_str())
+            .into_iter()
+            .partition(|s| matches!(s, Step::Problem { .. }));
+        for note in notes {
+            if let Step::Problem { code, message } = note {
+                self.problem(code, message);
+            }
+        }
+        steps
+    }
+
+    /// Run a document's steps until one leaves it.
+    async fn play(
+        &mut self,
+        steps: Vec<Step>,
+        base: &Target,
+        detector: &mut LoopDetector,
+        forked: &mut Vec<Forked>,
+    ) -> Flow {
+        for step in steps {
+            match self.play_step(step, base, detector, forked).await {
+                Flow::Continue => {}
+                leave => return leave,
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn play_step(
+        &mut self,
+        step: Step,
+        base: &Target,
+        detector: &mut LoopDetector,
+        forked: &mut Vec<Forked>,
+    ) -> Flow {
+        match step {
+            Step::Wait { verb, ms, detail } => {
+                self.event(format!(
+                    "<{verb}> {detail}: {}",
+                    crate::report::fmt_ms(ms as f64)
+                ));
+                self.t_ms += ms;
+            }
+            Step::StartStream(spec) => {
+                if let Some(target) = self.resolve(base, &spec.url) {
+                    self.event(format!("<Start><Stream> {} (forked)", target.public));
+                    let plan = self.stream_plan(StreamKind::Start, target, spec);
+                    forked.push(tokio::spawn(stream::run(plan)));
+                }
+            }
+            Step::ConnectStream(spec) => {
+                if let Some(target) = self.resolve(base, &spec.url) {
+                    self.event(format!("<Connect><Stream> {}", target.public));
+                    let plan = self.stream_plan(StreamKind::Connect, target, spec);
+                    let report = stream::run(plan).await;
+                    self.t_ms += report.audio_ms;
+                    self.finish_stream(report);
+                }
+            }
+            Step::Fetch {
+                url,
+                method,
+                reason,
+                record,
+            } => return self.next_request(base, &url, method, reason, record, detector),
+            Step::Problem { code, message } => self.problem(code, message),
+            Step::Hangup => {
+                self.event("<Hangup>: call ended");
+                return Flow::End;
+            }
+            Step::Reject(reason) => {
+                self.event(format!("<Reject reason=\"{reason}\">: call rejected"));
+                return Flow::End;
+            }
+            Step::Unsupported(name) => {
+                self.problem(
+                    None,
+                    format!("<{name}> is not simulated; the call ends there"),
+                );
+                self.event(format!("<{name}>: not simulated, call ended"));
+                return Flow::End;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The request a step leads to, unless its URL is unusable or it closes a `<Record>` loop.
+    fn next_request(
+        &mut self,
+        base: &Target,
+        url: &str,
+        method: Method,
+        reason: FetchReason,
+        record: Option<RecordSpec>,
+        detector: &mut LoopDetector,
+    ) -> Flow {
+        let Some(target) = self.resolve(base, url) else {
+            return Flow::End;
+        };
+        if let Some(l) = record
+            .as_ref()
+            .and_then(|rec| detector.observe(target.public.as_str(), rec))
+        {
+            self.event(format!(
+                "loop: {} requested {} times by the same <Record>",
+                l.url, l.times
+            ));
+            self.problem(
+                None,
+                format!(
+                    "<Record> loop: {} is requested again and again and the stream never starts",
+                    l.url
+                ),
+            );
+            self.loop_report = Some(l);
+            self.outcome = Some(Outcome::Loop);
+            return Flow::End;
+        }
+        let extra = match reason {
+            FetchReason::RecordAction => self.recording_params(),
+            _ => Vec::new(),
+        };
+        Flow::Fetch(Box::new(Pending {
+            target,
+            method,
+            reason,
+            extra,
+        }))
+    }
+
+    /// What Twilio adds to a `<Record action>` request.
+    fn recording_params(&self) -> Vec<(String, String)> {
+        let rec_sid = new_sid("RE");
+        vec![
+            ("RecordingSid".to_owned(), rec_sid.clone()),
+            (
+                "RecordingUrl".to_owned(),
+                format!(
+                    "https://api.twilio.com/2010-04-01/Accounts/{}/Recordings/{rec_sid}",
+                    self.cfg.account_sid
+                ),
+            ),
+            ("RecordingDuration".to_owned(), "0".to_owned()),
+        ]
+    }
+
+    /// Forked streams end with the call; their reports join the call's.
+    async fn join_forked(&mut self, forked: Vec<Forked>) {
         for task in forked {
             match task.await {
                 Ok(report) => self.finish_stream(report),
@@ -477,6 +608,46 @@ impl Call<'_> {
             }
         }
     }
+}
+
+/// A `<Start><Stream>` running beside the call.
+type Forked = tokio::task::JoinHandle<StreamReport>;
+
+/// Where the call goes after a step.
+enum Flow {
+    /// On to the next step.
+    Continue,
+    /// Leave the document for this request.
+    Fetch(Box<Pending>),
+    /// The call is over.
+    End,
+}
+
+/// A webhook's answer.
+struct Answer {
+    status: reqwest::StatusCode,
+    content_type: Option<String>,
+    guard: Option<String>,
+    body: String,
+}
+
+async fn send(req: reqwest::RequestBuilder) -> Result<Answer, reqwest::Error> {
+    let resp = req.send().await?;
+    let status = resp.status();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (content_type, guard) = (header("content-type"), header("x-twiml-guard"));
+    let body = String::from_utf8_lossy(&resp.bytes().await?).into_owned();
+    Ok(Answer {
+        status,
+        content_type,
+        guard,
+        body,
+    })
 }
 
 /// Place one call and report what happened. Never fails: failures are the report's outcome.

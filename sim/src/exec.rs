@@ -2,7 +2,7 @@
 //! (simulated time for `<Say>`/`<Play>`/`<Pause>`/`<Record>`, streams to open, the next URL to
 //! request) and spots the `<Record>` loop a legacy backend causes.
 
-use crate::twiml_doc::{Document, RecordSpec, StreamSpec, Verb};
+use crate::twiml_doc::{Document, Method, RecordSpec, StreamSpec, Verb};
 use std::collections::HashMap;
 
 /// Spoken words per minute Twilio's text-to-speech roughly manages; only used for simulated time.
@@ -52,7 +52,7 @@ pub enum Step {
     /// Request a URL and continue the call with its TwiML; the rest of this document is dropped.
     Fetch {
         url: String,
-        method: String,
+        method: Method,
         reason: FetchReason,
         /// The `<Record>` that caused it, for loop detection.
         record: Option<RecordSpec>,
@@ -103,143 +103,172 @@ fn loops(verb: &str, n: u32, problems: &mut Vec<Step>) -> u64 {
 pub fn plan(doc: &Document, doc_url: &str) -> Vec<Step> {
     let mut steps = Vec::new();
     for (i, verb) in doc.verbs.iter().enumerate() {
-        let terminal = match verb {
-            Verb::Say { text, loops: n } => {
-                let times = loops("Say", *n, &mut steps);
-                steps.push(Step::Wait {
-                    verb: "Say",
-                    ms: say_ms(text) * times,
-                    detail: format!("{text:?}"),
-                });
-                false
-            }
-            Verb::Play { url, loops: n } => {
-                let times = loops("Play", *n, &mut steps);
-                // The audio is not fetched, so its length is unknown: one second per loop.
-                steps.push(Step::Wait {
-                    verb: "Play",
-                    ms: 1000 * times,
-                    detail: url.clone(),
-                });
-                false
-            }
-            Verb::Pause { length } => {
-                steps.push(Step::Wait {
-                    verb: "Pause",
-                    ms: u64::from(*length) * 1000,
-                    detail: format!("{length} s"),
-                });
-                false
-            }
-            Verb::Record(rec) => {
-                steps.push(Step::Wait {
-                    verb: "Record",
-                    ms: record_ms(rec),
-                    detail: format!(
-                        "blocks until {} s of silence{}",
-                        rec.timeout,
-                        if rec.play_beep { " after a beep" } else { "" }
-                    ),
-                });
-                let (url, reason) = match &rec.action {
-                    Some(a) => (a.clone(), FetchReason::RecordAction),
-                    None => (doc_url.to_owned(), FetchReason::RecordNoAction),
-                };
-                steps.push(Step::Fetch {
-                    url,
-                    method: rec.method.clone(),
-                    reason,
-                    record: Some(rec.clone()),
-                });
-                true
-            }
-            Verb::Connect {
-                action,
-                method,
-                stream,
-                other,
-            } => match (stream, other) {
-                (Some(s), _) => {
-                    steps.push(Step::ConnectStream(s.clone()));
-                    match action {
-                        Some(a) => {
-                            steps.push(Step::Fetch {
-                                url: a.clone(),
-                                method: method.clone(),
-                                reason: FetchReason::ConnectAction,
-                                record: None,
-                            });
-                            true
-                        }
-                        None => false,
-                    }
-                }
-                (None, Some(noun)) => {
-                    steps.push(Step::Unsupported(format!("Connect><{noun}")));
-                    true
-                }
-                (None, None) => {
-                    steps.push(Step::Problem {
-                        code: None,
-                        message: "<Connect> with nothing inside does nothing".into(),
-                    });
-                    false
-                }
-            },
-            Verb::Start { stream, recording } => {
-                if let Some(s) = stream {
-                    steps.push(Step::StartStream(s.clone()));
-                }
-                if *recording {
-                    steps.push(Step::Problem {
-                        code: None,
-                        message: "<Start><Recording> noted (the simulator records nothing)".into(),
-                    });
-                }
-                false
-            }
-            Verb::Stop => false,
-            Verb::Redirect { url, method } => {
-                steps.push(Step::Fetch {
-                    url: url.clone(),
-                    method: method.clone(),
-                    reason: FetchReason::Redirect,
-                    record: None,
-                });
-                true
-            }
-            Verb::Hangup => {
-                steps.push(Step::Hangup);
-                true
-            }
-            Verb::Reject { reason } => {
-                steps.push(Step::Reject(reason.clone()));
-                true
-            }
-            Verb::Unsupported { name } => {
-                steps.push(Step::Unsupported(name.clone()));
-                true
-            }
-        };
-        if terminal {
-            let rest: Vec<&str> = doc.verbs[i + 1..].iter().map(Verb::name).collect();
+        if verb_steps(verb, doc_url, &mut steps) {
+            let rest = doc.verbs.get(i + 1..).unwrap_or_default();
             if !rest.is_empty() {
-                steps.push(Step::Problem {
-                    code: None,
-                    message: format!(
-                        "unreachable after <{}>: {}",
-                        verb.name(),
-                        rest.iter()
-                            .map(|v| format!("<{v}>"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    ),
-                });
+                steps.push(unreachable(verb, rest));
             }
             break;
         }
     }
     steps
+}
+
+/// The steps one verb adds; `true` when it leaves the document.
+fn verb_steps(verb: &Verb, doc_url: &str, steps: &mut Vec<Step>) -> bool {
+    match verb {
+        Verb::Say { text, loops: n } => {
+            let times = loops("Say", *n, steps);
+            steps.push(Step::Wait {
+                verb: "Say",
+                ms: say_ms(text) * times,
+                detail: format!("{text:?}"),
+            });
+            false
+        }
+        Verb::Play { url, loops: n } => {
+            let times = loops("Play", *n, steps);
+            // The audio is not fetched, so its length is unknown: one second per loop.
+            steps.push(Step::Wait {
+                verb: "Play",
+                ms: 1000 * times,
+                detail: url.clone(),
+            });
+            false
+        }
+        Verb::Pause { length } => {
+            steps.push(Step::Wait {
+                verb: "Pause",
+                ms: u64::from(*length) * 1000,
+                detail: format!("{length} s"),
+            });
+            false
+        }
+        Verb::Record(rec) => record_steps(rec, doc_url, steps),
+        Verb::Connect {
+            action,
+            method,
+            stream,
+            other,
+        } => connect_steps(
+            action.as_deref(),
+            *method,
+            stream.as_ref(),
+            other.as_deref(),
+            steps,
+        ),
+        Verb::Start { stream, recording } => {
+            if let Some(s) = stream {
+                steps.push(Step::StartStream(s.clone()));
+            }
+            if *recording {
+                steps.push(Step::Problem {
+                    code: None,
+                    message: "<Start><Recording> noted (the simulator records nothing)".into(),
+                });
+            }
+            false
+        }
+        Verb::Stop => false,
+        Verb::Redirect { url, method } => {
+            steps.push(Step::Fetch {
+                url: url.clone(),
+                method: *method,
+                reason: FetchReason::Redirect,
+                record: None,
+            });
+            true
+        }
+        Verb::Hangup => {
+            steps.push(Step::Hangup);
+            true
+        }
+        Verb::Reject { reason } => {
+            steps.push(Step::Reject(reason.clone()));
+            true
+        }
+        Verb::Unsupported { name } => {
+            steps.push(Step::Unsupported(name.clone()));
+            true
+        }
+    }
+}
+
+/// `<Record>` blocks, then requests its `action` (or the document again, without one).
+fn record_steps(rec: &RecordSpec, doc_url: &str, steps: &mut Vec<Step>) -> bool {
+    steps.push(Step::Wait {
+        verb: "Record",
+        ms: record_ms(rec),
+        detail: format!(
+            "blocks until {} s of silence{}",
+            rec.timeout,
+            if rec.play_beep { " after a beep" } else { "" }
+        ),
+    });
+    let (url, reason) = match &rec.action {
+        Some(a) => (a.clone(), FetchReason::RecordAction),
+        None => (doc_url.to_owned(), FetchReason::RecordNoAction),
+    };
+    steps.push(Step::Fetch {
+        url,
+        method: rec.method,
+        reason,
+        record: Some(rec.clone()),
+    });
+    true
+}
+
+/// `<Connect><Stream>` blocks while the stream runs, then requests its `action`, if any.
+fn connect_steps(
+    action: Option<&str>,
+    method: Method,
+    stream: Option<&StreamSpec>,
+    other: Option<&str>,
+    steps: &mut Vec<Step>,
+) -> bool {
+    match (stream, other) {
+        (Some(s), _) => {
+            steps.push(Step::ConnectStream(s.clone()));
+            match action {
+                Some(a) => {
+                    steps.push(Step::Fetch {
+                        url: a.to_owned(),
+                        method,
+                        reason: FetchReason::ConnectAction,
+                        record: None,
+                    });
+                    true
+                }
+                None => false,
+            }
+        }
+        (None, Some(noun)) => {
+            steps.push(Step::Unsupported(format!("Connect><{noun}")));
+            true
+        }
+        (None, None) => {
+            steps.push(Step::Problem {
+                code: None,
+                message: "<Connect> with nothing inside does nothing".into(),
+            });
+            false
+        }
+    }
+}
+
+/// The problem of verbs after one that leaves the document.
+fn unreachable(verb: &Verb, rest: &[Verb]) -> Step {
+    Step::Problem {
+        code: None,
+        message: format!(
+            "unreachable after <{}>: {}",
+            verb.name(),
+            rest.iter()
+                .map(|v| format!("<{}>", v.name()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    }
 }
 
 /// A repeated request: the same URL fetched again and again because of the same `<Record>`.

@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use twilio_sim::call::Direction;
+use twilio_sim::twiml_doc::Method;
 use twilio_sim::urls::UrlMap;
 use twilio_sim::CallConfig;
 
@@ -65,11 +67,11 @@ struct CallArgs {
     #[arg(long, default_value = "+15005550001")]
     to: String,
     /// `inbound` or `outbound-api`.
-    #[arg(long, default_value = "inbound", value_parser = ["inbound", "outbound-api"])]
-    direction: String,
+    #[arg(long, value_enum, default_value = "inbound")]
+    direction: Direction,
     /// Method for the voice webhook.
-    #[arg(long, default_value = "POST", value_parser = ["POST", "GET"])]
-    method: String,
+    #[arg(long, value_enum, default_value = "POST")]
+    method: Method,
     /// The caller's speech: a WAV file, any rate (converted to 8 kHz mu-law).
     #[arg(long, value_name = "FILE")]
     audio: Option<PathBuf>,
@@ -131,8 +133,8 @@ impl CallArgs {
         cfg.account_sid = self.account_sid.clone();
         cfg.from = self.from.clone();
         cfg.to = self.to.clone();
-        cfg.direction = self.direction.clone();
-        cfg.method = self.method.clone();
+        cfg.direction = self.direction;
+        cfg.method = self.method;
         cfg.audio = Arc::new(audio);
         cfg.speed = self.speed;
         cfg.dtmf = dtmf;

@@ -2,6 +2,7 @@
 //! that sums it up.
 
 use crate::exec::{FetchReason, LoopReport};
+use crate::twiml_doc::Method;
 use serde::Serialize;
 
 /// How a call ended, from best to worst; each has its own exit code.
@@ -55,7 +56,7 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fetch {
     pub reason: FetchReason,
-    pub method: String,
+    pub method: Method,
     /// The URL Twilio would request (and signed).
     pub public_url: String,
     /// Where it was sent (differs with `--local`).
@@ -159,97 +160,10 @@ impl Report {
             );
         }
         for (i, f) in self.fetches.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "\nrequest {} ({}): {} {}",
-                i + 1,
-                f.reason.describe(),
-                f.method,
-                f.public_url
-            );
-            if f.sent_to != f.public_url {
-                let _ = writeln!(s, "  sent to {}", f.sent_to);
-            }
-            let status = f
-                .status
-                .map_or_else(|| "no answer".to_owned(), |c| c.to_string());
-            let _ = writeln!(
-                s,
-                "  signed: {}  status: {}  latency: {:.1} ms  content-type: {}{}",
-                if f.signed { "yes" } else { "no" },
-                status,
-                f.latency_ms,
-                f.content_type.as_deref().unwrap_or("-"),
-                f.guard
-                    .as_deref()
-                    .map(|g| format!("  x-twiml-guard: {g}"))
-                    .unwrap_or_default()
-            );
-            if let Some(e) = &f.error {
-                let _ = writeln!(s, "  error: {e}");
-            }
-            if !f.body.is_empty() {
-                let _ = writeln!(s, "  answer:");
-                for line in f.body.trim().lines() {
-                    let _ = writeln!(s, "    | {line}");
-                }
-            }
+            render_fetch(&mut s, i + 1, f);
         }
         for st in &self.streams {
-            let _ = writeln!(
-                s,
-                "\nstream ({}) {} -> {}",
-                st.kind, st.public_url, st.sent_to
-            );
-            if st.opened {
-                let _ = writeln!(
-                    s,
-                    "  streamSid {}  started {} after the call was placed",
-                    st.stream_sid,
-                    st.started_after_ms.map_or("-".into(), fmt_ms)
-                );
-                let params: Vec<String> = st
-                    .custom_parameters
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                let _ = writeln!(s, "  customParameters: {}", params.join(", "));
-                let _ = writeln!(
-                    s,
-                    "  sent: {} media frames ({} bytes, {} of audio), dtmf [{}]",
-                    st.frames_sent,
-                    st.bytes_sent,
-                    fmt_ms(st.audio_ms as f64),
-                    st.dtmf_sent.join(" ")
-                );
-                let _ = writeln!(
-                    s,
-                    "  received: {} outbound media messages ({} bytes), {} marks [{}], {} clears",
-                    st.outbound_messages,
-                    st.outbound_bytes,
-                    st.marks_received.len(),
-                    st.marks_received.join(" "),
-                    st.clears
-                );
-                let _ = writeln!(
-                    s,
-                    "  marks echoed: [{}]{}",
-                    st.marks_echoed.join(" "),
-                    if st.closed_by_server {
-                        "; the server closed the stream"
-                    } else {
-                        ""
-                    }
-                );
-            } else {
-                let _ = writeln!(s, "  never opened");
-            }
-            for w in &st.warnings {
-                let _ = writeln!(s, "  warning: {w}");
-            }
-            if let Some(e) = &st.error {
-                let _ = writeln!(s, "  error: {e}");
-            }
+            render_stream(&mut s, st);
         }
         if let Some(l) = &self.loop_report {
             let _ = writeln!(
@@ -280,6 +194,105 @@ impl Report {
             fmt_ms(self.wall_ms)
         );
         s
+    }
+}
+
+/// One request and its answer, for `render`.
+fn render_fetch(s: &mut String, n: usize, f: &Fetch) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        s,
+        "\nrequest {} ({}): {} {}",
+        n,
+        f.reason.describe(),
+        f.method,
+        f.public_url
+    );
+    if f.sent_to != f.public_url {
+        let _ = writeln!(s, "  sent to {}", f.sent_to);
+    }
+    let status = f
+        .status
+        .map_or_else(|| "no answer".to_owned(), |c| c.to_string());
+    let _ = writeln!(
+        s,
+        "  signed: {}  status: {}  latency: {:.1} ms  content-type: {}{}",
+        if f.signed { "yes" } else { "no" },
+        status,
+        f.latency_ms,
+        f.content_type.as_deref().unwrap_or("-"),
+        f.guard
+            .as_deref()
+            .map(|g| format!("  x-twiml-guard: {g}"))
+            .unwrap_or_default()
+    );
+    if let Some(e) = &f.error {
+        let _ = writeln!(s, "  error: {e}");
+    }
+    if !f.body.is_empty() {
+        let _ = writeln!(s, "  answer:");
+        for line in f.body.trim().lines() {
+            let _ = writeln!(s, "    | {line}");
+        }
+    }
+}
+
+/// One stream, for `render`.
+fn render_stream(s: &mut String, st: &StreamReport) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        s,
+        "\nstream ({}) {} -> {}",
+        st.kind, st.public_url, st.sent_to
+    );
+    if st.opened {
+        let _ = writeln!(
+            s,
+            "  streamSid {}  started {} after the call was placed",
+            st.stream_sid,
+            st.started_after_ms.map_or("-".into(), fmt_ms)
+        );
+        let params: Vec<String> = st
+            .custom_parameters
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(s, "  customParameters: {}", params.join(", "));
+        let _ = writeln!(
+            s,
+            "  sent: {} media frames ({} bytes, {} of audio), dtmf [{}]",
+            st.frames_sent,
+            st.bytes_sent,
+            fmt_ms(st.audio_ms as f64),
+            st.dtmf_sent.join(" ")
+        );
+        let _ = writeln!(
+            s,
+            "  received: {} outbound media messages ({} bytes), {} marks [{}], {} clears",
+            st.outbound_messages,
+            st.outbound_bytes,
+            st.marks_received.len(),
+            st.marks_received.join(" "),
+            st.clears
+        );
+        let _ = writeln!(
+            s,
+            "  marks echoed: [{}]{}",
+            st.marks_echoed.join(" "),
+            if st.closed_by_server {
+                "; the server closed the stream"
+            } else {
+                ""
+            }
+        );
+    } else {
+        let _ = writeln!(s, "  never opened");
+    }
+    for w in &st.warnings {
+        let _ = writeln!(s, "  warning: {w}");
+    }
+    if let Some(e) = &st.error {
+        let _ = writeln!(s, "  error: {e}");
     }
 }
 

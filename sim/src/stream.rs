@@ -244,6 +244,42 @@ async fn handshake(plan: &StreamPlan) -> Result<Ws, String> {
     }
 }
 
+impl Session {
+    /// Twilio's `start` message for this stream.
+    fn start_message(&mut self) -> TwilioMessage {
+        let tracks = match (self.plan.kind, self.plan.spec.track.as_str()) {
+            (StreamKind::Start, "both_tracks") => vec!["inbound".into(), "outbound".into()],
+            (StreamKind::Start, "outbound_track") => vec!["outbound".into()],
+            _ => vec!["inbound".into()],
+        };
+        TwilioMessage::Start(Start {
+            sequence_number: self.next_seq(),
+            stream_sid: self.plan.stream_sid.clone(),
+            start: StartMeta {
+                stream_sid: self.plan.stream_sid.clone(),
+                account_sid: self.plan.account_sid.clone(),
+                call_sid: self.plan.call_sid.clone(),
+                tracks,
+                custom_parameters: self.plan.spec.parameters.iter().cloned().collect(),
+                media_format: MediaFormat::default(),
+            },
+        })
+    }
+
+    /// The keys to press, in time order; none on a one-way `<Start><Stream>` (with a warning).
+    fn dtmf_schedule(&mut self) -> Vec<(Duration, char)> {
+        let mut dtmf = self.plan.dtmf.clone();
+        dtmf.sort_by_key(|(t, _)| *t);
+        if self.plan.kind == StreamKind::Start && !dtmf.is_empty() {
+            self.report
+                .warnings
+                .push("DTMF is not sent on a <Start><Stream> (unidirectional)".into());
+            dtmf.clear();
+        }
+        dtmf
+    }
+}
+
 async fn drive(s: &mut Session) -> Result<(), String> {
     let mut ws = handshake(&s.plan).await?;
     s.report.opened = true;
@@ -255,83 +291,21 @@ async fn drive(s: &mut Session) -> Result<(), String> {
     })))
     .await
     .map_err(send_err)?;
-    let tracks = match (s.plan.kind, s.plan.spec.track.as_str()) {
-        (StreamKind::Start, "both_tracks") => vec!["inbound".into(), "outbound".into()],
-        (StreamKind::Start, "outbound_track") => vec!["outbound".into()],
-        _ => vec!["inbound".into()],
-    };
-    let start = TwilioMessage::Start(Start {
-        sequence_number: s.next_seq(),
-        stream_sid: s.plan.stream_sid.clone(),
-        start: StartMeta {
-            stream_sid: s.plan.stream_sid.clone(),
-            account_sid: s.plan.account_sid.clone(),
-            call_sid: s.plan.call_sid.clone(),
-            tracks,
-            custom_parameters: s.plan.spec.parameters.iter().cloned().collect(),
-            media_format: MediaFormat::default(),
-        },
-    });
+    let start = s.start_message();
     ws.send(text(&start)).await.map_err(send_err)?;
     s.report.started_after_ms = Some(s.plan.placed_at.elapsed().as_secs_f64() * 1000.0);
     s.started = TokioInstant::now();
 
     let audio = Arc::clone(&s.plan.audio);
     let frames: Vec<&[u8]> = audio.chunks(media::FRAME_BYTES).collect();
-    let mut dtmf = s.plan.dtmf.clone();
-    dtmf.sort_by_key(|(t, _)| *t);
-    if s.plan.kind == StreamKind::Start && !dtmf.is_empty() {
-        s.report
-            .warnings
-            .push("DTMF is not sent on a <Start><Stream> (unidirectional)".into());
-        dtmf.clear();
-    }
-    let mut dtmf = dtmf.into_iter().peekable();
+    let mut dtmf = s.dtmf_schedule().into_iter().peekable();
     let mut next_frame = 0usize;
     let audio_end = pacing::FRAME * frames.len() as u32;
     let linger_end = audio_end + s.plan.linger;
 
     loop {
         let now = s.audio_now();
-        // Everything due by now, strictly in time order (a late wake-up must not put a DTMF
-        // or an echoed mark ahead of earlier audio).
-        loop {
-            let frame_at =
-                (next_frame < frames.len()).then(|| pacing::frame_due(next_frame as u64, 1.0));
-            let dtmf_at = dtmf.peek().map(|(t, _)| *t);
-            let mark_at = s.playout.next_due();
-            let earliest = [frame_at, dtmf_at, mark_at].into_iter().flatten().min();
-            match earliest {
-                Some(t) if t <= now => {}
-                _ => break,
-            }
-            if frame_at == earliest {
-                let msg = s.media(next_frame as u64, frames[next_frame]);
-                ws.send(text(&msg)).await.map_err(send_err)?;
-                s.report.frames_sent += 1;
-                s.report.bytes_sent += frames[next_frame].len() as u64;
-                next_frame += 1;
-            } else if dtmf_at == earliest {
-                if let Some((_, digit)) = dtmf.next() {
-                    let msg = TwilioMessage::Dtmf(protocol::Dtmf {
-                        sequence_number: s.next_seq(),
-                        stream_sid: s.plan.stream_sid.clone(),
-                        dtmf: DtmfDigit {
-                            track: "inbound_track".into(),
-                            digit: digit.to_string(),
-                        },
-                    });
-                    ws.send(text(&msg)).await.map_err(send_err)?;
-                    s.report.dtmf_sent.push(digit.to_string());
-                }
-            } else {
-                let Some(t) = mark_at else { break };
-                for name in s.playout.due(t) {
-                    let msg = s.mark_echo(name);
-                    ws.send(text(&msg)).await.map_err(send_err)?;
-                }
-            }
-        }
+        send_due(&mut ws, s, &frames, &mut next_frame, &mut dtmf, now).await?;
         let audio_done = next_frame >= frames.len() && dtmf.peek().is_none();
         let playout_done = s.playout.pending() == 0 && s.playout.drained_at() <= now;
         if audio_done && (playout_done || now >= linger_end) {
@@ -378,6 +352,63 @@ async fn drive(s: &mut Session) -> Result<(), String> {
     if s.report.closed_by_server {
         return Ok(());
     }
+    stop(&mut ws, s).await
+}
+
+/// Send everything due by `now`, strictly in time order (a late wake-up must not put a DTMF or
+/// an echoed mark ahead of earlier audio).
+async fn send_due(
+    ws: &mut Ws,
+    s: &mut Session,
+    frames: &[&[u8]],
+    next_frame: &mut usize,
+    dtmf: &mut std::iter::Peekable<std::vec::IntoIter<(Duration, char)>>,
+    now: Duration,
+) -> Result<(), String> {
+    let send_err = |e: tokio_tungstenite::tungstenite::Error| format!("31921 send failed: {e}");
+    loop {
+        let frame_at =
+            (*next_frame < frames.len()).then(|| pacing::frame_due(*next_frame as u64, 1.0));
+        let dtmf_at = dtmf.peek().map(|(t, _)| *t);
+        let mark_at = s.playout.next_due();
+        let earliest = [frame_at, dtmf_at, mark_at].into_iter().flatten().min();
+        match earliest {
+            Some(t) if t <= now => {}
+            _ => break,
+        }
+        if frame_at == earliest {
+            let msg = s.media(*next_frame as u64, frames[*next_frame]);
+            ws.send(text(&msg)).await.map_err(send_err)?;
+            s.report.frames_sent += 1;
+            s.report.bytes_sent += frames[*next_frame].len() as u64;
+            *next_frame += 1;
+        } else if dtmf_at == earliest {
+            if let Some((_, digit)) = dtmf.next() {
+                let msg = TwilioMessage::Dtmf(protocol::Dtmf {
+                    sequence_number: s.next_seq(),
+                    stream_sid: s.plan.stream_sid.clone(),
+                    dtmf: DtmfDigit {
+                        track: "inbound_track".into(),
+                        digit: digit.to_string(),
+                    },
+                });
+                ws.send(text(&msg)).await.map_err(send_err)?;
+                s.report.dtmf_sent.push(digit.to_string());
+            }
+        } else {
+            let Some(t) = mark_at else { break };
+            for name in s.playout.due(t) {
+                let msg = s.mark_echo(name);
+                ws.send(text(&msg)).await.map_err(send_err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Twilio's `stop` message and the close, then what the server still sends until it closes.
+async fn stop(ws: &mut Ws, s: &mut Session) -> Result<(), String> {
+    let send_err = |e: tokio_tungstenite::tungstenite::Error| format!("31921 send failed: {e}");
     let stop = TwilioMessage::Stop(Stop {
         sequence_number: s.next_seq(),
         stream_sid: s.plan.stream_sid.clone(),

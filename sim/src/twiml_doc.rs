@@ -17,11 +17,49 @@ pub struct StreamSpec {
     pub parameters: Vec<(String, String)>,
 }
 
+/// The HTTP method of a request Twilio makes (`method` attributes, the voice webhook).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+pub enum Method {
+    #[serde(rename = "GET")]
+    #[value(name = "GET")]
+    Get,
+    #[serde(rename = "POST")]
+    #[value(name = "POST")]
+    Post,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for Method {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Method {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// A `<Record>`, with Twilio's defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RecordSpec {
     pub action: Option<String>,
-    pub method: String,
+    pub method: Method,
     /// Seconds of silence that end the recording; 0 disables silence detection.
     pub timeout: u32,
     pub max_length: u32,
@@ -48,7 +86,7 @@ pub enum Verb {
     /// `<Connect>` blocks while its stream runs; `action` is requested when it ends.
     Connect {
         action: Option<String>,
-        method: String,
+        method: Method,
         stream: Option<StreamSpec>,
         /// The noun inside when it is not a `<Stream>` (`Conversation`, `VirtualAgent`, ...).
         other: Option<String>,
@@ -62,7 +100,7 @@ pub enum Verb {
     Stop,
     Redirect {
         url: String,
-        method: String,
+        method: Method,
     },
     Hangup,
     Reject {
@@ -235,10 +273,11 @@ fn number(el: &Element, attribute: &'static str, default: u32) -> Result<u32, Do
     }
 }
 
-fn method(el: &Element) -> Result<String, DocError> {
+fn method(el: &Element) -> Result<Method, DocError> {
     match el.attr("method").map(|m| m.trim().to_ascii_uppercase()) {
-        None => Ok("POST".into()),
-        Some(m) if m == "POST" || m == "GET" => Ok(m),
+        None => Ok(Method::Post),
+        Some(m) if m == "POST" => Ok(Method::Post),
+        Some(m) if m == "GET" => Ok(Method::Get),
         Some(m) => Err(DocError::BadAttribute {
             verb: el.name.clone(),
             attribute: "method",

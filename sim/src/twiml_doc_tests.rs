@@ -31,7 +31,7 @@ fn parses_the_seed_document() {
         doc.verbs[1],
         Verb::Connect {
             action: Some("https://prosaas.pro/webhook/stream_ended".into()),
-            method: "POST".into(),
+            method: Method::Post,
             stream: Some(StreamSpec {
                 url: "wss://prosaas.pro/ws/twilio-media".into(),
                 name: None,
@@ -88,7 +88,7 @@ fn start_stream_redirect_hangup() {
         doc.verbs[1],
         Verb::Redirect {
             url: "/next".into(),
-            method: "GET".into()
+            method: Method::Get
         }
     );
     assert_eq!(doc.verbs[2], Verb::Hangup);

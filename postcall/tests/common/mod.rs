@@ -56,3 +56,55 @@ pub fn model_dir() -> PathBuf {
     );
     dir
 }
+
+/// Write a long 8 kHz 16-bit recording without holding it: `frames` frames of silence on
+/// `channels` channels, with `clips` (channel, start second, samples) laid over it. Returns the
+/// path.
+pub fn write_long_wav(
+    dir: &std::path::Path,
+    name: &str,
+    channels: u16,
+    frames: u64,
+    clips: &[(usize, f64, &[f32])],
+) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join(name);
+    let mut out = std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(&path).expect("create long wav"),
+    );
+    out.write_all(&media::audio::wav_header_i16(channels, RATE, frames).expect("header"))
+        .expect("write header");
+    let clip_at: Vec<(usize, u64, &[f32])> = clips
+        .iter()
+        .map(|&(c, at, s)| (c, (at * f64::from(RATE)) as u64, s))
+        .collect();
+    const BLOCK: u64 = 64 * 1024;
+    let zeros = vec![0u8; BLOCK as usize * usize::from(channels) * 2];
+    let mut frame = 0;
+    while frame < frames {
+        let n = BLOCK.min(frames - frame);
+        let touched = clip_at
+            .iter()
+            .any(|&(_, at, s)| at < frame + n && at + s.len() as u64 > frame);
+        if !touched {
+            out.write_all(&zeros[..n as usize * usize::from(channels) * 2])
+                .expect("write silence");
+        } else {
+            let mut bytes = Vec::with_capacity(n as usize * usize::from(channels) * 2);
+            for f in frame..frame + n {
+                for c in 0..usize::from(channels) {
+                    let v = clip_at
+                        .iter()
+                        .find(|&&(cc, at, s)| cc == c && f >= at && f < at + s.len() as u64)
+                        .map_or(0.0, |&(_, at, s)| s[(f - at) as usize]);
+                    bytes.extend_from_slice(&media::audio::f32_to_i16(v).to_le_bytes());
+                }
+            }
+            out.write_all(&bytes).expect("write speech");
+        }
+        frame += n;
+    }
+    out.flush().expect("flush long wav");
+    path
+}
