@@ -3,7 +3,8 @@
 //! fixes the call (stream, recording, transcript, summary); monitor mode shows the `<Record>`
 //! loop that the filter is there to prevent; strict mode refuses the legacy TwiML.
 
-use e2e::stack::{speak, word_error_rate, Stack, AUTH_TOKEN, PUBLIC_HOST};
+use e2e::stack::{speak, Stack, AUTH_TOKEN, PUBLIC_HOST};
+use postcall::wer::wer as word_error_rate;
 use std::sync::Arc;
 use std::time::Duration;
 use twilio_sim::report::Outcome;
