@@ -455,10 +455,16 @@ impl Config {
         }
         for (key, ms) in [
             ("websocket.idle_timeout_ms", self.websocket.idle_timeout_ms),
-            ("http.header_read_timeout_ms", self.http.header_read_timeout_ms),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
             ("http.body_read_timeout_ms", self.http.body_read_timeout_ms),
             ("retention.interval_s", self.retention.interval_s),
-            ("recording.twilio_deadline_s", self.recording.twilio_deadline_s),
+            (
+                "recording.twilio_deadline_s",
+                self.recording.twilio_deadline_s,
+            ),
         ] {
             if ms == 0 {
                 return invalid(key, "must be at least 1");
@@ -606,7 +612,9 @@ mod tests {
 
     #[test]
     fn defaults_need_no_file_but_a_key_or_an_explicit_opt_out() {
-        let err = Config::from_parts("", "-", env(&[])).unwrap_err().to_string();
+        let err = Config::from_parts("", "-", env(&[]))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "config key twilio.validate_signatures: is on but no key is set: set \
@@ -639,8 +647,12 @@ mod tests {
         .unwrap();
         assert!(c.validate_signatures());
         assert_eq!(c.twilio.auth_token, None);
-        let c = Config::from_parts("", "-", env(&[("HOST_SERVICE_TWILIO_AUTH_TOKEN", "t"), base]))
-            .unwrap();
+        let c = Config::from_parts(
+            "",
+            "-",
+            env(&[("HOST_SERVICE_TWILIO_AUTH_TOKEN", "t"), base]),
+        )
+        .unwrap();
         assert!(c.validate_signatures());
         // A key without the public URL cannot be checked either.
         let err = Config::from_parts("", "-", env(&[("HOST_SERVICE_TWILIO_SHARED_KEY", "k")]))
@@ -648,10 +660,17 @@ mod tests {
             .to_string();
         assert!(err.starts_with("config key public_base_url:"), "{err}");
         // An empty key is no key.
-        let err = Config::from_parts("", "-", env(&[("HOST_SERVICE_TWILIO_AUTH_TOKEN", ""), base]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("config key twilio.validate_signatures:"), "{err}");
+        let err = Config::from_parts(
+            "",
+            "-",
+            env(&[("HOST_SERVICE_TWILIO_AUTH_TOKEN", ""), base]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("config key twilio.validate_signatures:"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -198,7 +198,11 @@ impl Pipeline {
                 // Looked at again when the backoff cap has passed, or at once when the event it
                 // waits for (Twilio's `completed` callback) moves the job up.
                 let run_at_ms = now + self.config.backoff_cap_ms as i64;
-                match self.store.defer(&job, worker, run_at_ms, &err.message).await {
+                match self
+                    .store
+                    .defer(&job, worker, run_at_ms, &err.message)
+                    .await
+                {
                     Ok(true) => {
                         self.metrics.stage_duration(stage, "wait", secs);
                         tracing::info!(

@@ -123,11 +123,10 @@ mod tests {
         assert_eq!(swept, Swept { calls: 2, files: 2 });
         let exists: Vec<bool> = files.iter().map(|f| f.exists()).collect();
         assert_eq!(exists, [false, false, true, true]);
-        let left: Vec<String> =
-            sqlx::query_scalar("SELECT call_sid FROM calls ORDER BY call_sid")
-                .fetch_all(store.pool())
-                .await
-                .unwrap();
+        let left: Vec<String> = sqlx::query_scalar("SELECT call_sid FROM calls ORDER BY call_sid")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
         assert_eq!(left, [format!("CA{:032x}", 2), format!("CA{:032x}", 3)]);
         let streams: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM streams")
             .fetch_one(store.pool())

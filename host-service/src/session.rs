@@ -301,7 +301,9 @@ mod tests {
     #[test]
     fn a_call_sid_parameter_must_name_the_same_call() {
         let other = "CAffffffffffffffffffffffffffffffff";
-        let bound = |p: &str| start(CALL).replace(r#""From":"+15550001111""#, &format!(r#""CallSid":"{p}""#));
+        let bound = |p: &str| {
+            start(CALL).replace(r#""From":"+15550001111""#, &format!(r#""CallSid":"{p}""#))
+        };
         let mut s = Session::new();
         assert_eq!(
             s.on_text(&bound(other)),

@@ -236,7 +236,8 @@ impl Conn {
                 }
                 self.frames_in += 1;
                 self.state.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
-                if self.recording.is_some() && !self.limits().inbound_fits(timestamp_ms, mulaw.len())
+                if self.recording.is_some()
+                    && !self.limits().inbound_fits(timestamp_ms, mulaw.len())
                 {
                     let e = RecordingError::TooLong {
                         at_ms: timestamp_ms,
@@ -286,7 +287,12 @@ impl Conn {
     fn limits(&self) -> RecorderLimits {
         RecorderLimits {
             reorder_window_ms: self.state.config.recording.reorder_window_ms,
-            max_duration_ms: self.state.config.recording.max_duration_s.saturating_mul(1000),
+            max_duration_ms: self
+                .state
+                .config
+                .recording
+                .max_duration_s
+                .saturating_mul(1000),
         }
     }
 
@@ -511,7 +517,6 @@ impl Conn {
         );
     }
 }
-
 
 /// Ask Twilio to record the call (the `twilio` source), without holding up the media socket.
 fn request_twilio_recording(state: &AppState, info: &StartInfo) {

@@ -589,7 +589,11 @@ async fn sockets_past_the_limit_get_503_before_the_upgrade() {
             .map(|(ws, _)| ws)
     })
     .await;
-    send(&mut again, start(CALL, "MZ2222222222222222222222222222222f")).await;
+    send(
+        &mut again,
+        start(CALL, "MZ2222222222222222222222222222222f"),
+    )
+    .await;
     send(&mut again, stop(CALL, "MZ2222222222222222222222222222222f")).await;
     assert_eq!(read_until_close(&mut again).await.0, Some(1000));
     server.stop().await;
@@ -610,7 +614,12 @@ async fn a_silent_socket_is_closed_and_its_recording_finalized() {
     })
     .await;
     assert_eq!(d["streams"][0]["status"], "saved");
-    let (left, _) = read_stereo_wav(&server.data.path().join(format!("data/recordings/{CALL}.wav")));
+    let (left, _) = read_stereo_wav(
+        &server
+            .data
+            .path()
+            .join(format!("data/recordings/{CALL}.wav")),
+    );
     assert_eq!(left, GeneratedCall::new(1, 0..0).expected_left());
     let m = server.metrics().await;
     assert_eq!(
@@ -631,7 +640,10 @@ async fn a_frame_stamped_far_in_the_future_is_refused_and_never_written() {
     send(&mut ws, media(STREAM, 4, 20, &frame_audio(1))).await;
     send(&mut ws, stop(CALL, STREAM)).await;
     assert_eq!(read_until_close(&mut ws).await.0, Some(1000));
-    let path = server.data.path().join(format!("data/recordings/{CALL}.wav"));
+    let path = server
+        .data
+        .path()
+        .join(format!("data/recordings/{CALL}.wav"));
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 44 + 320 * 4);
     let (left, _) = read_stereo_wav(&path);
     assert_eq!(left, GeneratedCall::new(2, 0..0).expected_left());
@@ -653,7 +665,11 @@ async fn a_reused_stream_sid_is_refused_and_the_first_recording_kept() {
     let mut victim = connect(server.addr).await;
     send(&mut victim, start(CALL, STREAM)).await;
     for k in 0..5 {
-        send(&mut victim, media(STREAM, k + 2, k as u64 * 20, &frame_audio(k))).await;
+        send(
+            &mut victim,
+            media(STREAM, k + 2, k as u64 * 20, &frame_audio(k)),
+        )
+        .await;
     }
     poll("victim's stream", Duration::from_secs(10), || async {
         let d = server.call_json(CALL).await;
@@ -668,7 +684,12 @@ async fn a_reused_stream_sid_is_refused_and_the_first_recording_kept() {
     }
     send(&mut victim, stop(CALL, STREAM)).await;
     assert_eq!(read_until_close(&mut victim).await.0, Some(1000));
-    let (left, _) = read_stereo_wav(&server.data.path().join(format!("data/recordings/{CALL}.wav")));
+    let (left, _) = read_stereo_wav(
+        &server
+            .data
+            .path()
+            .join(format!("data/recordings/{CALL}.wav")),
+    );
     assert_eq!(left, GeneratedCall::new(5, 0..0).expected_left());
     let d = server.call_json(CALL).await;
     let streams = d["streams"].as_array().unwrap();
@@ -684,7 +705,10 @@ async fn a_reused_stream_sid_is_refused_and_the_first_recording_kept() {
     assert_eq!(none.status(), 404);
     let m = server.metrics().await;
     assert_eq!(
-        metric(&m, "host_bad_messages_total{kind=\"duplicate_stream_sid\"} "),
+        metric(
+            &m,
+            "host_bad_messages_total{kind=\"duplicate_stream_sid\"} "
+        ),
         Some(2.0)
     );
     assert_eq!(
@@ -715,7 +739,11 @@ async fn slow_headers_and_bodies_are_cut_off() {
     config.http.body_read_timeout_ms = 300;
     let server = Server::start(config).await;
     // Headers that never end: the connection is closed without an answer.
-    let (_tcp, answer) = raw_exchange(server.addr, b"POST /webhook/stream_ended HTTP/1.1\r\nHost: x\r\n").await;
+    let (_tcp, answer) = raw_exchange(
+        server.addr,
+        b"POST /webhook/stream_ended HTTP/1.1\r\nHost: x\r\n",
+    )
+    .await;
     assert_eq!(answer, "");
     // A body that never arrives in full: 408.
     let (_tcp, answer) = raw_exchange(
@@ -745,11 +773,18 @@ async fn shutdown_does_not_wait_past_its_deadline_for_a_slow_peer() {
     let n = tcp.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200 "));
     // ...then one whose body never comes.
-    tcp.write_all(b"POST /webhook/stream_ended HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nCallSid=CA")
+    tcp.write_all(
+        b"POST /webhook/stream_ended HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nCallSid=CA",
+    )
+    .await
+    .unwrap();
+    // A round trip on another connection: the service has read what was sent before it.
+    let health = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
         .await
         .unwrap();
-    // A round trip on another connection: the service has read what was sent before it.
-    let health = server.http.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     server.stop().await;
     // The slow connection was dropped, not left open.

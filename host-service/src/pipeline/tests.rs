@@ -252,9 +252,14 @@ async fn a_twilio_recording_completed_five_minutes_late_still_completes_the_call
         let (state, attempts, run_at) = recording_job(&p).await;
         assert_eq!((state.as_str(), attempts), ("queued", 0), "look {k}");
         // Looked at again after the backoff cap (the clock ran on a little since the look).
-        assert!((119_000..=120_000).contains(&(run_at - now)), "{}", run_at - now);
+        assert!(
+            (119_000..=120_000).contains(&(run_at - now)),
+            "{}",
+            run_at - now
+        );
         assert!(p.store.claim("w", now, 1).await.unwrap().is_none());
-        p.clock.advance(Duration::from_secs(if k < 2 { 120 } else { 60 }));
+        p.clock
+            .advance(Duration::from_secs(if k < 2 { 120 } else { 60 }));
     }
     // Five minutes after the call: not due for another minute, until the callback comes.
     let now = p.clock.now_ms();
