@@ -1,12 +1,17 @@
 //! Wall-clock milliseconds for the database, driven by tokio's monotonic clock so tests that
-//! pause and advance tokio time move the queue's clock too.
+//! pause and advance tokio time move the queue's clock too; tests that cannot pause tokio (the
+//! database answers on its own threads) move it with `advance`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone)]
 pub struct Clock {
     wall_at_start_ms: i64,
     start: tokio::time::Instant,
+    /// Shared by every clone, so the pipeline and the test holding the clock agree.
+    skipped_ms: Arc<AtomicI64>,
 }
 
 impl Clock {
@@ -23,11 +28,20 @@ impl Clock {
         Clock {
             wall_at_start_ms: wall_ms,
             start: tokio::time::Instant::now(),
+            skipped_ms: Arc::new(AtomicI64::new(0)),
         }
     }
 
     pub fn now_ms(&self) -> i64 {
-        self.wall_at_start_ms + self.start.elapsed().as_millis() as i64
+        self.wall_at_start_ms
+            + self.start.elapsed().as_millis() as i64
+            + self.skipped_ms.load(Ordering::SeqCst)
+    }
+
+    /// Move this clock and all its clones forward (tests: minutes pass at once).
+    pub fn advance(&self, by: Duration) {
+        self.skipped_ms
+            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
     }
 }
 

@@ -40,11 +40,13 @@ pub struct Config {
     pub public_base_url: Option<String>,
     /// Bearer token for `/api/*`. Without one the API answers loopback clients only.
     pub api_token: Option<String>,
+    pub http: HttpConfig,
     pub websocket: WebSocketConfig,
     pub recording: RecordingConfig,
     pub twilio: TwilioConfig,
     pub app: AppConfig,
     pub pipeline: PipelineConfig,
+    pub retention: RetentionConfig,
     pub transcription: postcall::TranscriptionConfig,
     pub extraction: postcall::ExtractionConfig,
     #[cfg(feature = "test-engines")]
@@ -58,15 +60,41 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             public_base_url: None,
             api_token: None,
+            http: HttpConfig::default(),
             websocket: WebSocketConfig::default(),
             recording: RecordingConfig::default(),
             twilio: TwilioConfig::default(),
             app: AppConfig::default(),
             pipeline: PipelineConfig::default(),
+            retention: RetentionConfig::default(),
             transcription: Default::default(),
             extraction: Default::default(),
             #[cfg(feature = "test-engines")]
             test_engines: Default::default(),
+        }
+    }
+}
+
+/// Timers of the HTTP server: a peer that trickles its headers or body, or never closes, must
+/// not hold a connection (or the shutdown) forever.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// A request whose headers are not complete by then gets its connection closed.
+    pub header_read_timeout_ms: u64,
+    /// A webhook body not fully read by then is answered 408.
+    pub body_read_timeout_ms: u64,
+    /// On shutdown, how long open connections and sockets get to finish before they are closed
+    /// anyway.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            shutdown_timeout_ms: 15_000,
         }
     }
 }
@@ -78,6 +106,10 @@ pub struct WebSocketConfig {
     pub start_timeout_ms: u64,
     /// Larger text frames close the socket with 1009.
     pub max_frame_bytes: usize,
+    /// Media sockets open at once; past it the upgrade is answered 503.
+    pub max_sockets: usize,
+    /// After `start`, a socket silent for this long is closed (Twilio sends a frame every 20 ms).
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for WebSocketConfig {
@@ -85,6 +117,28 @@ impl Default for WebSocketConfig {
         WebSocketConfig {
             start_timeout_ms: 10_000,
             max_frame_bytes: 64 * 1024,
+            max_sockets: 256,
+            idle_timeout_ms: 15_000,
+        }
+    }
+}
+
+/// How long call data is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Calls (rows, stage results, errors and recordings) older than this are deleted; 0 keeps
+    /// everything.
+    pub days: u64,
+    /// How often the deletion runs.
+    pub interval_s: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            days: 30,
+            interval_s: 3600,
         }
     }
 }
@@ -106,6 +160,12 @@ pub struct RecordingConfig {
     pub max_duration_s: u64,
     /// How far behind the caller's newest audio frames are kept in memory for reordering.
     pub reorder_window_ms: u64,
+    /// A frame whose timestamp is further than this ahead of the time since `start` is refused
+    /// (it would make the file grow by silence up to it).
+    pub max_timestamp_jump_ms: u64,
+    /// `twilio` source: a recording not `completed` this long after the call ended fails the
+    /// call.
+    pub twilio_deadline_s: u64,
 }
 
 impl Default for RecordingConfig {
@@ -114,6 +174,8 @@ impl Default for RecordingConfig {
             source: RecordingSource::Stream,
             max_duration_s: 4 * 3600,
             reorder_window_ms: 1000,
+            max_timestamp_jump_ms: 10_000,
+            twilio_deadline_s: 3600,
         }
     }
 }
@@ -127,8 +189,9 @@ pub struct TwilioConfig {
     /// Secret for HMAC-SHA256 signed webhooks.
     pub shared_key: Option<String>,
     pub api_base: String,
-    /// Check `X-Twilio-Signature` on webhooks. Default: on when `auth_token` is set.
-    pub validate_signatures: Option<bool>,
+    /// Check `X-Twilio-Signature` on webhooks and the media handshake. On unless explicitly
+    /// turned off; needs `auth_token` or `shared_key`.
+    pub validate_signatures: bool,
 }
 
 impl Default for TwilioConfig {
@@ -138,7 +201,7 @@ impl Default for TwilioConfig {
             auth_token: None,
             shared_key: None,
             api_base: "https://api.twilio.com".into(),
-            validate_signatures: None,
+            validate_signatures: true,
         }
     }
 }
@@ -217,11 +280,18 @@ const KEYS: &[(&str, Kind)] = &[
     ("data_dir", Kind::Str),
     ("public_base_url", Kind::Str),
     ("api_token", Kind::Str),
+    ("http.header_read_timeout_ms", Kind::Int),
+    ("http.body_read_timeout_ms", Kind::Int),
+    ("http.shutdown_timeout_ms", Kind::Int),
     ("websocket.start_timeout_ms", Kind::Int),
     ("websocket.max_frame_bytes", Kind::Int),
+    ("websocket.max_sockets", Kind::Int),
+    ("websocket.idle_timeout_ms", Kind::Int),
     ("recording.source", Kind::Str),
     ("recording.max_duration_s", Kind::Int),
     ("recording.reorder_window_ms", Kind::Int),
+    ("recording.max_timestamp_jump_ms", Kind::Int),
+    ("recording.twilio_deadline_s", Kind::Int),
     ("twilio.account_sid", Kind::Str),
     ("twilio.auth_token", Kind::Str),
     ("twilio.shared_key", Kind::Str),
@@ -238,6 +308,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("pipeline.poll_ms", Kind::Int),
     ("pipeline.drain_timeout_ms", Kind::Int),
     ("pipeline.engines", Kind::Str),
+    ("retention.days", Kind::Int),
+    ("retention.interval_s", Kind::Int),
     #[cfg(feature = "test-engines")]
     ("test_engines.delay_ms", Kind::Int),
     #[cfg(feature = "test-engines")]
@@ -309,7 +381,8 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Check the keys that depend on each other; `run` calls it again for configs built in code.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, message: &str| {
             Err(ConfigError::Invalid {
                 key,
@@ -362,10 +435,13 @@ impl Config {
                 return invalid("public_base_url", "must start with https:// or http://");
             }
         }
-        if self.validate_signatures() && self.twilio.auth_token.is_none() {
+        if self.validate_signatures() && !self.has_signing_key() {
             return invalid(
                 "twilio.validate_signatures",
-                "needs twilio.auth_token to check signatures",
+                "is on but no key is set: set twilio.auth_token (HOST_SERVICE_TWILIO_AUTH_TOKEN) \
+                 or twilio.shared_key (HOST_SERVICE_TWILIO_SHARED_KEY), or accept unsigned \
+                 requests with twilio.validate_signatures = false \
+                 (HOST_SERVICE_TWILIO_VALIDATE_SIGNATURES=false)",
             );
         }
         if self.validate_signatures() && self.public_base_url.is_none() {
@@ -373,6 +449,26 @@ impl Config {
                 "public_base_url",
                 "required to check webhook signatures (the URL Twilio signed)",
             );
+        }
+        if self.websocket.max_sockets == 0 {
+            return invalid("websocket.max_sockets", "must be at least 1");
+        }
+        for (key, ms) in [
+            ("websocket.idle_timeout_ms", self.websocket.idle_timeout_ms),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
+            ("http.body_read_timeout_ms", self.http.body_read_timeout_ms),
+            ("retention.interval_s", self.retention.interval_s),
+            (
+                "recording.twilio_deadline_s",
+                self.recording.twilio_deadline_s,
+            ),
+        ] {
+            if ms == 0 {
+                return invalid(key, "must be at least 1");
+            }
         }
         if let Some(token) = &self.api_token {
             if token.len() < 16 {
@@ -382,11 +478,14 @@ impl Config {
         Ok(())
     }
 
-    /// Whether webhooks must carry a valid `X-Twilio-Signature`.
+    /// Whether webhooks and the media handshake must carry a valid `X-Twilio-Signature`.
     pub fn validate_signatures(&self) -> bool {
-        self.twilio
-            .validate_signatures
-            .unwrap_or(self.twilio.auth_token.is_some())
+        self.twilio.validate_signatures
+    }
+
+    fn has_signing_key(&self) -> bool {
+        let set = |k: &Option<String>| k.as_deref().is_some_and(|k| !k.is_empty());
+        set(&self.twilio.auth_token) || set(&self.twilio.shared_key)
     }
 }
 
@@ -509,14 +608,69 @@ mod tests {
             .collect()
     }
 
+    const UNSIGNED: (&str, &str) = ("HOST_SERVICE_TWILIO_VALIDATE_SIGNATURES", "false");
+
     #[test]
-    fn defaults_need_no_file() {
-        let c = Config::from_parts("", "-", env(&[])).unwrap();
+    fn defaults_need_no_file_but_a_key_or_an_explicit_opt_out() {
+        let err = Config::from_parts("", "-", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "config key twilio.validate_signatures: is on but no key is set: set \
+             twilio.auth_token (HOST_SERVICE_TWILIO_AUTH_TOKEN) or twilio.shared_key \
+             (HOST_SERVICE_TWILIO_SHARED_KEY), or accept unsigned requests with \
+             twilio.validate_signatures = false (HOST_SERVICE_TWILIO_VALIDATE_SIGNATURES=false)"
+        );
+        assert!(!err.contains('\n'));
+        let c = Config::from_parts("", "-", env(&[UNSIGNED])).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:7000");
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.recording.source, RecordingSource::Stream);
         assert_eq!(c.app.kind, AppKind::None);
         assert!(!c.validate_signatures());
+        assert_eq!(c.websocket.max_sockets, 256);
+        assert_eq!(c.websocket.idle_timeout_ms, 15_000);
+        assert_eq!(c.recording.max_timestamp_jump_ms, 10_000);
+        assert_eq!(c.http.shutdown_timeout_ms, 15_000);
+        assert_eq!(c.retention.days, 30);
+    }
+
+    #[test]
+    fn a_shared_key_alone_turns_checking_on() {
+        let base = ("HOST_SERVICE_PUBLIC_BASE_URL", "https://voice.example.com");
+        let c = Config::from_parts(
+            "",
+            "-",
+            env(&[("HOST_SERVICE_TWILIO_SHARED_KEY", "k"), base]),
+        )
+        .unwrap();
+        assert!(c.validate_signatures());
+        assert_eq!(c.twilio.auth_token, None);
+        let c = Config::from_parts(
+            "",
+            "-",
+            env(&[("HOST_SERVICE_TWILIO_AUTH_TOKEN", "t"), base]),
+        )
+        .unwrap();
+        assert!(c.validate_signatures());
+        // A key without the public URL cannot be checked either.
+        let err = Config::from_parts("", "-", env(&[("HOST_SERVICE_TWILIO_SHARED_KEY", "k")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("config key public_base_url:"), "{err}");
+        // An empty key is no key.
+        let err = Config::from_parts(
+            "",
+            "-",
+            env(&[("HOST_SERVICE_TWILIO_AUTH_TOKEN", ""), base]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("config key twilio.validate_signatures:"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -530,6 +684,7 @@ mod tests {
                 ("HOST_SERVICE_TRANSCRIPTION_ENGINE", "none"),
                 ("HOST_SERVICE_CONFIG", "ignored.toml"),
                 ("PATH", "/bin"),
+                UNSIGNED,
             ]),
         )
         .unwrap();
@@ -556,6 +711,7 @@ mod tests {
                 ("HOST_SERVICE_TRANSCRIPTION_WHISPER_BEAM_SIZE", "1"),
                 ("HOST_SERVICE_TRANSCRIPTION_WHISPER_LANGUAGE", "he"),
                 ("HOST_SERVICE_EXTRACTION_LOCAL_DEFAULT_REGION", "IL"),
+                UNSIGNED,
             ]),
         )
         .unwrap();
@@ -595,10 +751,11 @@ mod tests {
     #[test]
     fn the_shipped_example_is_valid() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host-service.toml");
-        let c = Config::load(Some(&path), env(&[])).unwrap();
+        let c = Config::load(Some(&path), env(&[UNSIGNED])).unwrap();
         assert_eq!(c, {
             let mut d = Config::default();
             d.transcription.engine = Some("none".into());
+            d.twilio.validate_signatures = false;
             d
         });
     }
@@ -613,7 +770,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("public_base_url"), "{err}");
-        let err = Config::from_parts("api_token = \"short\"\n", "-", env(&[]))
+        let err = Config::from_parts("api_token = \"short\"\n", "-", env(&[UNSIGNED]))
             .unwrap_err()
             .to_string();
         assert!(err.contains("api_token"), "{err}");

@@ -168,6 +168,26 @@ pub enum Outcome {
     LeaseLost,
 }
 
+/// What became of a stream's `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamStart {
+    /// Recorded as the call's stream number `idx` (0 for the first).
+    Started { idx: i64 },
+    /// Another socket already used this streamSid: nothing was written.
+    DuplicateStream,
+    /// The call's `stream_ended` webhook has already come: nothing was written.
+    CallEnded,
+}
+
+/// What the recording stage of the `twilio` source needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwilioRecording {
+    pub status: String,
+    pub url: Option<String>,
+    pub ended_at_ms: Option<i64>,
+    pub account_sid: Option<String>,
+}
+
 /// Fields from a webhook or the stream `start` that describe the call.
 #[derive(Debug, Clone, Default)]
 pub struct CallFacts<'a> {
@@ -261,14 +281,20 @@ pub fn backoff_ms(attempts: u32, base_ms: u64, cap_ms: u64) -> u64 {
 }
 
 impl Store {
-    /// Open (creating it readable by this user only) the database at `path`.
+    /// Open (creating it readable by this user only) the database at `path`. `synchronous=FULL`:
+    /// a commit the service acknowledged (a webhook answered, a stage completed) survives a power
+    /// cut, not only a process crash.
     pub async fn open(path: &Path) -> Result<Store> {
-        create_private_file(path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::fsutil::create_private_dir(dir)?;
+        }
+        // Before SQLite opens it; SQLite gives its `-wal` and `-shm` files the same permissions.
+        crate::fsutil::touch_private_file(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
         // Switching a file to WAL takes an exclusive lock, and SQLite answers a second connection
         // racing for it with SQLITE_BUSY without waiting. One connection makes the file WAL and
@@ -301,6 +327,8 @@ impl Store {
     }
 
     /// A stream started: create the call if new, record the stream and its index in the call.
+    /// A streamSid already seen, or a call already ended, changes nothing: another socket must
+    /// never take over a stream's row (and with it its recording) or reopen a finished call.
     pub async fn stream_started(
         &self,
         call_sid: &str,
@@ -308,8 +336,23 @@ impl Store {
         facts: &CallFacts<'_>,
         recording_source: &str,
         now: i64,
-    ) -> Result<i64> {
+    ) -> Result<StreamStart> {
         let mut tx = self.pool.begin().await?;
+        let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM streams WHERE stream_sid = ?1")
+            .bind(stream_sid)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if seen.is_some() {
+            return Ok(StreamStart::DuplicateStream);
+        }
+        let ended: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT ended_at_ms FROM calls WHERE call_sid = ?1")
+                .bind(call_sid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if ended.flatten().is_some() {
+            return Ok(StreamStart::CallEnded);
+        }
         sqlx::query(
             "INSERT INTO calls (call_sid, account_sid, from_number, to_number, status, created_at_ms,
                                 recording_source, recording_status)
@@ -335,8 +378,7 @@ impl Store {
         .await?;
         sqlx::query(
             "INSERT INTO streams (stream_sid, call_sid, idx, status, started_at_ms)
-             VALUES (?1, ?2, ?3, 'streaming', ?4)
-             ON CONFLICT (stream_sid) DO NOTHING",
+             VALUES (?1, ?2, ?3, 'streaming', ?4)",
         )
         .bind(stream_sid)
         .bind(call_sid)
@@ -345,7 +387,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(idx)
+        Ok(StreamStart::Started { idx })
     }
 
     pub async fn stream_recording_path(&self, stream_sid: &str, path: &str) -> Result<()> {
@@ -483,14 +525,17 @@ impl Store {
         Ok(())
     }
 
-    /// The Twilio recording status callback. Returns false for an unknown call.
+    /// The Twilio recording status callback. Returns false for an unknown call. `completed`
+    /// makes a waiting recording stage due at once.
     pub async fn twilio_recording_status(
         &self,
         call_sid: &str,
         recording_sid: &str,
         status: &str,
         url: Option<&str>,
+        now: i64,
     ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
             "UPDATE calls SET twilio_recording_sid = ?2,
                twilio_recording_url = COALESCE(?4, twilio_recording_url),
@@ -502,20 +547,37 @@ impl Store {
         .bind(recording_sid)
         .bind(status)
         .bind(url)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        if n == 1 && status == "completed" {
+            sqlx::query(
+                "UPDATE jobs SET run_at_ms = MIN(run_at_ms, ?2)
+                 WHERE call_sid = ?1 AND stage = 'recording' AND state = 'queued'",
+            )
+            .bind(call_sid)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(n == 1)
     }
 
-    pub async fn twilio_recording(&self, call_sid: &str) -> Result<(String, Option<String>)> {
+    pub async fn twilio_recording(&self, call_sid: &str) -> Result<TwilioRecording> {
         let row = sqlx::query(
-            "SELECT recording_status, twilio_recording_url FROM calls WHERE call_sid = ?1",
+            "SELECT recording_status, twilio_recording_url, ended_at_ms, account_sid
+             FROM calls WHERE call_sid = ?1",
         )
         .bind(call_sid)
         .fetch_one(&self.pool)
         .await?;
-        Ok((row.get(0), row.get(1)))
+        Ok(TwilioRecording {
+            status: row.get(0),
+            url: row.get(1),
+            ended_at_ms: row.get(2),
+            account_sid: row.get(3),
+        })
     }
 
     pub async fn add_error(
@@ -654,6 +716,31 @@ impl Store {
         Ok(Outcome::Done)
     }
 
+    /// Put a job back to wait for something outside the service, without counting the attempt:
+    /// due again at `run_at_ms` (or earlier, when the awaited event moves it up). False when the
+    /// lease was lost.
+    pub async fn defer(
+        &self,
+        job: &Job,
+        worker: &str,
+        run_at_ms: i64,
+        reason: &str,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE jobs SET state = 'queued', run_at_ms = ?3, last_error = ?4,
+               attempts = MAX(attempts - 1, 0), lease_owner = NULL, lease_until_ms = NULL
+             WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+        )
+        .bind(job.id)
+        .bind(worker)
+        .bind(run_at_ms)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
     /// Record a failed attempt: retry after a backoff while attempts remain and the error is
     /// worth retrying, otherwise fail the job and the call.
     #[allow(clippy::too_many_arguments)]
@@ -734,6 +821,57 @@ impl Store {
         )
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    // === retention ===
+
+    /// Calls created before `cutoff_ms` that nothing is working on (no open stream, no running
+    /// stage), with every file they own.
+    pub async fn expired_calls(&self, cutoff_ms: i64) -> Result<Vec<(String, Vec<String>)>> {
+        let sids: Vec<String> = sqlx::query_scalar(
+            "SELECT call_sid FROM calls c WHERE created_at_ms < ?1
+               AND NOT EXISTS (SELECT 1 FROM streams s WHERE s.call_sid = c.call_sid
+                               AND s.status IN ('streaming', 'recording'))
+               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.call_sid = c.call_sid
+                               AND j.state = 'running')
+             ORDER BY created_at_ms",
+        )
+        .bind(cutoff_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(sids.len());
+        for sid in sids {
+            let mut files: Vec<String> = sqlx::query_scalar(
+                "SELECT path FROM streams WHERE call_sid = ?1 AND path IS NOT NULL
+                 UNION SELECT recording_path FROM calls WHERE call_sid = ?1
+                   AND recording_path IS NOT NULL",
+            )
+            .bind(&sid)
+            .fetch_all(&self.pool)
+            .await?;
+            files.sort();
+            out.push((sid, files));
+        }
+        Ok(out)
+    }
+
+    /// Delete a call and everything stored about it (streams, errors, stages), in one
+    /// transaction. False when it was gone already.
+    pub async fn delete_call(&self, call_sid: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["streams", "call_errors", "jobs"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE call_sid = ?1"))
+                .bind(call_sid)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let n = sqlx::query("DELETE FROM calls WHERE call_sid = ?1")
+            .bind(call_sid)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
     }
 
     // === reads for the API ===
@@ -911,21 +1049,6 @@ fn job_from_row(r: &SqliteRow) -> Option<Job> {
         stage: Stage::parse(r.get::<&str, _>(2))?,
         attempts: r.get::<i64, _>(3) as u32,
     })
-}
-
-/// Create `path` (and its directory) readable and writable by this user only, before SQLite
-/// opens it; SQLite gives its `-wal` and `-shm` files the same permissions.
-fn create_private_file(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::fsutil::create_private_dir(dir)?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -23,6 +23,12 @@ pub enum ApiError {
     Signature(&'static str),
     #[error("the service is shutting down")]
     ShuttingDown,
+    #[error("too many media sockets open (websocket.max_sockets)")]
+    TooManySockets,
+    #[error("the request body was not received in time")]
+    BodyTimeout,
+    #[error("the request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -38,6 +44,9 @@ impl ApiError {
             ApiError::LoopbackOnly => "loopback_only",
             ApiError::Signature(_) => "bad_signature",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::TooManySockets => "too_many_sockets",
+            ApiError::BodyTimeout => "body_timeout",
+            ApiError::BodyTooLarge(_) => "body_too_large",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -48,7 +57,9 @@ impl ApiError {
             ApiError::BadCallSid(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::LoopbackOnly | ApiError::Signature(_) => StatusCode::FORBIDDEN,
-            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShuttingDown | ApiError::TooManySockets => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -26,6 +26,17 @@ pub fn create_private_file(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Create `path` with mode 0600 if it does not exist, leaving an existing file's content alone
+/// (the database, before SQLite opens it).
+pub fn touch_private_file(path: &Path) -> io::Result<()> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,11 +3,11 @@
 
 use crate::error::ApiError;
 use crate::sid::CallSid;
+use crate::state::AppState;
 use crate::ws::{serve_socket, WsIn, WsOut};
-use crate::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +17,8 @@ use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 
 pub const MEDIA_PATH: &str = "/ws/twilio-media";
+/// Webhook bodies are a few hundred bytes of form; this is axum's default limit, kept.
+const MAX_WEBHOOK_BODY: usize = 2 * 1024 * 1024;
 const HANGUP: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup/></Response>";
 
 /// The router. Tests drive it with `oneshot`; `run` serves it.
@@ -54,6 +56,19 @@ async fn media_socket(
     if state.config.validate_signatures() {
         check_websocket_signature(&state, &headers, &uri)?;
     }
+    // The slot is taken before the upgrade and held by the socket's task until it ends.
+    let slot = state
+        .socket_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            state.metrics.ws_rejected("too_many_sockets");
+            tracing::warn!(
+                max_sockets = state.config.websocket.max_sockets,
+                "ws_rejected"
+            );
+            ApiError::TooManySockets
+        })?;
     // The transport allows more than the protocol limit so the handler sees the oversize frame
     // and closes with 1009 itself.
     let limit = state
@@ -65,7 +80,10 @@ async fn media_socket(
     Ok(ws
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| serve_axum_socket(state, socket)))
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            serve_axum_socket(state, socket).await
+        }))
 }
 
 async fn serve_axum_socket(state: AppState, socket: WebSocket) {
@@ -94,6 +112,91 @@ async fn serve_axum_socket(state: AppState, socket: WebSocket) {
 }
 
 // === webhooks ===
+
+/// A webhook body read in full within `http.body_read_timeout_ms` (a peer trickling its body
+/// gets 408) and at most `MAX_WEBHOOK_BODY` bytes (413).
+struct TimedBody(Bytes);
+
+impl FromRequest<AppState> for TimedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let timeout = std::time::Duration::from_millis(state.config.http.body_read_timeout_ms);
+        let read = axum::body::to_bytes(req.into_body(), MAX_WEBHOOK_BODY);
+        match tokio::time::timeout(timeout, read).await {
+            Ok(Ok(bytes)) => Ok(TimedBody(bytes)),
+            Ok(Err(e)) => {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                if too_large {
+                    Err(ApiError::BodyTooLarge(MAX_WEBHOOK_BODY))
+                } else {
+                    Err(ApiError::BadRequest(format!("reading the body: {e}")))
+                }
+            }
+            Err(_) => {
+                tracing::warn!(timeout_ms = timeout.as_millis() as u64, "body_timeout");
+                Err(ApiError::BodyTimeout)
+            }
+        }
+    }
+}
+
+/// An `application/x-www-form-urlencoded` body as name/value pairs, in order, repeats kept:
+/// exactly what Twilio signed.
+fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// Where a `RecordingUrl` may point: the download carries our credentials, so only below the
+/// configured API base (same scheme, host and port), with no user info, query or fragment, and a
+/// path that is already in its normal form (no `.`/`..` segment, plain or percent-encoded, and no
+/// encoded byte at all: Twilio's recording paths are letters, digits and `/`).
+pub fn recording_url_allowed(api_base: &str, candidate: &str) -> bool {
+    let (Ok(base), Ok(url)) = (url::Url::parse(api_base), url::Url::parse(candidate)) else {
+        return false;
+    };
+    if url.scheme() != base.scheme()
+        || url.host_str() != base.host_str()
+        || url.port_or_known_default() != base.port_or_known_default()
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || candidate.contains('%')
+    {
+        return false;
+    }
+    // The parser resolves dot segments; a URL that changed under it had some.
+    if url.path() != candidate_path(candidate) {
+        return false;
+    }
+    let base_segments: Vec<&str> = base
+        .path_segments()
+        .map(|s| s.filter(|p| !p.is_empty()).collect())
+        .unwrap_or_default();
+    let Some(segments) = url.path_segments().map(|s| s.collect::<Vec<_>>()) else {
+        return false;
+    };
+    segments.len() > base_segments.len()
+        && segments.starts_with(&base_segments)
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && *s != "."
+                && *s != ".."
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        })
+}
+
+/// The path of an absolute URL as written (between the authority and `?`/`#`).
+fn candidate_path(candidate: &str) -> &str {
+    let after_scheme = candidate.split_once("://").map(|(_, r)| r).unwrap_or("");
+    let path_start = after_scheme.find('/').unwrap_or(after_scheme.len());
+    let path = &after_scheme[path_start..];
+    let end = path.find(['?', '#']).unwrap_or(path.len());
+    &path[..end]
+}
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -188,10 +291,10 @@ async fn stream_ended(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    TimedBody(body): TimedBody,
 ) -> Result<Response, ApiError> {
     const HOOK: &str = "stream_ended";
-    let params = twiml::signature::parse_form(&body);
+    let params = parse_form(&body);
     check_signature(&state, HOOK, &headers, &uri, &params)?;
     let call_sid =
         call_sid_param(&params).inspect_err(|_| state.metrics.webhook(HOOK, "bad_request"))?;
@@ -222,10 +325,10 @@ async fn recording_status(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
-    body: Bytes,
+    TimedBody(body): TimedBody,
 ) -> Result<Response, ApiError> {
     const HOOK: &str = "recording_status";
-    let params = twiml::signature::parse_form(&body);
+    let params = parse_form(&body);
     check_signature(&state, HOOK, &headers, &uri, &params)?;
     let call_sid =
         call_sid_param(&params).inspect_err(|_| state.metrics.webhook(HOOK, "bad_request"))?;
@@ -242,7 +345,7 @@ async fn recording_status(
     // The download carries our credentials: only ever to Twilio's API.
     let api_base = format!("{}/", state.config.twilio.api_base.trim_end_matches('/'));
     if let Some(u) = url {
-        if !u.starts_with(&api_base) || u.contains("..") || u.contains('?') || u.contains('#') {
+        if !recording_url_allowed(&state.config.twilio.api_base, u) {
             state.metrics.webhook(HOOK, "bad_request");
             return Err(ApiError::BadRequest(format!(
                 "RecordingUrl must be under {api_base}"
@@ -257,7 +360,13 @@ async fn recording_status(
     }
     let known = state
         .store
-        .twilio_recording_status(call_sid.as_str(), recording_sid, status, url)
+        .twilio_recording_status(
+            call_sid.as_str(),
+            recording_sid,
+            status,
+            url,
+            state.clock.now_ms(),
+        )
         .await?;
     if !known {
         state.metrics.webhook(HOOK, "unknown_call");
@@ -417,7 +526,72 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let jobs = state.store.job_counts().await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&jobs),
+        state.metrics.render(state.tracker.open(), &jobs),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "https://api.twilio.com";
+    const REC: &str =
+        "https://api.twilio.com/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Recordings/RE0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn recording_urls_stay_below_the_api_base() {
+        assert!(recording_url_allowed(BASE, REC));
+        assert!(recording_url_allowed("https://api.twilio.com/", REC));
+        assert!(recording_url_allowed(
+            "http://127.0.0.1:9000/prefix",
+            "http://127.0.0.1:9000/prefix/2010-04-01/Recordings/RE1.wav"
+        ));
+        for bad in [
+            "https://api.twilio.com/2010-04-01/../../etc/passwd",
+            "https://api.twilio.com/2010-04-01/%2e%2e/%2e%2e/x",
+            "https://api.twilio.com/2010-04-01/%2E%2e/x",
+            "https://api.twilio.com/2010-04-01/./x",
+            "https://api.twilio.com/a%2Fb",
+            "https://api.twilio.com/x?y=1",
+            "https://api.twilio.com/x#f",
+            "https://user:pw@api.twilio.com/x",
+            "https://api.twilio.com:8443/x",
+            "http://api.twilio.com/x",
+            "https://api.twilio.com.evil.example/x",
+            "https://evil.example/api.twilio.com/x",
+            "https://api.twilio.com",
+            "https://api.twilio.com/",
+            "https://api.twilio.com//x",
+            "not a url",
+        ] {
+            assert!(!recording_url_allowed(BASE, bad), "{bad}");
+        }
+        // Below a base with a path, not beside it.
+        assert!(!recording_url_allowed(
+            "http://127.0.0.1:9000/prefix",
+            "http://127.0.0.1:9000/prefix2/x"
+        ));
+        assert!(!recording_url_allowed(
+            "http://127.0.0.1:9000/prefix",
+            "http://127.0.0.1:9000/prefix/../x"
+        ));
+    }
+
+    #[test]
+    fn forms_decode_as_twilio_encodes_them() {
+        assert_eq!(
+            parse_form(b"CallSid=CA1&From=%2B1555+0001&Empty=&Flag&&A=1&A=2&Bad=%zz"),
+            [
+                ("CallSid", "CA1"),
+                ("From", "+1555 0001"),
+                ("Empty", ""),
+                ("Flag", ""),
+                ("A", "1"),
+                ("A", "2"),
+                ("Bad", "%zz"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+    }
 }

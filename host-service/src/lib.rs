@@ -6,9 +6,13 @@
 //! - `session` (the protocol as a state machine), `recording` (the two-channel WAV writer and
 //!   crash repair), `voice` (the `VoiceApp` seam and the greeting app): pure, no sockets.
 //! - `ws` (one socket, over any `Sink`/`Stream`), `http` (router, webhooks, API, auth).
-//! - `db` (calls, streams and the job queue), `pipeline` (workers and stages),
-//!   `twilio_api` (the REST calls of the `twilio` recording source).
-//! - `config`, `metrics`, `error`, `sid`, `fsutil`, `clock`.
+//! - `recording_writer` (a recording's own thread: disk writes stay off the async workers).
+//! - `ws` (one socket, over any `Sink`/`Stream`), `http` (router, webhooks, API, auth), `server`
+//!   (the accept loop with header-read timeout and shutdown deadline).
+//! - `db` (calls, streams and the job queue), `pipeline` (workers and stages), `retention`
+//!   (deletes expired calls), `twilio_api` (the REST calls of the `twilio` recording source).
+//! - `state` (`AppState`, `Tracker`), `shutdown`, `config`, `metrics`, `error`, `sid`, `fsutil`,
+//!   `clock`.
 //!
 //! Entry points: [`http::app`] builds the router from an [`AppState`]; [`run`] serves it on a
 //! listener until a shutdown future resolves, then drains.
@@ -22,82 +26,33 @@ pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod recording;
+pub mod recording_writer;
+pub mod retention;
+pub mod server;
 pub mod session;
+pub mod shutdown;
 pub mod sid;
+pub mod state;
 #[cfg(feature = "test-engines")]
 pub mod test_engines;
 pub mod twilio_api;
 pub mod voice;
 pub mod ws;
 
-use clock::Clock;
-use config::{AppKind, Config, RecordingSource};
-use db::Store;
-use metrics::Metrics;
+use config::{Config, RecordingSource};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
-use twilio_api::TwilioClient;
-use voice::AppFactory;
+use tokio::sync::watch;
 
-/// Counts open sockets so shutdown can wait for their recordings to be finalized.
-#[derive(Default)]
-pub struct Tracker {
-    open: AtomicUsize,
-    changed: Notify,
-}
-
-pub struct TrackerGuard(Arc<Tracker>);
-
-impl Tracker {
-    pub fn enter(self: &Arc<Self>) -> TrackerGuard {
-        self.open.fetch_add(1, Ordering::SeqCst);
-        TrackerGuard(self.clone())
-    }
-
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::SeqCst)
-    }
-
-    pub async fn wait_idle(&self) {
-        loop {
-            let notified = self.changed.notified();
-            if self.open() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for TrackerGuard {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
-        self.0.changed.notify_waiters();
-    }
-}
-
-/// Everything handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub metrics: Arc<Metrics>,
-    pub clock: Clock,
-    pub recordings_dir: PathBuf,
-    pub app_factory: Option<AppFactory>,
-    pub twilio: Option<TwilioClient>,
-    pub tracker: Arc<Tracker>,
-    /// Turns true when the service starts draining.
-    pub shutdown: watch::Receiver<bool>,
-}
+pub use state::{AppState, Tracker, TrackerGuard};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     #[error(transparent)]
     Db(#[from] db::DbError),
     #[error("data directory {path}: {error}")]
@@ -115,58 +70,6 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
-impl AppState {
-    /// Open the data directory and database, load the app, and repair recordings a crash left
-    /// open.
-    pub async fn open(
-        config: Config,
-        shutdown: watch::Receiver<bool>,
-    ) -> Result<AppState, StartError> {
-        let data = config.data_dir.clone();
-        let recordings_dir = data.join("recordings");
-        fsutil::create_private_dir(&recordings_dir).map_err(|error| StartError::DataDir {
-            path: recordings_dir.clone(),
-            error,
-        })?;
-        let store = Store::open(&data.join("host-service.db")).await?;
-        let repaired = pipeline::repair_recordings(&store).await?;
-        if repaired > 0 {
-            tracing::warn!(repaired, "repaired recordings left open by a previous run");
-        }
-        let app_factory = match config.app.kind {
-            AppKind::None => None,
-            AppKind::Greeting => {
-                let path = config.app.greeting_wav.clone().unwrap_or_default();
-                let audio = Arc::new(voice::load_greeting(&path)?);
-                tracing::info!(path = %path.display(), duration_ms = audio.len() / 8, "greeting loaded");
-                Some(voice::Greeting::factory(
-                    audio,
-                    Duration::from_millis(config.app.mark_every_ms),
-                ))
-            }
-        };
-        let twilio = match &config.twilio.auth_token {
-            Some(token) => Some(TwilioClient::new(
-                &config.twilio.api_base,
-                config.twilio.account_sid.clone(),
-                token.clone(),
-            )?),
-            None => None,
-        };
-        Ok(AppState {
-            config: Arc::new(config),
-            store,
-            metrics: Arc::new(Metrics::default()),
-            clock: Clock::new(),
-            recordings_dir,
-            app_factory,
-            twilio,
-            tracker: Arc::new(Tracker::default()),
-            shutdown,
-        })
-    }
-}
-
 /// The engines named by the configuration.
 pub fn engines_from_config(config: &Config) -> Result<postcall::Engines, StartError> {
     #[cfg(feature = "test-engines")]
@@ -179,8 +82,9 @@ pub fn engines_from_config(config: &Config) -> Result<postcall::Engines, StartEr
     )?)
 }
 
-/// Serve on `listener` until `shutdown` resolves, then drain: stop accepting sockets, close the
-/// open streams (finalizing their recordings), let running stages finish, and return.
+/// Serve on `listener` until `shutdown` resolves, then drain: stop accepting, close the open
+/// streams (finalizing their recordings), let requests and running stages finish, and return.
+/// Past `http.shutdown_timeout_ms` whatever is still open is dropped.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -188,6 +92,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (force_tx, force_rx) = watch::channel(false);
     let state = AppState::open(config, stop_rx.clone()).await?;
     let cfg = state.config.clone();
     let addr = listener.local_addr().map_err(StartError::Serve)?;
@@ -198,8 +103,17 @@ pub async fn run(
         app = ?cfg.app.kind,
         workers = cfg.pipeline.workers,
         signatures = cfg.validate_signatures(),
+        max_sockets = cfg.websocket.max_sockets,
+        retention_days = cfg.retention.days,
         "listening"
     );
+    if !cfg.validate_signatures() {
+        // Said on every start: this setting is for local development only.
+        tracing::error!(
+            setting = "twilio.validate_signatures = false",
+            "signatures_off: unsigned webhooks and media sockets are accepted; anyone who can reach this service can end calls and stream audio into them"
+        );
+    }
     if cfg.api_token.is_none() {
         tracing::warn!("no api_token configured: the API answers loopback clients only");
     }
@@ -213,32 +127,54 @@ pub async fn run(
         metrics: state.metrics.clone(),
         config: cfg.pipeline.clone(),
         source: cfg.recording.source,
+        twilio_deadline_ms: cfg.recording.twilio_deadline_s.saturating_mul(1000),
         recordings_dir: state.recordings_dir.clone(),
         twilio: state.twilio.clone(),
     });
     let workers = pipeline.spawn(stop_rx.clone());
+    if cfg.retention.days > 0 {
+        tokio::spawn(retention::run(
+            state.store.clone(),
+            state.metrics.clone(),
+            state.clock.clone(),
+            cfg.retention.clone(),
+            stop_rx.clone(),
+        ));
+    }
 
     let tracker = state.tracker.clone();
     let store = state.store.clone();
     let router = http::app(state);
-    let mut server_stop = stop_rx.clone();
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutdown requested: draining");
         let _ = stop_tx.send(true);
     });
-    axum::serve(
+    let conns = server::serve(
         listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router,
+        Duration::from_millis(cfg.http.header_read_timeout_ms),
+        stop_rx,
+        force_rx,
     )
-    .with_graceful_shutdown(async move {
-        let _ = server_stop.wait_for(|s| *s).await;
-    })
-    .await
-    .map_err(StartError::Serve)?;
+    .await;
 
-    // Sockets see the same signal; wait for their recordings to be finalized.
-    tracker.wait_idle().await;
+    // Requests in flight finish and sockets finalize their recordings, up to the deadline.
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(cfg.http.shutdown_timeout_ms);
+    let drained = tokio::time::timeout_at(deadline, async {
+        conns.wait_idle().await;
+        tracker.wait_idle().await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = conns.open(),
+            sockets = tracker.open(),
+            "shutdown_deadline: closing what is still open"
+        );
+        let _ = force_tx.send(true);
+    }
     let drain = Duration::from_millis(cfg.pipeline.drain_timeout_ms);
     let all = futures_util::future::join_all(workers);
     if tokio::time::timeout(drain, all).await.is_err() {

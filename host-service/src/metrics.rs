@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 const BUCKETS_S: [f64; 9] = [0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0];
@@ -17,12 +17,14 @@ struct Histogram {
 
 #[derive(Default)]
 pub struct Metrics {
-    pub active_streams: AtomicI64,
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
     bad_messages: Mutex<BTreeMap<&'static str, u64>>,
     ws_closed: Mutex<BTreeMap<&'static str, u64>>,
     webhooks: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    ws_rejected: Mutex<BTreeMap<&'static str, u64>>,
+    retention_calls: AtomicU64,
+    retention_files: AtomicU64,
     stage_durations: Mutex<BTreeMap<(&'static str, &'static str), Histogram>>,
 }
 
@@ -43,6 +45,16 @@ impl Metrics {
 
     pub fn webhook(&self, hook: &'static str, result: &'static str) {
         bump(&self.webhooks, (hook, result));
+    }
+
+    /// A media socket refused before the upgrade (`too_many_sockets`).
+    pub fn ws_rejected(&self, reason: &'static str) {
+        bump(&self.ws_rejected, reason);
+    }
+
+    pub fn retention_deleted(&self, calls: u64, files: u64) {
+        self.retention_calls.fetch_add(calls, Ordering::Relaxed);
+        self.retention_files.fetch_add(files, Ordering::Relaxed);
     }
 
     /// One attempt of a stage took `seconds` and ended as `outcome` (done, retry, failed).
@@ -66,8 +78,9 @@ impl Metrics {
             .unwrap_or(0)
     }
 
-    /// The text exposition; `jobs` is (stage, state, count) from the database.
-    pub fn render(&self, jobs: &[(String, String, i64)]) -> String {
+    /// The text exposition; `active_streams` is the sockets open now, `jobs` is (stage, state,
+    /// count) from the database.
+    pub fn render(&self, active_streams: usize, jobs: &[(String, String, i64)]) -> String {
         let mut out = String::new();
         let w = &mut out;
         let _ = writeln!(
@@ -75,10 +88,36 @@ impl Metrics {
             "# HELP host_active_streams Media Streams WebSockets open now."
         );
         let _ = writeln!(w, "# TYPE host_active_streams gauge");
+        let _ = writeln!(w, "host_active_streams {active_streams}");
         let _ = writeln!(
             w,
-            "host_active_streams {}",
-            self.active_streams.load(Ordering::Relaxed)
+            "# HELP host_ws_rejected_total Media sockets refused before the upgrade, by reason."
+        );
+        let _ = writeln!(w, "# TYPE host_ws_rejected_total counter");
+        if let Ok(m) = self.ws_rejected.lock() {
+            for (reason, n) in m.iter() {
+                let _ = writeln!(w, "host_ws_rejected_total{{reason=\"{reason}\"}} {n}");
+            }
+        }
+        let _ = writeln!(
+            w,
+            "# HELP host_retention_deleted_calls_total Calls deleted by the retention sweep."
+        );
+        let _ = writeln!(w, "# TYPE host_retention_deleted_calls_total counter");
+        let _ = writeln!(
+            w,
+            "host_retention_deleted_calls_total {}",
+            self.retention_calls.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            w,
+            "# HELP host_retention_deleted_files_total Recording files deleted by the retention sweep."
+        );
+        let _ = writeln!(w, "# TYPE host_retention_deleted_files_total counter");
+        let _ = writeln!(
+            w,
+            "host_retention_deleted_files_total {}",
+            self.retention_files.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             w,
@@ -173,14 +212,18 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::default();
-        m.active_streams.fetch_add(2, Ordering::Relaxed);
         m.frames_in.fetch_add(50, Ordering::Relaxed);
+        m.ws_rejected("too_many_sockets");
+        m.retention_deleted(3, 4);
         m.bad_message("invalid_json");
         m.bad_message("invalid_json");
         m.stage_duration("transcribe", "done", 0.7);
-        let text = m.render(&[("extract".into(), "queued".into(), 3)]);
+        let text = m.render(2, &[("extract".into(), "queued".into(), 3)]);
         for line in [
             "host_active_streams 2",
+            "host_ws_rejected_total{reason=\"too_many_sockets\"} 1",
+            "host_retention_deleted_calls_total 3",
+            "host_retention_deleted_files_total 4",
             "host_frames_in_total 50",
             "host_bad_messages_total{kind=\"invalid_json\"} 2",
             "host_jobs{stage=\"extract\",state=\"queued\"} 3",

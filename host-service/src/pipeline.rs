@@ -7,9 +7,7 @@ use crate::clock::Clock;
 use crate::config::{PipelineConfig, RecordingSource};
 use crate::db::{Job, Outcome, Stage, StageOutput, Store};
 use crate::metrics::Metrics;
-use crate::session::StartInfo;
 use crate::twilio_api::TwilioClient;
-use crate::AppState;
 use postcall::{EngineError, Engines, ExtractRequest, TranscribeRequest, Transcript};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,24 +15,43 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// Why an attempt failed, and whether another attempt could succeed.
+/// What to do after an attempt that produced nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Try again after the backoff; counts as an attempt.
+    Retry,
+    /// Fail the call now.
+    Fail,
+    /// Not an error: something outside the service (Twilio's recording) is not ready yet. Look
+    /// again later without using up an attempt.
+    Wait,
+}
+
+/// Why an attempt produced nothing, and what to do next.
 #[derive(Debug)]
 pub struct StageError {
-    pub retry: bool,
+    pub next: Next,
     pub message: String,
 }
 
 impl StageError {
     fn retry(message: impl Into<String>) -> Self {
         StageError {
-            retry: true,
+            next: Next::Retry,
             message: message.into(),
         }
     }
 
     fn permanent(message: impl Into<String>) -> Self {
         StageError {
-            retry: false,
+            next: Next::Fail,
+            message: message.into(),
+        }
+    }
+
+    fn wait(message: impl Into<String>) -> Self {
+        StageError {
+            next: Next::Wait,
             message: message.into(),
         }
     }
@@ -49,7 +66,11 @@ impl From<crate::db::DbError> for StageError {
 impl From<EngineError> for StageError {
     fn from(e: EngineError) -> Self {
         StageError {
-            retry: matches!(e, EngineError::Transient(_)),
+            next: if matches!(e, EngineError::Transient(_)) {
+                Next::Retry
+            } else {
+                Next::Fail
+            },
             message: e.to_string(),
         }
     }
@@ -63,6 +84,8 @@ pub struct Pipeline {
     pub metrics: Arc<Metrics>,
     pub config: PipelineConfig,
     pub source: RecordingSource,
+    /// `twilio` source: how long after the call's end Twilio's recording may take to complete.
+    pub twilio_deadline_ms: u64,
     pub recordings_dir: PathBuf,
     pub twilio: Option<TwilioClient>,
 }
@@ -108,7 +131,7 @@ impl Pipeline {
                 _ => poll,
             };
             tokio::select! {
-                _ = crate::ws::wait_true(&mut shutdown) => return,
+                _ = crate::shutdown::wait_true(&mut shutdown) => return,
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -171,6 +194,33 @@ impl Pipeline {
                     tracing::error!(call_sid = %call_sid, stage, error = %e, "cannot complete job")
                 }
             },
+            Err(err) if err.next == Next::Wait => {
+                // Looked at again when the backoff cap has passed, or at once when the event it
+                // waits for (Twilio's `completed` callback) moves the job up.
+                let run_at_ms = now + self.config.backoff_cap_ms as i64;
+                match self
+                    .store
+                    .defer(&job, worker, run_at_ms, &err.message)
+                    .await
+                {
+                    Ok(true) => {
+                        self.metrics.stage_duration(stage, "wait", secs);
+                        tracing::info!(
+                            call_sid = %call_sid,
+                            stage,
+                            recheck_in_ms = run_at_ms - now,
+                            reason = %err.message,
+                            "job_waiting"
+                        );
+                    }
+                    Ok(false) => {
+                        tracing::warn!(call_sid = %call_sid, stage, "lease lost before deferring")
+                    }
+                    Err(e) => {
+                        tracing::error!(call_sid = %call_sid, stage, error = %e, "cannot defer job")
+                    }
+                }
+            }
             Err(err) => {
                 let outcome = self
                     .store
@@ -178,7 +228,7 @@ impl Pipeline {
                         &job,
                         worker,
                         &err.message,
-                        err.retry,
+                        err.next == Next::Retry,
                         self.config.max_attempts,
                         (self.config.backoff_base_ms, self.config.backoff_cap_ms),
                         now,
@@ -236,7 +286,11 @@ impl Pipeline {
                 else {
                     return Err(StageError::retry("no saved stream recording for this call"));
                 };
-                if !std::path::Path::new(&path).is_file() {
+                let is_file = tokio::fs::metadata(&path)
+                    .await
+                    .map(|m| m.is_file())
+                    .unwrap_or(false);
+                if !is_file {
                     return Err(StageError::permanent(format!(
                         "recording {path} is missing"
                     )));
@@ -253,53 +307,69 @@ impl Pipeline {
     async fn download_twilio_recording(&self, call_sid: &str) -> Result<StageOutput, StageError> {
         let sid = crate::sid::CallSid::parse(call_sid)
             .ok_or_else(|| StageError::permanent("invalid CallSid"))?;
-        let (status, url) = self.store.twilio_recording(call_sid).await?;
-        let url = match (status.as_str(), url) {
+        let rec = self.store.twilio_recording(call_sid).await?;
+        let url = match (rec.status.as_str(), rec.url) {
             ("twilio_completed", Some(url)) => url,
             ("twilio_failed" | "twilio_absent", _) => {
                 return Err(StageError::permanent(format!(
-                    "Twilio reports the recording {status}"
+                    "Twilio reports the recording {}",
+                    rec.status
                 )))
             }
             ("twilio_request_failed", _) => {
                 return Err(StageError::permanent("Twilio refused to record the call"))
             }
             _ => {
-                return Err(StageError::retry(
+                let since_end = self.clock.now_ms() - rec.ended_at_ms.unwrap_or(i64::MAX);
+                if since_end > self.twilio_deadline_ms as i64 {
+                    return Err(StageError::permanent(format!(
+                        "Twilio's recording did not complete within {} s of the call's end (last status: {})",
+                        self.twilio_deadline_ms / 1000,
+                        rec.status
+                    )));
+                }
+                return Err(StageError::wait(
                     "waiting for Twilio's recording to complete",
-                ))
+                ));
             }
         };
         let client = self
             .twilio
             .as_ref()
             .ok_or_else(|| StageError::permanent("no Twilio credentials configured"))?;
-        let account = self
-            .store
-            .call_detail(call_sid)
-            .await?
-            .and_then(|c| c.account_sid)
-            .unwrap_or_default();
+        let account = rec.account_sid.unwrap_or_default();
+        // The whole file is in memory here (Twilio's WAV of the call, 16-bit: about 1 MB per
+        // minute per channel) to check it decodes before it is kept.
         let bytes = client
             .download_wav(&url, &account)
             .await
             .map_err(|e| StageError {
-                retry: e.retryable(),
+                next: if e.retryable() {
+                    Next::Retry
+                } else {
+                    Next::Fail
+                },
                 message: e.to_string(),
             })?;
-        let pcm = media::audio::decode_wav(&bytes)
-            .map_err(|e| StageError::retry(format!("downloaded recording: {e}")))?;
         let path = self.recordings_dir.join(format!("{sid}.wav"));
         let tmp = self.recordings_dir.join(format!("{sid}.wav.part"));
-        let write = || -> std::io::Result<()> {
+        let target = path.clone();
+        // Decoding and the file write are blocking work: off the async workers.
+        let duration_ms = tokio::task::spawn_blocking(move || -> Result<u64, StageError> {
             use std::io::Write;
-            let mut f = crate::fsutil::create_private_file(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| StageError::retry(format!("saving recording: {e}")))?;
-        let duration_ms = (pcm.duration_secs() * 1000.0).round() as u64;
+            let pcm = media::audio::decode_wav(&bytes)
+                .map_err(|e| StageError::retry(format!("downloaded recording: {e}")))?;
+            let write = || -> std::io::Result<()> {
+                let mut f = crate::fsutil::create_private_file(&tmp)?;
+                f.write_all(&bytes)?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &target)
+            };
+            write().map_err(|e| StageError::retry(format!("saving recording: {e}")))?;
+            Ok((pcm.duration_secs() * 1000.0).round() as u64)
+        })
+        .await
+        .map_err(|e| StageError::retry(format!("saving recording: {e}")))??;
         tracing::info!(call_sid, path = %path.display(), duration_ms, source = "twilio", "recording_saved");
         Ok(StageOutput::Recording {
             path: path.display().to_string(),
@@ -372,45 +442,6 @@ fn log_done(call_sid: &str, output: &StageOutput, attempt: u32) {
             tracing::info!(call_sid, skipped = "no transcript", "extraction_ready")
         }
     }
-}
-
-/// Ask Twilio to record the call (the `twilio` source), without holding up the media socket.
-pub fn request_twilio_recording(state: &AppState, info: &StartInfo) {
-    let Some(client) = state.twilio.clone() else {
-        return;
-    };
-    let Some(base) = state.config.public_base_url.clone() else {
-        return;
-    };
-    let store = state.store.clone();
-    let clock = state.clock.clone();
-    let call_sid = info.call_sid.clone();
-    let stream_sid = info.stream_sid.clone();
-    let account = info.account_sid.clone();
-    tokio::spawn(async move {
-        let callback = format!("{}/webhook/recording_status", base.trim_end_matches('/'));
-        let status = match client.start_recording(&account, &call_sid, &callback).await {
-            Ok(recording_sid) => {
-                tracing::info!(call_sid = %call_sid, stream_sid = %stream_sid, recording_sid = %recording_sid, "twilio_recording_started");
-                "twilio_requested"
-            }
-            Err(e) => {
-                tracing::error!(call_sid = %call_sid, stream_sid = %stream_sid, error = %e, "twilio_recording_failed");
-                let _ = store
-                    .add_error(
-                        call_sid.as_str(),
-                        "recording",
-                        &e.to_string(),
-                        clock.now_ms(),
-                    )
-                    .await;
-                "twilio_request_failed"
-            }
-        };
-        if let Err(e) = store.set_recording_status(call_sid.as_str(), status).await {
-            tracing::error!(call_sid = %call_sid, error = %e, "cannot store recording status");
-        }
-    });
 }
 
 /// Fix recordings a crashed process left open: the header gets the sizes of what is on disk,

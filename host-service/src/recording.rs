@@ -22,6 +22,8 @@ pub enum RecordingError {
     TooLong { at_ms: u64, limit_ms: u64 },
     #[error("not a WAV file this service wrote: {0}")]
     NotOurWav(&'static str),
+    #[error("the recording's writer thread stopped")]
+    WriterGone,
 }
 
 /// Where the recorder is allowed to keep frames before they go to disk.
@@ -40,6 +42,17 @@ impl Default for RecorderLimits {
             reorder_window_ms: 1000,
             max_duration_ms: 4 * 3600 * 1000,
         }
+    }
+}
+
+impl RecorderLimits {
+    /// Whether caller audio of `samples` samples at `timestamp_ms` ends within the limit (the
+    /// socket asks before queueing it for the writer thread).
+    pub fn inbound_fits(&self, timestamp_ms: u64, samples: usize) -> bool {
+        timestamp_ms
+            .saturating_mul(SAMPLES_PER_MS)
+            .saturating_add(samples as u64)
+            <= self.max_duration_ms.saturating_mul(SAMPLES_PER_MS)
     }
 }
 

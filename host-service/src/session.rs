@@ -111,6 +111,21 @@ impl Session {
                     detail: format!("streamSid {:?}", truncate(&start.stream_sid)),
                 };
             }
+            // The backend's TwiML can bind the stream to its call with
+            // `<Parameter name="CallSid" value="CA...">`: Twilio passes it through unchanged, so
+            // a `start` claiming another call is not the stream that TwiML opened.
+            if let Some(bound) = meta.custom_parameters.get("CallSid") {
+                if bound != call_sid.as_str() {
+                    return Event::Fatal {
+                        kind: "call_sid_mismatch",
+                        detail: format!(
+                            "callSid {} but the CallSid parameter is {:?}",
+                            call_sid,
+                            truncate(bound)
+                        ),
+                    };
+                }
+            }
             let fmt = &meta.media_format;
             if fmt.encoding != "audio/x-mulaw" || fmt.sample_rate != 8000 || fmt.channels != 1 {
                 return Event::Fatal {
@@ -281,6 +296,27 @@ mod tests {
         );
         // Still streaming after all of that.
         assert_eq!(s.stream_sid(), Some(STREAM));
+    }
+
+    #[test]
+    fn a_call_sid_parameter_must_name_the_same_call() {
+        let other = "CAffffffffffffffffffffffffffffffff";
+        let bound = |p: &str| {
+            start(CALL).replace(r#""From":"+15550001111""#, &format!(r#""CallSid":"{p}""#))
+        };
+        let mut s = Session::new();
+        assert_eq!(
+            s.on_text(&bound(other)),
+            Event::Fatal {
+                kind: "call_sid_mismatch",
+                detail: format!("callSid {CALL} but the CallSid parameter is {other:?}"),
+            }
+        );
+        assert!(!s.started());
+        let Event::Started(info) = s.on_text(&bound(CALL)) else {
+            panic!("refused a matching CallSid parameter")
+        };
+        assert_eq!(info.custom_parameters["CallSid"], CALL);
     }
 
     #[test]

@@ -4,13 +4,15 @@
 //! peer misbehaves. One bad socket never touches another.
 
 use crate::config::RecordingSource;
-use crate::recording::{Recorder, RecorderLimits, RecordingError};
+use crate::db::StreamStart;
+use crate::recording::{RecorderLimits, RecordingError};
+use crate::recording_writer::RecordingWriter;
 use crate::session::{Event, Session, StartInfo};
+use crate::shutdown::wait_true;
+use crate::state::AppState;
 use crate::voice::{CallInfo, Outbound, VoiceApp};
-use crate::AppState;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use media::protocol::ServerMessage;
-use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -46,7 +48,7 @@ pub mod close {
 
 /// The recording of one stream while it is open.
 struct OpenRecording {
-    recorder: Recorder<File>,
+    writer: RecordingWriter,
     path: String,
 }
 
@@ -74,12 +76,16 @@ where
     E: std::fmt::Display,
 {
     let metrics = state.metrics.clone();
-    metrics.active_streams.fetch_add(1, Ordering::Relaxed);
+    // Counts the socket open (for `/healthz`, `/metrics` and the drain) until this returns or
+    // unwinds.
     let _guard = state.tracker.enter();
     let mut shutdown = state.shutdown.clone();
     let start_deadline =
         Instant::now() + Duration::from_millis(state.config.websocket.start_timeout_ms);
+    let idle = Duration::from_millis(state.config.websocket.idle_timeout_ms);
+    let close_timeout = Duration::from_millis(state.config.http.shutdown_timeout_ms);
     let max_frame = state.config.websocket.max_frame_bytes;
+    let mut last_frame = Instant::now();
     let mut conn = Conn {
         state: state.clone(),
         session: Session::new(),
@@ -106,6 +112,11 @@ where
             _ = tokio::time::sleep_until(start_deadline), if !conn.session.started() => {
                 break (Some(close::POLICY), "start_timeout");
             }
+            _ = tokio::time::sleep_until(last_frame + idle), if conn.session.started() => {
+                let (call_sid, stream_sid) = conn.sids();
+                tracing::warn!(call_sid, stream_sid, idle_ms = idle.as_millis() as u64, "ws_idle");
+                break (Some(close::POLICY), "idle_timeout");
+            }
             _ = tokio::time::sleep_until(app_wake.unwrap_or_else(Instant::now)), if app_wake.is_some() => {
                 let elapsed = conn.started_at.map(|t| t.elapsed()).unwrap_or_default();
                 let out = conn.app.as_mut().map(|a| a.tick(elapsed)).unwrap_or_default();
@@ -114,6 +125,7 @@ where
                 }
             }
             frame = rx.next() => {
+                last_frame = Instant::now();
                 let text = match frame {
                     None => break (None, "peer_gone"),
                     Some(Err(e)) => {
@@ -145,6 +157,7 @@ where
                     }
                     Flow::Stop => break (Some(close::NORMAL), "stopped"),
                     Flow::Fatal => break (Some(close::POLICY), "protocol_error"),
+                    Flow::Refused(reason) => break (Some(close::POLICY), reason),
                     Flow::Internal => break (Some(close::INTERNAL), "internal_error"),
                 }
             }
@@ -152,18 +165,25 @@ where
     };
     // The recording is complete on disk before the peer learns the socket is closed.
     conn.finish(reason).await;
-    if let Some(code) = close_code {
-        let _ = tx.send(WsOut::Close(code, reason)).await;
+    // A peer that stops reading must not hold the socket (and the shutdown) forever.
+    let closing = async {
+        if let Some(code) = close_code {
+            let _ = tx.send(WsOut::Close(code, reason)).await;
+        }
+        let _ = tx.close().await;
+    };
+    if tokio::time::timeout(close_timeout, closing).await.is_err() {
+        tracing::warn!(reason, "ws_close_timeout");
     }
-    let _ = tx.close().await;
     metrics.ws_closed(reason);
-    metrics.active_streams.fetch_sub(1, Ordering::Relaxed);
 }
 
 enum Flow {
     Continue(Vec<Outbound>),
     Stop,
     Fatal,
+    /// The start was refused (close 1008 with this reason); nothing of this socket is stored.
+    Refused(&'static str),
     Internal,
 }
 
@@ -198,18 +218,44 @@ impl Conn {
                 timestamp_ms,
                 mulaw,
             } => {
+                // Twilio stamps frames with the time since the stream began, so a stamp far ahead
+                // of the time since `start` is a lie that would fill the file with silence.
+                let elapsed_ms = self
+                    .started_at
+                    .map(|t| t.elapsed().as_millis() as u64)
+                    .unwrap_or(0);
+                let max_jump = self.state.config.recording.max_timestamp_jump_ms;
+                if timestamp_ms > elapsed_ms.saturating_add(max_jump) {
+                    self.refused(
+                        "timestamp_too_far",
+                        &format!(
+                            "timestamp {timestamp_ms} ms at {elapsed_ms} ms into the stream (limit {max_jump} ms ahead)"
+                        ),
+                    );
+                    return Flow::Continue(Vec::new());
+                }
                 self.frames_in += 1;
                 self.state.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
-                if let Some(rec) = self.recording.as_mut() {
-                    if let Err(e) = rec.recorder.push_inbound(timestamp_ms, &mulaw) {
-                        return self.recording_error(e);
-                    }
+                if self.recording.is_some()
+                    && !self.limits().inbound_fits(timestamp_ms, mulaw.len())
+                {
+                    let e = RecordingError::TooLong {
+                        at_ms: timestamp_ms,
+                        limit_ms: self.limits().max_duration_ms,
+                    };
+                    self.refused("past_recording_limit", &e.to_string());
+                    return Flow::Continue(Vec::new());
                 }
                 let out = self
                     .app
                     .as_mut()
                     .map(|a| a.audio(timestamp_ms, &mulaw))
                     .unwrap_or_default();
+                if let Some(rec) = self.recording.as_ref() {
+                    if let Err(e) = rec.writer.inbound(timestamp_ms, mulaw).await {
+                        return self.recording_error(e);
+                    }
+                }
                 Flow::Continue(out)
             }
             Event::Dtmf(digit) => {
@@ -238,19 +284,23 @@ impl Conn {
         }
     }
 
-    fn recording_error(&mut self, e: RecordingError) -> Flow {
-        match e {
-            RecordingError::TooLong { .. } => {
-                self.refused("past_recording_limit", &e.to_string());
-                Flow::Continue(Vec::new())
-            }
-            other => {
-                let (call_sid, stream_sid) = self.sids();
-                tracing::error!(call_sid, stream_sid, error = %other, "recording write failed");
-                self.recording_failed = true;
-                Flow::Internal
-            }
+    fn limits(&self) -> RecorderLimits {
+        RecorderLimits {
+            reorder_window_ms: self.state.config.recording.reorder_window_ms,
+            max_duration_ms: self
+                .state
+                .config
+                .recording
+                .max_duration_s
+                .saturating_mul(1000),
         }
+    }
+
+    /// The writer thread stopped: `finish` collects and logs its error.
+    fn recording_error(&mut self, e: RecordingError) -> Flow {
+        let (call_sid, stream_sid) = self.sids();
+        tracing::error!(call_sid, stream_sid, error = %e, "recording write failed");
+        Flow::Internal
     }
 
     async fn on_start(&mut self, info: StartInfo) -> Flow {
@@ -261,6 +311,15 @@ impl Conn {
             tracks = ?info.tracks,
             "ws_start"
         );
+        if let Some(account) = &st.config.twilio.account_sid {
+            if &info.account_sid != account {
+                return self.refuse_start(
+                    &info,
+                    "account_sid_mismatch",
+                    "accountSid is not the configured account",
+                );
+            }
+        }
         self.started_at = Some(Instant::now());
         let now = st.clock.now_ms();
         let facts = crate::db::CallFacts {
@@ -270,7 +329,7 @@ impl Conn {
             call_status: None,
         };
         let source = st.config.recording.source;
-        let idx = st
+        let started = st
             .store
             .stream_started(
                 info.call_sid.as_str(),
@@ -280,8 +339,22 @@ impl Conn {
                 now,
             )
             .await;
-        let idx = match idx {
-            Ok(i) => i,
+        let idx = match started {
+            Ok(StreamStart::Started { idx }) => idx,
+            Ok(StreamStart::DuplicateStream) => {
+                return self.refuse_start(
+                    &info,
+                    "duplicate_stream_sid",
+                    "a stream with this streamSid already exists",
+                );
+            }
+            Ok(StreamStart::CallEnded) => {
+                return self.refuse_start(
+                    &info,
+                    "call_already_ended",
+                    "the call has already ended (stream_ended webhook)",
+                );
+            }
             Err(e) => {
                 tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "cannot record stream start");
                 self.call = Some(info);
@@ -296,15 +369,8 @@ impl Conn {
                     format!("{}.{idx}.wav", info.call_sid)
                 };
                 let path = st.recordings_dir.join(name);
-                let limits = RecorderLimits {
-                    reorder_window_ms: st.config.recording.reorder_window_ms,
-                    max_duration_ms: st.config.recording.max_duration_s * 1000,
-                };
-                let opened = crate::fsutil::create_private_file(&path)
-                    .map_err(RecordingError::from)
-                    .and_then(|f| Recorder::new(f, limits));
-                match opened {
-                    Ok(recorder) => {
+                match RecordingWriter::create(path.clone(), self.limits()).await {
+                    Ok(writer) => {
                         let path = path.display().to_string();
                         let saved = st
                             .store
@@ -313,7 +379,7 @@ impl Conn {
                         if let Err(e) = saved {
                             tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "cannot store recording path");
                         }
-                        self.recording = Some(OpenRecording { recorder, path });
+                        self.recording = Some(OpenRecording { writer, path });
                     }
                     Err(e) => {
                         tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "cannot create recording");
@@ -325,7 +391,7 @@ impl Conn {
             }
             RecordingSource::Twilio => {
                 if idx == 0 {
-                    crate::pipeline::request_twilio_recording(&st, &info);
+                    request_twilio_recording(&st, &info);
                 }
             }
         }
@@ -346,6 +412,15 @@ impl Conn {
         Flow::Continue(out)
     }
 
+    /// A start that must not attach to the call: counted and logged, and `self.call` stays empty
+    /// so nothing about this socket is written over the call's rows.
+    fn refuse_start(&mut self, info: &StartInfo, kind: &'static str, detail: &str) -> Flow {
+        self.bad += 1;
+        self.state.metrics.bad_message(kind);
+        tracing::warn!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, kind, detail, "start_refused");
+        Flow::Refused(kind)
+    }
+
     async fn send_all<S: Sink<WsOut> + Unpin>(
         &mut self,
         tx: &mut S,
@@ -357,8 +432,8 @@ impl Conn {
         for o in out {
             let msg = match o {
                 Outbound::Media(audio) => {
-                    if let Some(rec) = self.recording.as_mut() {
-                        if let Err(e) = rec.recorder.push_outbound(&audio) {
+                    if let Some(rec) = self.recording.as_ref() {
+                        if let Err(e) = rec.writer.outbound(audio.clone()).await {
                             tracing::warn!(stream_sid = %stream_sid, error = %e, "outbound audio not recorded");
                         }
                     }
@@ -371,8 +446,10 @@ impl Conn {
                 }
                 Outbound::Mark(name) => ServerMessage::mark(&stream_sid, &name),
                 Outbound::Clear => {
-                    if let Some(rec) = self.recording.as_mut() {
-                        rec.recorder.clear_outbound();
+                    if let Some(rec) = self.recording.as_ref() {
+                        if let Err(e) = rec.writer.clear_outbound().await {
+                            tracing::warn!(stream_sid = %stream_sid, error = %e, "clear not recorded");
+                        }
                     }
                     ServerMessage::clear(&stream_sid)
                 }
@@ -394,9 +471,8 @@ impl Conn {
         let (status, frames) = match self.recording.take() {
             Some(open) => {
                 let path = open.path;
-                let recorder = open.recorder;
-                match tokio::task::spawn_blocking(move || recorder.finalize()).await {
-                    Ok(Ok((summary, _file))) => {
+                match open.writer.finish().await {
+                    Ok(summary) => {
                         tracing::info!(
                             call_sid = %info.call_sid,
                             stream_sid = %info.stream_sid,
@@ -406,12 +482,8 @@ impl Conn {
                         );
                         ("saved", Some(summary.frames))
                     }
-                    Ok(Err(e)) => {
-                        tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "recording finalize failed");
-                        ("failed", None)
-                    }
                     Err(e) => {
-                        tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "recording finalize panicked");
+                        tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "recording finalize failed");
                         ("failed", None)
                     }
                 }
@@ -446,9 +518,43 @@ impl Conn {
     }
 }
 
-/// Resolve once the flag is true (a closed channel counts: its sender is gone).
-pub async fn wait_true(rx: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
+/// Ask Twilio to record the call (the `twilio` source), without holding up the media socket.
+fn request_twilio_recording(state: &AppState, info: &StartInfo) {
+    let Some(client) = state.twilio.clone() else {
+        return;
+    };
+    let Some(base) = state.config.public_base_url.clone() else {
+        return;
+    };
+    let store = state.store.clone();
+    let clock = state.clock.clone();
+    let call_sid = info.call_sid.clone();
+    let stream_sid = info.stream_sid.clone();
+    let account = info.account_sid.clone();
+    tokio::spawn(async move {
+        let callback = format!("{}/webhook/recording_status", base.trim_end_matches('/'));
+        let status = match client.start_recording(&account, &call_sid, &callback).await {
+            Ok(recording_sid) => {
+                tracing::info!(call_sid = %call_sid, stream_sid = %stream_sid, recording_sid = %recording_sid, "twilio_recording_started");
+                "twilio_requested"
+            }
+            Err(e) => {
+                tracing::error!(call_sid = %call_sid, stream_sid = %stream_sid, error = %e, "twilio_recording_failed");
+                let _ = store
+                    .add_error(
+                        call_sid.as_str(),
+                        "recording",
+                        &e.to_string(),
+                        clock.now_ms(),
+                    )
+                    .await;
+                "twilio_request_failed"
+            }
+        };
+        if let Err(e) = store.set_recording_status(call_sid.as_str(), status).await {
+            tracing::error!(call_sid = %call_sid, error = %e, "cannot store recording status");
+        }
+    });
 }
 
 pub fn source_name(source: RecordingSource) -> &'static str {

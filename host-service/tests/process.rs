@@ -32,6 +32,7 @@ fn spawn(data: &Path, extra: &[(&str, String)]) -> Service {
     cmd.env_clear()
         .env("HOST_SERVICE_LISTEN", "127.0.0.1:0")
         .env("HOST_SERVICE_DATA_DIR", data)
+        .env("HOST_SERVICE_TWILIO_VALIDATE_SIGNATURES", "false")
         .env("HOST_SERVICE_PIPELINE_ENGINES", "test")
         .env("HOST_SERVICE_PIPELINE_POLL_MS", "20")
         .env("HOST_SERVICE_PIPELINE_LEASE_MS", "2000")

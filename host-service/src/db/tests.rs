@@ -46,6 +46,12 @@ async fn database_is_private_and_in_wal_mode() {
         .await
         .unwrap();
     assert_eq!(mode, "wal");
+    // FULL: a commit survives a power cut, not only a crash of the process.
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(sync, 2);
     let meta = std::fs::metadata(dir.path().join("db/host.db")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let meta = std::fs::metadata(dir.path().join("db")).unwrap();
@@ -267,14 +273,184 @@ async fn a_second_stream_for_a_call_gets_the_next_index() {
             .stream_started(CALL, "MZa", &facts(), "stream", T0)
             .await
             .unwrap(),
-        0
+        StreamStart::Started { idx: 0 }
     );
     assert_eq!(
         store
             .stream_started(CALL, "MZb", &facts(), "stream", T0 + 1)
             .await
             .unwrap(),
-        1
+        StreamStart::Started { idx: 1 }
     );
     assert_eq!(store.open_streams(CALL).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_reused_stream_sid_changes_nothing() {
+    let (_d, store) = store().await;
+    let other = "CAffffffffffffffffffffffffffffffff";
+    store
+        .stream_started(CALL, "MZa", &facts(), "stream", T0)
+        .await
+        .unwrap();
+    store
+        .stream_recording_path("MZa", "/r/victim.wav")
+        .await
+        .unwrap();
+    // The same streamSid for another call, and again for the same call.
+    for call in [other, CALL] {
+        assert_eq!(
+            store
+                .stream_started(call, "MZa", &facts(), "stream", T0 + 5)
+                .await
+                .unwrap(),
+            StreamStart::DuplicateStream
+        );
+    }
+    let row = sqlx::query("SELECT call_sid, idx, path, started_at_ms FROM streams")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(row.len(), 1);
+    assert_eq!(row[0].get::<String, _>(0), CALL);
+    assert_eq!(row[0].get::<i64, _>(1), 0);
+    assert_eq!(row[0].get::<String, _>(2), "/r/victim.wav");
+    assert_eq!(row[0].get::<i64, _>(3), T0);
+    // The refused start did not create the other call either.
+    assert!(store.call_detail(other).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_start_after_the_call_ended_changes_nothing() {
+    let (_d, store) = store().await;
+    store
+        .stream_started(CALL, "MZa", &facts(), "stream", T0)
+        .await
+        .unwrap();
+    store
+        .call_ended(CALL, &facts(), "stream", T0 + 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .stream_started(CALL, "MZb", &facts(), "stream", T0 + 20)
+            .await
+            .unwrap(),
+        StreamStart::CallEnded
+    );
+    assert_eq!(
+        store
+            .call_detail(CALL)
+            .await
+            .unwrap()
+            .unwrap()
+            .streams
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn waiting_for_twilio_uses_no_attempts_and_the_callback_wakes_the_job() {
+    let (_d, store) = store().await;
+    store
+        .stream_started(CALL, "MZa", &facts(), "twilio", T0)
+        .await
+        .unwrap();
+    store
+        .call_ended(CALL, &facts(), "twilio", T0)
+        .await
+        .unwrap();
+    let mut now = T0;
+    for _ in 0..5 {
+        let job = store.claim("w", now, 1000).await.unwrap().unwrap();
+        assert_eq!(job.attempts, 1);
+        assert!(store
+            .defer(&job, "w", now + 60_000, "waiting")
+            .await
+            .unwrap());
+        assert_eq!(
+            job_row(&store, "recording").await,
+            ("queued".into(), 0, now + 60_000, Some("waiting".into()))
+        );
+        assert!(store
+            .claim("w", now + 59_999, 1000)
+            .await
+            .unwrap()
+            .is_none());
+        now += 60_000;
+    }
+    // The callback comes half way through a wait: the job is due at once.
+    let at = now - 30_000;
+    assert!(store
+        .twilio_recording_status(
+            CALL,
+            "RE1",
+            "completed",
+            Some("https://api.twilio.com/r"),
+            at
+        )
+        .await
+        .unwrap());
+    assert_eq!(job_row(&store, "recording").await.2, at);
+    let job = store.claim("w", at, 1000).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 1);
+    // A deferral by a worker that lost its lease changes nothing.
+    assert!(!store.defer(&job, "other", at + 1, "x").await.unwrap());
+    let rec = store.twilio_recording(CALL).await.unwrap();
+    assert_eq!(rec.status, "twilio_completed");
+    assert_eq!(rec.url.as_deref(), Some("https://api.twilio.com/r"));
+    assert_eq!(rec.ended_at_ms, Some(T0));
+}
+
+#[tokio::test]
+async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on() {
+    let (_d, store) = store().await;
+    let old = "CA00000000000000000000000000000001";
+    let busy = "CA00000000000000000000000000000002";
+    let young = "CA00000000000000000000000000000003";
+    store
+        .stream_started(old, "MZ1", &facts(), "stream", T0)
+        .await
+        .unwrap();
+    store
+        .stream_recording_path("MZ1", "/r/old.wav")
+        .await
+        .unwrap();
+    store
+        .stream_finished("MZ1", "saved", Some(8), (1, 0, 0), "stopped", T0)
+        .await
+        .unwrap();
+    store.call_ended(old, &facts(), "stream", T0).await.unwrap();
+    store.add_error(old, "recording", "x", T0).await.unwrap();
+    store
+        .stream_started(busy, "MZ2", &facts(), "stream", T0)
+        .await
+        .unwrap();
+    store
+        .stream_started(young, "MZ3", &facts(), "stream", T0 + 100)
+        .await
+        .unwrap();
+    store
+        .stream_finished("MZ3", "saved", None, (0, 0, 0), "stopped", T0)
+        .await
+        .unwrap();
+    let expired = store.expired_calls(T0 + 100).await.unwrap();
+    assert_eq!(
+        expired,
+        vec![(old.to_string(), vec!["/r/old.wav".to_string()])]
+    );
+    assert!(store.delete_call(old).await.unwrap());
+    assert!(!store.delete_call(old).await.unwrap());
+    for table in ["calls", "streams", "jobs", "call_errors"] {
+        let n: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE call_sid = ?1"))
+                .bind(old)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(n, 0, "{table}");
+    }
+    assert!(store.call_detail(busy).await.unwrap().is_some());
+    assert!(store.call_detail(young).await.unwrap().is_some());
 }

@@ -59,6 +59,7 @@ async fn setup(
         metrics: Arc::new(Metrics::default()),
         config,
         source: RecordingSource::Stream,
+        twilio_deadline_ms: 3_600_000,
         recordings_dir: dir.path().to_owned(),
         twilio: None,
     });
@@ -146,4 +147,160 @@ async fn a_vanished_workers_job_is_taken_over_at_lease_expiry() {
     for w in workers {
         w.abort();
     }
+}
+
+const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+
+/// A stand-in for Twilio's media endpoint: serves a 1 s WAV, checks Basic auth and the path,
+/// and counts requests.
+async fn wav_stand_in() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let mut wav = crate::recording::wav_header(8000).to_vec();
+    wav.resize(44 + 8000 * 4, 0);
+    let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+        let wav = wav.clone();
+        let counter = counter.clone();
+        async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            // base64("AC0123456789abcdef0123456789abcdef:token")
+            let want = "Basic QUMwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2RlZjp0b2tlbg==";
+            let path = format!("/2010-04-01/Accounts/{ACCOUNT}/Recordings/RE1.wav");
+            if auth != want || uri.path() != path {
+                return (StatusCode::FORBIDDEN, Vec::new());
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            (StatusCode::OK, wav)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), hits)
+}
+
+/// A call of the `twilio` source that has ended, with its recording stage queued at `T0`.
+async fn twilio_setup(api: &str) -> (tempfile::TempDir, Arc<Pipeline>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).await.unwrap();
+    let facts = CallFacts {
+        account_sid: Some(ACCOUNT),
+        ..CallFacts::default()
+    };
+    store
+        .stream_started(CALL, "MZ1", &facts, "twilio", T0)
+        .await
+        .unwrap();
+    store
+        .stream_finished("MZ1", "not_recorded", None, (0, 0, 0), "stopped", T0)
+        .await
+        .unwrap();
+    store.call_ended(CALL, &facts, "twilio", T0).await.unwrap();
+    let pipeline = Arc::new(Pipeline {
+        store,
+        engines: crate::test_engines::engines(&Default::default()),
+        clock: Clock::starting_at(T0),
+        metrics: Arc::new(Metrics::default()),
+        // Two attempts: three waits that counted as attempts would fail the call.
+        config: PipelineConfig {
+            max_attempts: 2,
+            backoff_cap_ms: 120_000,
+            ..PipelineConfig::default()
+        },
+        source: RecordingSource::Twilio,
+        twilio_deadline_ms: 3_600_000,
+        recordings_dir: dir.path().to_owned(),
+        twilio: Some(TwilioClient::new(api, Some(ACCOUNT.into()), "token".into()).unwrap()),
+    });
+    (dir, pipeline)
+}
+
+/// Claim the due job (there must be one) and run it.
+async fn run_due(p: &Pipeline) -> Stage {
+    let job = p
+        .store
+        .claim("w", p.clock.now_ms(), 60_000)
+        .await
+        .unwrap()
+        .expect("a due job");
+    let stage = job.stage;
+    p.run_job("w", job).await;
+    stage
+}
+
+async fn recording_job(p: &Pipeline) -> (String, i64, i64) {
+    use sqlx::Row;
+    let r = sqlx::query("SELECT state, attempts, run_at_ms FROM jobs WHERE stage = 'recording'")
+        .fetch_one(p.store.pool())
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2))
+}
+
+#[tokio::test]
+async fn a_twilio_recording_completed_five_minutes_late_still_completes_the_call() {
+    let (api, hits) = wav_stand_in().await;
+    let (_d, p) = twilio_setup(&api).await;
+    // Waiting at 0, 2 and 4 minutes: each look is put back, no attempt used.
+    for k in 0..3 {
+        assert_eq!(run_due(&p).await, Stage::Recording);
+        let now = p.clock.now_ms();
+        let (state, attempts, run_at) = recording_job(&p).await;
+        assert_eq!((state.as_str(), attempts), ("queued", 0), "look {k}");
+        // Looked at again after the backoff cap (the clock ran on a little since the look).
+        assert!(
+            (119_000..=120_000).contains(&(run_at - now)),
+            "{}",
+            run_at - now
+        );
+        assert!(p.store.claim("w", now, 1).await.unwrap().is_none());
+        p.clock
+            .advance(Duration::from_secs(if k < 2 { 120 } else { 60 }));
+    }
+    // Five minutes after the call: not due for another minute, until the callback comes.
+    let now = p.clock.now_ms();
+    assert!(p.store.claim("w", now, 1).await.unwrap().is_none());
+    let url = format!("{api}/2010-04-01/Accounts/{ACCOUNT}/Recordings/RE1");
+    assert!(p
+        .store
+        .twilio_recording_status(CALL, "RE1", "completed", Some(&url), now)
+        .await
+        .unwrap());
+    assert_eq!(run_due(&p).await, Stage::Recording);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(run_due(&p).await, Stage::Transcribe);
+    assert_eq!(run_due(&p).await, Stage::Extract);
+    let d = p.store.call_detail(CALL).await.unwrap().unwrap();
+    assert_eq!(d.status, "completed");
+    assert_eq!(d.recording.duration_ms, Some(1000));
+    let rec = d.stages.iter().find(|s| s.stage == "recording").unwrap();
+    assert_eq!(rec.attempts, 1);
+    assert!(d.errors.is_empty(), "{:?}", d.errors);
+    let saved = std::fs::metadata(p.recordings_dir.join(format!("{CALL}.wav"))).unwrap();
+    assert_eq!(saved.len(), 44 + 8000 * 4);
+}
+
+#[tokio::test]
+async fn a_twilio_recording_that_never_completes_fails_the_call_at_the_deadline() {
+    let (api, hits) = wav_stand_in().await;
+    let (_d, p) = twilio_setup(&api).await;
+    assert_eq!(run_due(&p).await, Stage::Recording);
+    p.clock.advance(Duration::from_millis(3_599_000));
+    // A second before the deadline it is still only waiting.
+    assert_eq!(run_due(&p).await, Stage::Recording);
+    assert_eq!(recording_job(&p).await.0, "queued");
+    p.clock.advance(Duration::from_millis(121_000));
+    assert_eq!(run_due(&p).await, Stage::Recording);
+    let d = p.store.call_detail(CALL).await.unwrap().unwrap();
+    assert_eq!(d.status, "failed");
+    assert_eq!(recording_job(&p).await.0, "failed");
+    assert_eq!(
+        d.errors.last().map(|e| e.message.as_str()),
+        Some("Twilio's recording did not complete within 3600 s of the call's end (last status: pending)")
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
