@@ -109,6 +109,11 @@ public_base_url = "https://$PUBLIC_HOST"
 [twilio]
 auth_token = "$AUTH_TOKEN"
 
+# twilio-sim plays the call faster than real time (--speed), so its media timestamps run ahead
+# of the wall clock; Twilio's run at real time and keep the default.
+[recording]
+max_timestamp_jump_ms = 600000
+
 [transcription]
 engine = "whisper"
 

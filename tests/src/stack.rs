@@ -121,9 +121,13 @@ impl HostService {
         let log = dir.join("host-service.log");
         let config = dir.join("host-service.toml");
         let model = repo_root().join("models/whisper-tiny.en");
+        // twilio-sim plays calls faster than real time (`speed`), so media timestamps run ahead of
+        // the wall clock by design here; Twilio's own run at real time.
+        const JUMP_MS: u64 = 600_000;
         let toml = format!(
             "listen = \"{addr}\"\ndata_dir = \"{}\"\npublic_base_url = \"https://{PUBLIC_HOST}\"\n\n\
              [twilio]\nauth_token = \"{AUTH_TOKEN}\"\n\n\
+             [recording]\nmax_timestamp_jump_ms = {JUMP_MS}\n\n\
              [transcription]\nengine = \"whisper\"\n\n\
              [transcription.whisper]\nmodel_dir = \"{}\"\n",
             data_dir.display(),

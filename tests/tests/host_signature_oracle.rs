@@ -4,9 +4,6 @@
 //! signature or the settings header gets exactly 403 and changes nothing, and the
 //! `host_webhooks_total` counters agree with what was sent.
 
-mod common;
-
-use common::poll;
 use host_service::config::Config;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,17 +19,11 @@ const RECORDING_STATUS_CASES: usize = 300;
 const HANGUP: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup/></Response>";
 
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host-service sits in the workspace")
-        .to_path_buf()
+    e2e::repo_root()
 }
 
 fn python() -> PathBuf {
-    let venv = std::env::var_os("TWIML_GUARD_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv"));
-    let python = venv.join("bin/python");
+    let python = e2e::stack::venv_python();
     assert!(
         python.exists(),
         "{} is missing: run `make setup` (the oracle needs the twilio Python library)",
@@ -95,7 +86,7 @@ async fn start_service(auth_token: &str, shared_key: &str) -> Svc {
     }));
     let http = reqwest::Client::new();
     let health = format!("http://{addr}/healthz");
-    poll("healthz", Duration::from_secs(10), || {
+    e2e::poll(Duration::from_secs(10), "healthz", || {
         let (http, health) = (http.clone(), health.clone());
         async move {
             http.get(&health)
@@ -105,7 +96,8 @@ async fn start_service(auth_token: &str, shared_key: &str) -> Svc {
                 .filter(|r| r.status() == 200)
         }
     })
-    .await;
+    .await
+    .expect("the host service answers /healthz");
     Svc {
         addr,
         http,
