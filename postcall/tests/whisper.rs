@@ -370,7 +370,8 @@ fn a_four_hour_call_transcribes_in_bounded_memory() {
     );
     let report: serde_json::Value = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("long_call "))
+        // libtest prints the child's line after its own "test ... " prefix.
+        .find_map(|l| l.split_once("long_call ").map(|(_, json)| json))
         .map(|j| serde_json::from_str(j).unwrap())
         .unwrap_or_else(|| panic!("no report from the child: {stdout}"));
     let (before, after) = (
