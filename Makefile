@@ -121,7 +121,12 @@ bench: bench-whisper bench-edge ## both benchmarks
 # cargo-fuzz needs nightly flags (-Zsanitizer); RUSTC_BOOTSTRAP=1 lets the stable toolchain accept
 # them. Each target runs FUZZ_SECONDS from its committed seeds (and the TwiML fixtures); new
 # inputs land in fuzz/corpus/, crashes in fuzz/artifacts/.
+# FUZZ_RUNS=N runs each target for N executions instead (the long runs in docs/security.md:
+# `make fuzz FUZZ_RUNS=10000000 FUZZ_SANITIZER=none`); FUZZ_SANITIZER=none drops ASan for speed.
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?=
+FUZZ_SANITIZER ?= address
+FUZZ_LIMIT = $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS))
 FUZZ_TARGETS := twiml_rewrite media_parse signature filter_decide
 CARGO_FUZZ_VERSION := 0.13.2
 
@@ -131,13 +136,13 @@ $(STAMPS)/cargo-fuzz: $(STAMPS)/rust
 	  $(CARGO) install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION)
 	@touch $@
 
-fuzz: $(STAMPS)/cargo-fuzz ## each cargo-fuzz target for FUZZ_SECONDS (default 60)
+fuzz: $(STAMPS)/cargo-fuzz ## each cargo-fuzz target for FUZZ_SECONDS (default 60) or FUZZ_RUNS executions
 	@cd fuzz && export RUSTC_BOOTSTRAP=1 && \
 	for t in $(FUZZ_TARGETS); do \
 	  mkdir -p corpus/$$t; \
 	  seeds="seeds/$$t"; if [ $$t = twiml_rewrite ]; then seeds="$$seeds ../tests/fixtures/twiml"; fi; \
-	  echo "== $$t: $(FUZZ_SECONDS) s (log: fuzz/corpus/$$t.log)"; \
-	  if ! cargo fuzz run $$t corpus/$$t $$seeds -- -max_total_time=$(FUZZ_SECONDS) \
+	  echo "== $$t: $(FUZZ_LIMIT) (log: fuzz/corpus/$$t.log)"; \
+	  if ! cargo fuzz run -s $(FUZZ_SANITIZER) $$t corpus/$$t $$seeds -- $(FUZZ_LIMIT) \
 	      -print_final_stats=1 > corpus/$$t.log 2>&1; then \
 	    tail -n 60 corpus/$$t.log; echo "fuzz target $$t failed: see fuzz/artifacts/$$t/"; exit 1; \
 	  fi; \
