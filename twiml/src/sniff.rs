@@ -53,6 +53,11 @@ pub fn sniff(prefix: &[u8], complete: bool) -> Sniff {
     {
         return Sniff::Twiml;
     }
+    // The UTF-16 test above needs two bytes: a lone first byte decides nothing yet.
+    if prefix.len() < 2 && !complete {
+        return Sniff::NeedMore;
+    }
+    // A whole body of half a UTF-16 byte order mark is left to the full parse.
     if matches!(prefix, [0xFF | 0xFE]) {
         return need_more;
     }

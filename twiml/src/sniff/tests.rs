@@ -91,6 +91,8 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Sniff)> {
             b"<?xml version=\"1.0\"".to_vec(),
             Sniff::Twiml,
         ),
+        // Found by the filter_decide fuzz target: one byte is not enough to rule out UTF-16.
+        ("zero second byte", b"+\x001".to_vec(), Sniff::Twiml),
         ("only whitespace", b" \n\t".to_vec(), Sniff::NotTwiml),
         ("empty", Vec::new(), Sniff::NotTwiml),
     ]
