@@ -72,6 +72,18 @@ pub fn venv_python() -> PathBuf {
         .join("python")
 }
 
+/// The venv's Python for the signature oracles (Twilio's own `RequestValidator`), asserting it
+/// is there with the command that makes it.
+pub fn oracle_python() -> PathBuf {
+    let python = venv_python();
+    assert!(
+        python.exists(),
+        "{} is missing: run `make setup` (the oracle needs the twilio Python library)",
+        python.display()
+    );
+    python
+}
+
 // === the legacy backend ===
 
 /// `tests/legacy_backend/app.py`: answers every call with `<Record>` before `<Connect><Stream>`.

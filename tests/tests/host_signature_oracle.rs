@@ -7,7 +7,6 @@
 use host_service::config::Config;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,24 +17,10 @@ const STREAM_ENDED_CASES: usize = 1100;
 const RECORDING_STATUS_CASES: usize = 300;
 const HANGUP: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangup/></Response>";
 
-fn workspace_root() -> PathBuf {
-    e2e::repo_root()
-}
-
-fn python() -> PathBuf {
-    let python = e2e::stack::venv_python();
-    assert!(
-        python.exists(),
-        "{} is missing: run `make setup` (the oracle needs the twilio Python library)",
-        python.display()
-    );
-    python
-}
-
 /// Cases for one webhook path, signed by the reference library behind the public base URL.
 fn oracle(path: &str, count: usize, seed: u64) -> Value {
-    let script = workspace_root().join("tests/oracle/gen_signature_cases.py");
-    let out = Command::new(python())
+    let script = e2e::repo_root().join("tests/oracle/gen_signature_cases.py");
+    let out = Command::new(e2e::stack::oracle_python())
         .arg(&script)
         .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
         .args(["--base-url", PUBLIC, "--path", path])

@@ -4,7 +4,6 @@
 //! crate because it needs the project's Python (`.venv`): `cargo test -p twiml` runs anywhere
 //! Rust does.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
@@ -12,24 +11,10 @@ use twiml::signature::{parse_form, validate, Body, Keys, Request, SignatureError
 
 const CASES: usize = 1500;
 
-fn workspace_root() -> PathBuf {
-    e2e::repo_root()
-}
-
-fn python() -> PathBuf {
-    let python = e2e::stack::venv_python();
-    assert!(
-        python.exists(),
-        "{} is missing: run `make setup` (the oracle needs the twilio Python library)",
-        python.display()
-    );
-    python
-}
-
 /// Runs the oracle generator and returns its JSON.
 fn oracle(args: &[&str]) -> Value {
-    let script = workspace_root().join("tests/oracle/gen_signature_cases.py");
-    let out = Command::new(python())
+    let script = e2e::repo_root().join("tests/oracle/gen_signature_cases.py");
+    let out = Command::new(e2e::stack::oracle_python())
         .arg(&script)
         .args(args)
         .output()
