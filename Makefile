@@ -10,13 +10,15 @@ CARGO    ?= cargo
 WASM_TARGET := wasm32-wasip1
 WASM     := target/$(WASM_TARGET)/release/twiml_guard_filter.wasm
 STAMPS   := .stamps
-APT_PKGS := espeak-ng sox cmake g++ pkg-config wrk
+APT_PKGS := espeak-ng sox cmake g++ pkg-config wrk skopeo docker-registry
 
 # The in-process Whisper is a cargo feature (it links the wheel's CTranslate2, see ct2lib);
 # every build, lint and test here turns it on.
 FEATURES := --features host-service/whisper,postcall/whisper
 
 export TWIML_GUARD_WASM := $(abspath $(WASM))
+# The module logs the commit it was built from at configure time, and `make oci` labels it.
+export TWIML_GUARD_GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null)
 export TWIML_GUARD_VENV := $(abspath $(VENV))
 
 .PHONY: help setup wasm build check test lint run demo stop bench fuzz clean
@@ -77,6 +79,16 @@ $(STAMPS)/whisper-model: $(STAMPS)/venv
 wasm: $(STAMPS)/rust ## build the filter module (target/wasm32-wasip1/release/twiml_guard_filter.wasm)
 	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-filter
 
+# The module as an OCI image (one gzip tar layer holding plugin.wasm), the layout Istio's WasmPlugin
+# and Envoy Gateway's EnvoyExtensionPolicy pull; same bytes for the same commit.
+OCI_DIR     := target/oci/twiml-guard
+OCI_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+.PHONY: oci
+oci: wasm ## the filter as an OCI image layout in target/oci/twiml-guard (tag: the version)
+	python3 scripts/oci_image.py --wasm $(WASM) --out $(OCI_DIR) --tag $(OCI_VERSION) \
+	  --version $(OCI_VERSION) --commit "$(TWIML_GUARD_GIT_COMMIT)" \
+	  --created "$$(git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)"
+
 build: setup wasm ## the module and every release binary
 	$(CARGO) build --release --workspace --exclude twiml-guard-filter $(FEATURES)
 
@@ -112,7 +124,7 @@ bench-whisper: setup $(STAMPS)/bench-venv ## Whisper real-time factor against fa
 # wrk joined APT_PKGS after some machines stamped $(STAMPS)/apt, hence the re-check.
 BENCH_EDGE_ARGS ?=
 .PHONY: bench-edge
-bench-edge: $(STAMPS)/apt $(STAMPS)/venv wasm ## the filter against no filter and a Lua filter, in Envoy
+bench-edge: $(STAMPS)/apt $(STAMPS)/bench-venv wasm ## the filter against no filter and a Lua filter, in Envoy
 	@command -v wrk >/dev/null || { rm -f $(STAMPS)/apt; $(MAKE) --no-print-directory $(STAMPS)/apt; }
 	$(PY) bench/edge/edge_bench.py --envoy $(VENV)/bin/envoy --wasm $(WASM) $(BENCH_EDGE_ARGS)
 

@@ -47,6 +47,8 @@ pub enum HarnessError {
     Exited { status: ExitStatus, log: String },
     #[error("http {0}")]
     Http(String),
+    #[error("{0}")]
+    Speech(String),
 }
 
 pub type Result<T, E = HarnessError> = std::result::Result<T, E>;
@@ -58,11 +60,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError
 
 // === locating artefacts ===
 
-/// The repository root (the workspace this crate lives in).
-pub fn repo_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
+pub use test_support::repo_root;
 
 fn existing(what: &'static str, path: PathBuf, hint: &'static str) -> Result<PathBuf> {
     if path.is_file() {
@@ -310,25 +308,19 @@ pub async fn wait_http_ok(url: &str, timeout: Duration) -> Result<()> {
     .await
 }
 
-/// Call `check` until it yields a value or `timeout` passes; the interval grows from 10 ms to
-/// 200 ms. This is the only way the harness waits.
-pub async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
+/// Call `check` until it yields a value or `timeout` passes ([`test_support::poll`]). This is
+/// the only way the harness waits.
+pub async fn poll<T, F, Fut>(timeout: Duration, what: &str, check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    let mut interval = Duration::from_millis(10);
-    loop {
-        if let Some(v) = check().await {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            return Err(HarnessError::Timeout(timeout, what.to_string()));
-        }
-        tokio::time::sleep(interval).await;
-        interval = (interval * 2).min(Duration::from_millis(200));
-    }
+    test_support::poll(timeout, what, check)
+        .await
+        .map_err(|e| match e {
+            test_support::Error::Timeout(timeout, what) => HarnessError::Timeout(timeout, what),
+            other => HarnessError::Http(other.to_string()),
+        })
 }
 
 /// A free local TCP address, for children that need a port before they start. (Envoy does not:

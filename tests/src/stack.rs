@@ -63,26 +63,7 @@ async fn wait_healthy(
     }
 }
 
-/// The project's Python (`$TWIML_GUARD_VENV/bin/python`, else `<repo>/.venv/bin/python`).
-pub fn venv_python() -> PathBuf {
-    std::env::var_os("TWIML_GUARD_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv"))
-        .join("bin")
-        .join("python")
-}
-
-/// The venv's Python for the signature oracles (Twilio's own `RequestValidator`), asserting it
-/// is there with the command that makes it.
-pub fn oracle_python() -> PathBuf {
-    let python = venv_python();
-    assert!(
-        python.exists(),
-        "{} is missing: run `make setup` (the oracle needs the twilio Python library)",
-        python.display()
-    );
-    python
-}
+pub use test_support::{oracle_python, venv_python};
 
 // === the legacy backend ===
 
@@ -132,7 +113,7 @@ impl HostService {
         let data_dir = dir.join("data");
         let log = dir.join("host-service.log");
         let config = dir.join("host-service.toml");
-        let model = repo_root().join("models/whisper-tiny.en");
+        let model = test_support::whisper_model_dir();
         // twilio-sim plays calls faster than real time (`speed`), so media timestamps run ahead of
         // the wall clock by design here; Twilio's own run at real time.
         const JUMP_MS: u64 = 600_000;
@@ -270,17 +251,5 @@ impl Stack {
 
 /// Speak `text` with espeak-ng into a WAV file (22.05 kHz mono, 16-bit).
 pub fn speak(text: &str, path: &Path) -> Result<()> {
-    let out = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
-        .arg(path)
-        .arg(text)
-        .output()
-        .map_err(io("running espeak-ng (apt-get install espeak-ng)"))?;
-    if !out.status.success() {
-        return Err(HarnessError::Http(format!(
-            "espeak-ng failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(())
+    test_support::speak(text, path).map_err(|e| HarnessError::Speech(e.to_string()))
 }

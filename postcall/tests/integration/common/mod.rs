@@ -4,7 +4,6 @@
 
 use media::audio::{decode_wav, encode_wav_i16, mulaw_to_f32, to_mulaw_8k};
 use std::path::PathBuf;
-use std::process::Command;
 
 pub const RATE: u32 = 8000;
 
@@ -13,15 +12,7 @@ pub const RATE: u32 = 8000;
 pub fn phone_speech(text: &str) -> Vec<f32> {
     let dir = tempfile::tempdir().expect("temp dir");
     let wav = dir.path().join("speech.wav");
-    let status = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
-        .arg(&wav)
-        .arg(text)
-        .status()
-        .unwrap_or_else(|e| {
-            panic!("espeak-ng is needed for speech tests (`make setup` installs it): {e}")
-        });
-    assert!(status.success(), "espeak-ng failed on {text:?}");
+    test_support::speak(text, &wav).unwrap_or_else(|e| panic!("{e}"));
     let pcm = decode_wav(&std::fs::read(&wav).expect("espeak-ng output")).expect("espeak-ng WAV");
     mulaw_to_f32(&to_mulaw_8k(&pcm.to_mono(), pcm.sample_rate))
 }
@@ -43,11 +34,7 @@ pub fn write_wav(dir: &std::path::Path, name: &str, channels: &[Vec<f32>]) -> Pa
 
 /// The Whisper model folder: `TWIML_GUARD_WHISPER_MODEL`, else `<repo>/models/whisper-tiny.en`.
 pub fn model_dir() -> PathBuf {
-    let dir = std::env::var_os("TWIML_GUARD_WHISPER_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/whisper-tiny.en")
-        });
+    let dir = test_support::whisper_model_dir();
     assert!(
         dir.join("model.bin").is_file(),
         "no Whisper model at {}: run `make setup` (it prepares models/whisper-tiny.en) or set \

@@ -4,7 +4,7 @@
 //! skipped; `accept-encoding` reaches the backend narrowed to what the filter reads; UTF-16
 //! without a byte order mark is judged; and the shipped `envoy.yaml` refuses forged webhooks.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Rewrite mode in a real Envoy: conflicting TwiML is rewritten however it is framed or encoded,
 //! and everything that is not a TwiML candidate passes untouched.
 
-mod common;
+use crate::common;
 
 use common::*;
 

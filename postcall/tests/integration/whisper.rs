@@ -1,8 +1,7 @@
 //! The default engine on real speech: espeak-ng voices sent through 8 kHz mu-law, transcribed by
 //! Whisper tiny.en on CTranslate2, judged by word error rate and by where segments fall in time.
-#![cfg(feature = "whisper")]
 
-mod common;
+use crate::common;
 
 use common::{model_dir, phone_speech, secs, silence, write_wav};
 use postcall::wer::wer;

@@ -1,7 +1,7 @@
 //! The shipped envoy.yaml is valid as shipped, and a bad plugin configuration stops Envoy with a
 //! log line naming the field, instead of running with a guess.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

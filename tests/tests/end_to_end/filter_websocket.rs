@@ -2,7 +2,7 @@
 //! never buffered (frames flow both ways while the socket stays open), a plain request there gets
 //! 426, and Envoy refuses upgrades on every other path.
 
-mod common;
+use crate::common;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};

@@ -1,7 +1,7 @@
 //! Whatever bytes an upstream sends, the guard's VM keeps running: garbage bodies end in a verdict,
 //! never a trap (a trap would show as a VM reload and an empty 200).
 
-mod common;
+use crate::common;
 
 use common::*;
 use e2e::upstream::{RawUpstream, Reply, Request};

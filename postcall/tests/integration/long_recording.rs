@@ -3,7 +3,7 @@
 //! place in the call, and the samples held at once stay under `recording::max_held`, which
 //! does not depend on the call's length.
 
-mod common;
+use crate::common;
 
 use common::{write_long_wav, RATE};
 use postcall::audio::WHISPER_RATE;

@@ -1,7 +1,7 @@
 //! Monitor mode in a real Envoy: conflicts are counted, logged and marked, never changed, even
 //! with reject policies configured.
 
-mod common;
+use crate::common;
 
 use common::*;
 

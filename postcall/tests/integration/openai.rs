@@ -3,7 +3,7 @@
 //! key, multipart fields, JSON schema request) and answers with the API's shapes, including
 //! 429 with `Retry-After`.
 
-mod common;
+use crate::common;
 
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};

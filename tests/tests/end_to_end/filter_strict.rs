@@ -2,7 +2,7 @@
 //! `<Record>` (headers held), `twiml` swaps the body for the fallback TwiML (headers never held,
 //! the form for hosts without `allow_on_headers_stop_iteration`).
 
-mod common;
+use crate::common;
 
 use common::*;
 
