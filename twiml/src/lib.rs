@@ -46,6 +46,7 @@
     )
 )]
 
+pub mod lint;
 mod position;
 mod rewrite;
 mod scan;
