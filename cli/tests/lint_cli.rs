@@ -336,3 +336,17 @@ fn strict_reply_golden_is_the_filters() {
     let reply = decide::reject_body(&decide::Problem::Conflicts(conflicts));
     golden(&lint_dir().join("seed_001.strict.json"), &reply);
 }
+
+/// The filter's reply for a malformed body with `on_malformed: reject`, which the middleware with
+/// `onMalformed: "reject"` must send as is.
+#[test]
+fn malformed_reply_golden_is_the_filters() {
+    let body = fs::read(twiml_dir().join("malformed_mismatched.xml")).unwrap();
+    let cfg = config::parse(br#"{"on_malformed": "reject"}"#).unwrap();
+    let outcome = decide::evaluate(&cfg, &body, decide::Encoding::Identity);
+    let decide::Effect::Reply { status, body, .. } = outcome.effect else {
+        panic!("{:?}", outcome.effect);
+    };
+    assert_eq!(status, 502);
+    golden(&lint_dir().join("malformed_mismatched.reject.json"), &body);
+}

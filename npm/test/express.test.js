@@ -14,6 +14,8 @@ import { lintDir, read, twimlDir } from "./helpers.js";
 const AUTH_TOKEN = "12345";
 const SEED = read(new URL("seed_001.xml", twimlDir));
 const STRICT_REPLY = read(new URL("seed_001.strict.json", lintDir));
+const MALFORMED = read(new URL("malformed_mismatched.xml", twimlDir));
+const MALFORMED_REPLY = read(new URL("malformed_mismatched.reject.json", lintDir));
 const CLEAN =
   '<?xml version="1.0" encoding="UTF-8"?><Response><Connect action="https://a.example/end"><Stream url="wss://media.example/ws"/></Connect></Response>';
 const HTML = "<!DOCTYPE html><html><body><Record>not TwiML</Record></body></html>";
@@ -35,6 +37,7 @@ function app(options) {
   a.post("/voice", voice, (req, res) => res.type("text/xml").send(legacyTwiml()));
   a.post("/seed", voice, (req, res) => res.type("text/xml").send(SEED));
   a.post("/clean", voice, (req, res) => res.type("text/xml").send(CLEAN));
+  a.post("/broken", voice, (req, res) => res.type("application/xml").send(MALFORMED));
   // Flask-style: TwiML sent as text/html, written in pieces with an explicit writeHead.
   a.post("/chunked", voice, (req, res) => {
     res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
@@ -65,6 +68,8 @@ before(async () => {
   });
   await listen("strict", { mode: "strict" });
   await listen("monitor", { mode: "monitor" });
+  await listen("rejectMalformed", { mode: "rewrite", onMalformed: "reject" });
+  await listen("tiny", { mode: "strict", maxBodyBytes: 100 });
 });
 
 after(() => Object.values(servers).forEach((s) => s.close()));
@@ -160,6 +165,26 @@ test("an HTML page and JSON are not touched and get no header", async () => {
     assert.ok(res.headers.get("content-type").startsWith(type), path);
     if (path === "/page") assert.equal(body.toString(), HTML);
     else assert.deepEqual(JSON.parse(body), { twiml: SEED.toString() });
+  }
+});
+
+test("malformed TwiML passes by default and is refused with the filter's reply on request", async () => {
+  const passed = await call("rewrite", "/broken");
+  assert.equal(passed.res.status, 200);
+  assert.equal(passed.res.headers.get("x-twiml-guard"), "malformed");
+  assert.deepEqual(passed.body, MALFORMED);
+  const refused = await call("rejectMalformed", "/broken");
+  assert.equal(refused.res.status, 502);
+  assert.equal(refused.res.headers.get("x-twiml-guard"), "malformed");
+  assert.deepEqual(refused.body, MALFORMED_REPLY);
+});
+
+test("a body over maxBodyBytes passes unjudged, even in strict mode", async () => {
+  for (const path of ["/seed", "/chunked"]) {
+    const { res, body } = await call("tiny", path);
+    assert.equal(res.status, 200, path);
+    assert.equal(res.headers.get("x-twiml-guard"), "oversize", path);
+    assert.equal(body.toString(), path === "/seed" ? SEED.toString() : legacyTwiml(), path);
   }
 });
 
