@@ -101,9 +101,9 @@ pub const NOT_TWIML: Rule = Rule {
     code: "TG008",
     name: "not-twiml",
     severity: Severity::Error,
-    twilio_error: None,
+    twilio_error: Some(12100),
     summary: "well-formed XML whose root element is not <Response>",
-    rationale: "TwiML is a <Response> document; Twilio does not run any other root, so the call fails. Names are case-sensitive: <response> is not <Response>.",
+    rationale: "TwiML is a <Response> document; Twilio does not run any other root and fails the document (error 12100, whose documented causes include a missing <Response> root). Names are case-sensitive: <response> is not <Response>.",
 };
 
 /// Every rule, in code order.
