@@ -21,7 +21,7 @@ export TWIML_GUARD_WASM := $(abspath $(WASM))
 export TWIML_GUARD_GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null)
 export TWIML_GUARD_VENV := $(abspath $(VENV))
 
-.PHONY: help setup wasm build check test lint run demo stop bench fuzz clean
+.PHONY: help setup wasm build check test lint run demo stop bench fuzz clean npm test-npm
 
 # Every target with a `## ` comment is listed, in file order.
 help: ## this list
@@ -97,16 +97,27 @@ build: setup wasm ## the module and every release binary
 lint: $(STAMPS)/rust ct2lib ## cargo fmt --check, clippy -D warnings for the host and wasm32-wasip1
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
-	$(CARGO) clippy --release -p twiml -p twiml-guard-filter --target $(WASM_TARGET) --all-targets -- -D warnings
+	$(CARGO) clippy --release -p twiml -p twiml-guard-filter -p twiml-guard-wasm --target $(WASM_TARGET) --all-targets -- -D warnings
 
-test: build lint ## every test: unit, property, real Envoy, full calls end to end (what CI runs)
+test: build lint test-npm ## every test: unit, property, real Envoy, full calls end to end, Node (what CI runs)
 	$(CARGO) test --release --workspace $(FEATURES)
+
+# The npm package (npm/): the core built as a small wasm32-wasip1 module next to its JS loader,
+# then `npm pack` (npm/twiml-guard-<version>.tgz). The Node tests install from the lock file.
+NPM_WASM := target/$(WASM_TARGET)/release/twiml_guard_wasm.wasm
+npm: $(STAMPS)/rust ## the npm package: npm/twiml_guard.wasm and the npm pack tarball
+	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-wasm
+	cp $(NPM_WASM) npm/twiml_guard.wasm
+	cd npm && npm pack --silent
+
+test-npm: npm ## npm ci from npm/package-lock.json, then the Node tests (node --test)
+	cd npm && npm ci --no-audit --no-fund --loglevel=error && node --test test/
 
 # The fast tier: what a change should pass before the full run. No Envoy, no processes, no model.
 check: $(STAMPS)/rust ct2lib ## fast tier: fmt, clippy (host and wasm), unit tests of every crate
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
-	$(CARGO) clippy --release -p twiml -p twiml-guard-filter --target $(WASM_TARGET) --all-targets -- -D warnings
+	$(CARGO) clippy --release -p twiml -p twiml-guard-filter -p twiml-guard-wasm --target $(WASM_TARGET) --all-targets -- -D warnings
 	$(CARGO) test --release --workspace --exclude e2e --lib $(FEATURES)
 
 # Whisper's real-time factor on this machine, side by side with Python's faster-whisper (same

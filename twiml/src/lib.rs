@@ -20,7 +20,7 @@
 //!
 //! Layout: `scan` parses (well-formedness and the conflict rule), `rewrite` edits bytes in place
 //! of the spans `scan` found, `position` turns offsets into lines and columns, `sniff` looks at
-//! the opening bytes only.
+//! the opening bytes only, `lint` runs the lint rules (TG001-TG008) over `scan`'s parse.
 //!
 //! Decisions for odd input (the README's "Verdicts and rewrite actions" repeats them):
 //! - A UTF-8 byte order mark is accepted and skipped; offsets still count it, columns do not.
@@ -46,6 +46,7 @@
     )
 )]
 
+pub mod lint;
 mod position;
 mod rewrite;
 mod scan;

@@ -1,0 +1,42 @@
+// The npm package against the CLI over the whole fixture corpus: tests/fixtures/lint/corpus.json
+// is `twiml-guard lint --format json` (checked against the core and the filter by
+// cli/tests/lint_cli.rs); the package must give the same verdict and the same diagnostics, and
+// rewrite every conflict exactly as the core's goldens.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { lint, rewrite } from "../index.js";
+import { lintDir, read, readText, repo, twimlDir } from "./helpers.js";
+
+const CALLBACK = "https://guard.example/recording-status?src=twiml-guard&v=1";
+const corpus = JSON.parse(readText(new URL("corpus.json", lintDir)));
+
+test("the corpus is all there", () => {
+  assert.ok(corpus.length >= 35, String(corpus.length));
+});
+
+for (const entry of corpus) {
+  test(`lint ${entry.file} as the CLI does`, () => {
+    const { file, fixed, ...expected } = entry;
+    assert.equal(fixed, 0);
+    assert.deepEqual(lint(read(new URL(file, repo))), expected);
+  });
+}
+
+const manifest = readText(new URL("manifest.txt", twimlDir))
+  .split("\n")
+  .filter((l) => l.trim() && !l.startsWith("#"))
+  .map((l) => l.trim().split(/\s+/))
+  .filter(([, verdict]) => verdict === "conflict")
+  .map(([file]) => file);
+
+for (const file of manifest) {
+  test(`rewrite ${file} to the core's goldens`, () => {
+    const body = read(new URL(file, twimlDir));
+    const stem = file.replace(/\.xml$/, "");
+    const strip = rewrite(body, { action: "strip" });
+    assert.deepEqual(Buffer.from(strip.twiml), read(new URL(`${stem}.strip.xml`, twimlDir)));
+    const rec = rewrite(body, { action: "start-recording", recordingStatusCallback: CALLBACK });
+    assert.deepEqual(Buffer.from(rec.twiml), read(new URL(`${stem}.start-recording.xml`, twimlDir)));
+  });
+}
