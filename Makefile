@@ -9,6 +9,8 @@ PY       := $(VENV)/bin/python
 CARGO    ?= cargo
 WASM_TARGET := wasm32-wasip1
 WASM     := target/$(WASM_TARGET)/release/twiml_guard_filter.wasm
+# Thin LTO for the modules only (see [profile.release] in Cargo.toml).
+WASM_LTO := --config 'profile.release.lto="thin"'
 STAMPS   := .stamps
 APT_PKGS := espeak-ng sox cmake g++ pkg-config wrk skopeo docker-registry
 
@@ -77,7 +79,7 @@ $(STAMPS)/whisper-model: $(STAMPS)/venv
 	@touch $@
 
 wasm: $(STAMPS)/rust ## build the filter module (target/wasm32-wasip1/release/twiml_guard_filter.wasm)
-	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-filter
+	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-filter $(WASM_LTO)
 
 # The module as an OCI image (one gzip tar layer holding plugin.wasm), the layout Istio's WasmPlugin
 # and Envoy Gateway's EnvoyExtensionPolicy pull; same bytes for the same commit.
@@ -106,7 +108,7 @@ test: build lint test-npm ## every test: unit, property, real Envoy, full calls 
 # then `npm pack` (npm/twiml-guard-<version>.tgz). The Node tests install from the lock file.
 NPM_WASM := target/$(WASM_TARGET)/release/twiml_guard_wasm.wasm
 npm: $(STAMPS)/rust ## the npm package: npm/twiml_guard.wasm and the npm pack tarball
-	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-wasm
+	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-wasm $(WASM_LTO)
 	cp $(NPM_WASM) npm/twiml_guard.wasm
 	cd npm && npm pack --silent
 

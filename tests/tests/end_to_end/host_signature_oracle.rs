@@ -4,10 +4,10 @@
 //! signature or the settings header gets exactly 403 and changes nothing, and the
 //! `host_webhooks_total` counters agree with what was sent.
 
+use crate::oracle::text;
 use host_service::config::Config;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::time::Duration;
 
 const PUBLIC: &str = "https://voice.example.com";
@@ -19,27 +19,19 @@ const HANGUP: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangu
 
 /// Cases for one webhook path, signed by the reference library behind the public base URL.
 fn oracle(path: &str, count: usize, seed: u64) -> Value {
-    let script = e2e::repo_root().join("tests/oracle/gen_signature_cases.py");
-    let out = Command::new(e2e::stack::oracle_python())
-        .arg(&script)
-        .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
-        .args(["--base-url", PUBLIC, "--path", path])
-        .output()
-        .expect("run the oracle generator");
-    assert!(
-        out.status.success(),
-        "oracle failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("oracle prints JSON");
+    let (count_arg, seed_arg) = (count.to_string(), seed.to_string());
+    let doc = crate::oracle::cases(&[
+        "--count",
+        &count_arg,
+        "--seed",
+        &seed_arg,
+        "--base-url",
+        PUBLIC,
+        "--path",
+        path,
+    ]);
     assert_eq!(doc["cases"].as_array().expect("cases").len(), count);
     doc
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} is a string in {v}"))
 }
 
 struct Svc {

@@ -13,5 +13,6 @@ mod filter_websocket;
 mod full_call;
 mod host_signature_oracle;
 mod oci_image;
+mod oracle;
 mod signature_filter;
 mod signature_oracle;

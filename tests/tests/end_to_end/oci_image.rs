@@ -22,7 +22,16 @@ fn build_layout(out: &Path) {
         .arg(wasm_module().unwrap())
         .arg("--out")
         .arg(out)
-        .args(["--tag", TAG, "--version", TAG, "--commit", COMMIT, "--created", CREATED])
+        .args([
+            "--tag",
+            TAG,
+            "--version",
+            TAG,
+            "--commit",
+            COMMIT,
+            "--created",
+            CREATED,
+        ])
         .status()
         .expect("python3 runs scripts/oci_image.py");
     assert!(status.success(), "oci_image.py failed: {status}");
@@ -71,8 +80,8 @@ fn only_file(tar: &[u8]) -> (String, Vec<u8>) {
     let name_end = header[..100].iter().position(|&b| b == 0).unwrap_or(100);
     let name = String::from_utf8(header[..name_end].to_vec()).unwrap();
     let size_field = std::str::from_utf8(&header[124..136]).unwrap();
-    let size = usize::from_str_radix(size_field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
-        .unwrap();
+    let size =
+        usize::from_str_radix(size_field.trim_matches(|c: char| c == '\0' || c == ' '), 8).unwrap();
     assert_eq!(header[156], b'0', "a regular file");
     let next = 512 + size.div_ceil(512) * 512;
     assert!(
@@ -109,15 +118,24 @@ async fn the_image_is_reproducible_and_survives_a_registry_byte_for_byte() {
     .unwrap();
     let client = http_client();
     let v2 = format!("http://{addr}/v2/");
-    poll(Duration::from_secs(20), "the registry to answer /v2/", || {
-        let (client, v2) = (client.clone(), v2.clone());
-        async move {
-            let resp = client.get(&v2).send().await.ok()?;
-            resp.status().is_success().then_some(())
-        }
-    })
+    poll(
+        Duration::from_secs(20),
+        "the registry to answer /v2/",
+        || {
+            let (client, v2) = (client.clone(), v2.clone());
+            async move {
+                let resp = client.get(&v2).send().await.ok()?;
+                resp.status().is_success().then_some(())
+            }
+        },
+    )
     .await
-    .unwrap_or_else(|e| panic!("{e}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
 
     let remote = format!("docker://{addr}/twiml-guard:{TAG}");
     skopeo(&[
@@ -135,12 +153,18 @@ async fn the_image_is_reproducible_and_survives_a_registry_byte_for_byte() {
     ]);
 
     // The registry serves the manifest we built, byte for byte, under its digest.
-    let index: Value = serde_json::from_slice(&std::fs::read(first.join("index.json")).unwrap())
-        .unwrap();
-    let built_digest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(first.join("index.json")).unwrap()).unwrap();
+    let built_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let pulled_index: Value =
         serde_json::from_slice(&std::fs::read(pulled.join("index.json")).unwrap()).unwrap();
-    assert_eq!(pulled_index["manifests"][0]["digest"], built_digest.as_str());
+    assert_eq!(
+        pulled_index["manifests"][0]["digest"],
+        built_digest.as_str()
+    );
     let manifest_bytes = blob(&pulled, &built_digest);
     assert_eq!(manifest_bytes, blob(&first, &built_digest));
 
@@ -170,9 +194,11 @@ async fn the_image_is_reproducible_and_survives_a_registry_byte_for_byte() {
     assert_eq!(annotations["module.wasm.image/variant"], "compat");
     assert_eq!(annotations["org.opencontainers.image.version"], TAG);
     assert_eq!(annotations["org.opencontainers.image.revision"], COMMIT);
-    let config: Value =
-        serde_json::from_slice(&blob(&pulled, manifest["config"]["digest"].as_str().unwrap()))
-            .unwrap();
+    let config: Value = serde_json::from_slice(&blob(
+        &pulled,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ))
+    .unwrap();
     assert_eq!(
         config["config"]["Labels"]["org.opencontainers.image.revision"],
         COMMIT

@@ -4,33 +4,15 @@
 //! crate because it needs the project's Python (`.venv`): `cargo test -p twiml` runs anywhere
 //! Rust does.
 
-use std::process::Command;
 
+use crate::oracle::text;
 use serde_json::Value;
 use twiml::signature::{parse_form, validate, Body, Keys, Request, SignatureError};
 
 const CASES: usize = 1500;
 
-/// Runs the oracle generator and returns its JSON.
 fn oracle(args: &[&str]) -> Value {
-    let script = e2e::repo_root().join("tests/oracle/gen_signature_cases.py");
-    let out = Command::new(e2e::stack::oracle_python())
-        .arg(&script)
-        .args(args)
-        .output()
-        .expect("run the oracle generator");
-    assert!(
-        out.status.success(),
-        "oracle failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("oracle prints JSON")
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} is a string in {v}"))
+    crate::oracle::cases(args)
 }
 
 /// Our verdict on one oracle request, parsing the body the way the filter does.
