@@ -61,8 +61,14 @@ pub enum ConfigCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Validate FILE with the filter's own parser and write nothing.
-    Check { file: PathBuf },
+    /// Validate FILE (or the resource in --ecds-dir) with the filter's own parser; write nothing.
+    Check {
+        #[arg(required_unless_present = "ecds_dir", conflicts_with = "ecds_dir")]
+        file: Option<PathBuf>,
+        /// Check the plugin configuration of the resource in this directory instead.
+        #[arg(long)]
+        ecds_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -103,22 +109,35 @@ pub fn config(cmd: ConfigCommand) -> ExitCode {
             Ok(plugin) => write_and_confirm(&target, plugin, &file.display().to_string()),
             Err(e) => fail(e),
         },
-        ConfigCommand::Check { file } => {
-            let checked = read_plugin(&file).and_then(|p| {
-                let text = serde_json::Value::Object(p).to_string();
-                twiml_guard_filter::config::parse(text.as_bytes()).map_err(EcdsError::from)
+        ConfigCommand::Check { file, ecds_dir } => {
+            let (name, text) = match (file, ecds_dir) {
+                (Some(file), _) => (
+                    file.display().to_string(),
+                    std::fs::read(&file).map_err(|source| EcdsError::Io { path: file, source }),
+                ),
+                (None, Some(dir)) => {
+                    let name = dir.join(ecds::RESOURCE_FILE).display().to_string();
+                    let text = ecds::Resource::load(&dir)
+                        .and_then(|r| r.plugin_json().map(|t| t.as_bytes().to_vec()));
+                    (name, text)
+                }
+                (None, None) => return fail("config check: give FILE or --ecds-dir"),
+            };
+            // The bytes as they are: exactly what the filter would be handed.
+            let checked = text.and_then(|bytes| {
+                twiml_guard_filter::config::parse(&bytes).map_err(EcdsError::from)
             });
             match checked {
                 Ok(cfg) => {
                     println!(
-                        "{}: valid (mode {}, {} rules)",
-                        file.display(),
+                        "{name}: valid (mode {}, {} rules, config_version {})",
                         cfg.mode.as_str(),
-                        cfg.rules.len()
+                        cfg.rules.len(),
+                        cfg.config_version.as_deref().unwrap_or("none")
                     );
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(format!("{}: {e}", file.display())),
+                Err(e) => fail(format!("{name}: {e}")),
             }
         }
     }
@@ -185,12 +204,14 @@ fn confirm(admin: &Admin, before: &Snapshot, applied: &Applied, wait: f64) -> Ex
             Ok(_) | Err(_) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(25));
             }
-            Ok(now) => return fail(format!(
+            Ok(now) => {
+                return fail(format!(
                 "envoy did not take version {} within {wait} s (it runs {}): is it watching {}?",
                 applied.version,
                 now.active_version().unwrap_or("none"),
                 applied.path.display()
-            )),
+            ))
+            }
             Err(e) => return fail(e),
         }
     }
