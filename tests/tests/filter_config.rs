@@ -132,8 +132,11 @@ async fn bad_plugin_config_is_refused_naming_the_field() {
         ),
         ("mode: strict", "plugin configuration is not valid JSON"),
     ];
-    for (json, want) in cases {
-        let (status, log) = run_envoy_refusing(&setup(json), &[]).await.unwrap();
+    // Each case is its own Envoy; they start side by side.
+    let runs = cases.map(|(json, _)| async move { run_envoy_refusing(&setup(json), &[]).await });
+    let results = futures_util::future::join_all(runs).await;
+    for ((json, want), result) in cases.iter().zip(results) {
+        let (status, log) = result.unwrap();
         assert_eq!(status, 500, "{json}: a request passed\n{log}");
         assert!(
             log.contains(&format!("invalid plugin configuration: {want}")),
