@@ -117,8 +117,11 @@ pub fn config(cmd: ConfigCommand) -> ExitCode {
                 ),
                 (None, Some(dir)) => {
                     let name = dir.join(ecds::RESOURCE_FILE).display().to_string();
-                    let text = ecds::Resource::load(&dir)
-                        .and_then(|r| r.plugin_json().map(|t| t.as_bytes().to_vec()));
+                    let text = ecds::Resource::load(&dir).and_then(|r| {
+                        let text = r.plugin_json()?;
+                        ecds::check_env_passed(&r, text)?;
+                        Ok(text.as_bytes().to_vec())
+                    });
                     (name, text)
                 }
                 (None, None) => return fail("config check: give FILE or --ecds-dir"),

@@ -30,6 +30,11 @@ pub enum EcdsError {
     Json { what: String, why: String },
     #[error("refused, Envoy would refuse it too: {0}")]
     Invalid(#[from] twiml_guard_filter::config::ConfigError),
+    #[error(
+        "refused, Envoy would refuse it too: field `signature`: environment variable {name} is \
+         not passed to the VM: list it in vm_config.environment_variables.host_env_keys of {path}"
+    )]
+    EnvNotPassed { name: String, path: PathBuf },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EcdsError + '_ {
@@ -77,6 +82,23 @@ impl Resource {
     }
 
     /// The plugin configuration string (`resources[0].typed_config.config.configuration.value`).
+    /// The variable names the Wasm entry passes into the VM (`host_env_keys` and the keys of
+    /// `key_values` under `vm_config.environment_variables`).
+    pub fn vm_env_names(&self) -> Vec<String> {
+        let vars = &self.doc["resources"][0]["typed_config"]["config"]["vm_config"]
+            ["environment_variables"];
+        let listed = vars["host_env_keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from));
+        let inline = vars["key_values"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.keys().cloned());
+        listed.chain(inline).collect()
+    }
+
     pub fn plugin_json(&self) -> Result<&str, EcdsError> {
         let resources = self.doc["resources"]
             .as_array()
@@ -145,6 +167,27 @@ pub fn checked_plugin_json(
     Ok(text)
 }
 
+/// The secrets a configuration names are read from the VM's environment, which holds only what
+/// the Wasm entry passes in: a name it does not pass would be refused by Envoy at load. (Whether
+/// Envoy's own environment has the variable, only Envoy can tell.)
+pub fn check_env_passed(resource: &Resource, plugin_json: &str) -> Result<(), EcdsError> {
+    let cfg = twiml_guard_filter::config::parse(plugin_json.as_bytes())?;
+    let Some(sig) = cfg.signature else {
+        return Ok(());
+    };
+    let passed = resource.vm_env_names();
+    let needed = std::iter::once(&sig.auth_token_env).chain(sig.shared_key_env.as_ref());
+    for name in needed {
+        if !passed.contains(name) {
+            return Err(EcdsError::EnvNotPassed {
+                name: name.clone(),
+                path: resource.path.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -160,6 +203,7 @@ pub fn apply(dir: &Path, plugin: serde_json::Map<String, Value>) -> Result<Appli
     let previous = resource.version();
     let version = next_version(&previous);
     let text = checked_plugin_json(plugin, &version)?;
+    check_env_passed(&resource, &text)?;
     let path = resource.path.clone();
     let shape = resource.shape("no plugin configuration slot");
     *resource.plugin_slot().ok_or(shape)? = Value::String(text);
@@ -268,6 +312,32 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("f.json is not valid JSON"));
+    }
+
+    #[test]
+    fn a_secret_the_vm_is_not_given_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        seed(dir.path(), "1", "{}");
+        let mut r = Resource::load(dir.path()).unwrap();
+        r.doc["resources"][0]["typed_config"]["config"]["vm_config"]["environment_variables"] =
+            serde_json::json!({"host_env_keys": ["TWILIO_AUTH_TOKEN"], "key_values": {"K2": "v"}});
+        write_atomically(&r.path, &r.doc).unwrap();
+        let signed = |extra: &str| {
+            plugin_object(
+                &format!(r#"{{"signature": {{"public_base_url": "https://h"{extra}}}}}"#),
+                "f",
+            )
+            .unwrap()
+        };
+        apply(dir.path(), signed("")).unwrap();
+        apply(dir.path(), signed(r#", "shared_key_env": "K2""#)).unwrap();
+        let err = apply(dir.path(), signed(r#", "shared_key_env": "K3""#)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("field `signature`: environment variable K3 is not passed to the VM"),
+            "{err}"
+        );
+        assert_eq!(Resource::load(dir.path()).unwrap().version(), "3");
     }
 
     #[test]
