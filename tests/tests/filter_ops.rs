@@ -314,11 +314,15 @@ async fn modes_flip_live_under_load_without_a_failed_request() {
     assert_eq!(sample("twiml_guard_mode{mode=\"strict\"}"), Some(0));
     // The verdict-time histogram appears after Envoy's stats flush (every 5 s).
     let inspected = envoy.counter("twiml_guard_inspected_total").await.unwrap();
-    poll(Duration::from_secs(12), "twiml_guard_verdict_us_count", || async {
-        let prom = envoy.prometheus().await.ok()?;
-        let n = e2e::prometheus_value(&prom, "twiml_guard_verdict_us_count")?;
-        (n > 0 && n <= inspected).then_some(())
-    })
+    poll(
+        Duration::from_secs(12),
+        "twiml_guard_verdict_us_count",
+        || async {
+            let prom = envoy.prometheus().await.ok()?;
+            let n = e2e::prometheus_value(&prom, "twiml_guard_verdict_us_count")?;
+            (n > 0 && n <= inspected).then_some(())
+        },
+    )
     .await
     .unwrap();
 }
@@ -441,7 +445,10 @@ async fn two_routes_run_two_modes_at_once() {
             .send()
             .await
             .unwrap();
-        let guard = resp.headers()["x-twiml-guard"].to_str().unwrap().to_string();
+        let guard = resp.headers()["x-twiml-guard"]
+            .to_str()
+            .unwrap()
+            .to_string();
         (resp.status().as_u16(), guard)
     };
     // Interleaved, so both modes are live at the same moment.
@@ -465,7 +472,10 @@ async fn two_routes_run_two_modes_at_once() {
         );
     }
     let log = envoy.wait_log("rule=watch mode=monitor").await.unwrap();
-    assert!(log.contains("verdict=rejected action=reply(502) detail=conflict"), "{log}");
+    assert!(
+        log.contains("verdict=rejected action=reply(502) detail=conflict"),
+        "{log}"
+    );
     assert!(log.contains("rule=canary mode=strict"), "{log}");
     assert!(log.contains("rule=default mode=rewrite"), "{log}");
     assert!(
