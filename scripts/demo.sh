@@ -88,7 +88,7 @@ envoy_ready() { [ "$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/ready")" = LIVE ]; 
 json() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
 demo() {
-  for f in "$BIN/host-service" "$BIN/twilio-sim" "$WASM" "$VENV/bin/envoy"; do
+  for f in "$BIN/host-service" "$BIN/twilio-sim" "$BIN/twiml-guard" "$WASM" "$VENV/bin/envoy"; do
     [ -e "$f" ] || die "$f is missing: run \`make demo\` (it builds first)"
   done
   command -v espeak-ng >/dev/null || die "espeak-ng is missing: run \`make setup\`"
@@ -121,13 +121,27 @@ engine = "whisper"
 model_dir = "$ROOT/models/whisper-tiny.en"
 TOML
   start host-service env -u HOST_SERVICE_CONFIG "$BIN/host-service" --config "$RUN/host-service.toml"
-  # The shipped envoy.yaml, with the module path made absolute (the build may live elsewhere).
-  grep -q 'filename: target/wasm32-wasip1/release/twiml_guard_filter.wasm' envoy.yaml ||
-    die "envoy.yaml no longer names the module where this script expects it"
-  # Signatures are checked over the public URL the simulator signs.
-  sed -e "s|filename: target/wasm32-wasip1/release/twiml_guard_filter.wasm|filename: $WASM|" \
-    -e "s|\"public_base_url\": \"https://voice.example.com\"|\"public_base_url\": \"https://$PUBLIC_HOST\"|" \
-    envoy.yaml >"$RUN/envoy.yaml"
+  # The shipped envoy.yaml as it is: it reads the guard's configuration from run/ecds/ (ECDS),
+  # relative to this directory. That file is the shipped seed with the module path made
+  # absolute (the build may live elsewhere) and signatures checked over the public URL the
+  # simulator signs; `twiml-guard mode set ... --ecds-dir run/ecds` changes it live.
+  cp envoy.yaml "$RUN/envoy.yaml"
+  mkdir -p "$RUN/ecds"
+  "$PY" - "$WASM" "https://$PUBLIC_HOST" deploy/ecds/twiml_guard.json "$RUN/ecds/twiml_guard.json" <<'PYEOF' ||
+import json, sys
+wasm, public, seed, out = sys.argv[1:]
+doc = json.load(open(seed))
+config = doc["resources"][0]["typed_config"]["config"]
+assert config["vm_config"]["code"]["local"]["filename"] == "target/wasm32-wasip1/release/twiml_guard_filter.wasm"
+config["vm_config"]["code"]["local"]["filename"] = wasm
+plugin = json.loads(config["configuration"]["value"])
+plugin["signature"]["public_base_url"] = public
+config["configuration"]["value"] = json.dumps(plugin)
+open(out + ".tmp", "w").write(json.dumps(doc, indent=2))
+PYEOF
+    die "deploy/ecds/twiml_guard.json no longer has the shape this script expects"
+  mv "$RUN/ecds/twiml_guard.json.tmp" "$RUN/ecds/twiml_guard.json"
+  "$BIN/twiml-guard" config check --ecds-dir "$RUN/ecds"
   # envoy.yaml passes TWILIO_AUTH_TOKEN to the filter (vm_config.environment_variables).
   if command -v func-e >/dev/null; then
     # func-e runs the same pinned Envoy binary unless ENVOY_PATH says otherwise.
@@ -194,6 +208,8 @@ TOML
   recording:      curl -s -o call.wav $api/recording.wav
   host metrics:   curl -s http://127.0.0.1:$HOST_PORT/metrics
   filter metrics: curl -s http://127.0.0.1:$ADMIN_PORT/stats/prometheus | grep twiml_guard
+  guard status:   $BIN/twiml-guard status --admin http://127.0.0.1:$ADMIN_PORT
+  switch mode:    $BIN/twiml-guard mode set monitor --ecds-dir run/ecds --admin http://127.0.0.1:$ADMIN_PORT
   another call:   $BIN/twilio-sim call --url https://$PUBLIC_HOST/webhook/incoming_call --local 127.0.0.1:$ENVOY_PORT --auth-token $AUTH_TOKEN --audio run/caller.wav
   logs:           run/envoy.log run/host-service.log run/legacy-backend.log (configs: run/envoy.yaml, run/host-service.toml)
   stop it all:    make stop

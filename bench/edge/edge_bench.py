@@ -149,10 +149,10 @@ def proxy_config(upstream_port: int, filters: list) -> dict:
 
 
 def wasm_filter(wasm: Path) -> dict:
-    """The twiml_guard entry of the shipped envoy.yaml, with the module path made absolute."""
-    shipped = yaml.safe_load((ROOT / "envoy.yaml").read_text())
-    hcm = shipped["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-    entry = next(f for f in hcm["typed_config"]["http_filters"] if f["name"] == "twiml_guard")
+    """The guard's shipped filter entry (envoy.yaml reads it through ECDS from the resource
+    deploy/ecds/twiml_guard.json), inline, with the module path made absolute."""
+    resource = json.loads((ROOT / "deploy/ecds/twiml_guard.json").read_text())["resources"][0]
+    entry = {"name": "twiml_guard", "typed_config": resource["typed_config"]}
     config = entry["typed_config"]["config"]
     config["vm_config"]["code"]["local"]["filename"] = str(wasm)
     # The bench measures TwiML inspection with unsigned requests: no signature checks, so no

@@ -6,8 +6,9 @@ use serde_json::Value;
 
 use twiml::{RewriteAction as CoreAction, RewriteOptions};
 
+use crate::route::Matcher;
 use crate::signature::{RawSignatureConfig, SignatureConfig};
-use crate::syntax::{bad, valid_media_type, valid_path};
+use crate::syntax::{bad, valid_host_pattern, valid_media_type, valid_path};
 pub use crate::syntax::{is_absolute_url, ConfigError};
 
 /// Largest `max_body_bytes` accepted. Envoy's own buffer limit
@@ -20,6 +21,17 @@ pub enum Mode {
     Rewrite,
     Strict,
     Monitor,
+}
+
+impl Mode {
+    /// As written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Rewrite => "rewrite",
+            Mode::Strict => "strict",
+            Mode::Monitor => "monitor",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -64,7 +76,28 @@ pub struct RawConfig {
     pub media_path: String,
     pub log_twiml: bool,
     pub signature: Option<RawSignatureConfig>,
+    pub rules: Vec<RawRule>,
+    pub config_version: Option<String>,
 }
+
+/// One staged-rollout override as written: where it applies and what it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    pub mode: Option<Mode>,
+    pub rewrite_action: Option<RewriteAction>,
+}
+
+/// Longest rule name and `config_version`: both go into log lines and the `x-twiml-guard` header.
+pub const MAX_LABEL_LEN: usize = 64;
+
+/// Most rules accepted: each request walks them in order.
+pub const MAX_RULES: usize = 64;
 
 pub const DEFAULT_FALLBACK_TWIML: &str =
     "<Response><Say>We are sorry, this line is not available.</Say><Hangup/></Response>";
@@ -90,6 +123,8 @@ impl Default for RawConfig {
             media_path: "/ws/twilio-media".into(),
             log_twiml: false,
             signature: None,
+            rules: Vec::new(),
+            config_version: None,
         }
     }
 }
@@ -112,6 +147,21 @@ pub struct Config {
     pub log_twiml: bool,
     /// Twilio request-signature checks; `None` when the `signature` key is absent.
     pub signature: Option<SignatureConfig>,
+    /// Ordered overrides of `mode` and `rewrite_action`; the first that matches a request wins.
+    pub rules: Vec<Rule>,
+    /// A label for this configuration (the CLI writes the ECDS `version_info` here), logged at
+    /// every configure.
+    pub config_version: Option<String>,
+}
+
+/// A validated rule, resolved against the defaults: what a matching request runs under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// As configured, else `rule<index>` (from 0).
+    pub name: String,
+    pub matcher: Matcher,
+    pub mode: Mode,
+    pub rewrite: RewriteOptions,
 }
 
 impl Default for Config {
@@ -135,6 +185,8 @@ impl Default for Config {
             media_path: raw.media_path,
             log_twiml: raw.log_twiml,
             signature: None,
+            rules: Vec::new(),
+            config_version: None,
         }
     }
 }
@@ -145,6 +197,23 @@ impl Config {
     /// (Istio WasmPlugin, Envoy Gateway), where a paused header callback would hang the request.
     pub fn holds_headers(&self) -> bool {
         self.reject_style == RejectStyle::Status
+    }
+
+    /// The configuration a request matching `rule` runs under: this one with the rule's mode and
+    /// rewrite options (and no rules of its own). Built once per configure, not per request.
+    pub fn under_rule(&self, rule: &Rule) -> Config {
+        Config {
+            mode: rule.mode,
+            rewrite: rule.rewrite.clone(),
+            rules: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// The index of the first rule matching a request to `host` (port dropped, lowercase; see
+    /// `route::host_only`) and `path`.
+    pub fn rule_for(&self, host: Option<&str>, path: &str) -> Option<usize> {
+        crate::route::first_match(self.rules.iter().map(|r| &r.matcher), host, path)
     }
 
     /// Read the secrets the `signature` object names from `env` (the VM's environment).
@@ -174,6 +243,45 @@ impl<'a> From<&'a Config> for crate::signature::Scope<'a> {
 /// when its body opens with `<Response`, and is sniffed first.
 pub fn is_xml_media_type(media_type: &str) -> bool {
     matches!(media_type, "text/xml" | "application/xml") || media_type.ends_with("+xml")
+}
+
+/// A short fingerprint of the configuration bytes (FNV-1a, 64 bits, hex) for the configure log
+/// line: two configurations with the same `config_version` but different bytes tell apart.
+pub fn digest(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The one line logged when a configuration is accepted: its version, fingerprint, default mode
+/// and every rule in order (`name:mode/action`).
+pub fn applied_line(cfg: &Config, digest: &str) -> String {
+    let action = |a: CoreAction| match a {
+        CoreAction::Strip => "strip",
+        CoreAction::StartRecording => "start-recording",
+    };
+    let rules: Vec<String> = cfg
+        .rules
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}/{}",
+                r.name,
+                r.mode.as_str(),
+                action(r.rewrite.action)
+            )
+        })
+        .collect();
+    format!(
+        "config applied config_version={} digest={digest} mode={} rewrite_action={} rules=[{}]",
+        cfg.config_version.as_deref().unwrap_or("none"),
+        cfg.mode.as_str(),
+        action(cfg.rewrite.action),
+        rules.join(" ")
+    )
 }
 
 /// Parse and validate the plugin configuration. Empty (or whitespace-only) means all defaults.
@@ -299,15 +407,17 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             ),
         ));
     }
+    if let Some(v) = &raw.config_version {
+        check_label(v).map_err(|why| bad("config_version", why))?;
+    }
+    let rewrite = RewriteOptions {
+        action: core_action(raw.rewrite_action),
+        recording_status_callback: raw.recording_status_callback,
+    };
+    let rules = validate_rules(&raw.rules, raw.mode, &rewrite)?;
     Ok(Config {
         mode: raw.mode,
-        rewrite: RewriteOptions {
-            action: match raw.rewrite_action {
-                RewriteAction::Strip => CoreAction::Strip,
-                RewriteAction::StartRecording => CoreAction::StartRecording,
-            },
-            recording_status_callback: raw.recording_status_callback,
-        },
+        rewrite,
         paths: raw.paths,
         content_types,
         max_body_bytes,
@@ -319,7 +429,96 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         media_path: raw.media_path,
         log_twiml: raw.log_twiml,
         signature: crate::signature::validate(raw.signature)?,
+        rules,
+        config_version: raw.config_version,
     })
+}
+
+fn core_action(action: RewriteAction) -> CoreAction {
+    match action {
+        RewriteAction::Strip => CoreAction::Strip,
+        RewriteAction::StartRecording => CoreAction::StartRecording,
+    }
+}
+
+/// A name or version that goes into a header value and a log line: short, printable ASCII, no
+/// separators a reader would split on.
+fn check_label(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > MAX_LABEL_LEN {
+        return Err(format!("{s:?} must be 1 to {MAX_LABEL_LEN} characters"));
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        return Err(format!(
+            "{s:?} may only hold letters, digits, '-', '_', '.' and ':'"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_rules(
+    raw: &[RawRule],
+    mode: Mode,
+    rewrite: &RewriteOptions,
+) -> Result<Vec<Rule>, ConfigError> {
+    if raw.len() > MAX_RULES {
+        return Err(bad(
+            "rules",
+            format!("{} rules, at most {MAX_RULES}", raw.len()),
+        ));
+    }
+    let mut rules: Vec<Rule> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.iter().enumerate() {
+        let at = |why: String| bad("rules", format!("rules[{i}]: {why}"));
+        let name = r.name.clone().unwrap_or_else(|| format!("rule{i}"));
+        check_label(&name).map_err(|why| at(format!("name: {why}")))?;
+        if rules.iter().any(|other| other.name == name) {
+            return Err(at(format!("name {name:?} is used twice")));
+        }
+        if r.hosts.is_empty() && r.paths.is_empty() {
+            return Err(at(
+                "needs `hosts` or `paths`: a rule for everything is the default".into(),
+            ));
+        }
+        if r.mode.is_none() && r.rewrite_action.is_none() {
+            return Err(at(
+                "sets neither `mode` nor `rewrite_action`, so it would change nothing".into(),
+            ));
+        }
+        let mut hosts = Vec::with_capacity(r.hosts.len());
+        for h in &r.hosts {
+            let lower = h.trim().to_ascii_lowercase();
+            if !valid_host_pattern(&lower) {
+                return Err(at(format!(
+                    "hosts: {h:?} is not a host name like \"voice.example.com\" or \
+                     \"*.example.com\" (no port)"
+                )));
+            }
+            hosts.push(lower);
+        }
+        for p in &r.paths {
+            if !valid_path(p) {
+                return Err(at(format!(
+                    "paths: {p:?} is not a path prefix (must start with '/', no query)"
+                )));
+            }
+        }
+        rules.push(Rule {
+            name,
+            matcher: Matcher {
+                hosts,
+                paths: r.paths.clone(),
+            },
+            mode: r.mode.unwrap_or(mode),
+            rewrite: RewriteOptions {
+                action: r.rewrite_action.map_or(rewrite.action, core_action),
+                recording_status_callback: rewrite.recording_status_callback.clone(),
+            },
+        });
+    }
+    Ok(rules)
 }
 
 #[cfg(test)]

@@ -237,6 +237,25 @@ pub fn sniff_body(cfg: &Config, received: &[u8], enc: Encoding, complete: bool) 
 pub const INSPECTED_METRIC: &str = "twiml_guard.inspected_total";
 pub const WS_UPGRADES_METRIC: &str = "twiml_guard.ws_upgrades_total";
 
+/// Microseconds from the first body bytes of an inspected response to its verdict (a histogram;
+/// `twiml_guard_verdict_us` in Prometheus after Envoy's next stats flush).
+pub const VERDICT_TIME_METRIC: &str = "twiml_guard.verdict_us";
+
+/// How many rules the active configuration holds (a gauge).
+pub const RULES_METRIC: &str = "twiml_guard.rules";
+
+/// The active default mode as one gauge per mode, 1 for the active one and 0 for the others; the
+/// shipped `stats_tags` make them one family, `twiml_guard_mode{mode="rewrite"}`.
+pub fn mode_metric(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Rewrite => "twiml_guard.mode.rewrite",
+        Mode::Strict => "twiml_guard.mode.strict",
+        Mode::Monitor => "twiml_guard.mode.monitor",
+    }
+}
+
+pub const MODES: [Mode; 3] = [Mode::Rewrite, Mode::Strict, Mode::Monitor];
+
 // === outcomes ===
 
 /// The outcome of one inspected response: the `x-twiml-guard` value and the counter it bumps.
@@ -261,7 +280,21 @@ impl Label {
         Label::Malformed,
     ];
 
-    /// The counter this outcome bumps (besides `twiml_guard.inspected_total`).
+    /// The labelled counter this outcome bumps: the shipped `stats_tags` turn these into one
+    /// family, `twiml_guard_responses_total{outcome="rewritten"}`.
+    pub fn labelled_metric(self) -> &'static str {
+        match self {
+            Label::Clean => "twiml_guard.responses.clean_total",
+            Label::Rewritten => "twiml_guard.responses.rewritten_total",
+            Label::Rejected => "twiml_guard.responses.rejected_total",
+            Label::Detected => "twiml_guard.responses.detected_total",
+            Label::Oversize => "twiml_guard.responses.oversize_total",
+            Label::Malformed => "twiml_guard.responses.malformed_total",
+        }
+    }
+
+    /// The counter this outcome bumps (besides `twiml_guard.inspected_total`), under the name
+    /// it had before the labelled family; kept so existing dashboards and alerts still read.
     pub fn metric(self) -> &'static str {
         match self {
             Label::Clean => "twiml_guard.clean_total",
@@ -551,6 +584,32 @@ fn on_conflict(
             }
         }
     }
+}
+
+/// The `x-twiml-guard` value: the outcome, then the rule that chose the mode when one matched
+/// (`rewritten; rule=canary`). Without a rule it is the bare outcome, as before rules existed.
+pub fn guard_header_value(label: Label, rule: Option<&str>) -> String {
+    match rule {
+        Some(rule) => format!("{}; rule={rule}", label.as_str()),
+        None => label.as_str().to_string(),
+    }
+}
+
+/// [`verdict_line`] with the rule that applied (`rule=default` when none matched) and the mode
+/// the verdict was made under.
+pub fn verdict_line_ruled(
+    context_id: u32,
+    path: &str,
+    rule: Option<&str>,
+    mode: Mode,
+    outcome: &Outcome,
+) -> String {
+    format!(
+        "{} rule={} mode={}",
+        verdict_line(context_id, path, outcome),
+        rule.unwrap_or("default"),
+        mode.as_str()
+    )
 }
 
 /// The one log line per verdict.

@@ -33,15 +33,22 @@ pub fn install_panic_hook() {
 
 // === counters ===
 
-/// Host ids of the counters, defined once per root context.
+/// Host ids of the metrics, defined once per root context (a name defined again, as after an
+/// ECDS update, gets the same metric: counters carry on).
 #[derive(Debug, Clone, Copy)]
 struct Metrics {
     inspected: u32,
     ws_upgrades: u32,
     /// In `Label::ALL` order.
     outcomes: [u32; 6],
+    /// The labelled family, in `Label::ALL` order.
+    responses: [u32; 6],
     signature_ok: u32,
     signature_rejected: u32,
+    /// Gauges, in `decide::MODES` order.
+    modes: [u32; 3],
+    rules: u32,
+    verdict_us: u32,
 }
 
 impl Metrics {
@@ -50,19 +57,44 @@ impl Metrics {
             hostcalls::define_metric(MetricType::Counter, name)
                 .map_err(|e| format!("define_metric {name}: {e:?}"))
         };
+        let define_as = |kind: MetricType, name: &str| {
+            hostcalls::define_metric(kind, name).map_err(|e| format!("define_metric {name}: {e:?}"))
+        };
         let mut outcomes = [0u32; 6];
-        for (id, label) in outcomes.iter_mut().zip(Label::ALL) {
+        let mut responses = [0u32; 6];
+        for ((id, labelled), label) in outcomes
+            .iter_mut()
+            .zip(responses.iter_mut())
+            .zip(Label::ALL)
+        {
             *id = define(label.metric())?;
+            *labelled = define(label.labelled_metric())?;
+        }
+        let mut modes = [0u32; 3];
+        for (id, mode) in modes.iter_mut().zip(decide::MODES) {
+            *id = define_as(MetricType::Gauge, decide::mode_metric(mode))?;
         }
         let [ok, rejected] = crate::signature::METRIC_NAMES;
         Ok(Metrics {
             inspected: define(decide::INSPECTED_METRIC)?,
             ws_upgrades: define(decide::WS_UPGRADES_METRIC)?,
             outcomes,
+            responses,
             // Defined at configure, so they read 0 before the first signed request.
             signature_ok: define(ok)?,
             signature_rejected: define(rejected)?,
+            modes,
+            rules: define_as(MetricType::Gauge, decide::RULES_METRIC)?,
+            verdict_us: define_as(MetricType::Histogram, decide::VERDICT_TIME_METRIC)?,
         })
+    }
+
+    /// The gauges that say which configuration is active.
+    fn configured(&self, cfg: &Config) {
+        for (id, mode) in self.modes.iter().zip(decide::MODES) {
+            let _ = hostcalls::record_metric(*id, u64::from(cfg.mode == mode));
+        }
+        let _ = hostcalls::record_metric(self.rules, cfg.rules.len() as u64);
     }
 
     fn bump(id: u32) {
@@ -72,22 +104,25 @@ impl Metrics {
 
     fn outcome(&self, label: Label) {
         Self::bump(self.inspected);
-        if let Some((id, _)) = self
-            .outcomes
-            .iter()
-            .zip(Label::ALL)
-            .find(|(_, l)| *l == label)
-        {
-            Self::bump(*id);
+        for ((id, labelled), l) in self.outcomes.iter().zip(&self.responses).zip(Label::ALL) {
+            if l == label {
+                Self::bump(*id);
+                Self::bump(*labelled);
+            }
         }
     }
 }
 
 // === impl Root ===
 
+/// The configuration a request runs under once a rule matched it: the rule's name and the
+/// defaults with the rule's overrides (`Config::under_rule`), built at configure.
+type RuleConfigs = Rc<Vec<(Rc<str>, Rc<Config>)>>;
+
 #[derive(Default)]
 pub struct Root {
     config: Option<Rc<Config>>,
+    rules: RuleConfigs,
     metrics: Option<Metrics>,
 }
 
@@ -158,6 +193,19 @@ impl RootContext for Root {
             ),
         );
         log(LogLevel::Info, &crate::signature::describe(&cfg));
+        log(
+            LogLevel::Info,
+            &config::applied_line(&cfg, &config::digest(&bytes)),
+        );
+        if let Some(m) = &self.metrics {
+            m.configured(&cfg);
+        }
+        self.rules = Rc::new(
+            cfg.rules
+                .iter()
+                .map(|r| (Rc::from(r.name.as_str()), Rc::new(cfg.under_rule(r))))
+                .collect(),
+        );
         self.config = Some(Rc::new(cfg));
         true
     }
@@ -169,6 +217,9 @@ impl RootContext for Root {
         Some(Box::new(Http {
             id: context_id,
             config,
+            rules: Rc::clone(&self.rules),
+            rule: None,
+            body_started: None,
             metrics,
             path: String::new(),
             state: State::Skip,
@@ -220,7 +271,14 @@ use crate::signature::Gate as RequestCheck;
 
 pub struct Http {
     id: u32,
+    /// The configuration this exchange runs under: the defaults, or a rule's once one matched.
+    /// Taken when the exchange starts, so an update mid-exchange does not reach it.
     config: Rc<Config>,
+    rules: RuleConfigs,
+    /// The rule that matched, for `x-twiml-guard` and the verdict line.
+    rule: Option<Rc<str>>,
+    /// When the first body bytes of an inspected response arrived.
+    body_started: Option<std::time::SystemTime>,
     metrics: Metrics,
     /// `:path` without the query, for log lines.
     path: String,
@@ -373,11 +431,29 @@ impl Http {
         Action::Pause
     }
 
+    fn guard_value(&self, label: Label) -> String {
+        decide::guard_header_value(label, self.rule.as_deref())
+    }
+
     fn verdict(&self, outcome: &Outcome) {
         self.metrics.outcome(outcome.label);
+        if let Some(started) = self.body_started {
+            let now = hostcalls::get_current_time().unwrap_or(started);
+            let us = now.duration_since(started).unwrap_or_default().as_micros();
+            let _ = hostcalls::record_metric(
+                self.metrics.verdict_us,
+                u64::try_from(us).unwrap_or(u64::MAX),
+            );
+        }
         log(
             LogLevel::Info,
-            &decide::verdict_line(self.id, &self.path, outcome),
+            &decide::verdict_line_ruled(
+                self.id,
+                &self.path,
+                self.rule.as_deref(),
+                self.config.mode,
+                outcome,
+            ),
         );
         if let (Some(before), Some(after)) = (&outcome.before, &outcome.after) {
             self.log(
@@ -397,7 +473,7 @@ impl Http {
         self.verdict(&outcome);
         match outcome.effect {
             Effect::Keep => {
-                self.set_response_header(GUARD_HEADER, Some(outcome.label.as_str()));
+                self.set_response_header(GUARD_HEADER, Some(&self.guard_value(outcome.label)));
                 self.state = State::Done;
                 Action::Continue
             }
@@ -407,18 +483,16 @@ impl Http {
                 body,
             } => {
                 self.state = State::Done;
+                let guard = self.guard_value(outcome.label);
                 self.reply(
                     status,
-                    vec![
-                        ("content-type", content_type),
-                        (GUARD_HEADER, outcome.label.as_str()),
-                    ],
+                    vec![("content-type", content_type), (GUARD_HEADER, &guard)],
                     &body,
                 );
                 Action::Pause
             }
             Effect::Replace(replacement) => {
-                self.set_response_header(GUARD_HEADER, Some(outcome.label.as_str()));
+                self.set_response_header(GUARD_HEADER, Some(&self.guard_value(outcome.label)));
                 self.set_response_header("content-length", None);
                 self.state = State::Swallowing { replacement };
                 Action::Continue
@@ -521,7 +595,8 @@ impl Http {
 
     fn apply(&mut self, outcome: Outcome, held: bool, size: usize, end_of_stream: bool) -> Action {
         self.verdict(&outcome);
-        let label = outcome.label.as_str();
+        let label = self.guard_value(outcome.label);
+        let label = label.as_str();
         match outcome.effect {
             Effect::Keep => {
                 if held {
@@ -588,6 +663,15 @@ impl HttpContext for Http {
             upgrade: self.request_header("upgrade"),
         };
         self.path = decide::path_only(&req.path).to_string();
+        let host = self
+            .request_header(":authority")
+            .map(|a| crate::route::host_only(&a));
+        if let Some(i) = self.config.rule_for(host.as_deref(), &self.path) {
+            if let Some((name, cfg)) = self.rules.get(i) {
+                self.rule = Some(Rc::clone(name));
+                self.config = Rc::clone(cfg);
+            }
+        }
         let route = decide::route_request(&self.config, &req);
         self.state = match route {
             RequestRoute::MediaUpgrade => State::MediaUpgrade,
@@ -702,6 +786,11 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.body_started.is_none()
+            && matches!(self.state, State::Sniffing { .. } | State::Buffering { .. })
+        {
+            self.body_started = hostcalls::get_current_time().ok();
+        }
         match self.state {
             State::Sniffing { enc, held, .. } => {
                 self.state = State::Sniffing {

@@ -66,3 +66,16 @@ pub fn valid_media_type(t: &str) -> bool {
     };
     matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if token(a) && token(b))
 }
+
+/// A rule's host: a DNS name or IP (`voice.example.com`, `127.0.0.1`), or `*.` and a name for
+/// every name under it. Lowercase, no port, no whitespace.
+pub fn valid_host_pattern(h: &str) -> bool {
+    let name = h.strip_prefix("*.").unwrap_or(h);
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+}

@@ -3,9 +3,11 @@
 //!
 //! - Locating artefacts: [`envoy_binary`], [`wasm_module`], [`release_binary`] (env overrides
 //!   `TWIML_GUARD_VENV`, `TWIML_GUARD_WASM`, `TWIML_GUARD_BIN_DIR`; the Makefile exports them).
-//! - Envoy: [`render_envoy_config`] turns the shipped `envoy.yaml` into a test's config (so the
-//!   shipped file is what gets tested); [`Envoy::start`] runs it and finds its ports;
-//!   [`Envoy::counter`] reads `/stats/prometheus`.
+//! - Envoy: [`render_envoy_config`] turns the shipped `envoy.yaml` and the guard's shipped ECDS
+//!   resource (`deploy/ecds/twiml_guard.json`) into a test's [`EnvoyConfig`] (so the shipped
+//!   files are what gets tested); [`Envoy::start`] runs it and finds its ports;
+//!   [`Envoy::counter`] reads `/stats/prometheus`; [`Envoy::ecds_dir`] is the directory it
+//!   watches for live updates.
 //! - Children: [`ChildGuard`] kills and reaps on drop; [`poll`] waits for a condition with a
 //!   deadline instead of sleeping.
 //! - Upstreams: [`upstream::RawUpstream`] (byte-exact HTTP/1.1 replies) and
@@ -118,6 +120,55 @@ pub fn shipped_envoy_yaml() -> Result<String> {
     std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))
 }
 
+/// Where the repo keeps the guard's initial ECDS resource (`make run` copies it to
+/// [`ECDS_FILE`]).
+pub const SHIPPED_ECDS_SEED: &str = "deploy/ecds/twiml_guard.json";
+/// The directory the shipped `envoy.yaml` watches, relative to Envoy's working directory.
+pub const ECDS_DIR: &str = "run/ecds";
+/// The resource file in it.
+pub const ECDS_FILE: &str = "run/ecds/twiml_guard.json";
+
+/// The shipped ECDS resource, parsed.
+pub fn shipped_guard_resource() -> Result<serde_json::Value> {
+    let path = repo_root().join(SHIPPED_ECDS_SEED);
+    let text = std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| HarnessError::Config(format!("{SHIPPED_ECDS_SEED}: {e}")))
+}
+
+/// A test's Envoy: the bootstrap (`envoy.yaml`) and the guard's ECDS resource, written to
+/// [`ECDS_FILE`] under Envoy's working directory before it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvoyConfig {
+    pub bootstrap: String,
+    pub guard: serde_json::Value,
+}
+
+impl EnvoyConfig {
+    /// The Wasm filter config inside the resource (`resources[0].typed_config.config`): the
+    /// place to change `vm_config`, `failure_policy` or `allow_on_headers_stop_iteration`.
+    pub fn guard_config_mut(&mut self) -> &mut serde_json::Value {
+        &mut self.guard["resources"][0]["typed_config"]["config"]
+    }
+
+    /// The plugin JSON the guard gets.
+    pub fn plugin_json(&self) -> Option<&str> {
+        self.guard["resources"][0]["typed_config"]["config"]["configuration"]["value"].as_str()
+    }
+
+    /// Write both files into `dir` (Envoy's working directory): `envoy.yaml` and [`ECDS_FILE`].
+    pub fn write_to(&self, dir: &Path) -> Result<PathBuf> {
+        let config = dir.join("envoy.yaml");
+        std::fs::write(&config, &self.bootstrap).map_err(io("writing envoy.yaml"))?;
+        let ecds = dir.join(ECDS_DIR);
+        std::fs::create_dir_all(&ecds).map_err(io(format!("creating {}", ecds.display())))?;
+        let text = serde_json::to_string_pretty(&self.guard)
+            .map_err(|e| HarnessError::Config(format!("writing the ECDS resource: {e}")))?;
+        std::fs::write(dir.join(ECDS_FILE), text).map_err(io("writing the ECDS resource"))?;
+        Ok(config)
+    }
+}
+
 // === rendering the shipped config ===
 
 /// What a test changes in the shipped `envoy.yaml`.
@@ -172,31 +223,12 @@ fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
     }
 }
 
-/// The plugin configuration JSON in `yaml` (the StringValue under the guard's `configuration`).
-pub fn plugin_config_of(yaml: &str) -> Result<String> {
-    let line = plugin_value_line(yaml)?;
-    let value = line.trim_start().trim_start_matches("value:").trim();
-    let inner = value
-        .strip_prefix('\'')
-        .and_then(|v| v.strip_suffix('\''))
-        .ok_or_else(|| HarnessError::Config("plugin value is not single-quoted".into()))?;
-    Ok(inner.replace("''", "'"))
-}
-
-fn plugin_value_line(yaml: &str) -> Result<&str> {
-    let mut lines = yaml
-        .lines()
-        .skip_while(|l| !l.contains("google.protobuf.StringValue"));
-    lines
-        .find(|l| l.trim_start().starts_with("value:"))
-        .ok_or_else(|| HarnessError::Config("no plugin configuration `value:` line".into()))
-}
-
 /// The shipped config with: both Envoy ports set to 0 (Envoy picks; [`Envoy::start`] finds
-/// them), the listener on 127.0.0.1, the clusters pointed at `setup`'s addresses, the wasm path
-/// made absolute, and the plugin JSON replaced when `setup` has one. Each substitution must match
-/// exactly once, so a change to `envoy.yaml` that the harness would silently miss fails loudly.
-pub fn render_envoy_config(shipped: &str, setup: &EnvoySetup, wasm: &Path) -> Result<String> {
+/// them), the listener on 127.0.0.1, the clusters pointed at `setup`'s addresses; and the
+/// shipped ECDS resource with the wasm path made absolute and the plugin JSON replaced when
+/// `setup` has one. Each substitution must match exactly once, so a change to the shipped files
+/// that the harness would silently miss fails loudly.
+pub fn render_envoy_config(shipped: &str, setup: &EnvoySetup, wasm: &Path) -> Result<EnvoyConfig> {
     let mut y = replace_once(
         shipped,
         "{ address: 127.0.0.1, port_value: 9901 }",
@@ -218,20 +250,36 @@ pub fn render_envoy_config(shipped: &str, setup: &EnvoySetup, wasm: &Path) -> Re
         "{ address: 127.0.0.1, port_value: 7000 }",
         &at(setup.host_service),
     )?;
-    y = replace_once(
+    replace_once(
         &y,
-        &format!("filename: {SHIPPED_WASM_PATH}"),
-        &format!("filename: {}", wasm.display()),
+        &format!("path: {ECDS_FILE}"),
+        &format!("path: {ECDS_FILE}"),
     )?;
-    if let Some(json) = &setup.plugin_config {
-        let line = plugin_value_line(&y)?.to_string();
-        let indent = &line[..line.len() - line.trim_start().len()];
-        // A JSON string literal is also a valid YAML double-quoted scalar.
-        let quoted = serde_json::to_string(json)
-            .map_err(|e| HarnessError::Config(format!("quoting plugin config: {e}")))?;
-        y = replace_once(&y, &line, &format!("{indent}value: {quoted}"))?;
+    replace_once(
+        &y,
+        &format!("watched_directory: {{ path: {ECDS_DIR} }}"),
+        &format!("watched_directory: {{ path: {ECDS_DIR} }}"),
+    )?;
+    let mut cfg = EnvoyConfig {
+        bootstrap: y,
+        guard: shipped_guard_resource()?,
+    };
+    let filename = &mut cfg.guard_config_mut()["vm_config"]["code"]["local"]["filename"];
+    if filename != SHIPPED_WASM_PATH {
+        return Err(HarnessError::Config(format!(
+            "{SHIPPED_ECDS_SEED}: the module is {filename}, expected {SHIPPED_WASM_PATH}"
+        )));
     }
-    Ok(y)
+    *filename = wasm.display().to_string().into();
+    if cfg.plugin_json().is_none() {
+        return Err(HarnessError::Config(format!(
+            "{SHIPPED_ECDS_SEED}: no plugin configuration string"
+        )));
+    }
+    if let Some(json) = &setup.plugin_config {
+        cfg.guard_config_mut()["configuration"]["value"] = json.clone().into();
+    }
+    Ok(cfg)
 }
 
 // === child processes ===
@@ -376,10 +424,8 @@ fn envoy_command(
     Ok(cmd)
 }
 
-fn write_config(dir: &TempDir, yaml: &str) -> Result<PathBuf> {
-    let path = dir.path().join("envoy.yaml");
-    std::fs::write(&path, yaml).map_err(io("writing envoy.yaml"))?;
-    Ok(path)
+fn write_config(dir: &TempDir, cfg: &EnvoyConfig) -> Result<PathBuf> {
+    cfg.write_to(dir.path())
 }
 
 fn temp_dir() -> Result<TempDir> {
@@ -392,20 +438,20 @@ fn temp_dir() -> Result<TempDir> {
 impl Envoy {
     /// Render the shipped `envoy.yaml` for `setup` and start it.
     pub async fn start(setup: &EnvoySetup) -> Result<Envoy> {
-        let yaml = render_envoy_config(&shipped_envoy_yaml()?, setup, &wasm_module()?)?;
-        Self::start_with_env(&yaml, &setup.env).await
+        let cfg = render_envoy_config(&shipped_envoy_yaml()?, setup, &wasm_module()?)?;
+        Self::start_with_env(&cfg, &setup.env).await
     }
 
     /// Start Envoy on a config as given (ports must be 0 or free); ready when its admin says
     /// so and the listener is bound.
-    pub async fn start_with_config(yaml: &str) -> Result<Envoy> {
-        Self::start_with_env(yaml, &[]).await
+    pub async fn start_with_config(cfg: &EnvoyConfig) -> Result<Envoy> {
+        Self::start_with_env(cfg, &[]).await
     }
 
     /// [`Envoy::start_with_config`] with environment variables for the Envoy process.
-    pub async fn start_with_env(yaml: &str, env: &[(String, String)]) -> Result<Envoy> {
+    pub async fn start_with_env(cfg: &EnvoyConfig, env: &[(String, String)]) -> Result<Envoy> {
         let dir = temp_dir()?;
-        let config = write_config(&dir, yaml)?;
+        let config = write_config(&dir, cfg)?;
         let log = dir.path().join("envoy.log");
         let child =
             ChildGuard::spawn("envoy", &mut envoy_command(&config, dir.path(), &log, env)?)?;
@@ -554,6 +600,34 @@ impl Envoy {
         self.dir.path()
     }
 
+    /// The directory this Envoy watches for the guard's ECDS resource (`--ecds-dir` for the CLI).
+    pub fn ecds_dir(&self) -> PathBuf {
+        self.dir.path().join(ECDS_DIR)
+    }
+
+    /// One line of the admin's `/stats` (for example
+    /// `extension_config_discovery.http_filter.twiml_guard.update_rejected`), text readouts
+    /// unquoted; `None` when Envoy has no such stat.
+    pub async fn stat(&self, name: &str) -> Result<Option<String>> {
+        let text = self.admin_get(&format!("/stats?filter=^{name}$")).await?;
+        Ok(text.lines().find_map(|l| {
+            let (k, v) = l.split_once(": ")?;
+            (k == name).then(|| v.trim().trim_matches('"').to_string())
+        }))
+    }
+
+    /// Wait until Envoy refused the guard's configuration (`update_rejected` of the ECDS
+    /// subscription reaches `count`); returns the log.
+    pub async fn wait_rejected(&self, count: u64) -> Result<String> {
+        let name = "extension_config_discovery.http_filter.twiml_guard.update_rejected";
+        let what = format!("{name} == {count}");
+        poll(Duration::from_secs(10), &what, || async {
+            let v = self.stat(name).await.ok()??;
+            (v.parse::<u64>().ok()? == count).then(|| self.log())
+        })
+        .await
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -570,10 +644,10 @@ pub fn prometheus_value(text: &str, name: &str) -> Option<u64> {
     })
 }
 
-/// Run Envoy on `yaml` where it is expected to refuse to start: its exit status and log.
-pub async fn run_envoy_to_exit(yaml: &str) -> Result<(ExitStatus, String)> {
+/// Run Envoy on `cfg` where it is expected to refuse to start: its exit status and log.
+pub async fn run_envoy_to_exit(cfg: &EnvoyConfig) -> Result<(ExitStatus, String)> {
     let dir = temp_dir()?;
-    let config = write_config(&dir, yaml)?;
+    let config = write_config(&dir, cfg)?;
     let log = dir.path().join("envoy.log");
     let mut child =
         ChildGuard::spawn("envoy", &mut envoy_command(&config, dir.path(), &log, &[])?)?;
@@ -607,11 +681,32 @@ pub fn validate_envoy_config_env(
     Ok((out.status, text))
 }
 
-/// Write `yaml` into a fresh temp dir and validate it there.
-pub fn validate_envoy_yaml(yaml: &str) -> Result<(ExitStatus, String)> {
+/// Write `cfg` into a fresh temp dir and validate it there. `--mode validate` checks the
+/// bootstrap only: Envoy does not load ECDS resources in it, so the guard's own configuration
+/// is not checked (`twiml-guard config check` and a real start are).
+pub fn validate_envoy_yaml(cfg: &EnvoyConfig) -> Result<(ExitStatus, String)> {
     let dir = temp_dir()?;
-    let config = write_config(&dir, yaml)?;
+    let config = write_config(&dir, cfg)?;
     validate_envoy_config(&config, dir.path())
+}
+
+/// Start Envoy on `cfg` where the guard's initial configuration is expected to be refused:
+/// Envoy runs, answers every request 500 (no filter, no traffic past it), and the log says
+/// why. Returns the status of one request and the log.
+pub async fn run_envoy_refusing(
+    cfg: &EnvoyConfig,
+    env: &[(String, String)],
+) -> Result<(u16, String)> {
+    let envoy = Envoy::start_with_env(cfg, env).await?;
+    let log = envoy.wait_rejected(1).await?;
+    let url = envoy.url("/refused");
+    let resp = envoy
+        .client()
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| HarnessError::Http(format!("GET {url}: {e}")))?;
+    Ok((resp.status().as_u16(), log))
 }
 
 #[cfg(test)]
@@ -640,26 +735,37 @@ mod tests {
         .plugin_config(
             r#"{"mode": "strict", "fallback_twiml": "<Response><Say>it's</Say></Response>"}"#,
         );
-        let y = render_envoy_config(&shipped, &setup, Path::new("/abs/guard.wasm")).unwrap();
+        let mut c = render_envoy_config(&shipped, &setup, Path::new("/abs/guard.wasm")).unwrap();
+        let y = &c.bootstrap;
         assert!(y.contains("{ address: 127.0.0.1, port_value: 15000 }"));
         assert!(y.contains("{ address: 127.0.0.1, port_value: 17000 }"));
-        assert!(y.contains("filename: /abs/guard.wasm"));
         assert_eq!(y.matches("port_value: 0 }").count(), 2);
-        assert!(!y.contains("9901") && !y.contains("8080") && !y.contains(SHIPPED_WASM_PATH));
-        assert!(y.contains(
-            r#"value: "{\"mode\": \"strict\", \"fallback_twiml\": \"<Response><Say>it's</Say></Response>\"}""#
-        ));
+        assert!(!y.contains("9901") && !y.contains("8080"));
+        assert!(y.contains(&format!("path: {ECDS_FILE}")));
+        assert_eq!(
+            c.guard_config_mut()["vm_config"]["code"]["local"]["filename"],
+            "/abs/guard.wasm"
+        );
+        assert_eq!(
+            c.plugin_json(),
+            Some(r#"{"mode": "strict", "fallback_twiml": "<Response><Say>it's</Say></Response>"}"#)
+        );
         // Without a plugin config the shipped one stays.
-        let y = render_envoy_config(
+        let c = render_envoy_config(
             &shipped,
             &EnvoySetup::new(setup.backend, setup.host_service),
             Path::new("/w.wasm"),
         )
         .unwrap();
+        let seed = shipped_guard_resource().unwrap();
         assert_eq!(
-            plugin_config_of(&y).unwrap(),
-            plugin_config_of(&shipped).unwrap()
+            c.plugin_json(),
+            seed["resources"][0]["typed_config"]["config"]["configuration"]["value"].as_str()
         );
+        assert!(c
+            .plugin_json()
+            .unwrap()
+            .contains("\"auth_token_env\": \"TWILIO_AUTH_TOKEN\""));
     }
 
     #[test]

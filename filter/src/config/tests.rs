@@ -91,6 +91,8 @@ const KNOWN_FIELDS: &[&str] = &[
     "media_path",
     "log_twiml",
     "signature",
+    "rules",
+    "config_version",
 ];
 
 #[test]
@@ -125,7 +127,8 @@ fn default_json(key: &str) -> serde_json::Value {
         "fallback_twiml" => json!(DEFAULT_FALLBACK_TWIML),
         "media_path" => json!("/ws/twilio-media"),
         "log_twiml" => json!(false),
-        "signature" => json!(null),
+        "signature" | "config_version" => json!(null),
+        "rules" => json!([]),
         other => panic!("no default for {other}"),
     }
 }
@@ -297,4 +300,120 @@ fn url_check() {
     assert!(!is_absolute_url("https:///cb"));
     assert!(!is_absolute_url("https://:80/cb"));
     assert!(!is_absolute_url("https://example.com/\ncb"));
+}
+
+// === rules and config_version ===
+
+#[test]
+fn rules_resolve_against_the_defaults_in_order() {
+    let c = parse(
+        br#"{"mode": "monitor", "rewrite_action": "start-recording",
+             "recording_status_callback": "https://h/cb", "config_version": "7",
+             "rules": [
+               {"name": "canary", "hosts": ["Canary.Example.com"], "mode": "strict"},
+               {"paths": ["/voice/"], "rewrite_action": "strip", "mode": "rewrite"},
+               {"hosts": ["*.example.com"], "paths": ["/a", "/b"], "rewrite_action": "strip"}
+             ]}"#,
+    )
+    .unwrap();
+    assert_eq!(c.config_version.as_deref(), Some("7"));
+    let names: Vec<&str> = c.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["canary", "rule1", "rule2"]);
+    // Hosts are lowercased; what a rule leaves out is the default's.
+    assert_eq!(c.rules[0].matcher.hosts, ["canary.example.com"]);
+    assert_eq!(c.rules[0].mode, Mode::Strict);
+    assert_eq!(c.rules[0].rewrite.action, CoreAction::StartRecording);
+    assert_eq!(c.rules[2].mode, Mode::Monitor);
+    assert_eq!(c.rules[2].rewrite.action, CoreAction::Strip);
+    assert_eq!(
+        c.rules[2].rewrite.recording_status_callback.as_deref(),
+        Some("https://h/cb")
+    );
+    assert_eq!(c.rule_for(Some("canary.example.com"), "/voice/1"), Some(0));
+    assert_eq!(c.rule_for(Some("x.example.com"), "/voice/1"), Some(1));
+    assert_eq!(c.rule_for(Some("x.example.com"), "/b/c?q"), Some(2));
+    assert_eq!(c.rule_for(Some("x.example.com"), "/c"), None);
+    // Under a rule: its mode and action, everything else the defaults', and no rules.
+    let under = c.under_rule(&c.rules[0]);
+    assert_eq!(under.mode, Mode::Strict);
+    assert!(under.rules.is_empty());
+    assert_eq!(under.max_body_bytes, c.max_body_bytes);
+    assert_eq!(
+        applied_line(&c, "00ff"),
+        "config applied config_version=7 digest=00ff mode=monitor \
+         rewrite_action=start-recording rules=[canary:strict/start-recording \
+         rule1:rewrite/strip rule2:monitor/strip]"
+    );
+}
+
+#[test]
+fn bad_rules_name_the_rule_and_the_key() {
+    let cases = [
+        (
+            r#"{"rules": [{"paths": ["/a"], "mode": "strcit"}]}"#,
+            "rules[0].mode: unknown variant `strcit`",
+        ),
+        (
+            r#"{"rules": [{"paths": ["/a"], "mdoe": "strict"}]}"#,
+            "rules[0].mdoe: unknown field `mdoe`",
+        ),
+        (
+            r#"{"rules": [{"mode": "strict"}]}"#,
+            "rules[0]: needs `hosts` or `paths`",
+        ),
+        (
+            r#"{"rules": [{"paths": ["/a"]}]}"#,
+            "rules[0]: sets neither `mode` nor `rewrite_action`",
+        ),
+        (
+            r#"{"rules": [{"paths": ["a"], "mode": "strict"}]}"#,
+            "rules[0]: paths: \"a\" is not a path prefix",
+        ),
+        (
+            r#"{"rules": [{"hosts": ["h:443"], "mode": "strict"}]}"#,
+            "rules[0]: hosts: \"h:443\" is not a host name",
+        ),
+        (
+            r#"{"rules": [{"hosts": ["*"], "mode": "strict"}]}"#,
+            "rules[0]: hosts: \"*\" is not a host name",
+        ),
+        (
+            r#"{"rules": [{"name": "a", "paths": ["/a"], "mode": "strict"}, {"name": "a", "paths": ["/b"], "mode": "monitor"}]}"#,
+            "rules[1]: name \"a\" is used twice",
+        ),
+        (
+            r#"{"rules": [{"name": "a b", "paths": ["/a"], "mode": "strict"}]}"#,
+            "rules[0]: name: \"a b\" may only hold",
+        ),
+        (r#"{"config_version": ""}"#, "must be 1 to 64 characters"),
+        (r#"{"config_version": "v;1"}"#, "may only hold"),
+    ];
+    for (json, want) in cases {
+        let err = parse(json.as_bytes()).expect_err(json);
+        let field = if json.contains("config_version") {
+            "config_version"
+        } else {
+            "rules"
+        };
+        assert_eq!(err.field(), Some(field), "{json}: {err}");
+        assert!(err.to_string().contains(want), "{json}: {err}");
+    }
+    let many = format!(
+        r#"{{"rules": [{}]}}"#,
+        vec![r#"{"paths": ["/a"], "mode": "strict"}"#; MAX_RULES + 1].join(",")
+    );
+    assert!(parse(many.as_bytes())
+        .unwrap_err()
+        .to_string()
+        .contains("at most 64"));
+}
+
+#[test]
+fn digest_tells_configurations_apart() {
+    assert_eq!(digest(b""), "cbf29ce484222325");
+    assert_ne!(
+        digest(br#"{"mode": "strict"}"#),
+        digest(br#"{"mode": "monitor"}"#)
+    );
+    assert_eq!(digest(b"x").len(), 16);
 }

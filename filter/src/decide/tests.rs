@@ -558,3 +558,47 @@ fn arbitrary_bytes_never_panic() {
         let _ = evaluate(&c, &body, Encoding::Gzip);
     }
 }
+
+#[test]
+fn the_guard_header_names_the_rule_only_when_one_matched() {
+    assert_eq!(guard_header_value(Label::Rewritten, None), "rewritten");
+    assert_eq!(
+        guard_header_value(Label::Rejected, Some("canary")),
+        "rejected; rule=canary"
+    );
+    let o = evaluate(&cfg(r#"{"mode": "monitor"}"#), CONFLICT, Encoding::Identity);
+    assert_eq!(
+        verdict_line_ruled(3, "/v", Some("canary"), Mode::Monitor, &o),
+        "ctx=3 path=/v verdict=detected action=pass detail=conflict records=1 at=3:3 \
+         rule=canary mode=monitor"
+    );
+    assert!(
+        verdict_line_ruled(3, "/v", None, Mode::Strict, &o).ends_with(" rule=default mode=strict")
+    );
+}
+
+#[test]
+fn labelled_and_mode_metric_names() {
+    let labelled: Vec<&str> = Label::ALL.iter().map(|l| l.labelled_metric()).collect();
+    assert_eq!(
+        labelled,
+        [
+            "twiml_guard.responses.clean_total",
+            "twiml_guard.responses.rewritten_total",
+            "twiml_guard.responses.rejected_total",
+            "twiml_guard.responses.detected_total",
+            "twiml_guard.responses.oversize_total",
+            "twiml_guard.responses.malformed_total",
+        ]
+    );
+    let modes: Vec<&str> = MODES.iter().map(|m| mode_metric(*m)).collect();
+    assert_eq!(
+        modes,
+        [
+            "twiml_guard.mode.rewrite",
+            "twiml_guard.mode.strict",
+            "twiml_guard.mode.monitor"
+        ]
+    );
+    assert_eq!(VERDICT_TIME_METRIC, "twiml_guard.verdict_us");
+}

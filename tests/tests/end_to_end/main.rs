@@ -6,6 +6,7 @@ mod common;
 mod filter_config;
 mod filter_edge;
 mod filter_monitor;
+mod filter_ops;
 mod filter_rewrite;
 mod filter_robustness;
 mod filter_strict;

@@ -29,8 +29,8 @@ fn plugin_config(enforce: bool) -> String {
 }
 
 /// The shipped config for `setup`, with the secrets passed to the VM the documented way.
-fn config_with_env(setup: &EnvoySetup, env: &[(&str, &str)]) -> String {
-    let yaml = e2e::render_envoy_config(
+fn config_with_env(setup: &EnvoySetup, env: &[(&str, &str)]) -> e2e::EnvoyConfig {
+    let mut cfg = e2e::render_envoy_config(
         &e2e::shipped_envoy_yaml().unwrap(),
         setup,
         &e2e::wasm_module().unwrap(),
@@ -38,21 +38,18 @@ fn config_with_env(setup: &EnvoySetup, env: &[(&str, &str)]) -> String {
     .unwrap();
     // The shipped config passes TWILIO_AUTH_TOKEN from Envoy's environment; here each test sets
     // its own secrets inline instead (`key_values`), the other documented way.
-    let line = yaml
-        .lines()
-        .find(|l| l.trim() == "host_env_keys: [TWILIO_AUTH_TOKEN]")
-        .expect("the shipped config passes the auth token from the environment")
-        .to_string();
-    let indent = &line[..line.len() - line.trim_start().len()];
-    let pairs: Vec<String> = env
+    let vars = &mut cfg.guard_config_mut()["vm_config"]["environment_variables"];
+    assert_eq!(
+        *vars,
+        serde_json::json!({"host_env_keys": ["TWILIO_AUTH_TOKEN"]}),
+        "the shipped config passes the auth token from the environment"
+    );
+    let pairs: serde_json::Map<String, Value> = env
         .iter()
-        .map(|(k, v)| format!("{k}: {}", serde_json::to_string(v).unwrap()))
+        .map(|(k, v)| (k.to_string(), Value::from(*v)))
         .collect();
-    yaml.replacen(
-        &line,
-        &format!("{indent}key_values: {{ {} }}", pairs.join(", ")),
-        1,
-    )
+    *vars = serde_json::json!({ "key_values": pairs });
+    cfg
 }
 
 fn backend(req: &Request) -> Reply {
@@ -341,8 +338,9 @@ async fn a_missing_secret_stops_envoy_and_names_the_variable() {
     .plugin_config(plugin_config(true));
     // The shared key's variable is missing.
     let yaml = config_with_env(&setup, &[("TWILIO_AUTH_TOKEN", "present-token-value")]);
-    let (status, log) = e2e::run_envoy_to_exit(&yaml).await.unwrap();
-    assert!(!status.success());
+    // Refused: nothing passes the listener unchecked.
+    let (status, log) = e2e::run_envoy_refusing(&yaml, &[]).await.unwrap();
+    assert_eq!(status, 500);
     assert!(
         log.contains("environment variable TWILIO_WEBHOOK_KEY is not set in the VM"),
         "{log}"
@@ -359,18 +357,16 @@ async fn without_held_headers_a_forgery_never_completes_at_the_backend() {
     let media = WsEcho::start().await.unwrap();
     let json = plugin_config(true).replacen('{', r#"{"reject_style": "twiml", "#, 1);
     let setup = EnvoySetup::new(backend.addr(), media.addr()).plugin_config(json);
-    let yaml = config_with_env(
+    let mut yaml = config_with_env(
         &setup,
         &[
             ("TWILIO_AUTH_TOKEN", "tok-nohold"),
             ("TWILIO_WEBHOOK_KEY", "sh"),
         ],
-    )
-    .replace(
-        "allow_on_headers_stop_iteration: true",
-        "allow_on_headers_stop_iteration: false",
     );
-    assert!(yaml.contains("allow_on_headers_stop_iteration: false"));
+    let hold = &mut yaml.guard_config_mut()["allow_on_headers_stop_iteration"];
+    assert_eq!(*hold, true);
+    *hold = false.into();
     let e = Envoy::start_with_config(&yaml).await.unwrap();
     let url = format!("{PUBLIC}/webhook/voice");
     let good = compute(
@@ -415,12 +411,14 @@ async fn a_body_ending_in_trailers_is_still_checked() {
         ],
     );
     let line = yaml
+        .bootstrap
         .lines()
         .find(|l| l.trim() == "stat_prefix: ingress_http")
         .unwrap()
         .to_string();
     let indent = &line[..line.len() - line.trim_start().len()];
-    let yaml = yaml.replacen(
+    let mut yaml = yaml;
+    yaml.bootstrap = yaml.bootstrap.replacen(
         &line,
         &format!("{line}\n{indent}http_protocol_options: {{ enable_trailers: true }}"),
         1,
