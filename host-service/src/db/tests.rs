@@ -2,6 +2,7 @@
 //! leases expire, backoff doubles up to its cap, a stage completes once.
 
 use super::*;
+use sqlx::Row;
 
 const CALL: &str = "CA0123456789abcdef0123456789abcdef";
 const T0: i64 = 1_700_000_000_000;
@@ -30,11 +31,74 @@ async fn job_row(store: &Store, stage: &str) -> (String, i64, i64, Option<String
     (r.get(0), r.get(1), r.get(2), r.get(3))
 }
 
-#[test]
-fn backoff_doubles_up_to_the_cap() {
-    let got: Vec<u64> = (1..=8).map(|n| backoff_ms(n, 1000, 30_000)).collect();
-    assert_eq!(got, [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
-    assert_eq!(backoff_ms(200, 1000, 30_000), 30_000);
+/// The schema as the service created it before migrations existed: the same statements, run with
+/// `raw_sql` at every start, and no `_sqlx_migrations` table. Such a file must open, keep its rows
+/// and be recorded as at the latest migration.
+const LEGACY_SCHEMA: &str = include_str!("../../migrations/sqlite/0001_initial.sql");
+
+#[tokio::test]
+async fn a_database_from_before_migrations_is_adopted_with_its_rows() {
+    use sqlx::sqlite::SqliteConnectOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("host.db");
+    let legacy = sqlx::SqlitePool::connect_with(
+        SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    sqlx::raw_sql(LEGACY_SCHEMA).execute(&legacy).await.unwrap();
+    sqlx::query(
+        "INSERT INTO calls (call_sid, status, created_at_ms, recording_source, recording_status)
+         VALUES (?1, 'ended', ?2, 'stream', 'pending')",
+    )
+    .bind(CALL)
+    .bind(T0)
+    .execute(&legacy)
+    .await
+    .unwrap();
+    legacy.close().await;
+
+    for _ in 0..2 {
+        let store = Store::open(&path).await.unwrap();
+        let detail = store.call_detail(CALL).await.unwrap().unwrap();
+        assert_eq!(detail.status, "ended");
+        assert_eq!(detail.created_at_ms, T0);
+        let applied: Vec<(i64, bool)> =
+            sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        let expected: Vec<(i64, bool)> = MIGRATOR.iter().map(|m| (m.version, true)).collect();
+        assert_eq!(applied, expected);
+        assert_eq!(applied.first(), Some(&(1, true)));
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_version_is_refused() {
+    let (dir, store) = store().await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (9999, 'from the future', 1, x'00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.close().await;
+    let err = Store::open(&dir.path().join("db/host.db"))
+        .await
+        .err()
+        .expect("a newer schema must not open");
+    assert!(
+        matches!(
+            err,
+            DbError::Migrate(sqlx::migrate::MigrateError::VersionMissing(9999))
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
