@@ -3,9 +3,7 @@
 //! test engines, and misbehaving sockets are closed with the right codes without disturbing
 //! other calls.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use host_service::config::{AppKind, Config};
 use std::time::Duration;
 use tokio::sync::oneshot;

@@ -1,13 +1,11 @@
 //! The `twilio` recording source and signed webhooks, against a local stand-in for Twilio's REST
 //! API that checks every request it gets (Basic auth, form fields) and serves the recording.
 
-mod common;
-
+use crate::common::*;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use common::*;
 use host_service::config::{Config, RecordingSource};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
