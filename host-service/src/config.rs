@@ -240,6 +240,17 @@ impl Default for AppConfig {
     }
 }
 
+/// Where the pipeline's engines come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PipelineEngines {
+    /// `postcall`: the engines of `[transcription]` and `[extraction]`.
+    Postcall,
+    /// The deterministic engines of the process tests (`test_engines`).
+    #[cfg(feature = "test-engines")]
+    Test,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
@@ -254,8 +265,7 @@ pub struct PipelineConfig {
     /// On SIGTERM, how long running stages may take to finish before the process exits anyway
     /// (their leases expire and the next start picks them up).
     pub drain_timeout_ms: u64,
-    /// `postcall`: engines from `[transcription]` and `[extraction]`.
-    pub engines: String,
+    pub engines: PipelineEngines,
 }
 
 impl Default for PipelineConfig {
@@ -268,7 +278,7 @@ impl Default for PipelineConfig {
             lease_ms: 60_000,
             poll_ms: 500,
             drain_timeout_ms: 10_000,
-            engines: "postcall".into(),
+            engines: PipelineEngines::Postcall,
         }
     }
 }
@@ -369,15 +379,23 @@ impl Config {
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_NOT_KEYS.contains(&k.as_str()))
             .collect();
         env.sort();
+        // Which variable set which key, so a bad value is reported where it came from.
+        let mut from_env = Vec::with_capacity(env.len());
         for (name, value) in env {
-            apply_env(&mut table, &name, &value)?;
+            let key = apply_env(&mut table, &name, &value)?;
+            from_env.push((key, name));
         }
         let config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                ConfigError::Key {
-                    path: label.to_owned(),
-                    key: e.path().to_string(),
-                    message: e.inner().message().to_owned(),
+                let key = e.path().to_string();
+                let message = e.inner().message().to_owned();
+                match from_env.into_iter().find(|(k, _)| *k == key) {
+                    Some((_, name)) => ConfigError::BadEnv { name, message },
+                    None => ConfigError::Key {
+                        path: label.to_owned(),
+                        key,
+                        message,
+                    },
                 }
             })?;
         config.validate()?;
@@ -406,12 +424,6 @@ impl Config {
                 "pipeline.backoff_cap_ms",
                 "must not be below backoff_base_ms",
             );
-        }
-        match self.pipeline.engines.as_str() {
-            "postcall" => {}
-            #[cfg(feature = "test-engines")]
-            "test" => {}
-            _ => return invalid("pipeline.engines", "must be \"postcall\""),
         }
         if self.app.kind == AppKind::Greeting && self.app.greeting_wav.is_none() {
             return invalid("app.greeting_wav", "required when app.kind = \"greeting\"");
@@ -533,7 +545,8 @@ fn typed_like(default: Option<&toml::Value>, value: &str) -> toml::Value {
     }
 }
 
-fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+/// Set the key `name` stands for; returns that key, dotted.
+fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<String, ConfigError> {
     let bad = |message: String| ConfigError::BadEnv {
         name: name.to_owned(),
         message,
@@ -597,7 +610,7 @@ fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), Con
             .ok_or_else(|| bad(format!("{part} is not a table in the config file")))?;
     }
     node.insert(path[path.len() - 1].clone(), value);
-    Ok(())
+    Ok(path.join("."))
 }
 
 #[cfg(test)]
@@ -855,6 +868,37 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.api_token.as_deref(), Some("1234567890123456"));
+    }
+
+    #[test]
+    fn pipeline_engines_is_a_closed_set() {
+        let c = Config::from_parts(
+            "[pipeline]\nengines = \"postcall\"\n",
+            "-",
+            env(&[UNSIGNED]),
+        )
+        .unwrap();
+        assert_eq!(c.pipeline.engines, PipelineEngines::Postcall);
+        let err = Config::from_parts(
+            "",
+            "-",
+            env(&[("HOST_SERVICE_PIPELINE_ENGINES", "openai"), UNSIGNED]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "environment variable HOST_SERVICE_PIPELINE_ENGINES: unknown variant `openai`"
+            ),
+            "{err}"
+        );
+        let err = Config::from_parts("[pipeline]\nengines = \"openai\"\n", "x.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config file x.toml: key pipeline.engines: unknown variant `openai`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! plus the retention sweep's deletes and the reads behind the API.
 
 use super::queue::{enqueue, Stage};
+use super::status::StreamStatus;
 use super::views::{CallDetail, CallSummary, ErrorRow, JobRow, RecordingDetail, StreamRow};
 use super::{Result, Store};
 use sqlx::Row;
@@ -114,7 +115,7 @@ impl Store {
     pub async fn stream_finished(
         &self,
         stream_sid: &str,
-        status: &str,
+        status: StreamStatus,
         frames: Option<u64>,
         counters: (u64, u64, u64),
         close_reason: &str,
@@ -381,18 +382,19 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| CallSummary {
-                call_sid: r.get(0),
-                status: r.get(1),
-                from: r.get(2),
-                to: r.get(3),
-                created_at_ms: r.get(4),
-                ended_at_ms: r.get(5),
-                recording_status: r.get(6),
+        rows.iter()
+            .map(|r| {
+                Ok(CallSummary {
+                    call_sid: r.get(0),
+                    status: r.try_get(1)?,
+                    from: r.get(2),
+                    to: r.get(3),
+                    created_at_ms: r.get(4),
+                    ended_at_ms: r.get(5),
+                    recording_status: r.get(6),
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub async fn recording_path(&self, call_sid: &str) -> Result<Option<String>> {
@@ -418,37 +420,41 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|s| StreamRow {
-                stream_sid: s.get("stream_sid"),
-                index: s.get("idx"),
-                status: s.get("status"),
-                started_at_ms: s.get("started_at_ms"),
-                stopped_at_ms: s.get("stopped_at_ms"),
-                frames: s.get("frames"),
-                duration_ms: s.get("duration_ms"),
-                frames_in: s.get("frames_in"),
-                frames_out: s.get("frames_out"),
-                bad_messages: s.get("bad_messages"),
-                close_reason: s.get("close_reason"),
+            .map(|s| {
+                Ok(StreamRow {
+                    stream_sid: s.get("stream_sid"),
+                    index: s.get("idx"),
+                    status: s.try_get("status")?,
+                    started_at_ms: s.get("started_at_ms"),
+                    stopped_at_ms: s.get("stopped_at_ms"),
+                    frames: s.get("frames"),
+                    duration_ms: s.get("duration_ms"),
+                    frames_in: s.get("frames_in"),
+                    frames_out: s.get("frames_out"),
+                    bad_messages: s.get("bad_messages"),
+                    close_reason: s.get("close_reason"),
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         let mut stages: Vec<JobRow> = sqlx::query("SELECT * FROM jobs WHERE call_sid = ?1")
             .bind(call_sid)
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|j| JobRow {
-                stage: j.get("stage"),
-                state: j.get("state"),
-                attempts: j.get("attempts"),
-                run_at_ms: j.get("run_at_ms"),
-                started_at_ms: j.get("started_at_ms"),
-                finished_at_ms: j.get("finished_at_ms"),
-                duration_ms: j.get("duration_ms"),
-                last_error: j.get("last_error"),
+            .map(|j| {
+                Ok(JobRow {
+                    stage: j.try_get("stage")?,
+                    state: j.try_get("state")?,
+                    attempts: j.get("attempts"),
+                    run_at_ms: j.get("run_at_ms"),
+                    started_at_ms: j.get("started_at_ms"),
+                    finished_at_ms: j.get("finished_at_ms"),
+                    duration_ms: j.get("duration_ms"),
+                    last_error: j.get("last_error"),
+                })
             })
-            .collect();
-        stages.sort_by_key(|j| Stage::parse(&j.stage).map(|s| s as u8));
+            .collect::<Result<_>>()?;
+        stages.sort_by_key(|j| j.stage as u8);
         let errors = sqlx::query(
             "SELECT at_ms, stage, message FROM call_errors WHERE call_sid = ?1 ORDER BY id",
         )
@@ -469,7 +475,7 @@ impl Store {
         let recording_path: Option<String> = r.get("recording_path");
         Ok(Some(CallDetail {
             call_sid: r.get("call_sid"),
-            status: r.get("status"),
+            status: r.try_get("status")?,
             account_sid: r.get("account_sid"),
             from: r.get("from_number"),
             to: r.get("to_number"),
@@ -485,7 +491,7 @@ impl Store {
                 available: recording_path.is_some(),
             },
             streams,
-            transcription_status: r.get("transcription_status"),
+            transcription_status: r.try_get("transcription_status")?,
             transcript: json("transcript_json"),
             summary: r.get("summary"),
             fields: json("fields_json"),

@@ -5,6 +5,7 @@
 //!
 //! - `calls`: the call repository (calls, streams, errors, retention deletes, API reads);
 //! - `queue`: the post-call job queue and its stages;
+//! - `status`: the states of calls, streams, jobs and transcriptions;
 //! - `views`: the JSON shapes the API returns.
 //!
 //! The schema is versioned: `host-service/migrations/sqlite/NNNN_*.sql`, embedded at build time
@@ -12,10 +13,12 @@
 
 mod calls;
 mod queue;
+mod status;
 pub mod views;
 
 pub use calls::{CallFacts, StreamStart, TwilioRecording};
 pub use queue::{Job, Outcome, Stage, StageOutput};
+pub use status::{CallStatus, JobState, StreamStatus, TranscriptionStatus};
 pub use views::{CallDetail, CallSummary, ErrorRow, JobRow, RecordingDetail, StreamRow};
 
 use sqlx::migrate::Migrator;

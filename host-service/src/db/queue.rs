@@ -2,6 +2,7 @@
 //! the same transaction), defer, fail with backoff. Every transition is guarded by the lease, so
 //! a dead worker's late write changes nothing.
 
+use super::status::{CallStatus, JobState, TranscriptionStatus};
 use super::{Result, Store};
 use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
@@ -9,8 +10,9 @@ use sqlx::Row;
 use std::time::Duration;
 
 /// The pipeline's stages, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case")]
 pub enum Stage {
     Recording,
     Transcribe,
@@ -26,10 +28,6 @@ impl Stage {
             Stage::Transcribe => "transcribe",
             Stage::Extract => "extract",
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Stage> {
-        Stage::ALL.into_iter().find(|st| st.name() == s)
     }
 
     pub fn next(self) -> Option<Stage> {
@@ -154,16 +152,17 @@ impl Store {
             .bind(path)
             .bind(*duration_ms as i64),
             StageOutput::Transcript { json } => sqlx::query(
-                "UPDATE calls SET transcription_status = 'done', transcript_json = ?2
+                "UPDATE calls SET transcription_status = ?3, transcript_json = ?2
                  WHERE call_sid = ?1",
             )
             .bind(sid)
-            .bind(json),
-            StageOutput::TranscriptionSkipped => sqlx::query(
-                "UPDATE calls SET transcription_status = 'skipped: transcription engine is none'
-                 WHERE call_sid = ?1",
-            )
-            .bind(sid),
+            .bind(json)
+            .bind(TranscriptionStatus::Done),
+            StageOutput::TranscriptionSkipped => {
+                sqlx::query("UPDATE calls SET transcription_status = ?2 WHERE call_sid = ?1")
+                    .bind(sid)
+                    .bind(TranscriptionStatus::SkippedEngineNone)
+            }
             StageOutput::Extraction {
                 summary,
                 fields_json,
@@ -245,8 +244,8 @@ impl Store {
             Outcome::Failed
         };
         let (state, run_at) = match outcome {
-            Outcome::Retry { run_at_ms } => ("queued", run_at_ms),
-            _ => ("failed", now),
+            Outcome::Retry { run_at_ms } => (JobState::Queued, run_at_ms),
+            _ => (JobState::Failed, now),
         };
         let n = sqlx::query(
             "UPDATE jobs SET state = ?3, run_at_ms = ?4, last_error = ?5, lease_owner = NULL,
@@ -275,8 +274,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if outcome == Outcome::Failed {
-            sqlx::query("UPDATE calls SET status = 'failed' WHERE call_sid = ?1")
+            sqlx::query("UPDATE calls SET status = ?2 WHERE call_sid = ?1")
                 .bind(&job.call_sid)
+                .bind(CallStatus::Failed)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -340,7 +340,7 @@ fn job_from_row(r: &SqliteRow) -> Option<Job> {
     Some(Job {
         id: r.get(0),
         call_sid: r.get(1),
-        stage: Stage::parse(r.get::<&str, _>(2))?,
+        stage: r.try_get(2).ok()?,
         attempts: r.get::<i64, _>(3) as u32,
     })
 }

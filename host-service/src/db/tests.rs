@@ -63,7 +63,7 @@ async fn a_database_from_before_migrations_is_adopted_with_its_rows() {
     for _ in 0..2 {
         let store = Store::open(&path).await.unwrap();
         let detail = store.call_detail(CALL).await.unwrap().unwrap();
-        assert_eq!(detail.status, "ended");
+        assert_eq!(detail.status, CallStatus::Ended);
         assert_eq!(detail.created_at_ms, T0);
         let applied: Vec<(i64, bool)> =
             sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
@@ -139,7 +139,7 @@ async fn a_replayed_webhook_queues_nothing_twice() {
         .unwrap();
     assert_eq!(n, 1);
     let detail = store.call_detail(CALL).await.unwrap().unwrap();
-    assert_eq!(detail.status, "ended");
+    assert_eq!(detail.status, CallStatus::Ended);
     assert_eq!(detail.ended_at_ms, Some(T0));
     assert_eq!(detail.from.as_deref(), Some("+15550001111"));
 }
@@ -188,23 +188,23 @@ async fn stages_run_in_order_and_complete_exactly_once() {
     }
     assert_eq!(store.claim("w1", T0 + 100, 1000).await.unwrap(), None);
     let d = store.call_detail(CALL).await.unwrap().unwrap();
-    assert_eq!(d.status, "completed");
+    assert_eq!(d.status, CallStatus::Completed);
     assert_eq!(d.recording.status, "saved");
     assert_eq!(d.recording.duration_ms, Some(1200));
     assert_eq!(d.transcript.unwrap()["text"], "hi");
     assert_eq!(d.summary.as_deref(), Some("s"));
     assert_eq!(d.fields.unwrap()["a"], 1);
-    let stages: Vec<(&str, &str, i64)> = d
+    let stages: Vec<(Stage, JobState, i64)> = d
         .stages
         .iter()
-        .map(|j| (j.stage.as_str(), j.state.as_str(), j.duration_ms.unwrap()))
+        .map(|j| (j.stage, j.state, j.duration_ms.unwrap()))
         .collect();
     assert_eq!(
         stages,
         [
-            ("recording", "done", 2),
-            ("transcribe", "done", 2),
-            ("extract", "done", 2)
+            (Stage::Recording, JobState::Done, 2),
+            (Stage::Transcribe, JobState::Done, 2),
+            (Stage::Extract, JobState::Done, 2)
         ]
     );
 }
@@ -271,7 +271,7 @@ async fn failures_back_off_exponentially_then_fail_the_call() {
     assert_eq!((state.as_str(), attempts), ("failed", 4));
     assert_eq!(error.as_deref(), Some("engine busy"));
     let d = store.call_detail(CALL).await.unwrap().unwrap();
-    assert_eq!(d.status, "failed");
+    assert_eq!(d.status, CallStatus::Failed);
     assert_eq!(d.errors.len(), 4);
     assert!(d
         .errors
@@ -482,7 +482,14 @@ async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on() {
         .await
         .unwrap();
     store
-        .stream_finished("MZ1", "saved", Some(8), (1, 0, 0), "stopped", T0)
+        .stream_finished(
+            "MZ1",
+            StreamStatus::Saved,
+            Some(8),
+            (1, 0, 0),
+            "stopped",
+            T0,
+        )
         .await
         .unwrap();
     store.call_ended(old, &facts(), "stream", T0).await.unwrap();
@@ -496,7 +503,7 @@ async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on() {
         .await
         .unwrap();
     store
-        .stream_finished("MZ3", "saved", None, (0, 0, 0), "stopped", T0)
+        .stream_finished("MZ3", StreamStatus::Saved, None, (0, 0, 0), "stopped", T0)
         .await
         .unwrap();
     let expired = store.expired_calls(T0 + 100).await.unwrap();
@@ -517,4 +524,52 @@ async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on() {
     }
     assert!(store.call_detail(busy).await.unwrap().is_some());
     assert!(store.call_detail(young).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn states_are_stored_as_their_text_and_unknown_text_is_an_error() {
+    let (_d, store) = store().await;
+    store
+        .call_ended(CALL, &facts(), "stream", T0)
+        .await
+        .unwrap();
+    let raw: (String, String, String) = sqlx::query_as(
+        "SELECT c.status, j.stage, j.state FROM calls c JOIN jobs j USING (call_sid)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(raw, ("ended".into(), "recording".into(), "queued".into()));
+    for (value, text) in [
+        (TranscriptionStatus::Done, "done"),
+        (
+            TranscriptionStatus::SkippedEngineNone,
+            "skipped: transcription engine is none",
+        ),
+    ] {
+        sqlx::query("UPDATE calls SET transcription_status = ?1")
+            .bind(value)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let raw: String = sqlx::query_scalar("SELECT transcription_status FROM calls")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(raw, text);
+        assert_eq!(serde_json::to_value(value).unwrap(), text);
+        let d = store.call_detail(CALL).await.unwrap().unwrap();
+        assert_eq!(d.transcription_status, Some(value));
+    }
+    // A value this code does not know (a newer version wrote it) is an error, not a panic.
+    sqlx::query("UPDATE calls SET status = 'archived'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let err = store.call_detail(CALL).await.err().expect("unknown status");
+    assert!(
+        matches!(err, DbError::Sql(sqlx::Error::ColumnDecode { .. })),
+        "{err}"
+    );
+    assert!(store.list_calls(10, None).await.is_err());
 }

@@ -1,12 +1,14 @@
 //! What the HTTP API returns about calls, as JSON: read models built by the call repository,
 //! kept apart from the queries so the API's shape is visible in one place.
 
+use super::status::{CallStatus, JobState, StreamStatus, TranscriptionStatus};
+use super::Stage;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CallSummary {
     pub call_sid: String,
-    pub status: String,
+    pub status: CallStatus,
     pub from: Option<String>,
     pub to: Option<String>,
     pub created_at_ms: i64,
@@ -18,7 +20,7 @@ pub struct CallSummary {
 pub struct StreamRow {
     pub stream_sid: String,
     pub index: i64,
-    pub status: String,
+    pub status: StreamStatus,
     pub started_at_ms: i64,
     pub stopped_at_ms: Option<i64>,
     pub frames: Option<i64>,
@@ -31,8 +33,8 @@ pub struct StreamRow {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct JobRow {
-    pub stage: String,
-    pub state: String,
+    pub stage: Stage,
+    pub state: JobState,
     pub attempts: i64,
     pub run_at_ms: i64,
     pub started_at_ms: Option<i64>,
@@ -51,7 +53,7 @@ pub struct ErrorRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct CallDetail {
     pub call_sid: String,
-    pub status: String,
+    pub status: CallStatus,
     pub account_sid: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
@@ -61,7 +63,7 @@ pub struct CallDetail {
     pub completed_at_ms: Option<i64>,
     pub recording: RecordingDetail,
     pub streams: Vec<StreamRow>,
-    pub transcription_status: Option<String>,
+    pub transcription_status: Option<TranscriptionStatus>,
     pub transcript: Option<serde_json::Value>,
     pub summary: Option<String>,
     pub fields: Option<serde_json::Value>,

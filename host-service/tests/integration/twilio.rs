@@ -141,7 +141,7 @@ async fn start_service(api_base: &str) -> Svc {
     c.twilio.shared_key = Some(SHARED_KEY.into());
     c.twilio.account_sid = Some(ACCOUNT.into());
     c.twilio.api_base = api_base.into();
-    c.pipeline.engines = "test".into();
+    c.pipeline.engines = host_service::config::PipelineEngines::Test;
     c.pipeline.poll_ms = 20;
     c.pipeline.backoff_base_ms = 20;
     c.pipeline.backoff_cap_ms = 100;
