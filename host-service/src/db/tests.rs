@@ -566,7 +566,7 @@ async fn states_are_stored_as_their_text_and_unknown_text_is_an_error() {
         .execute(store.pool())
         .await
         .unwrap();
-    let err = store.call_detail(CALL).await.err().expect("unknown status");
+    let err = store.call_detail(CALL).await.expect_err("unknown status");
     assert!(
         matches!(err, DbError::Sql(sqlx::Error::ColumnDecode { .. })),
         "{err}"
