@@ -20,6 +20,12 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
+    #[error("config file {path}: key {key}: {message}")]
+    Key {
+        path: String,
+        key: String,
+        message: String,
+    },
     #[error("unknown environment variable {0} (no such config key)")]
     UnknownEnv(String),
     #[error("environment variable {name}: {message}")]
@@ -234,6 +240,17 @@ impl Default for AppConfig {
     }
 }
 
+/// Where the pipeline's engines come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PipelineEngines {
+    /// `postcall`: the engines of `[transcription]` and `[extraction]`.
+    Postcall,
+    /// The deterministic engines of the process tests (`test_engines`).
+    #[cfg(feature = "test-engines")]
+    Test,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
@@ -248,8 +265,7 @@ pub struct PipelineConfig {
     /// On SIGTERM, how long running stages may take to finish before the process exits anyway
     /// (their leases expire and the next start picks them up).
     pub drain_timeout_ms: u64,
-    /// `postcall`: engines from `[transcription]` and `[extraction]`.
-    pub engines: String,
+    pub engines: PipelineEngines,
 }
 
 impl Default for PipelineConfig {
@@ -262,11 +278,12 @@ impl Default for PipelineConfig {
             lease_ms: 60_000,
             poll_ms: 500,
             drain_timeout_ms: 10_000,
-            engines: "postcall".into(),
+            engines: PipelineEngines::Postcall,
         }
     }
 }
 
+/// What an environment variable's text must parse as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Str,
@@ -274,49 +291,40 @@ enum Kind {
     Bool,
 }
 
-/// Every scalar key, with its type, so each has an environment variable.
-const KEYS: &[(&str, Kind)] = &[
-    ("listen", Kind::Str),
-    ("data_dir", Kind::Str),
-    ("public_base_url", Kind::Str),
-    ("api_token", Kind::Str),
-    ("http.header_read_timeout_ms", Kind::Int),
-    ("http.body_read_timeout_ms", Kind::Int),
-    ("http.shutdown_timeout_ms", Kind::Int),
-    ("websocket.start_timeout_ms", Kind::Int),
-    ("websocket.max_frame_bytes", Kind::Int),
-    ("websocket.max_sockets", Kind::Int),
-    ("websocket.idle_timeout_ms", Kind::Int),
-    ("recording.source", Kind::Str),
-    ("recording.max_duration_s", Kind::Int),
-    ("recording.reorder_window_ms", Kind::Int),
-    ("recording.max_timestamp_jump_ms", Kind::Int),
-    ("recording.twilio_deadline_s", Kind::Int),
-    ("twilio.account_sid", Kind::Str),
-    ("twilio.auth_token", Kind::Str),
-    ("twilio.shared_key", Kind::Str),
-    ("twilio.api_base", Kind::Str),
-    ("twilio.validate_signatures", Kind::Bool),
-    ("app.kind", Kind::Str),
-    ("app.greeting_wav", Kind::Str),
-    ("app.mark_every_ms", Kind::Int),
-    ("pipeline.workers", Kind::Int),
-    ("pipeline.max_attempts", Kind::Int),
-    ("pipeline.backoff_base_ms", Kind::Int),
-    ("pipeline.backoff_cap_ms", Kind::Int),
-    ("pipeline.lease_ms", Kind::Int),
-    ("pipeline.poll_ms", Kind::Int),
-    ("pipeline.drain_timeout_ms", Kind::Int),
-    ("pipeline.engines", Kind::Str),
-    ("retention.days", Kind::Int),
-    ("retention.interval_s", Kind::Int),
-    #[cfg(feature = "test-engines")]
-    ("test_engines.delay_ms", Kind::Int),
-    #[cfg(feature = "test-engines")]
-    ("test_engines.log", Kind::Str),
-    #[cfg(feature = "test-engines")]
-    ("test_engines.fail_first", Kind::Int),
-];
+/// Every key of the host's own sections with its kind, read off the type itself (the defaults,
+/// serialized): a new field gets its variable without being listed anywhere. An optional key
+/// serializes as `null`; every optional key of the host is text (a path, a URL, a secret), which
+/// `optional_keys_are_text` checks.
+fn keys() -> Vec<(String, Kind)> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, Kind)>) {
+        let serde_json::Value::Object(map) = value else {
+            return;
+        };
+        for (name, v) in map {
+            let key = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            match v {
+                serde_json::Value::Object(_) if !OPEN_SECTIONS.contains(&key.as_str()) => {
+                    walk(&key, v, out)
+                }
+                serde_json::Value::Object(_) | serde_json::Value::Array(_) => {}
+                serde_json::Value::Number(_) => out.push((key, Kind::Int)),
+                serde_json::Value::Bool(_) => out.push((key, Kind::Bool)),
+                serde_json::Value::String(_) | serde_json::Value::Null => {
+                    out.push((key, Kind::Str))
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(defaults) = serde_json::to_value(Config::default()) {
+        walk("", &defaults, &mut out);
+    }
+    out
+}
 
 /// Sections owned by the engines: their keys are passed through and checked by the engines'
 /// own config types.
@@ -329,8 +337,12 @@ pub fn env_name(key: &str) -> String {
 
 /// Every documented key and its variable (for `--print-keys` and the README).
 pub fn env_names() -> Vec<(String, String)> {
-    KEYS.iter()
-        .map(|(k, _)| (k.to_string(), env_name(k)))
+    keys()
+        .into_iter()
+        .map(|(k, _)| {
+            let env = env_name(&k);
+            (k, env)
+        })
         .collect()
 }
 
@@ -367,16 +379,25 @@ impl Config {
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_NOT_KEYS.contains(&k.as_str()))
             .collect();
         env.sort();
+        // Which variable set which key, so a bad value is reported where it came from.
+        let mut from_env = Vec::with_capacity(env.len());
         for (name, value) in env {
-            apply_env(&mut table, &name, &value)?;
+            let key = apply_env(&mut table, &name, &value)?;
+            from_env.push((key, name));
         }
         let config: Config =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    path: label.to_owned(),
-                    message: e.to_string(),
-                })?;
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                let message = e.inner().message().to_owned();
+                match from_env.into_iter().find(|(k, _)| *k == key) {
+                    Some((_, name)) => ConfigError::BadEnv { name, message },
+                    None => ConfigError::Key {
+                        path: label.to_owned(),
+                        key,
+                        message,
+                    },
+                }
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -403,12 +424,6 @@ impl Config {
                 "pipeline.backoff_cap_ms",
                 "must not be below backoff_base_ms",
             );
-        }
-        match self.pipeline.engines.as_str() {
-            "postcall" => {}
-            #[cfg(feature = "test-engines")]
-            "test" => {}
-            _ => return invalid("pipeline.engines", "must be \"postcall\""),
         }
         if self.app.kind == AppKind::Greeting && self.app.greeting_wav.is_none() {
             return invalid("app.greeting_wav", "required when app.kind = \"greeting\"");
@@ -530,12 +545,13 @@ fn typed_like(default: Option<&toml::Value>, value: &str) -> toml::Value {
     }
 }
 
-fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+/// Set the key `name` stands for; returns that key, dotted.
+fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<String, ConfigError> {
     let bad = |message: String| ConfigError::BadEnv {
         name: name.to_owned(),
         message,
     };
-    let known = KEYS.iter().find(|(k, _)| env_name(k) == name);
+    let known = keys().into_iter().find(|(k, _)| env_name(k) == name);
     let (path, value) = match known {
         Some((key, kind)) => {
             let v = match kind {
@@ -594,7 +610,7 @@ fn apply_env(table: &mut toml::Table, name: &str, value: &str) -> Result<(), Con
             .ok_or_else(|| bad(format!("{part} is not a table in the config file")))?;
     }
     node.insert(path[path.len() - 1].clone(), value);
-    Ok(())
+    Ok(path.join("."))
 }
 
 #[cfg(test)]
@@ -746,6 +762,143 @@ mod tests {
         let err =
             Config::from_parts("[recording]\nsource = \"tape\"\n", "-", env(&[])).unwrap_err();
         assert!(err.to_string().contains("tape"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_dotted_key() {
+        let err = Config::from_parts(
+            "[pipeline]\nworkers = \"two\"\n",
+            "x.toml",
+            env(&[UNSIGNED]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "config file x.toml: key pipeline.workers: invalid type: string \"two\", expected usize"
+        );
+        let err = Config::from_parts("[twilio]\nvalidate_signatures = 1\n", "x.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config file x.toml: key twilio.validate_signatures: invalid type"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_naming_it() {
+        let err = Config::from_parts("[websocket]\nmax_socket = 3\n", "x.toml", env(&[UNSIGNED]))
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Key { .. }), "{err:?}");
+        let err = err.to_string();
+        assert!(
+            err.starts_with("config file x.toml: key websocket"),
+            "{err}"
+        );
+        assert!(err.contains("unknown field `max_socket`"), "{err}");
+        let err = Config::from_parts("lisen = \"x\"\n", "x.toml", env(&[UNSIGNED]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `lisen`"), "{err}");
+    }
+
+    #[test]
+    fn an_env_override_wins_over_the_file() {
+        let file = "[pipeline]\nworkers = 3\n[twilio]\nvalidate_signatures = true\n";
+        let c = Config::from_parts(
+            file,
+            "-",
+            env(&[("HOST_SERVICE_PIPELINE_WORKERS", "5"), UNSIGNED]),
+        )
+        .unwrap();
+        assert_eq!(c.pipeline.workers, 5);
+        assert!(!c.validate_signatures());
+    }
+
+    /// The documented table and the type agree: every key and variable in
+    /// docs/host-service.md exists, and every key of the type is documented.
+    #[test]
+    fn every_documented_key_and_variable_and_only_those() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/host-service.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let mut documented: Vec<(String, String)> = doc
+            .lines()
+            .filter_map(|l| {
+                let mut cells = l.strip_prefix("| `")?.split('|');
+                let key = cells.next()?.trim().trim_matches('`');
+                let env = cells.next()?.trim().trim_matches('`');
+                (!key.contains('*') && env.starts_with(ENV_PREFIX))
+                    .then(|| (key.to_owned(), env.to_owned()))
+            })
+            .collect();
+        documented.sort();
+        let mut ours: Vec<(String, String)> = env_names()
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("test_engines."))
+            .collect();
+        ours.sort();
+        assert_eq!(ours, documented);
+        assert_eq!(ours.len(), 34);
+    }
+
+    /// Variables for optional keys are taken as text: a digits-only token stays a string.
+    #[test]
+    fn optional_keys_are_text() {
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        for (key, kind) in keys() {
+            let mut node = &defaults;
+            for part in key.split('.') {
+                node = &node[part];
+            }
+            if !node.is_null() {
+                continue;
+            }
+            assert_eq!(kind, Kind::Str, "{key}");
+            let digits = "1234567890123456";
+            let loaded = Config::from_parts("", "-", env(&[(&env_name(&key), digits), UNSIGNED]));
+            if let Err(e @ ConfigError::Key { .. }) = loaded {
+                panic!("{key}: {e}");
+            }
+        }
+        let c = Config::from_parts(
+            "",
+            "-",
+            env(&[("HOST_SERVICE_API_TOKEN", "1234567890123456"), UNSIGNED]),
+        )
+        .unwrap();
+        assert_eq!(c.api_token.as_deref(), Some("1234567890123456"));
+    }
+
+    #[test]
+    fn pipeline_engines_is_a_closed_set() {
+        let c = Config::from_parts(
+            "[pipeline]\nengines = \"postcall\"\n",
+            "-",
+            env(&[UNSIGNED]),
+        )
+        .unwrap();
+        assert_eq!(c.pipeline.engines, PipelineEngines::Postcall);
+        let err = Config::from_parts(
+            "",
+            "-",
+            env(&[("HOST_SERVICE_PIPELINE_ENGINES", "openai"), UNSIGNED]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "environment variable HOST_SERVICE_PIPELINE_ENGINES: unknown variant `openai`"
+            ),
+            "{err}"
+        );
+        let err = Config::from_parts("[pipeline]\nengines = \"openai\"\n", "x.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config file x.toml: key pipeline.engines: unknown variant `openai`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub enum StartError {
 /// The engines named by the configuration.
 pub fn engines_from_config(config: &Config) -> Result<postcall::Engines, StartError> {
     #[cfg(feature = "test-engines")]
-    if config.pipeline.engines == "test" {
+    if config.pipeline.engines == config::PipelineEngines::Test {
         return Ok(test_engines::engines(&config.test_engines));
     }
     Ok(postcall::Engines::from_config(

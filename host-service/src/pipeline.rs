@@ -5,9 +5,10 @@
 
 use crate::clock::Clock;
 use crate::config::{PipelineConfig, RecordingSource};
-use crate::db::{Job, Outcome, Stage, StageOutput, Store};
+use crate::db::{Job, Outcome, Stage, StageOutput, Store, StreamStatus};
 use crate::metrics::Metrics;
 use crate::twilio_api::TwilioClient;
+use crate::ws::CloseReason;
 use postcall::{EngineError, Engines, ExtractRequest, TranscribeRequest, Transcript};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -454,10 +455,10 @@ pub async fn repair_recordings(store: &Store) -> Result<usize, crate::db::DbErro
             store
                 .stream_finished(
                     &stream_sid,
-                    "not_recorded",
+                    StreamStatus::NotRecorded,
                     None,
                     (0, 0, 0),
-                    "process_died",
+                    CloseReason::ProcessDied.as_str(),
                     Clock::new().now_ms(),
                 )
                 .await?;
@@ -484,10 +485,10 @@ pub async fn repair_recordings(store: &Store) -> Result<usize, crate::db::DbErro
                 store
                     .stream_finished(
                         &stream_sid,
-                        "repaired",
+                        StreamStatus::Repaired,
                         Some(frames),
                         (0, 0, 0),
-                        "process_died",
+                        CloseReason::ProcessDied.as_str(),
                         now,
                     )
                     .await?;
@@ -496,7 +497,14 @@ pub async fn repair_recordings(store: &Store) -> Result<usize, crate::db::DbErro
             Err(e) => {
                 tracing::error!(stream_sid = %stream_sid, path = %path, error = %e, "recording_unrepairable");
                 store
-                    .stream_finished(&stream_sid, "failed", None, (0, 0, 0), "process_died", now)
+                    .stream_finished(
+                        &stream_sid,
+                        StreamStatus::Failed,
+                        None,
+                        (0, 0, 0),
+                        CloseReason::ProcessDied.as_str(),
+                        now,
+                    )
                     .await?;
             }
         }

@@ -111,7 +111,14 @@ mod tests {
                 .unwrap();
             store.stream_recording_path(&stream, &path).await.unwrap();
             store
-                .stream_finished(&stream, "saved", Some(1), (1, 0, 0), "stopped", now)
+                .stream_finished(
+                    &stream,
+                    crate::db::StreamStatus::Saved,
+                    Some(1),
+                    (1, 0, 0),
+                    "stopped",
+                    now,
+                )
                 .await
                 .unwrap();
             files.push(wav);

@@ -4,7 +4,7 @@
 //! peer misbehaves. One bad socket never touches another.
 
 use crate::config::RecordingSource;
-use crate::db::StreamStart;
+use crate::db::{StreamStart, StreamStatus};
 use crate::recording::{RecorderLimits, RecordingError};
 use crate::recording_writer::RecordingWriter;
 use crate::session::{Event, Session, StartInfo};
@@ -44,6 +44,53 @@ pub mod close {
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
+}
+
+/// Why a media socket ended: the `reason` of `host_ws_closed_total`, the close frame's text,
+/// and `streams.close_reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    Stopped,
+    ClosedByPeer,
+    PeerGone,
+    StartTimeout,
+    BinaryFrame,
+    FrameTooBig,
+    ProtocolError,
+    Shutdown,
+    TransportError,
+    SendFailed,
+    InternalError,
+    IdleTimeout,
+    DuplicateStreamSid,
+    CallAlreadyEnded,
+    AccountSidMismatch,
+    /// Not a socket's own end: the process holding it died and the next start found the stream
+    /// still open.
+    ProcessDied,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Stopped => "stopped",
+            CloseReason::ClosedByPeer => "closed_by_peer",
+            CloseReason::PeerGone => "peer_gone",
+            CloseReason::StartTimeout => "start_timeout",
+            CloseReason::BinaryFrame => "binary_frame",
+            CloseReason::FrameTooBig => "frame_too_big",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::TransportError => "transport_error",
+            CloseReason::SendFailed => "send_failed",
+            CloseReason::InternalError => "internal_error",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::DuplicateStreamSid => "duplicate_stream_sid",
+            CloseReason::CallAlreadyEnded => "call_already_ended",
+            CloseReason::AccountSidMismatch => "account_sid_mismatch",
+            CloseReason::ProcessDied => "process_died",
+        }
+    }
 }
 
 /// The recording of one stream while it is open.
@@ -99,7 +146,7 @@ where
         bad: 0,
     };
 
-    let (close_code, reason): (Option<u16>, &'static str) = loop {
+    let (close_code, reason): (Option<u16>, CloseReason) = loop {
         let app_wake = conn
             .app
             .as_ref()
@@ -108,43 +155,43 @@ where
             .map(|(d, t0)| t0 + d);
         tokio::select! {
             biased;
-            _ = wait_true(&mut shutdown) => break (Some(close::GOING_AWAY), "shutdown"),
+            _ = wait_true(&mut shutdown) => break (Some(close::GOING_AWAY), CloseReason::Shutdown),
             _ = tokio::time::sleep_until(start_deadline), if !conn.session.started() => {
-                break (Some(close::POLICY), "start_timeout");
+                break (Some(close::POLICY), CloseReason::StartTimeout);
             }
             _ = tokio::time::sleep_until(last_frame + idle), if conn.session.started() => {
                 let (call_sid, stream_sid) = conn.sids();
                 tracing::warn!(call_sid, stream_sid, idle_ms = idle.as_millis() as u64, "ws_idle");
-                break (Some(close::POLICY), "idle_timeout");
+                break (Some(close::POLICY), CloseReason::IdleTimeout);
             }
             _ = tokio::time::sleep_until(app_wake.unwrap_or_else(Instant::now)), if app_wake.is_some() => {
                 let elapsed = conn.started_at.map(|t| t.elapsed()).unwrap_or_default();
                 let out = conn.app.as_mut().map(|a| a.tick(elapsed)).unwrap_or_default();
                 if conn.send_all(&mut tx, out).await.is_err() {
-                    break (None, "send_failed");
+                    break (None, CloseReason::SendFailed);
                 }
             }
             frame = rx.next() => {
                 last_frame = Instant::now();
                 let text = match frame {
-                    None => break (None, "peer_gone"),
+                    None => break (None, CloseReason::PeerGone),
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "websocket transport error");
-                        break (None, "transport_error");
+                        break (None, CloseReason::TransportError);
                     }
-                    Some(Ok(WsIn::Close)) => break (None, "closed_by_peer"),
+                    Some(Ok(WsIn::Close)) => break (None, CloseReason::ClosedByPeer),
                     Some(Ok(WsIn::Control)) => continue,
                     Some(Ok(WsIn::Binary(_))) => {
                         conn.refused("binary_frame", "binary frames are not part of the protocol");
-                        break (Some(close::UNSUPPORTED_DATA), "binary_frame");
+                        break (Some(close::UNSUPPORTED_DATA), CloseReason::BinaryFrame);
                     }
                     Some(Ok(WsIn::Oversize)) => {
                         conn.refused("frame_too_big", "past the transport limit");
-                        break (Some(close::TOO_BIG), "frame_too_big");
+                        break (Some(close::TOO_BIG), CloseReason::FrameTooBig);
                     }
                     Some(Ok(WsIn::Text(t))) if t.len() > max_frame => {
                         conn.refused("frame_too_big", &format!("{} bytes", t.len()));
-                        break (Some(close::TOO_BIG), "frame_too_big");
+                        break (Some(close::TOO_BIG), CloseReason::FrameTooBig);
                     }
                     Some(Ok(WsIn::Text(t))) => t,
                 };
@@ -152,13 +199,13 @@ where
                 match conn.on_event(event).await {
                     Flow::Continue(out) => {
                         if conn.send_all(&mut tx, out).await.is_err() {
-                            break (None, "send_failed");
+                            break (None, CloseReason::SendFailed);
                         }
                     }
-                    Flow::Stop => break (Some(close::NORMAL), "stopped"),
-                    Flow::Fatal => break (Some(close::POLICY), "protocol_error"),
+                    Flow::Stop => break (Some(close::NORMAL), CloseReason::Stopped),
+                    Flow::Fatal => break (Some(close::POLICY), CloseReason::ProtocolError),
                     Flow::Refused(reason) => break (Some(close::POLICY), reason),
-                    Flow::Internal => break (Some(close::INTERNAL), "internal_error"),
+                    Flow::Internal => break (Some(close::INTERNAL), CloseReason::InternalError),
                 }
             }
         }
@@ -168,14 +215,14 @@ where
     // A peer that stops reading must not hold the socket (and the shutdown) forever.
     let closing = async {
         if let Some(code) = close_code {
-            let _ = tx.send(WsOut::Close(code, reason)).await;
+            let _ = tx.send(WsOut::Close(code, reason.as_str())).await;
         }
         let _ = tx.close().await;
     };
     if tokio::time::timeout(close_timeout, closing).await.is_err() {
-        tracing::warn!(reason, "ws_close_timeout");
+        tracing::warn!(reason = reason.as_str(), "ws_close_timeout");
     }
-    metrics.ws_closed(reason);
+    metrics.ws_closed(reason.as_str());
 }
 
 enum Flow {
@@ -183,7 +230,7 @@ enum Flow {
     Stop,
     Fatal,
     /// The start was refused (close 1008 with this reason); nothing of this socket is stored.
-    Refused(&'static str),
+    Refused(CloseReason),
     Internal,
 }
 
@@ -315,7 +362,7 @@ impl Conn {
             if &info.account_sid != account {
                 return self.refuse_start(
                     &info,
-                    "account_sid_mismatch",
+                    CloseReason::AccountSidMismatch,
                     "accountSid is not the configured account",
                 );
             }
@@ -344,14 +391,14 @@ impl Conn {
             Ok(StreamStart::DuplicateStream) => {
                 return self.refuse_start(
                     &info,
-                    "duplicate_stream_sid",
+                    CloseReason::DuplicateStreamSid,
                     "a stream with this streamSid already exists",
                 );
             }
             Ok(StreamStart::CallEnded) => {
                 return self.refuse_start(
                     &info,
-                    "call_already_ended",
+                    CloseReason::CallAlreadyEnded,
                     "the call has already ended (stream_ended webhook)",
                 );
             }
@@ -414,11 +461,12 @@ impl Conn {
 
     /// A start that must not attach to the call: counted and logged, and `self.call` stays empty
     /// so nothing about this socket is written over the call's rows.
-    fn refuse_start(&mut self, info: &StartInfo, kind: &'static str, detail: &str) -> Flow {
+    fn refuse_start(&mut self, info: &StartInfo, reason: CloseReason, detail: &str) -> Flow {
+        let kind = reason.as_str();
         self.bad += 1;
         self.state.metrics.bad_message(kind);
         tracing::warn!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, kind, detail, "start_refused");
-        Flow::Refused(kind)
+        Flow::Refused(reason)
     }
 
     async fn send_all<S: Sink<WsOut> + Unpin>(
@@ -460,7 +508,7 @@ impl Conn {
     }
 
     /// Finalize the recording (on every way out) and store how the stream ended.
-    async fn finish(mut self, reason: &'static str) {
+    async fn finish(mut self, reason: CloseReason) {
         if let Some(app) = self.app.as_mut() {
             app.stop();
         }
@@ -480,16 +528,16 @@ impl Conn {
                             duration_ms = summary.duration_ms,
                             "recording_saved"
                         );
-                        ("saved", Some(summary.frames))
+                        (StreamStatus::Saved, Some(summary.frames))
                     }
                     Err(e) => {
                         tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "recording finalize failed");
-                        ("failed", None)
+                        (StreamStatus::Failed, None)
                     }
                 }
             }
-            None if self.recording_failed => ("failed", None),
-            None => ("not_recorded", None),
+            None if self.recording_failed => (StreamStatus::Failed, None),
+            None => (StreamStatus::NotRecorded, None),
         };
         let now = st.clock.now_ms();
         if let Err(e) = st
@@ -499,7 +547,7 @@ impl Conn {
                 status,
                 frames,
                 (self.frames_in, self.frames_out, self.bad),
-                reason,
+                reason.as_str(),
                 now,
             )
             .await
@@ -509,7 +557,7 @@ impl Conn {
         tracing::info!(
             call_sid = %info.call_sid,
             stream_sid = %info.stream_sid,
-            reason,
+            reason = reason.as_str(),
             frames_in = self.frames_in,
             frames_out = self.frames_out,
             bad_messages = self.bad,

@@ -30,9 +30,15 @@ pub struct RetryPolicy {
     pub max_retry_after: Duration,
 }
 
+/// The workspace's one backoff policy: `base` before retry 0, doubled for each later retry,
+/// never more than `cap`. The HTTP client below and the host service's job queue both use it.
+pub fn exponential(retry: u32, base: Duration, cap: Duration) -> Duration {
+    base.saturating_mul(1u32 << retry.min(31)).min(cap)
+}
+
 /// Backoff when the server gives no `Retry-After`: 0.5 s, 1 s, 2 s, ... capped at 8 s.
 pub fn backoff(retry: u32) -> Duration {
-    Duration::from_millis(500u64.saturating_mul(1 << retry.min(4)))
+    exponential(retry, Duration::from_millis(500), Duration::from_secs(8))
 }
 
 /// How long to wait before retry number `retry` (0-based), or why not to retry at all.
@@ -117,6 +123,21 @@ mod tests {
         assert_eq!(retry_after(None, Some("soon"), now), None);
         assert_eq!(retry_after(Some("-5"), None, now), None);
         assert_eq!(retry_after(None, None, now), None);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let ms =
+            |retry| exponential(retry, Duration::from_secs(1), Duration::from_secs(30)).as_millis();
+        let got: Vec<u128> = (0..8).map(ms).collect();
+        assert_eq!(got, [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
+        assert_eq!(ms(199), 30_000);
+        assert_eq!(ms(u32::MAX), 30_000);
+        let got: Vec<Duration> = (0..6).map(backoff).collect();
+        assert_eq!(
+            got,
+            [500, 1000, 2000, 4000, 8000, 8000].map(Duration::from_millis)
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! leases expire, backoff doubles up to its cap, a stage completes once.
 
 use super::*;
+use sqlx::Row;
 
 const CALL: &str = "CA0123456789abcdef0123456789abcdef";
 const T0: i64 = 1_700_000_000_000;
@@ -30,11 +31,74 @@ async fn job_row(store: &Store, stage: &str) -> (String, i64, i64, Option<String
     (r.get(0), r.get(1), r.get(2), r.get(3))
 }
 
-#[test]
-fn backoff_doubles_up_to_the_cap() {
-    let got: Vec<u64> = (1..=8).map(|n| backoff_ms(n, 1000, 30_000)).collect();
-    assert_eq!(got, [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
-    assert_eq!(backoff_ms(200, 1000, 30_000), 30_000);
+/// The schema as the service created it before migrations existed: the same statements, run with
+/// `raw_sql` at every start, and no `_sqlx_migrations` table. Such a file must open, keep its rows
+/// and be recorded as at the latest migration.
+const LEGACY_SCHEMA: &str = include_str!("../../migrations/sqlite/0001_initial.sql");
+
+#[tokio::test]
+async fn a_database_from_before_migrations_is_adopted_with_its_rows() {
+    use sqlx::sqlite::SqliteConnectOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("host.db");
+    let legacy = sqlx::SqlitePool::connect_with(
+        SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    sqlx::raw_sql(LEGACY_SCHEMA).execute(&legacy).await.unwrap();
+    sqlx::query(
+        "INSERT INTO calls (call_sid, status, created_at_ms, recording_source, recording_status)
+         VALUES (?1, 'ended', ?2, 'stream', 'pending')",
+    )
+    .bind(CALL)
+    .bind(T0)
+    .execute(&legacy)
+    .await
+    .unwrap();
+    legacy.close().await;
+
+    for _ in 0..2 {
+        let store = Store::open(&path).await.unwrap();
+        let detail = store.call_detail(CALL).await.unwrap().unwrap();
+        assert_eq!(detail.status, CallStatus::Ended);
+        assert_eq!(detail.created_at_ms, T0);
+        let applied: Vec<(i64, bool)> =
+            sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        let expected: Vec<(i64, bool)> = MIGRATOR.iter().map(|m| (m.version, true)).collect();
+        assert_eq!(applied, expected);
+        assert_eq!(applied.first(), Some(&(1, true)));
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_version_is_refused() {
+    let (dir, store) = store().await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (9999, 'from the future', 1, x'00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.close().await;
+    let err = Store::open(&dir.path().join("db/host.db"))
+        .await
+        .err()
+        .expect("a newer schema must not open");
+    assert!(
+        matches!(
+            err,
+            DbError::Migrate(sqlx::migrate::MigrateError::VersionMissing(9999))
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -75,7 +139,7 @@ async fn a_replayed_webhook_queues_nothing_twice() {
         .unwrap();
     assert_eq!(n, 1);
     let detail = store.call_detail(CALL).await.unwrap().unwrap();
-    assert_eq!(detail.status, "ended");
+    assert_eq!(detail.status, CallStatus::Ended);
     assert_eq!(detail.ended_at_ms, Some(T0));
     assert_eq!(detail.from.as_deref(), Some("+15550001111"));
 }
@@ -124,23 +188,23 @@ async fn stages_run_in_order_and_complete_exactly_once() {
     }
     assert_eq!(store.claim("w1", T0 + 100, 1000).await.unwrap(), None);
     let d = store.call_detail(CALL).await.unwrap().unwrap();
-    assert_eq!(d.status, "completed");
+    assert_eq!(d.status, CallStatus::Completed);
     assert_eq!(d.recording.status, "saved");
     assert_eq!(d.recording.duration_ms, Some(1200));
     assert_eq!(d.transcript.unwrap()["text"], "hi");
     assert_eq!(d.summary.as_deref(), Some("s"));
     assert_eq!(d.fields.unwrap()["a"], 1);
-    let stages: Vec<(&str, &str, i64)> = d
+    let stages: Vec<(Stage, JobState, i64)> = d
         .stages
         .iter()
-        .map(|j| (j.stage.as_str(), j.state.as_str(), j.duration_ms.unwrap()))
+        .map(|j| (j.stage, j.state, j.duration_ms.unwrap()))
         .collect();
     assert_eq!(
         stages,
         [
-            ("recording", "done", 2),
-            ("transcribe", "done", 2),
-            ("extract", "done", 2)
+            (Stage::Recording, JobState::Done, 2),
+            (Stage::Transcribe, JobState::Done, 2),
+            (Stage::Extract, JobState::Done, 2)
         ]
     );
 }
@@ -207,7 +271,7 @@ async fn failures_back_off_exponentially_then_fail_the_call() {
     assert_eq!((state.as_str(), attempts), ("failed", 4));
     assert_eq!(error.as_deref(), Some("engine busy"));
     let d = store.call_detail(CALL).await.unwrap().unwrap();
-    assert_eq!(d.status, "failed");
+    assert_eq!(d.status, CallStatus::Failed);
     assert_eq!(d.errors.len(), 4);
     assert!(d
         .errors
@@ -418,7 +482,14 @@ async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on() {
         .await
         .unwrap();
     store
-        .stream_finished("MZ1", "saved", Some(8), (1, 0, 0), "stopped", T0)
+        .stream_finished(
+            "MZ1",
+            StreamStatus::Saved,
+            Some(8),
+            (1, 0, 0),
+            "stopped",
+            T0,
+        )
         .await
         .unwrap();
     store.call_ended(old, &facts(), "stream", T0).await.unwrap();
@@ -432,7 +503,7 @@ async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on() {
         .await
         .unwrap();
     store
-        .stream_finished("MZ3", "saved", None, (0, 0, 0), "stopped", T0)
+        .stream_finished("MZ3", StreamStatus::Saved, None, (0, 0, 0), "stopped", T0)
         .await
         .unwrap();
     let expired = store.expired_calls(T0 + 100).await.unwrap();
@@ -453,4 +524,52 @@ async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on() {
     }
     assert!(store.call_detail(busy).await.unwrap().is_some());
     assert!(store.call_detail(young).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn states_are_stored_as_their_text_and_unknown_text_is_an_error() {
+    let (_d, store) = store().await;
+    store
+        .call_ended(CALL, &facts(), "stream", T0)
+        .await
+        .unwrap();
+    let raw: (String, String, String) = sqlx::query_as(
+        "SELECT c.status, j.stage, j.state FROM calls c JOIN jobs j USING (call_sid)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(raw, ("ended".into(), "recording".into(), "queued".into()));
+    for (value, text) in [
+        (TranscriptionStatus::Done, "done"),
+        (
+            TranscriptionStatus::SkippedEngineNone,
+            "skipped: transcription engine is none",
+        ),
+    ] {
+        sqlx::query("UPDATE calls SET transcription_status = ?1")
+            .bind(value)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let raw: String = sqlx::query_scalar("SELECT transcription_status FROM calls")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(raw, text);
+        assert_eq!(serde_json::to_value(value).unwrap(), text);
+        let d = store.call_detail(CALL).await.unwrap().unwrap();
+        assert_eq!(d.transcription_status, Some(value));
+    }
+    // A value this code does not know (a newer version wrote it) is an error, not a panic.
+    sqlx::query("UPDATE calls SET status = 'archived'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let err = store.call_detail(CALL).await.expect_err("unknown status");
+    assert!(
+        matches!(err, DbError::Sql(sqlx::Error::ColumnDecode { .. })),
+        "{err}"
+    );
+    assert!(store.list_calls(10, None).await.is_err());
 }

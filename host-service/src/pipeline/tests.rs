@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::config::PipelineConfig;
-use crate::db::CallFacts;
+use crate::db::{CallFacts, CallStatus};
 use crate::recording::{Recorder, RecorderLimits};
 
 const CALL: &str = "CA0123456789abcdef0123456789abcdef";
@@ -38,7 +38,7 @@ async fn setup(
     store
         .stream_finished(
             "MZ1",
-            "saved",
+            crate::db::StreamStatus::Saved,
             Some(summary.frames),
             (1, 0, 0),
             "stopped",
@@ -69,7 +69,7 @@ async fn setup(
 async fn wait_completed(p: &Pipeline) -> crate::db::CallDetail {
     for _ in 0..10_000 {
         let d = p.store.call_detail(CALL).await.unwrap().unwrap();
-        if d.status == "completed" || d.status == "failed" {
+        if d.status == CallStatus::Completed || d.status == CallStatus::Failed {
             return d;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -91,9 +91,13 @@ async fn retries_wait_the_backoff_doubling_up_to_the_cap() {
     let (_tx, rx) = watch::channel(false);
     let workers = p.spawn(rx);
     let d = wait_completed(&p).await;
-    assert_eq!(d.status, "completed");
+    assert_eq!(d.status, CallStatus::Completed);
     assert_eq!(d.errors.len(), 4);
-    let transcribe = d.stages.iter().find(|s| s.stage == "transcribe").unwrap();
+    let transcribe = d
+        .stages
+        .iter()
+        .find(|s| s.stage == Stage::Transcribe)
+        .unwrap();
     assert_eq!(transcribe.attempts, 3);
     // Failure at f0; the second attempt 1 s later fails at f1; the third comes 1.5 s (the
     // cap, not 2 s) after that. Scheduling may add a little, never subtract.
@@ -111,7 +115,7 @@ async fn retries_wait_the_backoff_doubling_up_to_the_cap() {
         transcribe.started_at_ms
     );
     // The extraction's engine failed twice too, with the same backoff.
-    let extract = d.stages.iter().find(|s| s.stage == "extract").unwrap();
+    let extract = d.stages.iter().find(|s| s.stage == Stage::Extract).unwrap();
     assert_eq!(extract.attempts, 3);
     for w in workers {
         w.abort();
@@ -138,8 +142,12 @@ async fn a_vanished_workers_job_is_taken_over_at_lease_expiry() {
     let (_tx, rx) = watch::channel(false);
     let workers = p.spawn(rx);
     let d = wait_completed(&p).await;
-    assert_eq!(d.status, "completed");
-    let rec = d.stages.iter().find(|s| s.stage == "recording").unwrap();
+    assert_eq!(d.status, CallStatus::Completed);
+    let rec = d
+        .stages
+        .iter()
+        .find(|s| s.stage == Stage::Recording)
+        .unwrap();
     assert_eq!(rec.attempts, 2);
     // Taken over when the lease ran out, not before.
     let taken = rec.started_at_ms.unwrap() - T0;
@@ -196,7 +204,14 @@ async fn twilio_setup(api: &str) -> (tempfile::TempDir, Arc<Pipeline>) {
         .await
         .unwrap();
     store
-        .stream_finished("MZ1", "not_recorded", None, (0, 0, 0), "stopped", T0)
+        .stream_finished(
+            "MZ1",
+            crate::db::StreamStatus::NotRecorded,
+            None,
+            (0, 0, 0),
+            "stopped",
+            T0,
+        )
         .await
         .unwrap();
     store.call_ended(CALL, &facts, "twilio", T0).await.unwrap();
@@ -275,9 +290,13 @@ async fn a_twilio_recording_completed_five_minutes_late_still_completes_the_call
     assert_eq!(run_due(&p).await, Stage::Transcribe);
     assert_eq!(run_due(&p).await, Stage::Extract);
     let d = p.store.call_detail(CALL).await.unwrap().unwrap();
-    assert_eq!(d.status, "completed");
+    assert_eq!(d.status, CallStatus::Completed);
     assert_eq!(d.recording.duration_ms, Some(1000));
-    let rec = d.stages.iter().find(|s| s.stage == "recording").unwrap();
+    let rec = d
+        .stages
+        .iter()
+        .find(|s| s.stage == Stage::Recording)
+        .unwrap();
     assert_eq!(rec.attempts, 1);
     assert!(d.errors.is_empty(), "{:?}", d.errors);
     let saved = std::fs::metadata(p.recordings_dir.join(format!("{CALL}.wav"))).unwrap();
@@ -296,7 +315,7 @@ async fn a_twilio_recording_that_never_completes_fails_the_call_at_the_deadline(
     p.clock.advance(Duration::from_millis(121_000));
     assert_eq!(run_due(&p).await, Stage::Recording);
     let d = p.store.call_detail(CALL).await.unwrap().unwrap();
-    assert_eq!(d.status, "failed");
+    assert_eq!(d.status, CallStatus::Failed);
     assert_eq!(recording_job(&p).await.0, "failed");
     assert_eq!(
         d.errors.last().map(|e| e.message.as_str()),

@@ -3,9 +3,7 @@
 //! running stages finished, no new sockets) and exits cleanly. Configured through environment
 //! variables only, as a deployment would.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,13 +1,11 @@
 //! The `twilio` recording source and signed webhooks, against a local stand-in for Twilio's REST
 //! API that checks every request it gets (Basic auth, form fields) and serves the recording.
 
-mod common;
-
+use crate::common::*;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use common::*;
 use host_service::config::{Config, RecordingSource};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -143,7 +141,7 @@ async fn start_service(api_base: &str) -> Svc {
     c.twilio.shared_key = Some(SHARED_KEY.into());
     c.twilio.account_sid = Some(ACCOUNT.into());
     c.twilio.api_base = api_base.into();
-    c.pipeline.engines = "test".into();
+    c.pipeline.engines = host_service::config::PipelineEngines::Test;
     c.pipeline.poll_ms = 20;
     c.pipeline.backoff_base_ms = 20;
     c.pipeline.backoff_cap_ms = 100;

@@ -3,9 +3,7 @@
 //! test engines, and misbehaving sockets are closed with the right codes without disturbing
 //! other calls.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use host_service::config::{AppKind, Config};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -118,7 +116,7 @@ impl Server {
 
 fn quick_config() -> Config {
     let mut c = Config::default();
-    c.pipeline.engines = "test".into();
+    c.pipeline.engines = host_service::config::PipelineEngines::Test;
     c.pipeline.poll_ms = 20;
     c.pipeline.backoff_base_ms = 20;
     c.pipeline.backoff_cap_ms = 200;
@@ -506,7 +504,7 @@ async fn sigterm_style_shutdown_finalizes_open_recordings() {
 async fn transcription_engine_none_skips_the_stages_and_says_so() {
     // The production engines, as configured: no transcriber, the local extractor.
     let mut config = quick_config();
-    config.pipeline.engines = "postcall".into();
+    config.pipeline.engines = host_service::config::PipelineEngines::Postcall;
     config.transcription.engine = Some("none".into());
     let server = Server::start_with(config, EngineChoice::FromConfig).await;
     let mut ws = connect(server.addr).await;
@@ -541,7 +539,7 @@ async fn without_a_key_or_an_explicit_opt_out_the_service_does_not_start() {
         data_dir: data.path().join("data"),
         ..Config::default()
     };
-    config.pipeline.engines = "test".into();
+    config.pipeline.engines = host_service::config::PipelineEngines::Test;
     let engines = host_service::test_engines::engines(&config.test_engines);
     let err = host_service::run(listener, config, engines, std::future::pending())
         .await

@@ -1,0 +1,516 @@
+//! The call repository: calls, their streams and errors, as webhooks and sockets report them,
+//! plus the retention sweep's deletes and the reads behind the API.
+
+use super::queue::{enqueue, Stage};
+use super::status::StreamStatus;
+use super::views::{CallDetail, CallSummary, ErrorRow, JobRow, RecordingDetail, StreamRow};
+use super::{Result, Store};
+use sqlx::Row;
+
+/// What became of a stream's `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamStart {
+    /// Recorded as the call's stream number `idx` (0 for the first).
+    Started { idx: i64 },
+    /// Another socket already used this streamSid: nothing was written.
+    DuplicateStream,
+    /// The call's `stream_ended` webhook has already come: nothing was written.
+    CallEnded,
+}
+
+/// What the recording stage of the `twilio` source needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwilioRecording {
+    pub status: String,
+    pub url: Option<String>,
+    pub ended_at_ms: Option<i64>,
+    pub account_sid: Option<String>,
+}
+
+/// Fields from a webhook or the stream `start` that describe the call.
+#[derive(Debug, Clone, Default)]
+pub struct CallFacts<'a> {
+    pub account_sid: Option<&'a str>,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub call_status: Option<&'a str>,
+}
+
+impl Store {
+    /// A stream started: create the call if new, record the stream and its index in the call.
+    /// A streamSid already seen, or a call already ended, changes nothing: another socket must
+    /// never take over a stream's row (and with it its recording) or reopen a finished call.
+    pub async fn stream_started(
+        &self,
+        call_sid: &str,
+        stream_sid: &str,
+        facts: &CallFacts<'_>,
+        recording_source: &str,
+        now: i64,
+    ) -> Result<StreamStart> {
+        let mut tx = self.pool.begin().await?;
+        let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM streams WHERE stream_sid = ?1")
+            .bind(stream_sid)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if seen.is_some() {
+            return Ok(StreamStart::DuplicateStream);
+        }
+        let ended: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT ended_at_ms FROM calls WHERE call_sid = ?1")
+                .bind(call_sid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if ended.flatten().is_some() {
+            return Ok(StreamStart::CallEnded);
+        }
+        sqlx::query(
+            "INSERT INTO calls (call_sid, account_sid, from_number, to_number, status, created_at_ms,
+                                recording_source, recording_status)
+             VALUES (?1, ?2, ?3, ?4, 'in_progress', ?5, ?6, 'pending')
+             ON CONFLICT (call_sid) DO UPDATE SET
+               account_sid = COALESCE(calls.account_sid, excluded.account_sid),
+               from_number = COALESCE(calls.from_number, excluded.from_number),
+               to_number = COALESCE(calls.to_number, excluded.to_number)",
+        )
+        .bind(call_sid)
+        .bind(facts.account_sid)
+        .bind(facts.from)
+        .bind(facts.to)
+        .bind(now)
+        .bind(recording_source)
+        .execute(&mut *tx)
+        .await?;
+        let idx: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(idx), -1) + 1 FROM streams WHERE call_sid = ?1",
+        )
+        .bind(call_sid)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO streams (stream_sid, call_sid, idx, status, started_at_ms)
+             VALUES (?1, ?2, ?3, 'streaming', ?4)",
+        )
+        .bind(stream_sid)
+        .bind(call_sid)
+        .bind(idx)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(StreamStart::Started { idx })
+    }
+
+    pub async fn stream_recording_path(&self, stream_sid: &str, path: &str) -> Result<()> {
+        sqlx::query("UPDATE streams SET path = ?2, status = 'recording' WHERE stream_sid = ?1")
+            .bind(stream_sid)
+            .bind(path)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A stream's socket is gone: store its counters and how its recording ended.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn stream_finished(
+        &self,
+        stream_sid: &str,
+        status: StreamStatus,
+        frames: Option<u64>,
+        counters: (u64, u64, u64),
+        close_reason: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE streams SET status = ?2, frames = ?3, duration_ms = ?3 / 8, frames_in = ?4,
+               frames_out = ?5, bad_messages = ?6, close_reason = ?7, stopped_at_ms = ?8
+             WHERE stream_sid = ?1",
+        )
+        .bind(stream_sid)
+        .bind(status)
+        .bind(frames.map(|f| f as i64))
+        .bind(counters.0 as i64)
+        .bind(counters.1 as i64)
+        .bind(counters.2 as i64)
+        .bind(close_reason)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Streams whose recordings a previous process left open.
+    pub async fn unfinished_recordings(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT stream_sid, path FROM streams WHERE status IN ('streaming', 'recording')",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get("stream_sid"),
+                    r.get::<Option<String>, _>("path").unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
+    /// The longest saved stream recording of a call.
+    pub async fn best_stream_recording(&self, call_sid: &str) -> Result<Option<(String, i64)>> {
+        let row = sqlx::query(
+            "SELECT path, COALESCE(frames, 0) AS frames FROM streams
+             WHERE call_sid = ?1 AND status IN ('saved', 'repaired') AND path IS NOT NULL
+             ORDER BY frames DESC, idx LIMIT 1",
+        )
+        .bind(call_sid)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (r.get("path"), r.get::<i64, _>("frames") / 8)))
+    }
+
+    /// Streams still open for a call (the recording stage waits for them).
+    pub async fn open_streams(&self, call_sid: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM streams WHERE call_sid = ?1 AND status IN ('streaming', 'recording')",
+        )
+        .bind(call_sid)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The `<Connect action>` webhook: mark the call ended and queue its pipeline. Returns
+    /// false when this call had already ended (a Twilio retry), in which case nothing changed.
+    pub async fn call_ended(
+        &self,
+        call_sid: &str,
+        facts: &CallFacts<'_>,
+        recording_source: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO calls (call_sid, account_sid, from_number, to_number, status, created_at_ms,
+                                recording_source, recording_status)
+             VALUES (?1, ?2, ?3, ?4, 'in_progress', ?5, ?6, 'pending')
+             ON CONFLICT (call_sid) DO NOTHING",
+        )
+        .bind(call_sid)
+        .bind(facts.account_sid)
+        .bind(facts.from)
+        .bind(facts.to)
+        .bind(now)
+        .bind(recording_source)
+        .execute(&mut *tx)
+        .await?;
+        let changed = sqlx::query(
+            "UPDATE calls SET status = 'ended', ended_at_ms = ?2, call_status = ?3,
+               account_sid = COALESCE(account_sid, ?4),
+               from_number = COALESCE(from_number, ?5),
+               to_number = COALESCE(to_number, ?6)
+             WHERE call_sid = ?1 AND ended_at_ms IS NULL",
+        )
+        .bind(call_sid)
+        .bind(now)
+        .bind(facts.call_status)
+        .bind(facts.account_sid)
+        .bind(facts.from)
+        .bind(facts.to)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 1 {
+            enqueue(&mut tx, call_sid, Stage::Recording, now).await?;
+        }
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    pub async fn set_recording_status(&self, call_sid: &str, status: &str) -> Result<()> {
+        sqlx::query("UPDATE calls SET recording_status = ?2 WHERE call_sid = ?1")
+            .bind(call_sid)
+            .bind(status)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The Twilio recording status callback. Returns false for an unknown call. `completed`
+    /// makes a waiting recording stage due at once.
+    pub async fn twilio_recording_status(
+        &self,
+        call_sid: &str,
+        recording_sid: &str,
+        status: &str,
+        url: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE calls SET twilio_recording_sid = ?2,
+               twilio_recording_url = COALESCE(?4, twilio_recording_url),
+               recording_status = CASE WHEN recording_status = 'saved' THEN 'saved'
+                                       ELSE 'twilio_' || ?3 END
+             WHERE call_sid = ?1",
+        )
+        .bind(call_sid)
+        .bind(recording_sid)
+        .bind(status)
+        .bind(url)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 1 && status == "completed" {
+            sqlx::query(
+                "UPDATE jobs SET run_at_ms = MIN(run_at_ms, ?2)
+                 WHERE call_sid = ?1 AND stage = 'recording' AND state = 'queued'",
+            )
+            .bind(call_sid)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    pub async fn twilio_recording(&self, call_sid: &str) -> Result<TwilioRecording> {
+        let row = sqlx::query(
+            "SELECT recording_status, twilio_recording_url, ended_at_ms, account_sid
+             FROM calls WHERE call_sid = ?1",
+        )
+        .bind(call_sid)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(TwilioRecording {
+            status: row.get(0),
+            url: row.get(1),
+            ended_at_ms: row.get(2),
+            account_sid: row.get(3),
+        })
+    }
+
+    pub async fn add_error(
+        &self,
+        call_sid: &str,
+        stage: &str,
+        message: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO call_errors (call_sid, at_ms, stage, message) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(call_sid)
+        .bind(now)
+        .bind(stage)
+        .bind(message)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // === retention ===
+
+    /// Calls created before `cutoff_ms` that nothing is working on (no open stream, no running
+    /// stage), with every file they own.
+    pub async fn expired_calls(&self, cutoff_ms: i64) -> Result<Vec<(String, Vec<String>)>> {
+        let sids: Vec<String> = sqlx::query_scalar(
+            "SELECT call_sid FROM calls c WHERE created_at_ms < ?1
+               AND NOT EXISTS (SELECT 1 FROM streams s WHERE s.call_sid = c.call_sid
+                               AND s.status IN ('streaming', 'recording'))
+               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.call_sid = c.call_sid
+                               AND j.state = 'running')
+             ORDER BY created_at_ms",
+        )
+        .bind(cutoff_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(sids.len());
+        for sid in sids {
+            let mut files: Vec<String> = sqlx::query_scalar(
+                "SELECT path FROM streams WHERE call_sid = ?1 AND path IS NOT NULL
+                 UNION SELECT recording_path FROM calls WHERE call_sid = ?1
+                   AND recording_path IS NOT NULL",
+            )
+            .bind(&sid)
+            .fetch_all(&self.pool)
+            .await?;
+            files.sort();
+            out.push((sid, files));
+        }
+        Ok(out)
+    }
+
+    /// Delete a call and everything stored about it (streams, errors, stages), in one
+    /// transaction. False when it was gone already.
+    pub async fn delete_call(&self, call_sid: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["streams", "call_errors", "jobs"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE call_sid = ?1"))
+                .bind(call_sid)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let n = sqlx::query("DELETE FROM calls WHERE call_sid = ?1")
+            .bind(call_sid)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    // === reads for the API ===
+
+    /// Newest first; `before` is the cursor (`created_at_ms`, `call_sid`) of the last row seen.
+    pub async fn list_calls(
+        &self,
+        limit: i64,
+        before: Option<(i64, String)>,
+    ) -> Result<Vec<CallSummary>> {
+        let (ts, sid) = before.unwrap_or((i64::MAX, String::new()));
+        let rows = sqlx::query(
+            "SELECT call_sid, status, from_number, to_number, created_at_ms, ended_at_ms,
+                    recording_status
+             FROM calls
+             WHERE created_at_ms < ?1 OR (created_at_ms = ?1 AND call_sid < ?2)
+             ORDER BY created_at_ms DESC, call_sid DESC LIMIT ?3",
+        )
+        .bind(ts)
+        .bind(sid)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CallSummary {
+                    call_sid: r.get(0),
+                    status: r.try_get(1)?,
+                    from: r.get(2),
+                    to: r.get(3),
+                    created_at_ms: r.get(4),
+                    ended_at_ms: r.get(5),
+                    recording_status: r.get(6),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn recording_path(&self, call_sid: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT recording_path FROM calls WHERE call_sid = ?1")
+                .bind(call_sid)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
+    }
+
+    pub async fn call_detail(&self, call_sid: &str) -> Result<Option<CallDetail>> {
+        let Some(r) = sqlx::query("SELECT * FROM calls WHERE call_sid = ?1")
+            .bind(call_sid)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let streams = sqlx::query("SELECT * FROM streams WHERE call_sid = ?1 ORDER BY idx")
+            .bind(call_sid)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|s| {
+                Ok(StreamRow {
+                    stream_sid: s.get("stream_sid"),
+                    index: s.get("idx"),
+                    status: s.try_get("status")?,
+                    started_at_ms: s.get("started_at_ms"),
+                    stopped_at_ms: s.get("stopped_at_ms"),
+                    frames: s.get("frames"),
+                    duration_ms: s.get("duration_ms"),
+                    frames_in: s.get("frames_in"),
+                    frames_out: s.get("frames_out"),
+                    bad_messages: s.get("bad_messages"),
+                    close_reason: s.get("close_reason"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut stages: Vec<JobRow> = sqlx::query("SELECT * FROM jobs WHERE call_sid = ?1")
+            .bind(call_sid)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|j| {
+                Ok(JobRow {
+                    stage: j.try_get("stage")?,
+                    state: j.try_get("state")?,
+                    attempts: j.get("attempts"),
+                    run_at_ms: j.get("run_at_ms"),
+                    started_at_ms: j.get("started_at_ms"),
+                    finished_at_ms: j.get("finished_at_ms"),
+                    duration_ms: j.get("duration_ms"),
+                    last_error: j.get("last_error"),
+                })
+            })
+            .collect::<Result<_>>()?;
+        stages.sort_by_key(|j| j.stage as u8);
+        let errors = sqlx::query(
+            "SELECT at_ms, stage, message FROM call_errors WHERE call_sid = ?1 ORDER BY id",
+        )
+        .bind(call_sid)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|e| ErrorRow {
+            at_ms: e.get(0),
+            stage: e.get(1),
+            message: e.get(2),
+        })
+        .collect();
+        let json = |col: &str| {
+            r.get::<Option<String>, _>(col)
+                .and_then(|s| serde_json::from_str(&s).ok())
+        };
+        let recording_path: Option<String> = r.get("recording_path");
+        Ok(Some(CallDetail {
+            call_sid: r.get("call_sid"),
+            status: r.try_get("status")?,
+            account_sid: r.get("account_sid"),
+            from: r.get("from_number"),
+            to: r.get("to_number"),
+            call_status: r.get("call_status"),
+            created_at_ms: r.get("created_at_ms"),
+            ended_at_ms: r.get("ended_at_ms"),
+            completed_at_ms: r.get("completed_at_ms"),
+            recording: RecordingDetail {
+                source: r.get("recording_source"),
+                status: r.get("recording_status"),
+                duration_ms: r.get("recording_duration_ms"),
+                twilio_recording_sid: r.get("twilio_recording_sid"),
+                available: recording_path.is_some(),
+            },
+            streams,
+            transcription_status: r.try_get("transcription_status")?,
+            transcript: json("transcript_json"),
+            summary: r.get("summary"),
+            fields: json("fields_json"),
+            extraction_engine: r.get("extraction_engine"),
+            stages,
+            errors,
+        }))
+    }
+
+    pub async fn call_for_stage(
+        &self,
+        call_sid: &str,
+    ) -> Result<(Option<String>, Option<String>, i64)> {
+        let r = sqlx::query(
+            "SELECT recording_path, transcript_json, created_at_ms FROM calls WHERE call_sid = ?1",
+        )
+        .bind(call_sid)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((r.get(0), r.get(1), r.get(2)))
+    }
+}

@@ -1,0 +1,346 @@
+//! The post-call job queue: claim with a lease, renew, complete (writing the stage's result in
+//! the same transaction), defer, fail with backoff. Every transition is guarded by the lease, so
+//! a dead worker's late write changes nothing.
+
+use super::status::{CallStatus, JobState, TranscriptionStatus};
+use super::{Result, Store};
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+use std::time::Duration;
+
+/// The pipeline's stages, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case")]
+pub enum Stage {
+    Recording,
+    Transcribe,
+    Extract,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::Recording, Stage::Transcribe, Stage::Extract];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Recording => "recording",
+            Stage::Transcribe => "transcribe",
+            Stage::Extract => "extract",
+        }
+    }
+
+    pub fn next(self) -> Option<Stage> {
+        match self {
+            Stage::Recording => Some(Stage::Transcribe),
+            Stage::Transcribe => Some(Stage::Extract),
+            Stage::Extract => None,
+        }
+    }
+}
+
+/// A job a worker holds the lease on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub call_sid: String,
+    pub stage: Stage,
+    /// Including this one.
+    pub attempts: u32,
+}
+
+/// What a stage produced, written in the same transaction that completes its job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageOutput {
+    Recording {
+        path: String,
+        duration_ms: u64,
+    },
+    Transcript {
+        json: String,
+    },
+    TranscriptionSkipped,
+    Extraction {
+        summary: String,
+        fields_json: String,
+        engine: String,
+    },
+    ExtractionSkipped,
+}
+
+/// How a finished attempt left a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Retry {
+        run_at_ms: i64,
+    },
+    Failed,
+    /// The lease was lost (another worker took the job over): nothing was written.
+    LeaseLost,
+}
+
+impl Store {
+    /// Take the next due job: a queued one whose time has come, or a running one whose lease
+    /// has expired (its worker died). One statement, so two workers never take the same job.
+    pub async fn claim(&self, worker: &str, now: i64, lease_ms: u64) -> Result<Option<Job>> {
+        let row = sqlx::query(
+            "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_until_ms = ?2 + ?3,
+               attempts = attempts + 1, started_at_ms = ?2
+             WHERE id = (SELECT id FROM jobs
+                         WHERE (state = 'queued' AND run_at_ms <= ?2)
+                            OR (state = 'running' AND lease_until_ms <= ?2)
+                         ORDER BY run_at_ms, id LIMIT 1)
+             RETURNING id, call_sid, stage, attempts",
+        )
+        .bind(worker)
+        .bind(now)
+        .bind(lease_ms as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|r| job_from_row(&r)))
+    }
+
+    /// Extend a lease while a long stage runs. False when the lease was lost.
+    pub async fn renew(&self, job: &Job, worker: &str, now: i64, lease_ms: u64) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE jobs SET lease_until_ms = ?3 + ?4
+             WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+        )
+        .bind(job.id)
+        .bind(worker)
+        .bind(now)
+        .bind(lease_ms as i64)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Finish a job and write what it produced, queueing the next stage, all at once; only if
+    /// this worker still holds the lease, so a stage completes exactly once.
+    pub async fn complete(
+        &self,
+        job: &Job,
+        worker: &str,
+        output: &StageOutput,
+        now: i64,
+    ) -> Result<Outcome> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE jobs SET state = 'done', finished_at_ms = ?3, duration_ms = ?3 - started_at_ms,
+               lease_owner = NULL, lease_until_ms = NULL
+             WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+        )
+        .bind(job.id)
+        .bind(worker)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Ok(Outcome::LeaseLost);
+        }
+        let sid = job.call_sid.as_str();
+        let update = match output {
+            StageOutput::Recording { path, duration_ms } => sqlx::query(
+                "UPDATE calls SET recording_status = 'saved', recording_path = ?2,
+                   recording_duration_ms = ?3, status = 'processing'
+                 WHERE call_sid = ?1",
+            )
+            .bind(sid)
+            .bind(path)
+            .bind(*duration_ms as i64),
+            StageOutput::Transcript { json } => sqlx::query(
+                "UPDATE calls SET transcription_status = ?3, transcript_json = ?2
+                 WHERE call_sid = ?1",
+            )
+            .bind(sid)
+            .bind(json)
+            .bind(TranscriptionStatus::Done),
+            StageOutput::TranscriptionSkipped => {
+                sqlx::query("UPDATE calls SET transcription_status = ?2 WHERE call_sid = ?1")
+                    .bind(sid)
+                    .bind(TranscriptionStatus::SkippedEngineNone)
+            }
+            StageOutput::Extraction {
+                summary,
+                fields_json,
+                engine,
+            } => sqlx::query(
+                "UPDATE calls SET summary = ?2, fields_json = ?3, extraction_engine = ?4
+                 WHERE call_sid = ?1",
+            )
+            .bind(sid)
+            .bind(summary)
+            .bind(fields_json)
+            .bind(engine),
+            StageOutput::ExtractionSkipped => sqlx::query(
+                "UPDATE calls SET extraction_engine = 'skipped: no transcript' WHERE call_sid = ?1",
+            )
+            .bind(sid),
+        };
+        update.execute(&mut *tx).await?;
+        match job.stage.next() {
+            Some(next) => enqueue(&mut tx, &job.call_sid, next, now).await?,
+            None => {
+                sqlx::query(
+                    "UPDATE calls SET status = 'completed', completed_at_ms = ?2 WHERE call_sid = ?1",
+                )
+                .bind(&job.call_sid)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Put a job back to wait for something outside the service, without counting the attempt:
+    /// due again at `run_at_ms` (or earlier, when the awaited event moves it up). False when the
+    /// lease was lost.
+    pub async fn defer(
+        &self,
+        job: &Job,
+        worker: &str,
+        run_at_ms: i64,
+        reason: &str,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE jobs SET state = 'queued', run_at_ms = ?3, last_error = ?4,
+               attempts = MAX(attempts - 1, 0), lease_owner = NULL, lease_until_ms = NULL
+             WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+        )
+        .bind(job.id)
+        .bind(worker)
+        .bind(run_at_ms)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Record a failed attempt: retry after a backoff while attempts remain and the error is
+    /// worth retrying, otherwise fail the job and the call.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn fail(
+        &self,
+        job: &Job,
+        worker: &str,
+        error: &str,
+        retry: bool,
+        max_attempts: u32,
+        backoff: (u64, u64),
+        now: i64,
+    ) -> Result<Outcome> {
+        let mut tx = self.pool.begin().await?;
+        let outcome = if retry && job.attempts < max_attempts {
+            Outcome::Retry {
+                run_at_ms: now.saturating_add(backoff_ms(job.attempts, backoff)),
+            }
+        } else {
+            Outcome::Failed
+        };
+        let (state, run_at) = match outcome {
+            Outcome::Retry { run_at_ms } => (JobState::Queued, run_at_ms),
+            _ => (JobState::Failed, now),
+        };
+        let n = sqlx::query(
+            "UPDATE jobs SET state = ?3, run_at_ms = ?4, last_error = ?5, lease_owner = NULL,
+               lease_until_ms = NULL, finished_at_ms = ?6, duration_ms = ?6 - started_at_ms
+             WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+        )
+        .bind(job.id)
+        .bind(worker)
+        .bind(state)
+        .bind(run_at)
+        .bind(error)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Ok(Outcome::LeaseLost);
+        }
+        sqlx::query(
+            "INSERT INTO call_errors (call_sid, at_ms, stage, message) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(&job.call_sid)
+        .bind(now)
+        .bind(job.stage.name())
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        if outcome == Outcome::Failed {
+            sqlx::query("UPDATE calls SET status = ?2 WHERE call_sid = ?1")
+                .bind(&job.call_sid)
+                .bind(CallStatus::Failed)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Jobs per state, for `/metrics`.
+    pub async fn job_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let rows = sqlx::query("SELECT stage, state, COUNT(*) FROM jobs GROUP BY stage, state")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    /// The earliest time a job becomes due, so idle workers sleep until then.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(CASE WHEN state = 'queued' THEN run_at_ms ELSE lease_until_ms END)
+             FROM jobs WHERE state IN ('queued', 'running')",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
+
+/// The wait after `attempts` failed attempts: base, 2 base, 4 base, ... up to the cap, by the
+/// workspace's one policy.
+fn backoff_ms(attempts: u32, (base_ms, cap_ms): (u64, u64)) -> i64 {
+    let wait = postcall::retry::exponential(
+        attempts.saturating_sub(1),
+        Duration::from_millis(base_ms),
+        Duration::from_millis(cap_ms),
+    );
+    i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(super) async fn enqueue(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    call_sid: &str,
+    stage: Stage,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO jobs (call_sid, stage, state, run_at_ms, created_at_ms)
+         VALUES (?1, ?2, 'queued', ?3, ?3)
+         ON CONFLICT (call_sid, stage) DO NOTHING",
+    )
+    .bind(call_sid)
+    .bind(stage.name())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn job_from_row(r: &SqliteRow) -> Option<Job> {
+    Some(Job {
+        id: r.get(0),
+        call_sid: r.get(1),
+        stage: r.try_get(2).ok()?,
+        attempts: r.get::<i64, _>(3) as u32,
+    })
+}

@@ -1,0 +1,8 @@
+//! The host service's integration tests, linked as one binary: every test binary costs a full
+//! link of the service and its dependencies, so the suites are modules of this one.
+
+mod api;
+mod common;
+mod process;
+mod stream;
+mod twilio;
