@@ -14,22 +14,15 @@ pub const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Poll `f` until it returns `Some`, failing the test at the deadline.
-pub async fn poll<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
+/// Poll `f` until it returns `Some`, failing the test at the deadline ([`test_support::poll`]).
+pub async fn poll<T, F, Fut>(what: &str, deadline: Duration, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let end = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > end {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    test_support::poll(deadline, what, f)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// 20 ms of distinct caller audio for frame `k`: a sweep, so a misplaced frame shows.
