@@ -50,7 +50,7 @@ async fn start_service(auth_token: &str, shared_key: &str) -> Svc {
     };
     c.twilio.auth_token = Some(auth_token.into());
     c.twilio.shared_key = Some(shared_key.into());
-    c.pipeline.engines = "test".into();
+    c.pipeline.engines = host_service::config::PipelineEngines::Test;
     c.pipeline.workers = 1;
     assert!(c.validate_signatures(), "on by default with a token");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -4,7 +4,6 @@
 //! crate because it needs the project's Python (`.venv`): `cargo test -p twiml` runs anywhere
 //! Rust does.
 
-
 use crate::oracle::text;
 use serde_json::Value;
 use twiml::signature::{parse_form, validate, Body, Keys, Request, SignatureError};
