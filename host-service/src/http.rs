@@ -525,7 +525,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let jobs = state.store.job_counts().await?;
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(state.tracker.open(), &jobs),
     )
         .into_response())

@@ -1,206 +1,196 @@
-//! Counters for `/metrics`, rendered in the Prometheus text format. Labels come from fixed sets
-//! (error kinds, stage names, close reasons), never from client input, so cardinality is bounded.
+//! The host's metrics for `/metrics`, kept and rendered by `prometheus-client`. Labels come from
+//! fixed sets (error kinds, stage names, close reasons), never from client input, so cardinality
+//! is bounded; the two gauges that mirror other state (open sockets, jobs by state) are set from
+//! that state at each scrape.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
+/// Upper bounds of `host_stage_duration_seconds`, in seconds.
 const BUCKETS_S: [f64; 9] = [0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS_S.len()],
-    count: u64,
-    sum: f64,
+/// The content type of [`Metrics::render`]'s output (OpenMetrics text; Prometheus reads it).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
 }
 
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Hook {
+    hook: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Job {
+    stage: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Attempt {
+    stage: &'static str,
+    outcome: &'static str,
+}
+
+fn stage_histogram() -> Histogram {
+    Histogram::new(BUCKETS_S)
+}
+
 pub struct Metrics {
-    pub frames_in: AtomicU64,
-    pub frames_out: AtomicU64,
-    bad_messages: Mutex<BTreeMap<&'static str, u64>>,
-    ws_closed: Mutex<BTreeMap<&'static str, u64>>,
-    webhooks: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    ws_rejected: Mutex<BTreeMap<&'static str, u64>>,
-    retention_calls: AtomicU64,
-    retention_files: AtomicU64,
-    stage_durations: Mutex<BTreeMap<(&'static str, &'static str), Histogram>>,
+    registry: Registry,
+    pub frames_in: Counter,
+    pub frames_out: Counter,
+    active_streams: Gauge,
+    bad_messages: Family<Kind, Counter>,
+    ws_closed: Family<Reason, Counter>,
+    webhooks: Family<Hook, Counter>,
+    ws_rejected: Family<Reason, Counter>,
+    retention_calls: Counter,
+    retention_files: Counter,
+    jobs: Family<Job, Gauge>,
+    stage_durations: Family<Attempt, Histogram, fn() -> Histogram>,
 }
 
-fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
-    if let Ok(mut m) = map.lock() {
-        *m.entry(key).or_default() += 1;
+impl Default for Metrics {
+    fn default() -> Self {
+        let m = Metrics {
+            registry: Registry::default(),
+            frames_in: Counter::default(),
+            frames_out: Counter::default(),
+            active_streams: Gauge::default(),
+            bad_messages: Family::default(),
+            ws_closed: Family::default(),
+            webhooks: Family::default(),
+            ws_rejected: Family::default(),
+            retention_calls: Counter::default(),
+            retention_files: Counter::default(),
+            jobs: Family::default(),
+            stage_durations: Family::new_with_constructor(stage_histogram),
+        };
+        m.register()
     }
 }
 
 impl Metrics {
+    /// Counters are registered without `_total`: the exposition adds it to every counter.
+    fn register(mut self) -> Self {
+        let r = &mut self.registry;
+        r.register(
+            "host_active_streams",
+            "Media Streams WebSockets open now",
+            self.active_streams.clone(),
+        );
+        r.register(
+            "host_ws_rejected",
+            "Media sockets refused before the upgrade, by reason",
+            self.ws_rejected.clone(),
+        );
+        r.register(
+            "host_retention_deleted_calls",
+            "Calls deleted by the retention sweep",
+            self.retention_calls.clone(),
+        );
+        r.register(
+            "host_retention_deleted_files",
+            "Recording files deleted by the retention sweep",
+            self.retention_files.clone(),
+        );
+        r.register(
+            "host_frames_in",
+            "Media frames received from Twilio",
+            self.frames_in.clone(),
+        );
+        r.register(
+            "host_frames_out",
+            "Media frames sent to Twilio",
+            self.frames_out.clone(),
+        );
+        r.register(
+            "host_bad_messages",
+            "WebSocket frames refused, by kind",
+            self.bad_messages.clone(),
+        );
+        r.register(
+            "host_ws_closed",
+            "WebSockets closed, by reason",
+            self.ws_closed.clone(),
+        );
+        r.register(
+            "host_webhooks",
+            "Webhook requests, by hook and result",
+            self.webhooks.clone(),
+        );
+        r.register(
+            "host_jobs",
+            "Pipeline jobs, by stage and state",
+            self.jobs.clone(),
+        );
+        r.register(
+            "host_stage_duration_seconds",
+            "Time per pipeline stage attempt, by outcome",
+            self.stage_durations.clone(),
+        );
+        self
+    }
+
     pub fn bad_message(&self, kind: &'static str) {
-        bump(&self.bad_messages, kind);
+        self.bad_messages.get_or_create(&Kind { kind }).inc();
     }
 
     pub fn ws_closed(&self, reason: &'static str) {
-        bump(&self.ws_closed, reason);
+        self.ws_closed.get_or_create(&Reason { reason }).inc();
     }
 
     pub fn webhook(&self, hook: &'static str, result: &'static str) {
-        bump(&self.webhooks, (hook, result));
+        self.webhooks.get_or_create(&Hook { hook, result }).inc();
     }
 
     /// A media socket refused before the upgrade (`too_many_sockets`).
     pub fn ws_rejected(&self, reason: &'static str) {
-        bump(&self.ws_rejected, reason);
+        self.ws_rejected.get_or_create(&Reason { reason }).inc();
     }
 
     pub fn retention_deleted(&self, calls: u64, files: u64) {
-        self.retention_calls.fetch_add(calls, Ordering::Relaxed);
-        self.retention_files.fetch_add(files, Ordering::Relaxed);
+        self.retention_calls.inc_by(calls);
+        self.retention_files.inc_by(files);
     }
 
     /// One attempt of a stage took `seconds` and ended as `outcome` (done, retry, failed).
     pub fn stage_duration(&self, stage: &'static str, outcome: &'static str, seconds: f64) {
-        if let Ok(mut m) = self.stage_durations.lock() {
-            let h = m.entry((stage, outcome)).or_default();
-            for (i, b) in BUCKETS_S.iter().enumerate() {
-                if seconds <= *b {
-                    h.counts[i] += 1;
-                }
-            }
-            h.count += 1;
-            h.sum += seconds;
-        }
-    }
-
-    pub fn bad_messages(&self, kind: &str) -> u64 {
-        self.bad_messages
-            .lock()
-            .map(|m| m.get(kind).copied().unwrap_or(0))
-            .unwrap_or(0)
+        self.stage_durations
+            .get_or_create(&Attempt { stage, outcome })
+            .observe(seconds);
     }
 
     /// The text exposition; `active_streams` is the sockets open now, `jobs` is (stage, state,
-    /// count) from the database.
+    /// count) from the database. Job label sets no longer in the database are dropped.
     pub fn render(&self, active_streams: usize, jobs: &[(String, String, i64)]) -> String {
-        let mut out = String::new();
-        let w = &mut out;
-        let _ = writeln!(
-            w,
-            "# HELP host_active_streams Media Streams WebSockets open now."
-        );
-        let _ = writeln!(w, "# TYPE host_active_streams gauge");
-        let _ = writeln!(w, "host_active_streams {active_streams}");
-        let _ = writeln!(
-            w,
-            "# HELP host_ws_rejected_total Media sockets refused before the upgrade, by reason."
-        );
-        let _ = writeln!(w, "# TYPE host_ws_rejected_total counter");
-        if let Ok(m) = self.ws_rejected.lock() {
-            for (reason, n) in m.iter() {
-                let _ = writeln!(w, "host_ws_rejected_total{{reason=\"{reason}\"}} {n}");
-            }
-        }
-        let _ = writeln!(
-            w,
-            "# HELP host_retention_deleted_calls_total Calls deleted by the retention sweep."
-        );
-        let _ = writeln!(w, "# TYPE host_retention_deleted_calls_total counter");
-        let _ = writeln!(
-            w,
-            "host_retention_deleted_calls_total {}",
-            self.retention_calls.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            w,
-            "# HELP host_retention_deleted_files_total Recording files deleted by the retention sweep."
-        );
-        let _ = writeln!(w, "# TYPE host_retention_deleted_files_total counter");
-        let _ = writeln!(
-            w,
-            "host_retention_deleted_files_total {}",
-            self.retention_files.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            w,
-            "# HELP host_frames_in_total Media frames received from Twilio."
-        );
-        let _ = writeln!(w, "# TYPE host_frames_in_total counter");
-        let _ = writeln!(
-            w,
-            "host_frames_in_total {}",
-            self.frames_in.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            w,
-            "# HELP host_frames_out_total Media frames sent to Twilio."
-        );
-        let _ = writeln!(w, "# TYPE host_frames_out_total counter");
-        let _ = writeln!(
-            w,
-            "host_frames_out_total {}",
-            self.frames_out.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            w,
-            "# HELP host_bad_messages_total WebSocket frames refused, by kind."
-        );
-        let _ = writeln!(w, "# TYPE host_bad_messages_total counter");
-        if let Ok(m) = self.bad_messages.lock() {
-            for (kind, n) in m.iter() {
-                let _ = writeln!(w, "host_bad_messages_total{{kind=\"{kind}\"}} {n}");
-            }
-        }
-        let _ = writeln!(
-            w,
-            "# HELP host_ws_closed_total WebSockets closed, by reason."
-        );
-        let _ = writeln!(w, "# TYPE host_ws_closed_total counter");
-        if let Ok(m) = self.ws_closed.lock() {
-            for (reason, n) in m.iter() {
-                let _ = writeln!(w, "host_ws_closed_total{{reason=\"{reason}\"}} {n}");
-            }
-        }
-        let _ = writeln!(
-            w,
-            "# HELP host_webhooks_total Webhook requests, by hook and result."
-        );
-        let _ = writeln!(w, "# TYPE host_webhooks_total counter");
-        if let Ok(m) = self.webhooks.lock() {
-            for ((hook, result), n) in m.iter() {
-                let _ = writeln!(
-                    w,
-                    "host_webhooks_total{{hook=\"{hook}\",result=\"{result}\"}} {n}"
-                );
-            }
-        }
-        let _ = writeln!(w, "# HELP host_jobs Pipeline jobs, by stage and state.");
-        let _ = writeln!(w, "# TYPE host_jobs gauge");
+        self.active_streams
+            .set(i64::try_from(active_streams).unwrap_or(i64::MAX));
+        self.jobs.clear();
         for (stage, state, n) in jobs {
-            let _ = writeln!(w, "host_jobs{{stage=\"{stage}\",state=\"{state}\"}} {n}");
+            self.jobs
+                .get_or_create(&Job {
+                    stage: stage.clone(),
+                    state: state.clone(),
+                })
+                .set(*n);
         }
-        let _ = writeln!(
-            w,
-            "# HELP host_stage_duration_seconds Time per pipeline stage attempt, by outcome."
-        );
-        let _ = writeln!(w, "# TYPE host_stage_duration_seconds histogram");
-        if let Ok(m) = self.stage_durations.lock() {
-            for ((stage, outcome), h) in m.iter() {
-                let l = format!("stage=\"{stage}\",outcome=\"{outcome}\"");
-                for (i, b) in BUCKETS_S.iter().enumerate() {
-                    let _ = writeln!(
-                        w,
-                        "host_stage_duration_seconds_bucket{{{l},le=\"{b}\"}} {}",
-                        h.counts[i]
-                    );
-                }
-                let _ = writeln!(
-                    w,
-                    "host_stage_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
-                    h.count
-                );
-                let _ = writeln!(w, "host_stage_duration_seconds_sum{{{l}}} {}", h.sum);
-                let _ = writeln!(w, "host_stage_duration_seconds_count{{{l}}} {}", h.count);
-            }
-        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
@@ -212,7 +202,7 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::default();
-        m.frames_in.fetch_add(50, Ordering::Relaxed);
+        m.frames_in.inc_by(50);
         m.ws_rejected("too_many_sockets");
         m.retention_deleted(3, 4);
         m.bad_message("invalid_json");
@@ -227,11 +217,21 @@ mod tests {
             "host_frames_in_total 50",
             "host_bad_messages_total{kind=\"invalid_json\"} 2",
             "host_jobs{stage=\"extract\",state=\"queued\"} 3",
-            "host_stage_duration_seconds_bucket{stage=\"transcribe\",outcome=\"done\",le=\"0.5\"} 0",
-            "host_stage_duration_seconds_bucket{stage=\"transcribe\",outcome=\"done\",le=\"1\"} 1",
+            "host_stage_duration_seconds_bucket{le=\"0.5\",stage=\"transcribe\",outcome=\"done\"} 0",
+            "host_stage_duration_seconds_bucket{le=\"1.0\",stage=\"transcribe\",outcome=\"done\"} 1",
             "host_stage_duration_seconds_count{stage=\"transcribe\",outcome=\"done\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn jobs_follow_the_database_at_each_scrape() {
+        let m = Metrics::default();
+        let first = m.render(0, &[("extract".into(), "queued".into(), 3)]);
+        assert!(first.contains("host_jobs{stage=\"extract\",state=\"queued\"} 3"));
+        let second = m.render(0, &[("extract".into(), "done".into(), 3)]);
+        assert!(!second.contains("state=\"queued\""), "{second}");
+        assert!(second.contains("host_jobs{stage=\"extract\",state=\"done\"} 3"));
     }
 }

@@ -13,7 +13,6 @@ use crate::state::AppState;
 use crate::voice::{CallInfo, Outbound, VoiceApp};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use media::protocol::ServerMessage;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -282,7 +281,7 @@ impl Conn {
                     return Flow::Continue(Vec::new());
                 }
                 self.frames_in += 1;
-                self.state.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+                self.state.metrics.frames_in.inc();
                 if self.recording.is_some()
                     && !self.limits().inbound_fits(timestamp_ms, mulaw.len())
                 {
@@ -486,10 +485,7 @@ impl Conn {
                         }
                     }
                     self.frames_out += 1;
-                    self.state
-                        .metrics
-                        .frames_out
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.state.metrics.frames_out.inc();
                     ServerMessage::media(&stream_sid, &audio)
                 }
                 Outbound::Mark(name) => ServerMessage::mark(&stream_sid, &name),

@@ -298,7 +298,8 @@ fn from_config_loads_whisper_by_default_and_refuses_bad_settings() {
 /// Set in the child process of `a_four_hour_call_transcribes_in_bounded_memory`: the folder
 /// holding its recordings.
 const LONG_CALL_CHILD: &str = "POSTCALL_LONG_CALL_CHILD";
-const LONG_CALL_TEST: &str = "a_four_hour_call_transcribes_in_bounded_memory";
+// Its full name in the test binary: suites are modules of `tests/integration/main.rs`.
+const LONG_CALL_TEST: &str = "whisper::a_four_hour_call_transcribes_in_bounded_memory";
 const CALLER_SAYS: &str = "I would like to change my delivery address please.";
 const AGENT_SAYS: &str = "Your new address has been saved, thank you for waiting.";
 const CALLER_AT: f64 = 5400.0;
