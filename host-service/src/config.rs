@@ -707,7 +707,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:9");
         assert_eq!(c.pipeline.workers, 3);
         assert_eq!(c.pipeline.lease_ms, 1500);
-        assert_eq!(c.transcription.engine.as_deref(), Some("none"));
+        assert_eq!(c.transcription.engine, postcall::TranscriptionEngine::Off);
         assert_eq!(
             env_name("pipeline.lease_ms"),
             "HOST_SERVICE_PIPELINE_LEASE_MS"
@@ -907,7 +907,7 @@ mod tests {
         let c = Config::load(Some(&path), env(&[UNSIGNED])).unwrap();
         assert_eq!(c, {
             let mut d = Config::default();
-            d.transcription.engine = Some("none".into());
+            d.transcription.engine = postcall::TranscriptionEngine::Off;
             d.twilio.validate_signatures = false;
             d
         });

@@ -95,12 +95,36 @@ pub trait Extractor: Send + Sync {
 
 // === configuration ===
 
+/// `transcription.engine`: a closed set, so a misspelt engine is refused where the config is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TranscriptionEngine {
+    /// Whisper on CTranslate2, in process (cargo feature `whisper`).
+    #[default]
+    Whisper,
+    /// An OpenAI-compatible transcription API.
+    Openai,
+    /// No transcriber: the pipeline skips the stage and records that it did.
+    #[serde(rename = "none")]
+    Off,
+}
+
+/// `extraction.engine`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtractionEngine {
+    /// The deterministic extractor, no network.
+    #[default]
+    Local,
+    /// An OpenAI-compatible chat API with a JSON schema.
+    Openai,
+}
+
 /// `[transcription]`: which engine turns recordings into text, and its settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TranscriptionConfig {
-    /// `whisper` (default), `openai` or `none`.
-    pub engine: Option<String>,
+    pub engine: TranscriptionEngine,
     pub whisper: WhisperConfig,
     pub openai: OpenAiTranscriptionConfig,
 }
@@ -171,8 +195,7 @@ impl Default for OpenAiTranscriptionConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExtractionConfig {
-    /// `local` (default) or `openai`.
-    pub engine: Option<String>,
+    pub engine: ExtractionEngine,
     pub local: LocalExtractionConfig,
     pub openai: OpenAiExtractionConfig,
 }
@@ -249,25 +272,16 @@ impl Engines {
         t: &TranscriptionConfig,
         e: &ExtractionConfig,
     ) -> Result<Engines, EngineError> {
-        let transcriber: Option<Arc<dyn Transcriber>> =
-            match t.engine.as_deref().unwrap_or("whisper") {
-                "whisper" => Some(whisper_engine(&t.whisper)?),
-                "openai" => Some(Arc::new(openai::OpenAiTranscriber::new(&t.openai)?)),
-                "none" => None,
-                other => {
-                    return Err(EngineError::Config(format!(
-                "transcription.engine: unknown engine {other:?} (expected whisper, openai or none)"
-            )))
-                }
-            };
-        let extractor: Arc<dyn Extractor> = match e.engine.as_deref().unwrap_or("local") {
-            "local" => Arc::new(extract::LocalExtractor::new(&e.local)?),
-            "openai" => Arc::new(openai::OpenAiExtractor::new(&e.openai)?),
-            other => {
-                return Err(EngineError::Config(format!(
-                    "extraction.engine: unknown engine {other:?} (expected local or openai)"
-                )))
+        let transcriber: Option<Arc<dyn Transcriber>> = match t.engine {
+            TranscriptionEngine::Whisper => Some(whisper_engine(&t.whisper)?),
+            TranscriptionEngine::Openai => {
+                Some(Arc::new(openai::OpenAiTranscriber::new(&t.openai)?))
             }
+            TranscriptionEngine::Off => None,
+        };
+        let extractor: Arc<dyn Extractor> = match e.engine {
+            ExtractionEngine::Local => Arc::new(extract::LocalExtractor::new(&e.local)?),
+            ExtractionEngine::Openai => Arc::new(openai::OpenAiExtractor::new(&e.openai)?),
         };
         Ok(Engines {
             transcriber,
@@ -322,30 +336,24 @@ mod tests {
 
     #[test]
     fn unknown_engines_are_refused_by_name() {
-        let t = TranscriptionConfig {
-            engine: Some("wisper".into()),
-            ..Default::default()
-        };
-        let err = Engines::from_config(&t, &ExtractionConfig::default())
-            .err()
-            .unwrap();
+        let err = serde_json::from_str::<TranscriptionConfig>(r#"{"engine": "wisper"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(
-            matches!(&err, EngineError::Config(m) if m.starts_with("transcription.engine: unknown engine \"wisper\"")),
+            err.starts_with(
+                "unknown variant `wisper`, expected one of `whisper`, `openai`, `none`"
+            ),
             "{err}"
         );
-        let t = TranscriptionConfig {
-            engine: Some("none".into()),
-            ..Default::default()
-        };
-        let e = ExtractionConfig {
-            engine: Some("gpt".into()),
-            ..Default::default()
-        };
-        let err = Engines::from_config(&t, &e).err().unwrap();
+        let err = serde_json::from_str::<ExtractionConfig>(r#"{"engine": "gpt"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(
-            matches!(&err, EngineError::Config(m) if m.starts_with("extraction.engine: unknown engine")),
+            err.starts_with("unknown variant `gpt`, expected `local` or `openai`"),
             "{err}"
         );
+        let t: TranscriptionConfig = toml_like(r#"{"engine": "none"}"#);
+        assert_eq!(t.engine, TranscriptionEngine::Off);
         let engines = Engines::from_config(&t, &ExtractionConfig::default()).unwrap();
         assert!(engines.transcriber.is_none());
     }
