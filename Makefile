@@ -101,7 +101,7 @@ lint: $(STAMPS)/rust ct2lib ## cargo fmt --check, clippy -D warnings for the hos
 	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
 	$(CARGO) clippy --release -p twiml -p twiml-guard-filter -p twiml-guard-wasm --target $(WASM_TARGET) --all-targets -- -D warnings
 
-test: build lint test-npm ## every test: unit, property, real Envoy, full calls end to end, Node (what CI runs)
+test: build lint test-npm test-deploy ## every test: unit, property, real Envoy, full calls end to end, Node (what CI runs)
 	$(CARGO) test --release --workspace $(FEATURES)
 
 # The npm package (npm/): the core built as a small wasm32-wasip1 module next to its JS loader,
@@ -114,6 +114,13 @@ npm: $(STAMPS)/rust ## the npm package: npm/twiml_guard.wasm and the npm pack ta
 
 test-npm: npm ## npm ci from npm/package-lock.json, then the Node tests (node --test)
 	cd npm && npm ci --no-audit --no-fund --loglevel=error && node --test test/
+
+# deploy/'s Kubernetes, Istio and Envoy Gateway manifests against their schemas (kubernetes-models
+# from npm, kubernetes-validate --strict from .venv), their plugin configurations with the filter's
+# parser and the host's configuration with host-service --check-config (deploy/validate/).
+.PHONY: test-deploy
+test-deploy: build ## validate deploy/'s manifests (schemas, the filter's and the host's own checks)
+	cd deploy/validate && npm ci --no-audit --no-fund --loglevel=error && node --test validate.test.mjs
 
 # The fast tier: what a change should pass before the full run. No Envoy, no processes, no model.
 check: $(STAMPS)/rust ct2lib ## fast tier: fmt, clippy (host and wasm), unit tests of every crate

@@ -1,0 +1,178 @@
+// Checks every manifest in deploy/ the way a cluster would, before one is at hand: each object
+// against its schema (Kubernetes, Gateway API, Istio and Envoy Gateway models generated from the
+// published OpenAPI and CRD schemas), the core kinds again with `kubernetes-validate --strict`
+// (unknown fields refused), the guard's plugin configurations with the filter's own parser
+// (`twiml-guard config check`), and the host service's configuration with the service itself
+// (`host-service --check-config`), whose drain time must fit terminationGracePeriodSeconds.
+//
+// Usage: node validate.mjs [FILE.yaml...]   (default: every *.yaml under deploy/k8s, deploy/istio,
+// deploy/envoy-gateway). Needs TWIML_GUARD_BIN_DIR (default target/release) and
+// KUBERNETES_VALIDATE (default .venv/bin/kubernetes-validate). Exit 0 when all pass, 1 otherwise.
+
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseAllDocuments } from "yaml";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const binDir = process.env.TWIML_GUARD_BIN_DIR || join(root, "target/release");
+const kubeValidate =
+  process.env.KUBERNETES_VALIDATE || join(root, ".venv/bin/kubernetes-validate");
+const MANIFEST_DIRS = ["deploy/k8s", "deploy/istio", "deploy/envoy-gateway"];
+
+// apiVersion → the package that models it; the core API group has no prefix.
+const MODEL_PACKAGES = {
+  "extensions.istio.io": "@kubernetes-models/istio",
+  "gateway.envoyproxy.io": "@kubernetes-models/envoy-gateway",
+  "gateway.networking.k8s.io": "@kubernetes-models/gateway-api",
+};
+const CORE_GROUPS = new Set(["", "apps", "policy", "autoscaling", "networking.k8s.io"]);
+
+const failures = [];
+const fail = (where, message) => failures.push(`${where}: ${message}`);
+
+const groupOf = (apiVersion) => apiVersion.split("/").slice(0, -1).join("/");
+const isCore = (apiVersion) => CORE_GROUPS.has(groupOf(apiVersion));
+
+async function modelFor(apiVersion, kind) {
+  const group = groupOf(apiVersion);
+  const version = apiVersion.split("/").pop();
+  const pkg = MODEL_PACKAGES[group] ?? (CORE_GROUPS.has(group) ? "kubernetes-models" : null);
+  if (!pkg) return null;
+  const path = group ? `${pkg}/${group}/${version}/${kind}` : `${pkg}/${version}/${kind}`;
+  try {
+    return (await import(path))[kind] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function run(cmd, args, env = {}) {
+  try {
+    const out = execFileSync(cmd, args, {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { PATH: process.env.PATH, ...env },
+    });
+    return { ok: true, out };
+  } catch (e) {
+    return { ok: false, out: `${e.stdout ?? ""}${e.stderr ?? ""}`.trim() || String(e) };
+  }
+}
+
+function checkPluginConfig(where, config, tmp) {
+  const file = join(tmp, "plugin.json");
+  writeFileSync(file, JSON.stringify(config));
+  const r = run(join(binDir, "twiml-guard"), ["config", "check", file]);
+  if (!r.ok) fail(where, `plugin configuration refused by the filter's parser: ${r.out}`);
+  return r.ok;
+}
+
+// The host service's own check of its ConfigMap with the Deployment's environment (values from
+// Secrets stand in as placeholders), and its drain time against the grace period.
+function checkHostService(where, deployment, configMaps, tmp) {
+  const pod = deployment.spec?.template?.spec ?? {};
+  for (const c of pod.containers ?? []) {
+    const args = c.args ?? [];
+    const at = args.indexOf("--config");
+    const env = {};
+    for (const e of c.env ?? []) env[e.name] = e.value ?? "placeholder-from-secret";
+    const cmdArgs = ["--check-config"];
+    if (at >= 0) {
+      const path = args[at + 1];
+      const mount = (c.volumeMounts ?? []).find((m) => path.startsWith(`${m.mountPath}/`));
+      const volume = (pod.volumes ?? []).find((v) => v.name === mount?.name);
+      const data = configMaps.get(volume?.configMap?.name)?.data ?? {};
+      const key = path.slice(mount.mountPath.length + 1);
+      if (!(key in data)) {
+        fail(where, `--config ${path}: no key ${key} in the mounted ConfigMap`);
+        continue;
+      }
+      const file = join(tmp, "host-service.toml");
+      writeFileSync(file, data[key]);
+      cmdArgs.push("--config", file);
+    }
+    const r = run(join(binDir, "host-service"), cmdArgs, env);
+    if (!r.ok) {
+      fail(where, `host-service refuses its configuration: ${r.out}`);
+      continue;
+    }
+    const drainMs = Number(/at most (\d+) ms/.exec(r.out)?.[1]);
+    const preStopMs = (c.lifecycle?.preStop?.sleep?.seconds ?? 0) * 1000;
+    const graceMs = (pod.terminationGracePeriodSeconds ?? 30) * 1000;
+    if (!(preStopMs + drainMs < graceMs)) {
+      fail(
+        where,
+        `terminationGracePeriodSeconds ${graceMs / 1000} s does not cover preStop ${preStopMs} ms ` +
+          `+ the drain ${drainMs} ms: the kubelet would SIGKILL a draining pod`,
+      );
+    }
+  }
+}
+
+function manifestFiles(args) {
+  if (args.length) return args.map((a) => resolve(a));
+  return MANIFEST_DIRS.flatMap((d) =>
+    readdirSync(join(root, d))
+      .filter((f) => f.endsWith(".yaml"))
+      .map((f) => join(root, d, f)),
+  );
+}
+
+const tmp = mkdtempSync(join(tmpdir(), "deploy-validate-"));
+let objects = 0;
+try {
+  const files = manifestFiles(process.argv.slice(2));
+  const strictFiles = [];
+  for (const file of files) {
+    const name = relative(root, file);
+    const docs = parseAllDocuments(readFileSync(file, "utf8"));
+    const parsed = [];
+    for (const doc of docs) {
+      if (doc.errors.length) fail(name, `YAML: ${doc.errors[0].message}`);
+      else if (doc.contents !== null) parsed.push(doc.toJS());
+    }
+    const configMaps = new Map(
+      parsed.filter((o) => o.kind === "ConfigMap").map((o) => [o.metadata?.name, o]),
+    );
+    let core = false;
+    for (const obj of parsed) {
+      const where = `${name}: ${obj.kind}/${obj.metadata?.name}`;
+      objects += 1;
+      const Model = await modelFor(obj.apiVersion ?? "", obj.kind ?? "");
+      if (!Model) {
+        fail(where, `no schema for ${obj.apiVersion} ${obj.kind}`);
+        continue;
+      }
+      try {
+        new Model(obj).validate();
+      } catch (e) {
+        fail(where, `schema: ${e.message}`);
+      }
+      if (isCore(obj.apiVersion ?? "")) core = true;
+      if (obj.kind === "WasmPlugin") checkPluginConfig(where, obj.spec?.pluginConfig ?? {}, tmp);
+      if (obj.kind === "EnvoyExtensionPolicy") {
+        for (const w of obj.spec?.wasm ?? []) checkPluginConfig(`${where} wasm ${w.name}`, w.config ?? {}, tmp);
+      }
+      if (obj.kind === "Deployment" && obj.metadata?.name === "host-service") {
+        checkHostService(where, obj, configMaps, tmp);
+      }
+    }
+    if (core) strictFiles.push(file);
+  }
+  if (strictFiles.length) {
+    const r = run(kubeValidate, ["--strict", "--quiet", ...strictFiles]);
+    if (!r.ok) fail("kubernetes-validate --strict", r.out);
+  }
+} finally {
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+if (failures.length) {
+  for (const f of failures) console.error(`FAIL ${f}`);
+  console.error(`${failures.length} problem(s) in ${objects} object(s)`);
+  process.exit(1);
+}
+console.log(`ok: ${objects} object(s) valid`);
