@@ -48,7 +48,7 @@ impl Store {
         recording_source: &str,
         now: i64,
     ) -> Result<StreamStart> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM streams WHERE stream_sid = ?1")
             .bind(stream_sid)
             .fetch_optional(&mut *tx)
@@ -189,7 +189,7 @@ impl Store {
         recording_source: &str,
         now: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO calls (call_sid, account_sid, from_number, to_number, status, created_at_ms,
                                 recording_source, recording_status)
@@ -246,7 +246,7 @@ impl Store {
         url: Option<&str>,
         now: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let n = sqlx::query(
             "UPDATE calls SET twilio_recording_sid = ?2,
                twilio_recording_url = COALESCE(?4, twilio_recording_url),
@@ -345,7 +345,7 @@ impl Store {
     /// Delete a call and everything stored about it (streams, errors, stages), in one
     /// transaction. False when it was gone already.
     pub async fn delete_call(&self, call_sid: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for table in ["streams", "call_errors", "jobs"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE call_sid = ?1"))
                 .bind(call_sid)

@@ -90,6 +90,15 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// A transaction that writes. `BEGIN IMMEDIATE` takes SQLite's write lock at the start, so
+    /// a busy database makes it wait (`busy_timeout`). A plain (deferred) `BEGIN` reads first and
+    /// upgrades at its first write; when another connection has committed in between, SQLite
+    /// refuses the upgrade at once with SQLITE_BUSY, whatever the timeout: under a burst of
+    /// stream starts that lost calls.
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }

@@ -126,7 +126,7 @@ impl Store {
         output: &StageOutput,
         now: i64,
     ) -> Result<Outcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let n = sqlx::query(
             "UPDATE jobs SET state = 'done', finished_at_ms = ?3, duration_ms = ?3 - started_at_ms,
                lease_owner = NULL, lease_until_ms = NULL
@@ -235,7 +235,7 @@ impl Store {
         backoff: (u64, u64),
         now: i64,
     ) -> Result<Outcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let outcome = if retry && job.attempts < max_attempts {
             Outcome::Retry {
                 run_at_ms: now.saturating_add(backoff_ms(job.attempts, backoff)),

@@ -573,3 +573,34 @@ async fn states_are_stored_as_their_text_and_unknown_text_is_an_error() {
     );
     assert!(store.list_calls(10, None).await.is_err());
 }
+
+/// A burst of calls starting at once (the pool's connections all writing): every start is
+/// recorded. With deferred transactions SQLite refused most of them with SQLITE_BUSY at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_stream_starts_is_recorded_in_full() {
+    let (_dir, store) = store().await;
+    const CALLS: usize = 300;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..CALLS {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let (call, stream) = (format!("CA{i:032x}"), format!("MZ{i:032x}"));
+            store
+                .stream_started(&call, &stream, &facts(), "stream", T0)
+                .await
+        });
+    }
+    let mut started = 0;
+    while let Some(done) = tasks.join_next().await {
+        match done.unwrap() {
+            Ok(StreamStart::Started { idx: 0 }) => started += 1,
+            other => panic!("a start was not recorded: {other:?}"),
+        }
+    }
+    assert_eq!(started, CALLS);
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM streams")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, CALLS as i64);
+}
