@@ -645,16 +645,21 @@ fn on_conflict(
             detail,
         ),
         Mode::Rewrite => {
+            // Uncompressed, the new TwiML is the wire body itself: copied again only when
+            // `log_twiml` wants it too.
             let rewritten = twiml::rewrite(plain, &conflicts, &cfg.rewrite)
                 .map_err(|e| e.to_string())
-                .and_then(|new| encode_for(enc, &new).map(|wire| (new, wire)));
+                .and_then(|new| match enc {
+                    Encoding::Identity => Ok((cfg.log_twiml.then(|| new.clone()), new)),
+                    Encoding::Gzip => encode_for(enc, &new).map(|wire| (Some(new), wire)),
+                });
             match rewritten {
-                Ok((new, wire)) => Outcome {
+                Ok((after, wire)) => Outcome {
                     label: Label::Rewritten,
                     effect: Effect::Replace(wire),
                     detail,
                     before: None,
-                    after: Some(new),
+                    after,
                 },
                 // A conflict left in place would loop the call; refusing is the safer failure.
                 Err(e) => {
