@@ -560,14 +560,21 @@ def goals(results: dict, out: list[str]) -> list[dict]:
     checks.append({"goal": "p99 added on the seed <= 0.3 ms (one connection)", "row": "seed-latency",
                    "config": "wasm", "want": 0.3, "got": round(added, 3), "met": added <= 0.3,
                    "floor": round(floor_added, 3), "abi_bound": floor_added > 0.3})
+    # Not a goal: the median, which background load on a shared machine disturbs far less than
+    # the 99th percentile.
+    p50 = lat["wasm"]["median"]["p50"] - lat["none"]["median"]["p50"]
+    floor_p50 = lat["floor"]["median"]["p50"] - lat["none"]["median"]["p50"]
+    checks.append({"goal": "p50 added on the seed (one connection; for reference)",
+                   "row": "seed-latency", "config": "wasm", "want": None, "got": round(p50, 3),
+                   "met": None, "floor": round(floor_p50, 3)})
     out.append("\n## Goals, on this run\n")
     out.append("| goal | measured | floor (empty module) | met |")
     out.append("|---|---:|---:|---|")
     for g in checks:
-        unit = " ms" if g["goal"].startswith("p99") else "x"
+        unit = " ms" if g["goal"].startswith(("p99", "p50")) else "x"
         floor = f"{g['floor']:.2f}{unit}" if "floor" in g else "-"
-        met = "yes" if g["met"] else ("no (the ABI alone is below it)" if g.get("abi_bound")
-                                      else "no")
+        met = ("-" if g["met"] is None else "yes" if g["met"] else
+               "no (the ABI alone is below it)" if g.get("abi_bound") else "no")
         out.append(f"| {g['goal']} | {g['got']:.2f}{unit} | {floor} | {met} |")
     print("\n".join(out[-(len(checks) + 3):]), flush=True)
     return checks
