@@ -139,14 +139,22 @@ $(STAMPS)/bench-venv: bench/requirements.txt $(STAMPS)/venv
 bench-whisper: setup $(STAMPS)/bench-venv ## Whisper real-time factor against faster-whisper
 	$(CARGO) run --release -p postcall --features whisper --example whisper_rtf -- --model $(WHISPER_MODEL) --python $(PY)
 
-# The guard filter against no filter and against the Lua filter of bench/edge/lua-filter.yaml, in
-# Envoys on loopback: correctness on the fixture corpus, then wrk load (bench/edge/edge_bench.py).
+# The guard filter against no filter, an empty proxy-wasm module (the ABI's own cost, built from
+# bench/edge/floor) and the Lua filter of bench/edge/lua-filter.yaml, in Envoys on loopback:
+# correctness on the fixture corpus, then wrk load on TwiML, JSON, an HTML page and a WebSocket
+# echo (bench/edge/edge_bench.py); the table lands in target/bench-edge/edge.{md,json}.
 # wrk joined APT_PKGS after some machines stamped $(STAMPS)/apt, hence the re-check.
 BENCH_EDGE_ARGS ?=
+FLOOR_WASM := target/$(WASM_TARGET)/release/twiml_guard_floor.wasm
+$(STAMPS)/bench-edge-venv: bench/edge/requirements.txt $(STAMPS)/venv
+	$(PY) -m pip install -q --disable-pip-version-check -r bench/edge/requirements.txt
+	@touch $@
+
 .PHONY: bench-edge
-bench-edge: $(STAMPS)/apt $(STAMPS)/bench-venv wasm ## the filter against no filter and a Lua filter, in Envoy
+bench-edge: $(STAMPS)/apt $(STAMPS)/bench-edge-venv wasm ## the filter against no filter, an empty module and a Lua filter, in Envoy
 	@command -v wrk >/dev/null || { rm -f $(STAMPS)/apt; $(MAKE) --no-print-directory $(STAMPS)/apt; }
-	$(PY) bench/edge/edge_bench.py --envoy $(VENV)/bin/envoy --wasm $(WASM) $(BENCH_EDGE_ARGS)
+	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-floor $(WASM_LTO)
+	$(PY) bench/edge/edge_bench.py --envoy $(VENV)/bin/envoy --wasm $(WASM) --floor $(FLOOR_WASM) $(BENCH_EDGE_ARGS)
 
 bench: bench-whisper bench-edge ## both benchmarks
 

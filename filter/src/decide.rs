@@ -230,6 +230,90 @@ pub fn sniff_body(cfg: &Config, received: &[u8], enc: Encoding, complete: bool) 
     }
 }
 
+// === headers ===
+
+/// A header map as one hostcall returns it: every header, in order, names lowercase. Reading it
+/// once per callback and looking values up here costs one hostcall instead of one per name.
+pub type HeaderPairs = [(String, String)];
+
+/// The first value of `name`, as Envoy's single-value read would give it.
+pub fn first_value<'a>(headers: &'a HeaderPairs, name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Every value of `name` joined with `, ` (`None` when absent): a repeated header must not go
+/// unseen behind its first value.
+pub fn joined_values(headers: &HeaderPairs, name: &str) -> Option<String> {
+    let values: Vec<&str> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+/// What the request-header callback needs from the request's headers.
+pub fn request_info(headers: &HeaderPairs) -> RequestInfo {
+    RequestInfo {
+        method: first_value(headers, ":method")
+            .unwrap_or_default()
+            .to_string(),
+        path: first_value(headers, ":path")
+            .unwrap_or_default()
+            .to_string(),
+        upgrade: first_value(headers, "upgrade").map(str::to_string),
+    }
+}
+
+/// The response-header values the candidate check looks at.
+pub fn response_info(headers: &HeaderPairs, end_of_stream: bool) -> ResponseInfo {
+    ResponseInfo {
+        status: joined_values(headers, ":status"),
+        content_type: joined_values(headers, "content-type"),
+        content_encoding: joined_values(headers, "content-encoding"),
+        content_length: joined_values(headers, "content-length"),
+        end_of_stream,
+    }
+}
+
+// === logs ===
+
+/// Whether a host at log level `host` keeps a line at `level` (proxy-wasm levels run from trace
+/// up to critical).
+pub fn keeps_log(host: proxy_wasm::types::LogLevel, level: proxy_wasm::types::LogLevel) -> bool {
+    level as u32 >= host as u32
+}
+
+/// The first read of a sniffed body: enough for any ordinary prolog (an XML declaration, a
+/// doctype, a comment or two).
+pub const SNIFF_WINDOW: usize = 1024;
+
+/// [`sniff_body`] on a body of which `size` bytes have arrived, reading only a prefix of them:
+/// `read(n)` gives the first `n` bytes. A web page is ruled out from its first kilobyte instead
+/// of being copied whole out of the host; the window grows fourfold only while the prefix ends
+/// inside the prolog, so the answer is the one the whole received body would give.
+pub fn sniff_received<E>(
+    cfg: &Config,
+    size: usize,
+    enc: Encoding,
+    complete: bool,
+    mut read: impl FnMut(usize) -> Result<Vec<u8>, E>,
+) -> Result<twiml::Sniff, E> {
+    let mut window = SNIFF_WINDOW.min(size);
+    loop {
+        let prefix = read(window)?;
+        let whole = window >= size;
+        let sniff = sniff_body(cfg, &prefix, enc, complete && whole);
+        if sniff != twiml::Sniff::NeedMore || whole {
+            return Ok(sniff);
+        }
+        window = window.saturating_mul(4).min(size);
+    }
+}
+
 // === counters ===
 
 /// Counter names as defined with the host. Envoy shows them as `wasmcustom.<name>` in `/stats`
@@ -561,16 +645,21 @@ fn on_conflict(
             detail,
         ),
         Mode::Rewrite => {
+            // Uncompressed, the new TwiML is the wire body itself: copied again only when
+            // `log_twiml` wants it too.
             let rewritten = twiml::rewrite(plain, &conflicts, &cfg.rewrite)
                 .map_err(|e| e.to_string())
-                .and_then(|new| encode_for(enc, &new).map(|wire| (new, wire)));
+                .and_then(|new| match enc {
+                    Encoding::Identity => Ok((cfg.log_twiml.then(|| new.clone()), new)),
+                    Encoding::Gzip => encode_for(enc, &new).map(|wire| (Some(new), wire)),
+                });
             match rewritten {
-                Ok((new, wire)) => Outcome {
+                Ok((after, wire)) => Outcome {
                     label: Label::Rewritten,
                     effect: Effect::Replace(wire),
                     detail,
                     before: None,
-                    after: Some(new),
+                    after,
                 },
                 // A conflict left in place would loop the call; refusing is the safer failure.
                 Err(e) => {

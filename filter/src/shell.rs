@@ -11,8 +11,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 use crate::config::{self, Config};
 use crate::decide::{
-    self, Effect, Encoding, Label, Outcome, RequestInfo, RequestRoute, ResponseInfo, ResponseStart,
-    GUARD_HEADER,
+    self, Effect, Encoding, Label, Outcome, RequestInfo, RequestRoute, ResponseStart, GUARD_HEADER,
 };
 
 fn log(level: LogLevel, msg: &str) {
@@ -224,6 +223,7 @@ impl RootContext for Root {
             path: String::new(),
             state: State::Skip,
             signature: crate::signature::Pending::default(),
+            log_level: std::cell::Cell::new(None),
         }))
     }
 
@@ -285,56 +285,49 @@ pub struct Http {
     state: State,
     /// A signed request held until its body has arrived.
     signature: crate::signature::Pending,
+    /// The host's log level, asked at the first line of the exchange.
+    log_level: std::cell::Cell<Option<LogLevel>>,
 }
 
 impl Http {
-    fn request_header(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-            .ok()
-            .flatten()
-    }
-
     fn response_header(&self, name: &str) -> Option<String> {
         hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
             .ok()
             .flatten()
     }
 
-    /// Every value of each of `names` in `map`, joined with `, ` (`None` for an absent one):
-    /// `get_map_value` returns only the first value of a repeated header.
-    fn all_values<const N: usize>(map: MapType, names: [&str; N]) -> [Option<String>; N] {
-        let pairs = hostcalls::get_map(map).unwrap_or_default();
-        names.map(|name| {
-            let values: Vec<&str> = pairs
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-                .collect();
-            (!values.is_empty()).then(|| values.join(", "))
-        })
+    /// Every header of `map`, in one hostcall (a host error reads as no headers, as a missing
+    /// header would).
+    fn headers(map: MapType) -> Vec<(String, String)> {
+        hostcalls::get_map(map).unwrap_or_default()
     }
 
     /// Narrow `accept-encoding` to what the filter can read (gzip, identity) on an inspected
     /// route, so the backend never answers in a coding the guard cannot see into.
-    fn narrow_accept_encoding(&self) {
-        let [current] = Self::all_values(MapType::HttpRequestHeaders, ["accept-encoding"]);
+    fn narrow_accept_encoding(&self, headers: &decide::HeaderPairs) {
+        let current = decide::joined_values(headers, "accept-encoding");
         let Some(narrowed) = decide::narrow_accept_encoding(current.as_deref()) else {
             return;
         };
-        // Removing first drops every repeated value; then one value is added.
-        let removed =
-            hostcalls::set_map_value(MapType::HttpRequestHeaders, "accept-encoding", None);
+        // Removing first drops every repeated value; then one value is added. With no header
+        // there is nothing to remove.
+        let removed = match current {
+            Some(_) => {
+                hostcalls::set_map_value(MapType::HttpRequestHeaders, "accept-encoding", None)
+            }
+            None => Ok(()),
+        };
         let added = removed.and_then(|()| {
             hostcalls::add_map_value(MapType::HttpRequestHeaders, "accept-encoding", &narrowed)
         });
         match added {
             Ok(()) => self.log(
                 LogLevel::Debug,
-                &format!("accept-encoding {current:?} narrowed to {narrowed:?}"),
+                format_args!("accept-encoding {current:?} narrowed to {narrowed:?}"),
             ),
             Err(e) => self.log(
                 LogLevel::Warn,
-                &format!("cannot narrow accept-encoding: {e:?}"),
+                format_args!("cannot narrow accept-encoding: {e:?}"),
             ),
         }
     }
@@ -343,20 +336,38 @@ impl Http {
         if let Err(e) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value) {
             self.log(
                 LogLevel::Warn,
-                &format!("cannot set response header {name}: {e:?}"),
+                format_args!("cannot set response header {name}: {e:?}"),
             );
         }
     }
 
-    fn log(&self, level: LogLevel, msg: &str) {
-        log(level, &format!("ctx={} path={} {msg}", self.id, self.path));
+    /// Whether the host keeps lines at `level`. Envoy drops a line under its wasm log level only
+    /// after the module has formatted it and made the hostcall; asking first (once per exchange)
+    /// spares both for the debug and info lines of every request on a quieter Envoy.
+    fn logs(&self, level: LogLevel) -> bool {
+        let host = match self.log_level.get() {
+            Some(l) => l,
+            None => {
+                // Unknown: keep every line rather than lose one.
+                let l = hostcalls::get_log_level().unwrap_or(LogLevel::Trace);
+                self.log_level.set(Some(l));
+                l
+            }
+        };
+        decide::keeps_log(host, level)
+    }
+
+    fn log(&self, level: LogLevel, msg: std::fmt::Arguments<'_>) {
+        if self.logs(level) {
+            log(level, &format!("ctx={} path={} {msg}", self.id, self.path));
+        }
     }
 
     fn reply(&self, status: u32, headers: Vec<(&str, &str)>, body: &[u8]) {
         if let Err(e) = hostcalls::send_http_response(status, headers, Some(body)) {
             self.log(
                 LogLevel::Error,
-                &format!("cannot send local reply {status}: {e:?}"),
+                format_args!("cannot send local reply {status}: {e:?}"),
             );
         }
     }
@@ -365,15 +376,12 @@ impl Http {
     /// media WebSocket handshake). Called after routing, before anything is forwarded.
     fn check_request_headers(
         &mut self,
+        headers: &decide::HeaderPairs,
         req: &RequestInfo,
         route: RequestRoute,
         end_of_stream: bool,
     ) -> RequestCheck {
-        let header = |name: &str| {
-            hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-                .ok()
-                .flatten()
-        };
+        let header = |name: &str| decide::first_value(headers, name).map(str::to_string);
         let step = crate::signature::on_request_headers(
             self.config.as_ref(),
             &mut self.signature,
@@ -418,14 +426,17 @@ impl Http {
                 } else {
                     LogLevel::Warn
                 };
-                self.log(level, &verdict.log_line());
+                self.log(level, format_args!("{}", verdict.log_line()));
                 verdict.gate()
             }
         }
     }
 
     fn deny(&mut self, status: u32, body: &[u8]) -> Action {
-        self.log(LogLevel::Info, &format!("request denied status={status}"));
+        self.log(
+            LogLevel::Info,
+            format_args!("request denied status={status}"),
+        );
         self.state = State::Done;
         self.reply(status, vec![("content-type", "text/plain")], body);
         Action::Pause
@@ -445,24 +456,26 @@ impl Http {
                 u64::try_from(us).unwrap_or(u64::MAX),
             );
         }
-        log(
-            LogLevel::Info,
-            &decide::verdict_line_ruled(
-                self.id,
-                &self.path,
-                self.rule.as_deref(),
-                self.config.mode,
-                outcome,
-            ),
-        );
+        if self.logs(LogLevel::Info) {
+            log(
+                LogLevel::Info,
+                &decide::verdict_line_ruled(
+                    self.id,
+                    &self.path,
+                    self.rule.as_deref(),
+                    self.config.mode,
+                    outcome,
+                ),
+            );
+        }
         if let (Some(before), Some(after)) = (&outcome.before, &outcome.after) {
             self.log(
                 LogLevel::Info,
-                &format!("twiml before:\n{}", String::from_utf8_lossy(before)),
+                format_args!("twiml before:\n{}", String::from_utf8_lossy(before)),
             );
             self.log(
                 LogLevel::Info,
-                &format!("twiml after:\n{}", String::from_utf8_lossy(after)),
+                format_args!("twiml after:\n{}", String::from_utf8_lossy(after)),
             );
         }
     }
@@ -566,16 +579,14 @@ impl Http {
         end_of_stream: bool,
     ) -> Action {
         let cfg = Rc::clone(&self.config);
-        let sniff = match self.read_body(size) {
-            Ok(received) => decide::sniff_body(&cfg, &received, enc, end_of_stream),
+        let sniff = decide::sniff_received(&cfg, size, enc, end_of_stream, |n| self.read_body(n))
             // An unreadable body cannot be shown to be something else.
-            Err(_) => twiml::Sniff::Twiml,
-        };
+            .unwrap_or(twiml::Sniff::Twiml);
         match sniff {
             twiml::Sniff::NotTwiml => {
                 self.log(
                     LogLevel::Debug,
-                    "not inspected: body does not open with <Response",
+                    format_args!("not inspected: body does not open with <Response"),
                 );
                 self.state = State::Done;
                 Action::Continue
@@ -625,7 +636,7 @@ impl Http {
                 if end_of_stream {
                     self.state = State::Done;
                     if let Err(e) = self.replace_body(size, &new) {
-                        self.log(LogLevel::Error, &format!("cannot replace body: {e}"));
+                        self.log(LogLevel::Error, format_args!("cannot replace body: {e}"));
                     }
                     Action::Continue
                 } else {
@@ -642,7 +653,7 @@ impl Http {
             _ => b"",
         };
         if let Err(e) = self.replace_body(size, chunk) {
-            self.log(LogLevel::Error, &format!("cannot replace body: {e}"));
+            self.log(LogLevel::Error, format_args!("cannot replace body: {e}"));
         }
         if end_of_stream {
             self.state = State::Done;
@@ -657,15 +668,10 @@ impl Context for Http {}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let req = RequestInfo {
-            method: self.request_header(":method").unwrap_or_default(),
-            path: self.request_header(":path").unwrap_or_default(),
-            upgrade: self.request_header("upgrade"),
-        };
+        let headers = Self::headers(MapType::HttpRequestHeaders);
+        let req = decide::request_info(&headers);
         self.path = decide::path_only(&req.path).to_string();
-        let host = self
-            .request_header(":authority")
-            .map(|a| crate::route::host_only(&a));
+        let host = decide::first_value(&headers, ":authority").map(crate::route::host_only);
         if let Some(i) = self.config.rule_for(host.as_deref(), &self.path) {
             if let Some((name, cfg)) = self.rules.get(i) {
                 self.rule = Some(Rc::clone(name));
@@ -676,7 +682,10 @@ impl HttpContext for Http {
         self.state = match route {
             RequestRoute::MediaUpgrade => State::MediaUpgrade,
             RequestRoute::MediaNotUpgrade => {
-                self.log(LogLevel::Info, "plain request on the media path: 426");
+                self.log(
+                    LogLevel::Info,
+                    format_args!("plain request on the media path: 426"),
+                );
                 self.state = State::Done;
                 self.reply(
                     426,
@@ -687,15 +696,15 @@ impl HttpContext for Http {
                 return Action::Pause;
             }
             RequestRoute::Inspect => {
-                self.narrow_accept_encoding();
+                self.narrow_accept_encoding(&headers);
                 State::Candidate
             }
             RequestRoute::Skip(reason) => {
-                self.log(LogLevel::Debug, &format!("not inspected: {reason}"));
+                self.log(LogLevel::Debug, format_args!("not inspected: {reason}"));
                 State::Skip
             }
         };
-        match self.check_request_headers(&req, route, end_of_stream) {
+        match self.check_request_headers(&headers, &req, route, end_of_stream) {
             RequestCheck::Allow => Action::Continue,
             RequestCheck::Hold => Action::Pause,
             RequestCheck::Deny { status, body } => self.deny(status, &body),
@@ -728,32 +737,18 @@ impl HttpContext for Http {
             State::MediaUpgrade => {
                 if self.response_header(":status").as_deref() == Some("101") {
                     Metrics::bump(self.metrics.ws_upgrades);
-                    self.log(LogLevel::Info, "websocket upgraded");
+                    self.log(LogLevel::Info, format_args!("websocket upgraded"));
                 }
                 return Action::Continue;
             }
             State::Candidate => {}
             _ => return Action::Continue,
         }
-        let [status, content_type, content_encoding, content_length] = Self::all_values(
-            MapType::HttpResponseHeaders,
-            [
-                ":status",
-                "content-type",
-                "content-encoding",
-                "content-length",
-            ],
-        );
-        let info = ResponseInfo {
-            status,
-            content_type,
-            content_encoding,
-            content_length,
-            end_of_stream,
-        };
+        let info =
+            decide::response_info(&Self::headers(MapType::HttpResponseHeaders), end_of_stream);
         match decide::start_response(&self.config, &info) {
             ResponseStart::Pass(reason) => {
-                self.log(LogLevel::Debug, &format!("not inspected: {reason}"));
+                self.log(LogLevel::Debug, format_args!("not inspected: {reason}"));
                 self.state = State::Done;
                 Action::Continue
             }

@@ -127,12 +127,12 @@ impl Kind {
     }
 }
 
-/// An element whose end tag has not come yet.
+/// An element whose end tag has not come yet. Its name is read back from the body (after the
+/// `<` at `start`) only if it is left unclosed, so no element costs an allocation.
 struct Open {
     kind: Kind,
     /// Body offset of its `<`, to say where an unclosed element was opened.
     start: usize,
-    name: String,
 }
 
 /// How the declared encoding constrains the bytes.
@@ -331,7 +331,7 @@ impl<'c> Walk<'c> {
                     format!("text {which} the root element"),
                 ));
             }
-        } else if let Some(i) = memchr::memmem::find(text, b"]]>") {
+        } else if let Some(i) = find_cdata_end(text) {
             return Err(Fail::at(
                 before + i,
                 "`]]>` is not allowed in text outside CDATA",
@@ -386,7 +386,6 @@ impl<'c> Walk<'c> {
             self.stack.push(Open {
                 kind,
                 start: before,
-                name: String::from_utf8_lossy(name).into_owned(),
             });
         }
         Ok(())
@@ -406,11 +405,17 @@ impl<'c> Walk<'c> {
     fn finish(self, body: &[u8]) -> Result<Inspection, Fail> {
         if let Some(open) = self.stack.last() {
             let (line, column) = line_column(body, open.start);
+            // `check_name` accepted every byte of the name, so it runs to the first non-name byte.
+            let after_lt = body.get(open.start + 1..).unwrap_or_default();
+            let len = after_lt
+                .iter()
+                .position(|b| !is_name_char(*b))
+                .unwrap_or(after_lt.len());
+            let name = String::from_utf8_lossy(after_lt.get(..len).unwrap_or_default());
             return Err(Fail::at(
                 body.len(),
                 format!(
-                    "unexpected end of input: <{}> opened at line {line}, column {column} is not closed",
-                    open.name
+                    "unexpected end of input: <{name}> opened at line {line}, column {column} is not closed",
                 ),
             ));
         }
@@ -446,10 +451,37 @@ fn is_xml_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
+/// The first `]]>` in `text`. `memmem::find` builds a searcher on every call, which costs more
+/// than the search in the short texts between tags; most texts hold no `]` at all.
+fn find_cdata_end(text: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b']', text).find(|&i| text.get(i..).is_some_and(|t| t.starts_with(b"]]>")))
+}
+
 /// XML 1.0 allows no C0 control characters but tab, LF and CR, not even as references.
 fn first_illegal_control(doc: &[u8]) -> Option<usize> {
-    doc.iter()
-        .position(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let illegal = |b: u8| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
+    // Eight bytes at a time: a word with no byte under 0x20 (the usual case, text and markup)
+    // is skipped whole; only a word holding one (often a newline) is looked at byte by byte.
+    let mut chunks = doc.chunks_exact(8);
+    let mut at = 0;
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        if x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0 {
+            if let Some(i) = chunk.iter().position(|&b| illegal(b)) {
+                return Some(at + i);
+            }
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| illegal(b))
+        .map(|i| at + i)
 }
 
 fn is_name_start(b: u8) -> bool {
@@ -496,8 +528,10 @@ fn attr_error_pos(e: &AttrError) -> usize {
 /// Checks every attribute of an element whose `<` is at body offset `lt`.
 fn check_attributes(element: &BytesStart<'_>, lt: usize) -> Result<(), Fail> {
     let name_len = element.name().as_ref().len();
-    let tag = String::from_utf8_lossy(element.name().as_ref()).into_owned();
+    // Made only for an error message: most elements have attributes, and few are wrong.
+    let tag = || String::from_utf8_lossy(element.name().as_ref()).into_owned();
     if let Some(i) = glued_attribute(element.attributes_raw()) {
+        let tag = tag();
         return Err(Fail::at(
             lt + 1 + name_len + i,
             format!("in <{tag}>: attributes must be separated by whitespace"),
@@ -508,16 +542,17 @@ fn check_attributes(element: &BytesStart<'_>, lt: usize) -> Result<(), Fail> {
         let attr = attr.map_err(|e| {
             Fail::at(
                 lt + 1 + attr_error_pos(&e),
-                format!("in <{tag}>: {}", attr_error_text(&e)),
+                format!("in <{}>: {}", tag(), attr_error_text(&e)),
             )
         })?;
         check_name(attr.key.as_ref())
-            .map_err(|reason| Fail::at(lt, format!("in <{tag}>: attribute {reason}")))?;
+            .map_err(|reason| Fail::at(lt, format!("in <{}>: attribute {reason}", tag())))?;
         check_attribute_value(&attr.value).map_err(|reason| {
             Fail::at(
                 lt,
                 format!(
-                    "in <{tag}>, attribute {}: {reason}",
+                    "in <{}>, attribute {}: {reason}",
+                    tag(),
                     String::from_utf8_lossy(attr.key.as_ref())
                 ),
             )

@@ -392,3 +392,54 @@ fn uppercase_xml_declaration_is_malformed_but_other_pis_are_fine() {
         Verdict::Clean
     );
 }
+
+#[test]
+fn control_characters_are_found_at_every_offset_of_a_word() {
+    // The scan skips eight bytes at a time: a control byte must be found in any lane, after any
+    // run of tabs and newlines, and in the tail shorter than a word.
+    for len in [1usize, 7, 8, 9, 16, 23, 40] {
+        for at in 0..len {
+            let mut doc: Vec<u8> = (0..len)
+                .map(|i| match i % 5 {
+                    0 => b'\n',
+                    1 => b'\t',
+                    2 => b'\r',
+                    3 => 0x7F,
+                    _ => b'a',
+                })
+                .collect();
+            assert_eq!(first_illegal_control(&doc), None, "len {len}");
+            for bad in [0x00u8, 0x01, 0x08, 0x0B, 0x1F] {
+                doc[at] = bad;
+                assert_eq!(first_illegal_control(&doc), Some(at), "len {len} at {at}");
+            }
+            // Bytes at and above 0x20, and every byte >= 0x80, are no control characters.
+            doc[at] = 0x20;
+            assert_eq!(first_illegal_control(&doc), None);
+            doc[at] = 0xFF;
+            assert_eq!(first_illegal_control(&doc), None);
+        }
+    }
+}
+
+#[test]
+fn cdata_ends_in_text_are_found_after_lone_brackets() {
+    assert_eq!(find_cdata_end(b"a]b]]c]]>d"), Some(6));
+    assert_eq!(find_cdata_end(b"]]>"), Some(0));
+    assert_eq!(find_cdata_end(b"a]]"), None);
+    assert_eq!(find_cdata_end(b"no brackets"), None);
+}
+
+#[test]
+fn an_unclosed_element_is_named_from_the_body() {
+    let m = malformed(b"<Response>\n  <Record/>\n  <Gather:x-1 a=\"1\">\n");
+    assert_eq!(
+        m.reason,
+        "unexpected end of input: <Gather:x-1> opened at line 3, column 3 is not closed"
+    );
+    let m = malformed("<Response><Record/><Sáy>".as_bytes());
+    assert_eq!(
+        m.reason,
+        "unexpected end of input: <Sáy> opened at line 1, column 20 is not closed"
+    );
+}
