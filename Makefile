@@ -99,7 +99,7 @@ build: setup wasm ## the module and every release binary
 lint: $(STAMPS)/rust ct2lib ## cargo fmt --check, clippy -D warnings for the host and wasm32-wasip1
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
-	$(CARGO) clippy --release -p twiml -p twiml-guard-filter -p twiml-guard-wasm --target $(WASM_TARGET) --all-targets -- -D warnings
+	$(CARGO) clippy --release -p twiml -p twiml-guard-filter -p twiml-guard-wasm -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
 
 test: build lint test-npm test-deploy ## every test: unit, property, real Envoy, full calls end to end, Node (what CI runs)
 	$(CARGO) test --release --workspace $(FEATURES)
@@ -126,7 +126,7 @@ test-deploy: build ## validate deploy/'s manifests (schemas, the filter's and th
 check: $(STAMPS)/rust ct2lib ## fast tier: fmt, clippy (host and wasm), unit tests of every crate
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
-	$(CARGO) clippy --release -p twiml -p twiml-guard-filter -p twiml-guard-wasm --target $(WASM_TARGET) --all-targets -- -D warnings
+	$(CARGO) clippy --release -p twiml -p twiml-guard-filter -p twiml-guard-wasm -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
 	$(CARGO) test --release --workspace --exclude e2e --lib $(FEATURES)
 
 # Whisper's real-time factor on this machine, side by side with Python's faster-whisper (same

@@ -180,6 +180,8 @@ pub struct EnvoySetup {
     pub host_service: SocketAddr,
     /// The plugin's JSON configuration; `None` keeps the shipped one.
     pub plugin_config: Option<String>,
+    /// More endpoints of the `host_service` cluster (replicas), after `host_service`.
+    pub host_replicas: Vec<SocketAddr>,
     /// Environment variables for the Envoy process (the shipped config passes
     /// `TWILIO_AUTH_TOKEN` from it to the filter). Nothing else of the caller's
     /// `TWILIO_AUTH_TOKEN` reaches Envoy.
@@ -191,6 +193,7 @@ impl EnvoySetup {
         EnvoySetup {
             backend,
             host_service,
+            host_replicas: Vec::new(),
             plugin_config: None,
             env: Vec::new(),
         }
@@ -198,6 +201,12 @@ impl EnvoySetup {
 
     pub fn plugin_config(mut self, json: impl Into<String>) -> Self {
         self.plugin_config = Some(json.into());
+        self
+    }
+
+    /// One more host-service replica behind the `host_service` cluster.
+    pub fn host_replica(mut self, addr: SocketAddr) -> Self {
+        self.host_replicas.push(addr);
         self
     }
 
@@ -245,10 +254,21 @@ pub fn render_envoy_config(shipped: &str, setup: &EnvoySetup, wasm: &Path) -> Re
         "{ address: 127.0.0.1, port_value: 5000 }",
         &at(setup.backend),
     )?;
+    // Replicas are more entries of the same lb_endpoints list, indented as the first.
+    let endpoint = |a: SocketAddr| {
+        format!(
+            "        - endpoint:\n            address:\n              socket_address: {}",
+            at(a)
+        )
+    };
+    let endpoints: Vec<String> = std::iter::once(setup.host_service)
+        .chain(setup.host_replicas.iter().copied())
+        .map(endpoint)
+        .collect();
     y = replace_once(
         &y,
-        "{ address: 127.0.0.1, port_value: 7000 }",
-        &at(setup.host_service),
+        "        - endpoint:\n            address:\n              socket_address: { address: 127.0.0.1, port_value: 7000 }",
+        &endpoints.join("\n"),
     )?;
     replace_once(
         &y,

@@ -109,6 +109,12 @@ pub struct HostService {
 
 impl HostService {
     pub async fn start(dir: &Path) -> Result<HostService> {
+        Self::start_with(dir, &[]).await
+    }
+
+    /// [`HostService::start`] with `HOST_SERVICE_*` variables on top of its file (they win), for
+    /// a test that needs another cap or engine. Each replica needs a `dir` of its own.
+    pub async fn start_with(dir: &Path, env: &[(&str, &str)]) -> Result<HostService> {
         let addr = free_local_addr()?;
         let data_dir = dir.join("data");
         let log = dir.join("host-service.log");
@@ -136,6 +142,7 @@ impl HostService {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(env.iter().copied());
         let mut child = ChildGuard::spawn("host service", &mut cmd)?;
         wait_healthy("host service", &mut child, addr, &log).await?;
         Ok(HostService {

@@ -13,6 +13,7 @@ mod filter_strict;
 mod filter_websocket;
 mod full_call;
 mod host_signature_oracle;
+mod many_streams;
 mod oci_image;
 mod oracle;
 mod signature_filter;
