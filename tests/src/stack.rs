@@ -191,6 +191,19 @@ impl HostService {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// `GET /metrics`: the Prometheus text exposition.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let url = format!("http://{}/metrics", self.addr);
+        let resp = http_client()
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| HarnessError::Http(format!("GET {url}: {e}")))?;
+        resp.text()
+            .await
+            .map_err(|e| HarnessError::Http(format!("GET {url} body: {e}")))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -6,6 +6,7 @@
 use e2e::stack::{HostService, AUTH_TOKEN, PUBLIC_HOST};
 use e2e::upstream::{RawUpstream, Reply};
 use e2e::{http_client, poll, Envoy, EnvoySetup};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,9 +37,9 @@ const LEGACY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>
     <Record maxLength=\"60\"/><Connect><Stream url=\"wss://voice.example.com/ws/twilio-media\"/>\
     </Connect></Response>";
 
-/// Streams open on `host` now; `None` when it does not answer (busy is not idle).
-async fn active_streams(host: &HostService) -> Option<u64> {
-    let url = format!("http://{}/healthz", host.addr);
+/// Streams open on the replica at `addr` now; `None` when it does not answer (busy is not idle).
+async fn active_streams(addr: SocketAddr) -> Option<u64> {
+    let url = format!("http://{addr}/healthz");
     let body: serde_json::Value = http_client()
         .get(&url)
         .send()
@@ -51,31 +52,14 @@ async fn active_streams(host: &HostService) -> Option<u64> {
 }
 
 async fn host_counter(host: &HostService, name: &str) -> u64 {
-    let url = format!("http://{}/metrics", host.addr);
-    let text = http_client()
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    e2e::prometheus_value(&text, name).unwrap_or(0)
+    e2e::prometheus_value(&host.metrics_text().await.unwrap(), name).unwrap_or(0)
 }
 
 /// Every replica's `host_ws_closed_total{reason}` lines, for a failure message.
 async fn close_reasons(hosts: &[&HostService]) -> String {
     let mut out = String::new();
     for h in hosts {
-        let url = format!("http://{}/metrics", h.addr);
-        let text = http_client()
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = h.metrics_text().await.unwrap();
         for line in text
             .lines()
             .filter(|l| l.starts_with("host_ws_closed_total"))
@@ -130,16 +114,9 @@ async fn two_thousand_streams_through_envoy_to_two_replicas_all_run() {
     let sampler = {
         let (peak, a_addr, b_addr) = (Arc::clone(&peak), a.addr, b.addr);
         tokio::spawn(async move {
-            let client = http_client();
             loop {
-                let mut open = 0;
-                for addr in [a_addr, b_addr] {
-                    let url = format!("http://{addr}/healthz");
-                    if let Ok(r) = client.get(&url).send().await {
-                        let v: serde_json::Value = r.json().await.unwrap_or_default();
-                        open += v["active_streams"].as_u64().unwrap_or(0);
-                    }
-                }
+                let open = active_streams(a_addr).await.unwrap_or(0)
+                    + active_streams(b_addr).await.unwrap_or(0);
                 peak.fetch_max(open, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -205,7 +182,7 @@ async fn two_thousand_streams_through_envoy_to_two_replicas_all_run() {
     // Every socket has closed on both replicas once the calls are done; both replicas took a
     // share, and every frame sent arrived at one of them.
     poll(Duration::from_secs(30), "the streams to close", || async {
-        (active_streams(&a).await? + active_streams(&b).await? == 0).then_some(())
+        (active_streams(a.addr).await? + active_streams(b.addr).await? == 0).then_some(())
     })
     .await
     .unwrap();
