@@ -62,10 +62,10 @@ async fn call(frames: usize) -> Vec<u64> {
     let mut lags = Vec::with_capacity(frames);
     let mut i = 0;
     while let Some(line) = lines.next_line().await.expect("read") {
-        let TwilioMessage::Media { media, .. } = parse_twilio(&line).expect("parse") else {
+        let TwilioMessage::Media(m) = parse_twilio(&line).expect("parse") else {
             panic!("not a media message: {line}");
         };
-        let samples = mulaw_to_f32(&media.audio().expect("payload"));
+        let samples = mulaw_to_f32(&m.media.audio().expect("payload"));
         assert_eq!(samples.len(), 160);
         let due = started + FRAME * i as u32;
         lags.push(due.elapsed().as_micros() as u64);

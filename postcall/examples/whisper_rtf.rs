@@ -4,7 +4,7 @@
 //! a real human voice (`postcall/tests/data/jfk-8k-mulaw.wav`, held out from tuning). `make
 //! bench` runs it; it prints a table and each transcript.
 //!
-//! Usage: whisper_rtf [--model DIR] [--runs N] [--python PATH] [--threads N]
+//! Usage: whisper_rtf [--model DIR] [--runs N] [--python PATH] [--threads N] [--compute int8,float32]
 
 use media::audio::{decode_wav, encode_wav_i16, mulaw_to_f32, to_mulaw_8k};
 use postcall::wer::wer;
@@ -215,7 +215,8 @@ fn main() {
     );
 
     let mut rows = Vec::new();
-    for compute in ["int8", "float32"] {
+    let computes = arg(&args, "--compute").unwrap_or_else(|| "int8,float32".into());
+    for compute in computes.split(',') {
         for clip in &clips {
             rows.push(time_ours(&model, compute, threads, runs, clip));
             rows.extend(time_faster_whisper(
