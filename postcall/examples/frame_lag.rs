@@ -46,9 +46,7 @@ async fn call(frames: usize) -> Vec<u64> {
     let sender = tokio::spawn(async move {
         let mut s = TcpStream::connect(addr).await.expect("connect");
         s.set_nodelay(true).expect("nodelay");
-        let tone: Vec<f32> = (0..160)
-            .map(|n| (n as f32 * 0.3).sin() * 0.2)
-            .collect();
+        let tone: Vec<f32> = (0..160).map(|n| (n as f32 * 0.3).sin() * 0.2).collect();
         let mulaw = to_mulaw_8k(&tone, 8000);
         for i in 0..frames {
             tokio::time::sleep_until((started + FRAME * i as u32).into()).await;
@@ -103,19 +101,24 @@ fn main() {
         ..Default::default()
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    // 20 s of speech-like audio (a warbling tone with pauses is enough to keep the model busy
-    // on every window; what it hears does not matter here).
-    let audio: Vec<f32> = (0..8000 * 20)
-        .map(|n| {
-            let t = n as f32 / 8000.0;
-            if (t % 2.0) < 1.5 {
-                (2.0 * std::f32::consts::PI * (300.0 + 200.0 * (t * 3.0).sin()) * t).sin() * 0.3
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let wav = encode_wav_i16(&[mulaw_to_f32(&to_mulaw_8k(&audio, 8000))], 8000).expect("wav");
+    // About 20 s of speech: espeak-ng sentences through 8 kHz mu-law, with short pauses.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut audio = Vec::new();
+    for line in [
+        "Hello, I would like to make an appointment for tomorrow morning.",
+        "My car makes a strange noise when I start the engine.",
+        "Could someone call me back before noon please?",
+        "I will also send the details by email this afternoon.",
+    ] {
+        let path = dir.path().join("line.wav");
+        test_support::speak(line, &path).unwrap_or_else(|e| panic!("{e}"));
+        let pcm = media::audio::decode_wav(&std::fs::read(&path).expect("read")).expect("wav");
+        audio.extend(to_mulaw_8k(&pcm.to_mono(), pcm.sample_rate));
+        audio.extend(vec![0xFFu8; 8000]);
+    }
+    let audio_s = audio.len() as f64 / 8000.0;
+    let audio = mulaw_to_f32(&audio);
+    let wav = encode_wav_i16(&[audio], 8000).expect("wav");
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let run_calls = |rt: &tokio::runtime::Runtime| {
@@ -158,6 +161,6 @@ fn main() {
         "transcribing",
         lags,
         serde_json::json!({"calls": calls, "threads": threads, "omp_wait_policy": omp,
-            "transcriptions": n, "rtf": busy_s / (n.max(1) as f64 * 20.0)}),
+            "transcriptions": n, "rtf": busy_s / (n.max(1) as f64 * audio_s)}),
     );
 }

@@ -211,7 +211,9 @@ fn main() {
          {threads} (0 = engine default); {cores} CPUs; load average {}",
         SCRIPT.len(),
         clips[1].secs,
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
 
     let mut rows = Vec::new();
@@ -248,6 +250,12 @@ fn main() {
     }
     println!("\npeak RSS of the Rust side: {hwm}\n");
     for r in &rows {
-        println!("{} / {} / {}: {}", r.clip, r.engine, r.compute, r.text.trim());
+        println!(
+            "{} / {} / {}: {}",
+            r.clip,
+            r.engine,
+            r.compute,
+            r.text.trim()
+        );
     }
 }

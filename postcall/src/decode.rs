@@ -194,7 +194,9 @@ mod tests {
     #[test]
     fn text_undoes_the_byte_level_alphabet() {
         // "Ġ" is a space, "âĢĻ" the three bytes of a right single quote.
-        let t = toks(&["<|0.00|>", "ĠHello", ",", "Ġit", "âĢĻ", "s", "Ġme", ".", "<|1.50|>"]);
+        let t = toks(&[
+            "<|0.00|>", "ĠHello", ",", "Ġit", "âĢĻ", "s", "Ġme", ".", "<|1.50|>",
+        ]);
         assert_eq!(text(&t), " Hello, it’s me.");
         assert_eq!(text(&toks(&["<|endoftext|>"])), "");
     }

@@ -157,7 +157,10 @@ mod tests {
             (79, 192, 0.003_164_712),
         ] {
             let got = filters[m * BINS + k];
-            assert!((got - want).abs() < 1e-6, "filter {m} bin {k}: {got} != {want}");
+            assert!(
+                (got - want).abs() < 1e-6,
+                "filter {m} bin {k}: {got} != {want}"
+            );
         }
         let audio: Vec<f32> = (0..8000)
             .map(|n| {
@@ -176,7 +179,10 @@ mod tests {
             (79, 30, -0.672_720_7),
         ] {
             let got = f[m * FRAMES + frame];
-            assert!((got - want).abs() < 1e-3, "mel {m} frame {frame}: {got} != {want}");
+            assert!(
+                (got - want).abs() < 1e-3,
+                "mel {m} frame {frame}: {got} != {want}"
+            );
         }
         // After the audio (50 frames of it), the input is 0.
         assert!(f[..FRAMES].iter().skip(50).all(|&x| x == 0.0));

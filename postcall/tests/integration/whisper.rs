@@ -285,7 +285,11 @@ fn the_loaded_ctranslate2_is_the_pinned_version() {
         })
         .collect();
     loaded.dedup();
-    assert_eq!(loaded.len(), 1, "one CTranslate2 library mapped: {loaded:?}");
+    assert_eq!(
+        loaded.len(),
+        1,
+        "one CTranslate2 library mapped: {loaded:?}"
+    );
     let version = loaded[0]
         .rsplit_once(".so.")
         .map(|(_, v)| v)
