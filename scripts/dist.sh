@@ -41,6 +41,8 @@ for b in "${BINS[@]}"; do
   if grep -q "not found" <<<"$deps"; then echo "dist: $b: unresolved libraries:" >&2; echo "$deps" >&2; exit 1; fi
   if grep -E "$REPO|/\.venv/|site-packages" <<<"$deps"; then echo "dist: $b resolves libraries outside the tarball" >&2; exit 1; fi
 done
-ldd "$CHECK/$NAME/bin/host-service" | grep -E "ctranslate2|gomp" | grep -q "$CHECK/$NAME/ct2lib/" \
-  || { echo "dist: host-service does not load CTranslate2 from the tarball's ct2lib/" >&2; exit 1; }
+for lib in libctranslate2 libgomp; do
+  (cd / && env -i ldd "$CHECK/$NAME/bin/host-service") | grep "$lib" | grep -qF "$CHECK/$NAME/bin/../ct2lib/" \
+    || { echo "dist: host-service does not load $lib from the tarball's ct2lib/" >&2; exit 1; }
+done
 echo "dist: $OUT/$NAME.tar.gz ($(du -h "$OUT/$NAME.tar.gz" | cut -f1)); unpacked and checked: bin/* run with an empty environment, libraries from ct2lib/"
