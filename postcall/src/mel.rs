@@ -24,6 +24,8 @@ pub struct LogMel {
     n_mels: usize,
     /// `n_mels` rows of `BINS` weights.
     filters: Vec<f32>,
+    /// Each row's non-zero bins (a triangle covers a few of the 201): only those are summed.
+    spans: Vec<std::ops::Range<usize>>,
     hann: Vec<f64>,
     fft: Arc<dyn RealToComplex<f64>>,
 }
@@ -33,9 +35,19 @@ impl LogMel {
         let hann = (0..N_FFT)
             .map(|n| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / N_FFT as f64).cos())
             .collect();
+        let filters = mel_filters(n_mels);
+        let spans = filters
+            .chunks(BINS)
+            .map(|row| {
+                let first = row.iter().position(|&w| w != 0.0).unwrap_or(0);
+                let last = row.iter().rposition(|&w| w != 0.0).map_or(0, |i| i + 1);
+                first..last.max(first)
+            })
+            .collect();
         LogMel {
             n_mels,
-            filters: mel_filters(n_mels),
+            filters,
+            spans,
             hann,
             fft: RealFftPlanner::<f64>::new().plan_fft_forward(N_FFT),
         }
@@ -77,10 +89,10 @@ impl LogMel {
             for (p, c) in power.iter_mut().zip(&spectrum) {
                 *p = c.norm_sqr();
             }
-            for (m, weights) in self.filters.chunks(BINS).enumerate() {
-                let e: f64 = weights
+            for (m, (weights, span)) in self.filters.chunks(BINS).zip(&self.spans).enumerate() {
+                let e: f64 = weights[span.clone()]
                     .iter()
-                    .zip(&power)
+                    .zip(&power[span.clone()])
                     .map(|(w, p)| f64::from(*w) * p)
                     .sum();
                 logs[m * frames + f] = e.max(1e-10).log10();
