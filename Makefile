@@ -23,7 +23,7 @@ export TWIML_GUARD_WASM := $(abspath $(WASM))
 export TWIML_GUARD_GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null)
 export TWIML_GUARD_VENV := $(abspath $(VENV))
 
-.PHONY: help setup wasm build check test lint run demo stop bench fuzz clean npm test-npm
+.PHONY: help setup wasm build demo-build dist check test lint run demo stop bench fuzz clean npm test-npm
 
 # Every target with a `## ` comment is listed, in file order.
 help: ## this list
@@ -93,6 +93,19 @@ oci: wasm ## the filter as an OCI image layout in target/oci/twiml-guard (tag: t
 
 build: setup wasm ## the module and every release binary
 	$(CARGO) build --release --workspace --exclude twiml-guard-filter $(FEATURES)
+
+# What `make demo` runs, and nothing else (no test crates, no examples).
+DEMO_BINS := -p host-service -p twilio-sim -p twiml-guard-cli
+demo-build: setup wasm
+	$(CARGO) build --release $(DEMO_BINS) $(FEATURES)
+
+# A tarball to run elsewhere: bin/ (the release binaries), ct2lib/ (the CTranslate2 library and
+# its libgomp, copied, found through the binaries' $$ORIGIN rpath), the filter module, the
+# default model and the shipped configs. scripts/dist.sh unpacks it in a temporary folder and
+# checks that every binary starts with an empty environment and loads nothing from the repo
+# or a virtualenv.
+dist: demo-build ## target/dist/twiml-guard-<version>-linux-x86_64.tar.gz, unpacked and checked
+	scripts/dist.sh $(OCI_VERSION)
 
 # --release so clippy reuses the release build's build-script outputs (CTranslate2's cmake build
 # takes minutes and would otherwise run a second time for the dev profile).
@@ -216,7 +229,7 @@ run: setup wasm ## Envoy with envoy.yaml in the foreground (needs TWILIO_AUTH_TO
 	fi
 
 # The stack stays up after the demo (pid files and logs in run/); `make stop` ends it.
-demo: build ## set up, build, start the stack and place one simulated call
+demo: demo-build ## set up, build what it runs, start the stack and place one simulated call
 	scripts/demo.sh
 
 stop: ## stop what `make demo` left running (pid files in run/)

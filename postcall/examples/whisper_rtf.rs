@@ -1,8 +1,10 @@
 //! Benchmark (not a test): real-time factor of the default Whisper engine on this machine, side
 //! by side in one run with Python's `faster-whisper` on the same model folder and the same
-//! telephone audio. `make bench` runs it; it prints a table.
+//! telephone audio, and the word error rate of both on each clip: the espeak-ng call below and
+//! a real human voice (`postcall/tests/data/jfk-8k-mulaw.wav`, held out from tuning). `make
+//! bench` runs it; it prints a table and each transcript.
 //!
-//! Usage: whisper_rtf [--model DIR] [--runs N] [--python PATH] [--threads N]
+//! Usage: whisper_rtf [--model DIR] [--runs N] [--python PATH] [--threads N] [--compute int8,float32]
 
 use media::audio::{decode_wav, encode_wav_i16, mulaw_to_f32, to_mulaw_8k};
 use postcall::wer::wer;
@@ -23,13 +25,26 @@ const SCRIPT: [&str; 8] = [
     "Thank you very much and have a nice day.",
 ];
 
+const JFK: &str = "And so, my fellow Americans, ask not what your country can do for you, ask \
+                   what you can do for your country.";
+
+/// A clip: its name, WAV file, length and what was said.
+struct Clip {
+    name: &'static str,
+    path: PathBuf,
+    secs: f64,
+    said: String,
+}
+
 struct Row {
+    clip: &'static str,
     engine: String,
     compute: String,
     load_s: f64,
     median_s: f64,
     rtf: f64,
     wer: f64,
+    text: String,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -68,15 +83,9 @@ fn call_audio(dir: &std::path::Path) -> (PathBuf, f64) {
 }
 
 /// Our engine: load, one warm-up, `runs` timed transcriptions.
-fn time_ours(
-    model: &Path,
-    compute: &str,
-    threads: usize,
-    runs: usize,
-    wav: &[u8],
-    audio_s: f64,
-) -> Row {
-    let reference = SCRIPT.join(" ");
+fn time_ours(model: &Path, compute: &str, threads: usize, runs: usize, clip: &Clip) -> Row {
+    let wav = std::fs::read(&clip.path).unwrap();
+    let wav = wav.as_slice();
     let started = Instant::now();
     let engine = WhisperEngine::load(&WhisperConfig {
         model_dir: model.to_path_buf(),
@@ -95,12 +104,14 @@ fn time_ours(
     }
     let m = median(times);
     Row {
+        clip: clip.name,
         engine: "postcall whisper (ct2rs)".into(),
         compute: compute.into(),
         load_s,
         median_s: m,
-        rtf: m / audio_s,
-        wer: wer(&reference, &text),
+        rtf: m / clip.secs,
+        wer: wer(&clip.said, &text),
+        text,
     }
 }
 
@@ -109,19 +120,17 @@ fn time_ours(
 fn time_faster_whisper(
     python: &str,
     model: &Path,
-    wav_path: &Path,
+    clip: &Clip,
     compute: &str,
     threads: usize,
     runs: usize,
-    audio_s: f64,
 ) -> Option<Row> {
-    let reference = SCRIPT.join(" ");
     let out = Command::new(python)
         .arg("bench/faster_whisper_rtf.py")
         .arg("--model")
         .arg(model)
         .arg("--audio")
-        .arg(wav_path)
+        .arg(&clip.path)
         .args(["--compute-type", compute])
         .args(["--threads", &threads.to_string()])
         .args(["--runs", &runs.to_string()])
@@ -137,13 +146,16 @@ fn time_faster_whisper(
                 .filter_map(|t| t.as_f64())
                 .collect();
             let m = median(times);
+            let text = v["text"].as_str().unwrap_or("").to_string();
             Some(Row {
+                clip: clip.name,
                 engine: format!("faster-whisper {}", v["version"].as_str().unwrap_or("?")),
                 compute: compute.into(),
                 load_s: v["load_s"].as_f64().unwrap_or(f64::NAN),
                 median_s: m,
-                rtf: m / audio_s,
-                wer: wer(&reference, v["text"].as_str().unwrap_or("")),
+                rtf: m / clip.secs,
+                wer: wer(&clip.said, &text),
+                text,
             })
         }
         Ok(o) => {
@@ -175,34 +187,75 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let (wav_path, audio_s) = call_audio(dir.path());
-    let wav = std::fs::read(&wav_path).unwrap();
+    let jfk = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/jfk-8k-mulaw.wav");
+    let clips = [
+        Clip {
+            name: "espeak call",
+            path: wav_path,
+            secs: audio_s,
+            said: SCRIPT.join(" "),
+        },
+        Clip {
+            name: "human (JFK)",
+            secs: media::audio::decode_wav(&std::fs::read(&jfk).unwrap())
+                .unwrap()
+                .duration_secs(),
+            path: jfk,
+            said: JFK.into(),
+        },
+    ];
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "audio: {audio_s:.1} s of 8 kHz mu-law speech ({} sentences); {runs} timed runs after one \
-         warm-up; beam 5; threads {threads} (0 = engine default); {cores} CPUs",
-        SCRIPT.len()
+        "clips: {audio_s:.1} s of 8 kHz mu-law espeak-ng speech ({} sentences), {:.1} s of a \
+         human voice (8 kHz mu-law); {runs} timed runs after one warm-up; beam 5; threads \
+         {threads} (0 = engine default); {cores} CPUs; load average {}",
+        SCRIPT.len(),
+        clips[1].secs,
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
 
     let mut rows = Vec::new();
-    for compute in ["int8", "float32"] {
-        rows.push(time_ours(&model, compute, threads, runs, &wav, audio_s));
-        rows.extend(time_faster_whisper(
-            &python, &model, &wav_path, compute, threads, runs, audio_s,
-        ));
+    let computes = arg(&args, "--compute").unwrap_or_else(|| "int8,float32".into());
+    for compute in computes.split(',') {
+        for clip in &clips {
+            rows.push(time_ours(&model, compute, threads, runs, clip));
+            rows.extend(time_faster_whisper(
+                &python, &model, clip, compute, threads, runs,
+            ));
+        }
     }
+    // This process's peak resident memory: the model (both compute types loaded in turn) and
+    // one transcription's working set.
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_string()))
+        .unwrap_or_default();
 
     println!(
-        "\n| {:<26} | {:<7} | {:>7} | {:>12} | {:>6} | {:>5} |",
-        "engine", "compute", "load s", "transcribe s", "RTF", "WER"
+        "\n| {:<11} | {:<26} | {:<7} | {:>7} | {:>12} | {:>6} | {:>5} |",
+        "clip", "engine", "compute", "load s", "transcribe s", "RTF", "WER"
     );
     println!(
-        "|{:-<28}|{:-<9}|{:->9}|{:->13}|{:->8}|{:->7}|",
-        "", "", "", "", "", ""
+        "|{:-<13}|{:-<28}|{:-<9}|{:->9}|{:->14}|{:->8}|{:->7}|",
+        "", "", "", "", "", "", ""
     );
-    for r in rows {
+    for r in &rows {
         println!(
-            "| {:<26} | {:<7} | {:>7.2} | {:>12.2} | {:>6.3} | {:>5.3} |",
-            r.engine, r.compute, r.load_s, r.median_s, r.rtf, r.wer
+            "| {:<11} | {:<26} | {:<7} | {:>7.2} | {:>12.2} | {:>6.3} | {:>5.3} |",
+            r.clip, r.engine, r.compute, r.load_s, r.median_s, r.rtf, r.wer
+        );
+    }
+    println!("\npeak RSS of the Rust side: {hwm}\n");
+    for r in &rows {
+        println!(
+            "{} / {} / {}: {}",
+            r.clip,
+            r.engine,
+            r.compute,
+            r.text.trim()
         );
     }
 }

@@ -1,5 +1,5 @@
 //! The audio side of transcription that needs no model: where to cut a long call into Whisper
-//! windows, which channels hold speech at all, how Whisper's timestamp tokens become segments,
+//! windows, which channels hold speech at all, how a window's pieces become call-time segments,
 //! and how two speakers' segments interleave. Pure, so the whole plan is tested without a model.
 
 use crate::Segment;
@@ -266,54 +266,6 @@ pub struct Piece {
     pub text: String,
 }
 
-/// Parse Whisper's timestamped output, `<|0.00|> Hello.<|1.52|><|1.52|> Bye.<|2.40|>`, into
-/// pieces. Text without a closing timestamp ends at `window_secs`; other special tokens
-/// (`<|endoftext|>`, ...) are dropped; empty pieces are skipped.
-pub fn parse_timestamped(output: &str, window_secs: f64) -> Vec<Piece> {
-    let mut pieces = Vec::new();
-    let mut start: Option<f64> = None;
-    let mut text = String::new();
-    let mut rest = output;
-    fn flush(start: Option<f64>, end: f64, text: &mut String, pieces: &mut Vec<Piece>) {
-        let t = text.trim();
-        if !t.is_empty() {
-            pieces.push(Piece {
-                start: start.unwrap_or(0.0).min(end),
-                end,
-                text: t.to_string(),
-            });
-        }
-        text.clear();
-    }
-    while let Some(open) = rest.find("<|") {
-        text.push_str(&rest[..open]);
-        let Some(close) = rest[open..].find("|>") else {
-            text.push_str(&rest[open..]);
-            rest = "";
-            break;
-        };
-        let token = &rest[open + 2..open + close];
-        rest = &rest[open + close + 2..];
-        if let Ok(t) = token.parse::<f64>() {
-            let t = t.min(window_secs);
-            if start.is_none() || text.trim().is_empty() {
-                // An opening timestamp (or a repeated one between pieces).
-                if !text.trim().is_empty() {
-                    flush(start, t, &mut text, &mut pieces);
-                }
-                text.clear();
-                start = Some(t);
-            } else {
-                flush(start, t, &mut text, &mut pieces);
-                start = Some(t);
-            }
-        }
-    }
-    text.push_str(rest);
-    flush(start, window_secs, &mut text, &mut pieces);
-    pieces
-}
-
 /// Move pieces of one window to call time and label them.
 pub fn to_segments(pieces: Vec<Piece>, offset_secs: f64, speaker: &str) -> Vec<Segment> {
     pieces
@@ -484,57 +436,6 @@ mod tests {
         );
         assert_eq!(p[0].rest_after(0), None);
         assert_eq!(p[0].rest_after(s(5.0)), None);
-    }
-
-    #[test]
-    fn parses_whisper_timestamps() {
-        let p = parse_timestamped(
-            "<|0.00|> Hello, I'd like an appointment.<|2.40|><|2.40|> Tomorrow at nine.<|4.00|>",
-            30.0,
-        );
-        assert_eq!(
-            p,
-            vec![
-                Piece {
-                    start: 0.0,
-                    end: 2.4,
-                    text: "Hello, I'd like an appointment.".into()
-                },
-                Piece {
-                    start: 2.4,
-                    end: 4.0,
-                    text: "Tomorrow at nine.".into()
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn parses_unclosed_and_untimed_output() {
-        assert_eq!(
-            parse_timestamped("<|1.00|> cut off here", 7.5),
-            vec![Piece {
-                start: 1.0,
-                end: 7.5,
-                text: "cut off here".into()
-            }]
-        );
-        assert_eq!(
-            parse_timestamped(" no timestamps at all<|endoftext|>", 3.0),
-            vec![Piece {
-                start: 0.0,
-                end: 3.0,
-                text: "no timestamps at all".into()
-            }]
-        );
-        assert_eq!(parse_timestamped("<|0.00|><|1.00|>", 3.0), vec![]);
-        assert_eq!(parse_timestamped("", 3.0), vec![]);
-        // A timestamp past the window is held to the window.
-        assert_eq!(parse_timestamped("<|0.00|> a<|31.00|>", 29.0)[0].end, 29.0);
-        assert_eq!(
-            parse_timestamped("<|0.00|> broken <|1.0", 5.0)[0].text,
-            "broken <|1.0"
-        );
     }
 
     #[test]

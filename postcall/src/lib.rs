@@ -10,7 +10,8 @@
 //!
 //! Layout: `audio` (windows, silence, timestamp tokens: pure), `planner` (the same windows
 //! found while a channel streams by), `recording` (a WAV file walked a block at a time into
-//! windows, in bounded memory), `whisper` (CTranslate2 engine, feature `whisper`), `openai` (OpenAI-compatible HTTP engines), `retry` (when and how long to
+//! windows, in bounded memory), `mel` (Whisper's log-mel front end), `decode` (tokens to text
+//! and segments, the fallback rules), `whisper` (CTranslate2 engine, feature `whisper`), `openai` (OpenAI-compatible HTTP engines), `retry` (when and how long to
 //! wait), `extract` (deterministic local extraction), `wer` (word error rate, for tests and
 //! benchmarks).
 
@@ -19,7 +20,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub mod audio;
+pub mod decode;
 pub mod extract;
+pub mod mel;
 pub mod openai;
 pub mod planner;
 pub mod recording;
@@ -133,8 +136,8 @@ pub struct TranscriptionConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WhisperConfig {
-    /// A CTranslate2 Whisper folder (`model.bin`, `config.json`, `tokenizer.json`,
-    /// `preprocessor_config.json`).
+    /// A CTranslate2 Whisper folder (`model.bin`, `config.json`, `vocabulary.txt` or
+    /// `vocabulary.json`).
     pub model_dir: PathBuf,
     /// Spoken language (`en`, `he`, ...). English-only models always use `en`; multilingual
     /// models detect the language when this is unset.

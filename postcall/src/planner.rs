@@ -47,6 +47,31 @@ impl Window {
             packed: rest,
         })
     }
+
+    /// What the window holds from `t` (samples into the window) on: a part that `t` falls in
+    /// is cut there, a gap is skipped. `None` when nothing is left or `t` is 0 (no progress).
+    /// Whisper resumes here after it stopped in the middle of a sentence.
+    pub fn from_time(&self, t: usize) -> Option<Window> {
+        if t == 0 {
+            return None;
+        }
+        let mut packed = Packed {
+            parts: Vec::new(),
+            gap: self.packed.gap,
+        };
+        let mut parts = Vec::new();
+        let mut at = 0;
+        for (range, audio) in self.packed.parts.iter().zip(&self.parts) {
+            let skip = t.saturating_sub(at).min(range.len());
+            at += range.len() + self.packed.gap;
+            if skip == range.len() {
+                continue;
+            }
+            packed.parts.push(range.start + skip..range.end);
+            parts.push(audio.get(skip..).unwrap_or_default().to_vec());
+        }
+        (!parts.is_empty()).then_some(Window { packed, parts })
+    }
 }
 
 /// Loud frames merged over short pauses (`speech_regions`' runs), still open.
@@ -426,5 +451,24 @@ mod tests {
         assert_eq!(rest.parts, w.parts[1..]);
         assert_eq!(rest.audio(), rest.packed.audio(&a));
         assert_eq!(w.rest_after(0), None);
+    }
+
+    #[test]
+    fn from_time_cuts_the_part_it_falls_in() {
+        let a = call();
+        let (windows, _) = planned(&a, 4096);
+        let w = windows.iter().find(|w| w.parts.len() >= 3).unwrap();
+        let first = w.packed.parts[0].clone();
+        // 100 samples into the first part: the rest of it, then every other part whole.
+        let rest = w.from_time(100).unwrap();
+        assert_eq!(rest.packed.parts[0], first.start + 100..first.end);
+        assert_eq!(rest.packed.parts[1..], w.packed.parts[1..]);
+        assert_eq!(rest.audio(), rest.packed.audio(&a));
+        // In the gap after the first part: the first part is gone, the second kept whole.
+        let in_gap = w.from_time(first.len() + 1).unwrap();
+        assert_eq!(in_gap.packed.parts, w.packed.parts[1..]);
+        assert_eq!(in_gap.parts, w.parts[1..]);
+        assert_eq!(w.from_time(0), None);
+        assert_eq!(w.from_time(w.packed.len()), None);
     }
 }

@@ -2,41 +2,49 @@
 //! network. The model is loaded once at startup and shared: inference is CPU-bound and blocking,
 //! so each call runs on tokio's blocking pool while the async workers stay free.
 
-use crate::audio::{
-    merge_by_time, parse_timestamped, to_segments, transcript_text, Piece, WHISPER_RATE,
-};
+use crate::audio::{merge_by_time, to_segments, transcript_text, Piece, WHISPER_RATE};
+use crate::decode::{self, Judged};
+use crate::mel::{LogMel, FRAMES};
 use crate::planner::Window;
 use crate::{
     recording, EngineError, Segment, TranscribeRequest, Transcriber, Transcript, WhisperConfig,
 };
-use ct2rs::Tokenizer as _;
 use media::audio::Pcm;
 use media::recording::WavStream;
-use std::collections::VecDeque;
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Files CTranslate2 and the tokenizer read from a model folder (the front-end settings are
-/// Whisper's fixed ones, so `preprocessor_config.json` is not needed).
-const MODEL_FILES: [&str; 3] = ["model.bin", "config.json", "tokenizer.json"];
+/// Files CTranslate2 reads from a model folder besides its vocabulary (`vocabulary.txt` or
+/// `vocabulary.json`). The front-end settings are Whisper's fixed ones and tokens come back as
+/// strings, so neither `preprocessor_config.json` nor `tokenizer.json` is needed.
+const MODEL_FILES: [&str; 2] = ["model.bin", "config.json"];
 
-// Whisper's front end: 16 kHz audio, 25 ms FFT every 10 ms, 3000 frames per 30 s window.
-const N_FFT: usize = 400;
-const HOP: usize = 160;
-const FRAMES: usize = 3000;
-const WINDOW_SAMPLES: usize = FRAMES * HOP;
+/// Tokens faster-whisper suppresses on top of the model's own list (`config.json`'s
+/// `suppress_ids`, CTranslate2's `-1`): the task and prompt markers and no-speech.
+const SUPPRESSED_SPECIALS: [&str; 7] = [
+    "<|transcribe|>",
+    "<|translate|>",
+    "<|startoftranscript|>",
+    "<|startofprev|>",
+    "<|startoflm|>",
+    "<|nocaptions|>",
+    "<|nospeech|>",
+];
+
+/// Sampling at temperatures above 0 is seeded once, so a transcription repeats exactly.
+const RANDOM_SEED: u32 = 0;
 
 /// The model and what turns audio into its input. `ct2rs::Whisper` is not used as is: it
 /// always prompts with a language and task token, which English-only models were never trained
-/// on (tiny.en then answers with a bare timestamp), and it normalises the spectrogram frame by
-/// frame instead of over the window as Whisper does.
+/// on (tiny.en then answers with a bare timestamp), and it has none of faster-whisper's
+/// decoding (previous text as prompt, temperature fallback, no-speech skip).
 struct Model {
     whisper: ct2rs::sys::Whisper,
-    tokenizer: ct2rs::tokenizers::hf::Tokenizer,
-    /// Mel filter bank, `n_mels` rows of `N_FFT / 2 + 1` weights.
-    filters: Vec<Vec<f64>>,
+    mel: LogMel,
+    /// `suppress_tokens` for every decode: `-1` (the model's list) and `SUPPRESSED_SPECIALS`.
+    suppress: Vec<i32>,
 }
 
 /// Whisper, loaded. Cloning shares the model.
@@ -47,6 +55,13 @@ pub struct WhisperEngine {
     language: Option<String>,
     beam_size: usize,
     model_name: String,
+}
+
+/// What one window's decode gave, after the temperature fallback.
+struct Decoded {
+    tokens: Vec<String>,
+    temperature: f32,
+    judged: Judged,
 }
 
 impl WhisperEngine {
@@ -82,25 +97,19 @@ impl WhisperEngine {
         };
         let whisper =
             ct2rs::sys::Whisper::new(dir, config).map_err(|e| load_err(format!("{e:#}")))?;
-        let tokenizer =
-            ct2rs::tokenizers::hf::Tokenizer::new(dir).map_err(|e| load_err(format!("{e:#}")))?;
-        let filters = mel_spec::mel::mel(
-            f64::from(WHISPER_RATE),
-            N_FFT,
-            whisper.n_mels(),
-            None,
-            None,
-            false,
-            true,
-        )
-        .rows()
-        .into_iter()
-        .map(|r| r.to_vec())
-        .collect();
+        let vocabulary = vocabulary(dir).map_err(load_err)?;
+        let mut suppress = vec![-1];
+        suppress.extend(
+            SUPPRESSED_SPECIALS
+                .iter()
+                .filter_map(|t| vocabulary.iter().position(|v| v == t))
+                .filter_map(|id| i32::try_from(id).ok()),
+        );
+        ct2rs::set_random_seed(RANDOM_SEED);
         let model = Model {
+            mel: LogMel::new(whisper.n_mels()),
             whisper,
-            tokenizer,
-            filters,
+            suppress,
         };
         let language = match (&cfg.language, model.whisper.is_multilingual()) {
             (Some(lang), true) => Some(lang.clone()),
@@ -160,9 +169,14 @@ impl WhisperEngine {
     ) -> Result<Transcript, EngineError> {
         let speakers = recording::speakers(channels)?;
         let mut per_speaker: Vec<Vec<Segment>> = vec![Vec::new(); speakers.len()];
+        // Each speaker's text so far, the prompt for its next window (as faster-whisper's
+        // `condition_on_previous_text`).
+        let mut history: Vec<Vec<String>> = vec![Vec::new(); speakers.len()];
         let walked = walk(&mut |channel, window| {
             let speaker = speakers.get(channel).copied().unwrap_or("caller");
-            let segments = self.transcribe_window(window, speaker)?;
+            let mut none = Vec::new();
+            let prev = history.get_mut(channel).unwrap_or(&mut none);
+            let segments = self.transcribe_window(window, speaker, prev)?;
             if let Some(out) = per_speaker.get_mut(channel) {
                 out.extend(segments);
             }
@@ -194,75 +208,94 @@ impl WhisperEngine {
         })
     }
 
-    /// One window of one speaker, with times mapped back to the call.
+    /// One window of one speaker, with times mapped back to the call. `history` is the
+    /// speaker's text so far (tokens); what this window adds to it is appended.
     fn transcribe_window(
         &self,
         window: Window,
         speaker: &str,
+        history: &mut Vec<String>,
     ) -> Result<Vec<Segment>, EngineError> {
         let rate = f64::from(WHISPER_RATE);
-        let options = ct2rs::WhisperOptions {
-            beam_size: self.beam_size,
-            ..Default::default()
-        };
-        let mut segments = Vec::new();
-        let mut queue = VecDeque::from([window]);
-        while let Some(window) = queue.pop_front() {
+        let at = |t: f64| (t * rate).round() as usize;
+        let mut pieces = Vec::new();
+        let mut next = Some(window);
+        while let Some(window) = next.take() {
             let audio = window.audio();
-            let started = Instant::now();
-            let out = self
-                .generate(&audio, &options)
-                .map_err(|e| EngineError::Transient(format!("whisper inference failed: {e}")))?;
             let window_secs = audio.len() as f64 / rate;
+            let started = Instant::now();
+            let decoded = self
+                .decode(&audio, history)
+                .map_err(|e| EngineError::Transient(format!("whisper inference failed: {e}")))?;
             tracing::debug!(
                 speaker,
                 parts = window.packed.parts.len(),
                 window_secs,
+                temperature = decoded.temperature,
+                avg_logprob = decoded.judged.avg_logprob,
+                no_speech_prob = decoded.judged.no_speech_prob,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "whisper window"
             );
-            let pieces = parse_timestamped(&out, window_secs);
-            // Whisper sometimes stops before the end of a window; what it did not reach is
-            // decoded again on its own, as Whisper's own sequential decoding does.
-            let heard_until = pieces.last().map_or(0.0, |p| p.end);
-            if let Some(rest) = window.rest_after((heard_until * rate) as usize) {
-                if !pieces.is_empty() {
-                    queue.push_front(rest);
-                }
+            if decoded.judged.is_silence() {
+                continue;
             }
-            // Whisper's times are in the packed window; map them back to the call.
-            let at = |t: f64| (t * rate).round() as usize;
-            let pieces = pieces
-                .into_iter()
-                .map(|p| {
-                    let (s, e) = window.packed.place(at(p.start), at(p.end));
-                    Piece {
-                        start: s as f64 / rate,
-                        end: e as f64 / rate,
-                        text: p.text,
-                    }
-                })
-                .collect();
-            segments.extend(to_segments(pieces, 0.0, speaker));
+            let split = decode::split(&decoded.tokens, window_secs);
+            // Whisper stopped in the middle of a sentence: the rest is decoded again from the
+            // last complete one, as faster-whisper's sequential decoding does.
+            if let Some(t) = split.resume_at {
+                next = window.from_time(at(t));
+            }
+            for span in split.spans {
+                let text = decode::text(&span.tokens);
+                if span.start >= span.end || text.trim().is_empty() {
+                    continue;
+                }
+                history.extend(span.tokens);
+                // Whisper's times are in the packed window; map them back to the call.
+                let (s, e) = window
+                    .packed
+                    .place(at(span.start), at(span.end.min(window_secs)));
+                pieces.push(Piece {
+                    start: s as f64 / rate,
+                    end: e as f64 / rate,
+                    text: text.trim().to_string(),
+                });
+            }
+            if decoded.temperature > decode::PROMPT_RESET_ON_TEMPERATURE {
+                history.clear();
+            }
         }
-        Ok(segments)
+        Ok(to_segments(pieces, 0.0, speaker))
     }
 
-    /// One window (at most 30 s of 16 kHz audio) to Whisper's output with timestamp tokens.
-    fn generate(&self, audio: &[f32], options: &ct2rs::WhisperOptions) -> Result<String, String> {
+    /// One window (at most 30 s of 16 kHz audio): encoded once, then decoded at rising
+    /// temperatures until the output neither loops nor is unsure (faster-whisper's
+    /// `generate_with_fallback`).
+    fn decode(&self, audio: &[f32], history: &[String]) -> Result<Decoded, String> {
         let model = &self.model;
-        let n_mels = model.filters.len();
-        let mut features = log_mel(audio, &model.filters);
+        let n_mels = model.mel.n_mels();
+        let mut features = model.mel.features(audio);
         let view =
             ct2rs::sys::StorageView::new(&[1, n_mels, FRAMES], &mut features, Default::default())
                 .map_err(|e| format!("{e:#}"))?;
-        let mut prompt = vec!["<|startoftranscript|>".to_string()];
+        let encoded = model
+            .whisper
+            .encode(&view, false)
+            .map_err(|e| format!("{e:#}"))?;
+        let mut prompt = Vec::new();
+        if !history.is_empty() {
+            prompt.push("<|startofprev|>".to_string());
+            let keep = decode::MAX_LENGTH / 2 - 1;
+            prompt.extend_from_slice(&history[history.len().saturating_sub(keep)..]);
+        }
+        prompt.push("<|startoftranscript|>".to_string());
         if model.whisper.is_multilingual() {
             let lang = match &self.language {
                 Some(l) => format!("<|{l}|>"),
                 None => model
                     .whisper
-                    .detect_language(&view)
+                    .detect_language(&encoded)
                     .map_err(|e| format!("{e:#}"))?
                     .into_iter()
                     .next()
@@ -273,16 +306,57 @@ impl WhisperEngine {
             prompt.push(lang);
             prompt.push("<|transcribe|>".into());
         }
-        let result = model
-            .whisper
-            .generate(&view, &[prompt], options)
-            .map_err(|e| format!("{e:#}"))?;
-        let tokens = result
+        let mut tried: Vec<Decoded> = Vec::new();
+        for temperature in decode::TEMPERATURES {
+            let sampling = temperature > 0.0;
+            let options = ct2rs::sys::WhisperOptions {
+                beam_size: if sampling { 1 } else { self.beam_size },
+                num_hypotheses: if sampling { decode::BEST_OF } else { 1 },
+                sampling_topk: if sampling { 0 } else { 1 },
+                sampling_temperature: if sampling { temperature } else { 1.0 },
+                max_length: decode::MAX_LENGTH,
+                return_scores: true,
+                return_no_speech_prob: true,
+                suppress_tokens: model.suppress.clone(),
+                ..Default::default()
+            };
+            let result = model
+                .whisper
+                .generate(&encoded, std::slice::from_ref(&prompt), &options)
+                .map_err(|e| format!("{e:#}"))?
+                .into_iter()
+                .next()
+                .ok_or("no result")?;
+            let score = result.scores.first().copied().unwrap_or(f32::NEG_INFINITY);
+            let tokens = result.sequences.into_iter().next().unwrap_or_default();
+            let decoded = Decoded {
+                judged: Judged {
+                    avg_logprob: decode::avg_logprob(score, tokens.len()),
+                    compression_ratio: decode::compression_ratio(decode::text(&tokens).trim()),
+                    no_speech_prob: f64::from(result.no_speech_prob),
+                },
+                tokens,
+                temperature,
+            };
+            if !decoded.judged.needs_fallback() {
+                return Ok(decoded);
+            }
+            tried.push(decoded);
+        }
+        // Every temperature failed: the surest decode that does not loop, else the surest,
+        // reported at the last temperature (so the prompt is reset after it).
+        let not_looping = tried
+            .iter()
+            .any(|d| d.judged.compression_ratio <= decode::COMPRESSION_RATIO_THRESHOLD);
+        let mut best = tried
             .into_iter()
-            .next()
-            .and_then(|r| r.sequences.into_iter().next())
-            .unwrap_or_default();
-        model.tokenizer.decode(tokens).map_err(|e| format!("{e:#}"))
+            .filter(|d| {
+                !not_looping || d.judged.compression_ratio <= decode::COMPRESSION_RATIO_THRESHOLD
+            })
+            .max_by(|a, b| a.judged.avg_logprob.total_cmp(&b.judged.avg_logprob))
+            .ok_or("no decode")?;
+        best.temperature = decode::TEMPERATURES.last().copied().unwrap_or(1.0);
+        Ok(best)
     }
 }
 
@@ -303,43 +377,6 @@ impl Transcriber for WhisperEngine {
         );
         Ok(transcript)
     }
-}
-
-/// Whisper's log-mel spectrogram of one window, `[n_mels, FRAMES]` row-major: the audio is
-/// zero-padded to 30 s, its power spectrum mapped through the mel filters, `log10`, clamped to
-/// 8 below the window's maximum and scaled, as in Whisper's reference front end.
-fn log_mel(audio: &[f32], filters: &[Vec<f64>]) -> Vec<f32> {
-    let n_mels = filters.len();
-    let mut padded = audio[..audio.len().min(WINDOW_SAMPLES)].to_vec();
-    padded.resize(WINDOW_SAMPLES + N_FFT, 0.0);
-    let mut stft = mel_spec::stft::Spectrogram::new(N_FFT, HOP);
-    let mut logs = vec![0f64; n_mels * FRAMES];
-    let mut frame = 0;
-    for hop in padded.chunks(HOP) {
-        if frame == FRAMES {
-            break;
-        }
-        let Some(spectrum) = stft.add(hop) else {
-            continue;
-        };
-        // Power of the non-negative frequencies (the last bin, Nyquist, is left out as in
-        // Whisper's `stft[..., :-1]` on the frame axis equivalent).
-        let mut power: Vec<f64> = spectrum
-            .iter()
-            .take(N_FFT / 2)
-            .map(|c| c.norm_sqr())
-            .collect();
-        power.push(0.0);
-        for (m, weights) in filters.iter().enumerate() {
-            let e: f64 = weights.iter().zip(&power).map(|(w, p)| w * p).sum();
-            logs[m * FRAMES + frame] = e.max(1e-10).log10();
-        }
-        frame += 1;
-    }
-    let floor = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max) - 8.0;
-    logs.iter()
-        .map(|&x| ((x.max(floor) + 4.0) / 4.0) as f32)
-        .collect()
 }
 
 fn compute_type(name: &str) -> Result<ct2rs::ComputeType, EngineError> {
@@ -364,4 +401,18 @@ fn model_name(dir: &Path) -> String {
     dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| dir.display().to_string())
+}
+
+/// The model's vocabulary, one token per id: `vocabulary.json` (a JSON list) or
+/// `vocabulary.txt` (one per line), as CTranslate2 reads it.
+fn vocabulary(dir: &Path) -> Result<Vec<String>, String> {
+    let json = dir.join("vocabulary.json");
+    if json.is_file() {
+        let bytes = std::fs::read(&json).map_err(|e| format!("{}: {e}", json.display()))?;
+        return serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", json.display()));
+    }
+    let txt = dir.join("vocabulary.txt");
+    std::fs::read_to_string(&txt)
+        .map(|s| s.lines().map(str::to_string).collect())
+        .map_err(|e| format!("no vocabulary.json, and {}: {e}", txt.display()))
 }

@@ -247,6 +247,60 @@ async fn silence_and_bad_files_are_clear_errors() {
     );
 }
 
+/// A real voice (public test audio, `tests/data/README.md`) through the 8 kHz mu-law line
+/// Twilio carries: held out from tuning, so it says how the engine does on people.
+#[test]
+fn a_real_voice_through_the_phone_line_is_heard_within_five_percent() {
+    const SAID: &str = "And so, my fellow Americans, ask not what your country can do for you, \
+                        ask what you can do for your country.";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/jfk-8k-mulaw.wav");
+    let t = engine().transcribe_file(&path).expect("transcribe");
+    let rate = wer(SAID, &t.text);
+    eprintln!("heard {:?}, WER {rate:.3}", t.text);
+    assert!(rate <= 0.05, "WER {rate:.3} for {:?}", t.text);
+    assert!(t.segments[0].start < 1.0, "{:?}", t.segments);
+}
+
+/// The CTranslate2 library this process loaded is the version `requirements.txt` pins (the one
+/// pin: `make ct2lib` links whatever that installed, and ct2rs 0.10.3's headers are 4.8.4's).
+/// Another version may differ in class layout and crash or misbehave instead of failing to
+/// link. The version is read from the file actually mapped (`/proc/self/maps`), e.g.
+/// `libctranslate2-<hash>.so.4.8.4` from the wheel.
+#[test]
+fn the_loaded_ctranslate2_is_the_pinned_version() {
+    let pin = include_str!("../../../requirements.txt")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ctranslate2=="))
+        .expect("requirements.txt pins ctranslate2==<version>")
+        .trim();
+    engine();
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+    let mut loaded: Vec<&str> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| {
+            std::path::Path::new(p)
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libctranslate2"))
+        })
+        .collect();
+    loaded.dedup();
+    assert_eq!(
+        loaded.len(),
+        1,
+        "one CTranslate2 library mapped: {loaded:?}"
+    );
+    let version = loaded[0]
+        .rsplit_once(".so.")
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no version in the file name {}", loaded[0]));
+    assert_eq!(
+        version, pin,
+        "{} is CTranslate2 {version}; requirements.txt pins {pin} (run `make ct2lib`)",
+        loaded[0]
+    );
+}
+
 #[test]
 fn from_config_loads_whisper_by_default_and_refuses_bad_settings() {
     let cfg = TranscriptionConfig {
