@@ -45,7 +45,15 @@ async fn send(app: &axum::Router, mut req: Request<Body>, peer: &str) -> Respons
 }
 
 async fn text(resp: Response) -> String {
-    String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
 }
 
 fn get(path: &str, cookie: Option<&str>) -> Request<Body> {
@@ -105,7 +113,12 @@ async fn a_signed_in_session_reads_the_api_and_pages_until_signed_out() {
 
     let resp = send(&f.app, get("/api/calls", Some(&cookie)), PEER).await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let resp = send(&f.app, get("/dashboard/", Some(&format!("a=b; {cookie}"))), PEER).await;
+    let resp = send(
+        &f.app,
+        get("/dashboard/", Some(&format!("a=b; {cookie}"))),
+        PEER,
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(text(resp).await.contains("<h1>Calls</h1>"));
 
@@ -144,7 +157,12 @@ async fn without_a_token_the_dashboard_is_loopback_only() {
         resp.headers()[header::CONTENT_TYPE],
         "text/javascript; charset=utf-8"
     );
-    let resp = send(&f.app, get("/dashboard/assets/nope.js", None), "127.0.0.1:1").await;
+    let resp = send(
+        &f.app,
+        get("/dashboard/assets/nope.js", None),
+        "127.0.0.1:1",
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     let resp = send(&f.app, get("/dashboard/calls/CA123", None), "127.0.0.1:1").await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
@@ -267,5 +285,8 @@ async fn the_feed_starts_with_a_snapshot() {
         .unwrap()
         .unwrap();
     let chunk = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
-    assert_eq!(chunk, "event: snapshot\ndata: {\"calls\":[]}\nretry: 1000\n\n");
+    assert_eq!(
+        chunk,
+        "event: snapshot\ndata: {\"calls\":[]}\nretry: 1000\n\n"
+    );
 }
