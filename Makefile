@@ -13,6 +13,8 @@ WASM     := target/$(WASM_TARGET)/release/twiml_guard_filter.wasm
 WASM_LTO := --config 'profile.release.lto="thin"'
 STAMPS   := .stamps
 APT_PKGS := espeak-ng sox cmake g++ pkg-config wrk skopeo docker-registry
+# The dashboard's browser test drives Debian's chromium (no browser download: see test-browser).
+APT_PKGS += chromium
 
 # The in-process Whisper is a cargo feature (it links the wheel's CTranslate2, see ct2lib);
 # every build, lint and test here turns it on.
@@ -23,7 +25,7 @@ export TWIML_GUARD_WASM := $(abspath $(WASM))
 export TWIML_GUARD_GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null)
 export TWIML_GUARD_VENV := $(abspath $(VENV))
 
-.PHONY: help setup wasm build demo-build dist check test lint run demo stop bench fuzz clean npm test-npm
+.PHONY: help setup wasm build demo-build dist check test lint run demo stop bench fuzz clean npm test-npm browser-deps test-browser
 
 # Every target with a `## ` comment is listed, in file order.
 help: ## this list
@@ -45,7 +47,8 @@ $(CT2LIB)/.stamp: $(STAMPS)/venv
 	for a in cublas_static cublasLt_static culibos cpu_features; do ar rc $(CT2LIB)/lib$$a.a; done
 	@touch $@
 
-$(STAMPS)/apt:
+# Rechecked when this file changes, so a package added to APT_PKGS reaches machines set up before.
+$(STAMPS)/apt: Makefile
 	@mkdir -p $(STAMPS)
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -114,7 +117,7 @@ lint: $(STAMPS)/rust ct2lib ## cargo fmt --check, clippy -D warnings for the hos
 	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
 	$(CARGO) clippy --release -p twiml -p twiml-guard-filter -p twiml-guard-wasm -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
 
-test: build lint test-npm test-deploy ## every test: unit, property, real Envoy, full calls end to end, Node (what CI runs)
+test: build lint test-npm test-deploy browser-deps ## every test: unit, property, real Envoy, full calls end to end, Node, manifests, the dashboard in chromium (what CI runs)
 	$(CARGO) test --release --workspace $(FEATURES)
 
 # The npm package (npm/): the core built as a small wasm32-wasip1 module next to its JS loader,
@@ -134,6 +137,20 @@ test-npm: npm ## npm ci from npm/package-lock.json, then the Node tests (node --
 .PHONY: test-deploy
 test-deploy: build ## validate deploy/'s manifests (schemas, the filter's and the host's own checks)
 	cd deploy/validate && npm ci --no-audit --no-fund --loglevel=error && node --test validate.test.mjs
+
+# The dashboard's browser test: tests/browser/dashboard.test.mjs drives Debian's chromium with
+# playwright-core and scans each page with axe-core, both from tests/browser/package-lock.json
+# (playwright-core downloads no browser). It runs as the e2e test `dashboard` (it needs the stack:
+# Envoy, the legacy backend, the host service), so `make test` runs it with the rest once the
+# packages are in; `make test-browser` runs it alone. Screenshots: target/dashboard-screenshots/.
+BROWSER_DEPS := tests/browser/node_modules/.package-lock.json
+browser-deps: $(STAMPS)/apt $(BROWSER_DEPS) ## chromium and the browser test's npm packages (npm ci from the lock file)
+$(BROWSER_DEPS): tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test-browser: build browser-deps ## the dashboard in chromium: sign-in, live list, call page audio, edge panel, playground, axe-core
+	$(CARGO) test --release -p e2e $(FEATURES) --test end_to_end dashboard::
 
 # The fast tier: what a change should pass before the full run. No Envoy, no processes, no model.
 check: $(STAMPS)/rust ct2lib ## fast tier: fmt, clippy (host and wasm), unit tests of every crate

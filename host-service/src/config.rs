@@ -53,6 +53,8 @@ pub struct Config {
     pub app: AppConfig,
     pub pipeline: PipelineConfig,
     pub retention: RetentionConfig,
+    pub dashboard: DashboardConfig,
+    pub edge: EdgeConfig,
     pub transcription: postcall::TranscriptionConfig,
     pub extraction: postcall::ExtractionConfig,
     #[cfg(feature = "test-engines")]
@@ -73,6 +75,8 @@ impl Default for Config {
             app: AppConfig::default(),
             pipeline: PipelineConfig::default(),
             retention: RetentionConfig::default(),
+            dashboard: DashboardConfig::default(),
+            edge: EdgeConfig::default(),
             transcription: Default::default(),
             extraction: Default::default(),
             #[cfg(feature = "test-engines")]
@@ -145,6 +149,45 @@ impl Default for RetentionConfig {
         RetentionConfig {
             days: 30,
             interval_s: 3600,
+        }
+    }
+}
+
+/// The dashboard's sign-in sessions (used only with `api_token`): bounded in number and in time,
+/// so a flood of sign-ins cannot grow memory and a stolen cookie stops working.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// A session ends this long after sign-in.
+    pub session_ttl_s: u64,
+    /// Sessions kept at once; one more sign-in ends the oldest.
+    pub max_sessions: usize,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            session_ttl_s: 12 * 3600,
+            max_sessions: 1000,
+        }
+    }
+}
+
+/// Where the dashboard's edge panel reads the guard's counters: Envoy's admin API, over HTTP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// Envoy's admin base URL (`http://127.0.0.1:9901`); unset: the panel says so.
+    pub envoy_admin_url: Option<String>,
+    /// How long one read of the admin's stats may take.
+    pub timeout_ms: u64,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            envoy_admin_url: None,
+            timeout_ms: 2000,
         }
     }
 }
@@ -476,6 +519,8 @@ impl Config {
             ),
             ("http.body_read_timeout_ms", self.http.body_read_timeout_ms),
             ("retention.interval_s", self.retention.interval_s),
+            ("dashboard.session_ttl_s", self.dashboard.session_ttl_s),
+            ("edge.timeout_ms", self.edge.timeout_ms),
             (
                 "recording.twilio_deadline_s",
                 self.recording.twilio_deadline_s,
@@ -483,6 +528,19 @@ impl Config {
         ] {
             if ms == 0 {
                 return invalid(key, "must be at least 1");
+            }
+        }
+        if self.dashboard.max_sessions == 0 {
+            return invalid("dashboard.max_sessions", "must be at least 1");
+        }
+        if let Some(admin) = &self.edge.envoy_admin_url {
+            let ok = url::Url::parse(admin)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if !ok {
+                return invalid(
+                    "edge.envoy_admin_url",
+                    "must be an http:// or https:// URL (Envoy's admin, e.g. http://127.0.0.1:9901)",
+                );
             }
         }
         if let Some(token) = &self.api_token {
@@ -839,7 +897,7 @@ mod tests {
             .collect();
         ours.sort();
         assert_eq!(ours, documented);
-        assert_eq!(ours.len(), 34);
+        assert_eq!(ours.len(), 38);
     }
 
     /// Variables for optional keys are taken as text: a digits-only token stays a string.
@@ -923,6 +981,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("public_base_url"), "{err}");
+        let err = Config::from_parts(
+            "[edge]\nenvoy_admin_url = \"127.0.0.1:9901\"\n",
+            "-",
+            env(&[UNSIGNED]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("config key edge.envoy_admin_url:"), "{err}");
+        let c = Config::from_parts(
+            "",
+            "-",
+            env(&[
+                ("HOST_SERVICE_EDGE_ENVOY_ADMIN_URL", "http://127.0.0.1:9901"),
+                UNSIGNED,
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.edge.envoy_admin_url.as_deref(),
+            Some("http://127.0.0.1:9901")
+        );
+        let err = Config::from_parts("[dashboard]\nmax_sessions = 0\n", "-", env(&[UNSIGNED]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dashboard.max_sessions"), "{err}");
         let err = Config::from_parts("api_token = \"short\"\n", "-", env(&[UNSIGNED]))
             .unwrap_err()
             .to_string();

@@ -1,5 +1,6 @@
 //! The HTTP surface: the Media Streams upgrade, Twilio's webhooks (signature-checked when a token
-//! is configured), the calls API (bearer token, or loopback clients only) and health and metrics.
+//! is configured), the calls API (bearer token or dashboard session, or loopback clients only),
+//! the dashboard (`crate::dashboard`) and health and metrics.
 
 use crate::error::ApiError;
 use crate::sid::CallSid;
@@ -7,14 +8,13 @@ use crate::state::AppState;
 use crate::ws::{serve_socket, WsIn, WsOut};
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
-use std::net::SocketAddr;
 
 pub const MEDIA_PATH: &str = "/ws/twilio-media";
 /// Webhook bodies are a few hundred bytes of form; this is axum's default limit, kept.
@@ -23,13 +23,15 @@ const HANGUP: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Hangu
 
 /// The router. Tests drive it with `oneshot`; `run` serves it.
 pub fn app(state: AppState) -> Router {
+    let dashboard = crate::dashboard::Dashboard::new(&state);
     let api = Router::new()
         .route("/api/calls", get(list_calls))
         .route("/api/calls/{call_sid}", get(get_call))
         .route("/api/calls/{call_sid}/recording.wav", get(get_recording))
+        .merge(dashboard.api_routes())
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_api_access,
+            dashboard.access.clone(),
+            crate::dashboard::require_api_access,
         ));
     Router::new()
         .route(MEDIA_PATH, get(media_socket))
@@ -38,6 +40,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(api)
+        .merge(dashboard.page_routes())
         .fallback(|| async { ApiError::BadRequest("no such endpoint".into()) })
         .with_state(state)
 }
@@ -379,35 +382,6 @@ async fn recording_status(
 
 // === API ===
 
-/// With a token configured, `/api` needs `Authorization: Bearer <token>` (compared in constant
-/// time); without one, only loopback clients are answered.
-async fn require_api_access(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    match &state.config.api_token {
-        Some(token) => {
-            let given = header_str(request.headers(), "authorization")
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or_default();
-            if !twiml::signature::constant_time_eq(given.as_bytes(), token.as_bytes()) {
-                return Err(ApiError::Unauthorized);
-            }
-        }
-        None => {
-            let peer = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip());
-            if !peer.is_some_and(|ip| ip.is_loopback()) {
-                return Err(ApiError::LoopbackOnly);
-            }
-        }
-    }
-    Ok(next.run(request).await)
-}
-
 #[derive(Debug, serde::Deserialize)]
 struct ListQuery {
     limit: Option<i64>,
@@ -462,44 +436,37 @@ async fn get_call(
         .ok_or(ApiError::CallNotFound(sid.to_string()))
 }
 
+/// The recording, with `Range` support (`tower_http`'s `ServeFile`): a browser's `<audio>` seeks
+/// with range requests.
 async fn get_recording(
     State(state): State<AppState>,
     Path(call_sid): Path<String>,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    use tower::ServiceExt;
     let sid = path_call_sid(&call_sid)?;
     let path = state
         .store
         .recording_path(sid.as_str())
         .await?
         .ok_or_else(|| ApiError::RecordingNotFound(sid.to_string()))?;
-    let file = tokio::fs::File::open(&path)
+    if tokio::fs::metadata(&path).await.is_err() {
+        return Err(ApiError::RecordingNotFound(sid.to_string()));
+    }
+    let serve = tower_http::services::ServeFile::new_with_mime(
+        &path,
+        &"audio/wav"
+            .parse()
+            .map_err(|_| ApiError::Internal("mime".into()))?,
+    );
+    let response = serve
+        .oneshot(request)
         .await
-        .map_err(|_| ApiError::RecordingNotFound(sid.to_string()))?;
-    let len = file
-        .metadata()
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .len();
-    let stream = futures_util::stream::unfold(file, |mut f| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 64 * 1024];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(Bytes::from(buf)), f))
-            }
-            Err(e) => Some((Err(e), f)),
-        }
-    });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "audio/wav".to_owned()),
-            (header::CONTENT_LENGTH, len.to_string()),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if response.status() == StatusCode::NOT_FOUND {
+        return Err(ApiError::RecordingNotFound(sid.to_string()));
+    }
+    Ok(response.map(Body::new))
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

@@ -5,7 +5,8 @@
 //! Layout:
 //! - `session` (the protocol as a state machine), `recording` (the two-channel WAV writer and
 //!   crash repair), `voice` (the `VoiceApp` seam and the greeting app): pure, no sockets.
-//! - `ws` (one socket, over any `Sink`/`Stream`), `http` (router, webhooks, API, auth).
+//! - `dashboard` (the browser UI under `/dashboard/`, the API's access rule, live events, the
+//!   edge panel's Envoy stats, the playground's lint).
 //! - `recording_writer` (a recording's own thread: disk writes stay off the async workers).
 //! - `ws` (one socket, over any `Sink`/`Stream`), `http` (router, webhooks, API, auth), `server`
 //!   (the accept loop with header-read timeout and shutdown deadline).
@@ -19,6 +20,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod error;
 pub mod fsutil;

@@ -99,6 +99,20 @@ impl LegacyBackend {
 
 // === the host service ===
 
+/// What a test adds to the host service's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    /// The address to listen on (default: a free port), for a test that must name it before
+    /// the service starts (Envoy's cluster).
+    pub listen: Option<SocketAddr>,
+    /// Top-level keys (`api_token = "..."`), placed before the first section.
+    pub top_level: String,
+    /// Whole sections (`[edge]\nenvoy_admin_url = "..."`), appended.
+    pub sections: String,
+    /// `HOST_SERVICE_*` variables, on top of the file (they win over its keys).
+    pub env: Vec<(String, String)>,
+}
+
 /// The host-service release binary with Whisper (the default engine) and signature checks on.
 pub struct HostService {
     child: ChildGuard,
@@ -109,13 +123,15 @@ pub struct HostService {
 
 impl HostService {
     pub async fn start(dir: &Path) -> Result<HostService> {
-        Self::start_with(dir, &[]).await
+        Self::start_with(dir, HostOptions::default()).await
     }
 
-    /// [`HostService::start`] with `HOST_SERVICE_*` variables on top of its file (they win), for
-    /// a test that needs another cap or engine. Each replica needs a `dir` of its own.
-    pub async fn start_with(dir: &Path, env: &[(&str, &str)]) -> Result<HostService> {
-        let addr = free_local_addr()?;
+    /// [`HostService::start`] with `options`; each replica needs a `dir` of its own.
+    pub async fn start_with(dir: &Path, options: HostOptions) -> Result<HostService> {
+        let addr = match options.listen {
+            Some(a) => a,
+            None => free_local_addr()?,
+        };
         let data_dir = dir.join("data");
         let log = dir.join("host-service.log");
         let config = dir.join("host-service.toml");
@@ -124,13 +140,15 @@ impl HostService {
         // the wall clock by design here; Twilio's own run at real time.
         const JUMP_MS: u64 = 600_000;
         let toml = format!(
-            "listen = \"{addr}\"\ndata_dir = \"{}\"\npublic_base_url = \"https://{PUBLIC_HOST}\"\n\n\
+            "listen = \"{addr}\"\ndata_dir = \"{}\"\npublic_base_url = \"https://{PUBLIC_HOST}\"\n{}\n\
              [twilio]\nauth_token = \"{AUTH_TOKEN}\"\n\n\
              [recording]\nmax_timestamp_jump_ms = {JUMP_MS}\n\n\
              [transcription]\nengine = \"whisper\"\n\n\
-             [transcription.whisper]\nmodel_dir = \"{}\"\n",
+             [transcription.whisper]\nmodel_dir = \"{}\"\n{}",
             data_dir.display(),
-            model.display()
+            options.top_level,
+            model.display(),
+            options.sections,
         );
         std::fs::write(&config, toml).map_err(io("writing host-service.toml"))?;
         let (out, err) = log_file(&log)?;
@@ -142,7 +160,7 @@ impl HostService {
                 cmd.env_remove(k);
             }
         }
-        cmd.envs(env.iter().copied());
+        cmd.envs(options.env.iter().map(|(k, v)| (k, v)));
         let mut child = ChildGuard::spawn("host service", &mut cmd)?;
         wait_healthy("host service", &mut child, addr, &log).await?;
         Ok(HostService {

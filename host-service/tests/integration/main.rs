@@ -3,6 +3,7 @@
 
 mod api;
 mod common;
+mod dashboard;
 mod process;
 mod stream;
 mod twilio;

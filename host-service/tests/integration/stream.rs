@@ -234,10 +234,31 @@ async fn a_streamed_call_is_recorded_sample_by_sample_and_processed_once() {
         .unwrap();
     assert_eq!(wav.status(), 200);
     assert_eq!(wav.headers()["content-type"], "audio/wav");
+    assert_eq!(wav.headers()["accept-ranges"], "bytes");
+    let file = std::fs::read(&path).unwrap();
+    assert_eq!(wav.bytes().await.unwrap().to_vec(), file);
+    // A browser seeks with ranges: the bytes asked for, and 416 past the end.
+    let part = server
+        .http
+        .get(server.url(&format!("/api/calls/{CALL}/recording.wav")))
+        .header("range", "bytes=44-143")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
     assert_eq!(
-        wav.bytes().await.unwrap().to_vec(),
-        std::fs::read(&path).unwrap()
+        part.headers()["content-range"],
+        format!("bytes 44-143/{}", file.len()).as_str()
     );
+    assert_eq!(part.bytes().await.unwrap().to_vec(), file[44..144].to_vec());
+    let past = server
+        .http
+        .get(server.url(&format!("/api/calls/{CALL}/recording.wav")))
+        .header("range", format!("bytes={}-", file.len() + 10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(past.status(), 416);
 
     let list: serde_json::Value = server
         .http

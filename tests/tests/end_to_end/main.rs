@@ -3,6 +3,7 @@
 //! are modules of this one rather than binaries of their own.
 
 mod common;
+mod dashboard;
 mod filter_config;
 mod filter_edge;
 mod filter_monitor;

@@ -3,7 +3,7 @@
 //! per cluster) stream 1,025 got a 503 (Twilio's 31901) before the host service had a say; the
 //! shipped clusters are sized above the hosts' own caps, which this proves at twice the default.
 
-use e2e::stack::{HostService, AUTH_TOKEN, PUBLIC_HOST};
+use e2e::stack::{HostOptions, HostService, AUTH_TOKEN, PUBLIC_HOST};
 use e2e::upstream::{RawUpstream, Reply};
 use e2e::{http_client, poll, Envoy, EnvoySetup};
 use std::net::SocketAddr;
@@ -77,16 +77,21 @@ async fn two_thousand_streams_through_envoy_to_two_replicas_all_run() {
     std::fs::create_dir_all(&a_dir).unwrap();
     std::fs::create_dir_all(&b_dir).unwrap();
     // Post-call transcription is not what this measures; the streams and recordings are.
-    let env = [
-        (
-            "HOST_SERVICE_WEBSOCKET_MAX_SOCKETS",
-            MAX_SOCKETS_PER_REPLICA,
-        ),
-        ("HOST_SERVICE_TRANSCRIPTION_ENGINE", "none"),
-    ];
+    let options = HostOptions {
+        env: [
+            (
+                "HOST_SERVICE_WEBSOCKET_MAX_SOCKETS",
+                MAX_SOCKETS_PER_REPLICA,
+            ),
+            ("HOST_SERVICE_TRANSCRIPTION_ENGINE", "none"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into(),
+        ..HostOptions::default()
+    };
     let (a, b) = tokio::try_join!(
-        HostService::start_with(&a_dir, &env),
-        HostService::start_with(&b_dir, &env)
+        HostService::start_with(&a_dir, options.clone()),
+        HostService::start_with(&b_dir, options)
     )
     .unwrap();
     let backend = RawUpstream::start(|_| Reply::ok("text/xml", LEGACY_TWIML))

@@ -1,0 +1,316 @@
+//! Who may read call data, for the API and the dashboard alike: with `api_token`, a bearer token
+//! or a dashboard session cookie; without it, loopback clients only. The session store (random
+//! ids from the OS RNG, bounded in number and time) and the cookie parsing live here too, pure,
+//! so the rule is tested without sockets.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "tg_session";
+
+/// Bytes of randomness in a session id (hex-encoded in the cookie).
+const ID_BYTES: usize = 32;
+
+/// What a request carries that may grant access.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    /// The `Authorization` header's value.
+    pub authorization: Option<&'a str>,
+    /// The `tg_session` cookie's value.
+    pub session: Option<&'a str>,
+    /// The peer's address, as the server accepted the connection.
+    pub peer: Option<IpAddr>,
+}
+
+/// The answer of the access rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// A token is configured and the request carries neither it nor a live session.
+    Unauthorized,
+    /// No token is configured and the client is not on loopback.
+    LoopbackOnly,
+}
+
+/// The rule itself: `token` is the configured `api_token`.
+pub fn decide(token: Option<&str>, creds: &Credentials<'_>, sessions: &Sessions) -> Decision {
+    match token {
+        Some(token) => {
+            let bearer = creds
+                .authorization
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            let by_token = twiml::signature::constant_time_eq(bearer.as_bytes(), token.as_bytes());
+            if by_token || creds.session.is_some_and(|id| sessions.is_live(id)) {
+                Decision::Allow
+            } else {
+                Decision::Unauthorized
+            }
+        }
+        None if creds.peer.is_some_and(|ip| ip.is_loopback()) => Decision::Allow,
+        None => Decision::LoopbackOnly,
+    }
+}
+
+/// The value of cookie `name` in a `Cookie` header (`a=1; b=2`); the first one wins.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// The `Set-Cookie` value that starts a session.
+pub fn session_cookie(id: &str, ttl: Duration) -> String {
+    format!(
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        ttl.as_secs()
+    )
+}
+
+/// The `Set-Cookie` value that ends one.
+pub fn expired_cookie() -> String {
+    format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the OS random number generator failed: {0}")]
+    Rng(String),
+}
+
+/// Live sessions: id -> expiry. At most `max` at once (one more sign-in ends the one closest to
+/// expiring), each for `ttl`.
+pub struct Sessions {
+    ttl: Duration,
+    max: usize,
+    live: Mutex<HashMap<String, Instant>>,
+}
+
+impl Sessions {
+    pub fn new(ttl: Duration, max: usize) -> Sessions {
+        Sessions {
+            ttl,
+            max: max.max(1),
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A new session id, from the OS RNG.
+    pub fn start(&self) -> Result<String, SessionError> {
+        self.start_at(Instant::now())
+    }
+
+    pub fn start_at(&self, now: Instant) -> Result<String, SessionError> {
+        let mut bytes = [0u8; ID_BYTES];
+        getrandom::fill(&mut bytes).map_err(|e| SessionError::Rng(e.to_string()))?;
+        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut live = self.lock();
+        live.retain(|_, expires| *expires > now);
+        while live.len() >= self.max {
+            let Some(oldest) = live
+                .iter()
+                .min_by_key(|(_, expires)| **expires)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            live.remove(&oldest);
+        }
+        live.insert(id.clone(), now + self.ttl);
+        Ok(id)
+    }
+
+    pub fn is_live(&self, id: &str) -> bool {
+        self.is_live_at(id, Instant::now())
+    }
+
+    pub fn is_live_at(&self, id: &str, now: Instant) -> bool {
+        // Only well-formed ids are looked up: anything else is not ours.
+        if id.len() != ID_BYTES * 2 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return false;
+        }
+        let mut live = self.lock();
+        match live.get(id) {
+            Some(expires) if *expires > now => true,
+            Some(_) => {
+                live.remove(id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn end(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        // A panic while holding the lock cannot leave the map half-updated: every update is one
+        // call on it. Carry on with what is there.
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const TOKEN: &str = "0123456789abcdef0123";
+
+    fn sessions() -> Sessions {
+        Sessions::new(Duration::from_secs(60), 3)
+    }
+
+    #[test]
+    fn sessions_are_random_hex_and_expire() {
+        let s = sessions();
+        let t0 = Instant::now();
+        let a = s.start_at(t0).unwrap();
+        let b = s.start_at(t0).unwrap();
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+        assert!(s.is_live_at(&a, t0 + Duration::from_secs(59)));
+        assert!(!s.is_live_at(&a, t0 + Duration::from_secs(60)));
+        // An expired session is forgotten, not kept.
+        assert_eq!(s.len(), 1);
+        s.end(&b);
+        assert!(!s.is_live_at(&b, t0));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn sessions_are_bounded_the_oldest_goes_first() {
+        let s = sessions();
+        let t0 = Instant::now();
+        let ids: Vec<String> = (0..5)
+            .map(|i| s.start_at(t0 + Duration::from_secs(i)).unwrap())
+            .collect();
+        assert_eq!(s.len(), 3);
+        let now = t0 + Duration::from_secs(5);
+        let live: Vec<bool> = ids.iter().map(|id| s.is_live_at(id, now)).collect();
+        assert_eq!(live, [false, false, true, true, true]);
+        // Expired ones make room before anything live is ended.
+        let later = t0 + Duration::from_secs(62);
+        let fresh = s.start_at(later).unwrap();
+        assert!(s.is_live_at(&fresh, later));
+        assert!(s.is_live_at(&ids[4], later));
+        assert!(!s.is_live_at(&ids[2], later));
+    }
+
+    #[test]
+    fn malformed_ids_are_never_live() {
+        let s = sessions();
+        let id = s.start().unwrap();
+        assert!(s.is_live(&id));
+        for bad in ["", "x", &id[..63], &format!("{id}0"), &id.replace('a', "g")] {
+            if bad != id {
+                assert!(!s.is_live(bad), "{bad}");
+            }
+        }
+    }
+
+    #[test]
+    fn cookies_are_parsed_by_name() {
+        assert_eq!(cookie_value("tg_session=abc", COOKIE), Some("abc"));
+        assert_eq!(
+            cookie_value("a=1; tg_session=abc; b=2", COOKIE),
+            Some("abc")
+        );
+        assert_eq!(cookie_value("a=1;tg_session=\"abc\"", COOKIE), Some("abc"));
+        assert_eq!(cookie_value("xtg_session=abc; b=2", COOKIE), None);
+        assert_eq!(cookie_value("tg_session", COOKIE), None);
+        assert_eq!(
+            cookie_value("tg_session=first; tg_session=second", COOKIE),
+            Some("first")
+        );
+        assert_eq!(
+            session_cookie("ab", Duration::from_secs(3600)),
+            "tg_session=ab; HttpOnly; SameSite=Strict; Path=/; Max-Age=3600"
+        );
+        assert_eq!(
+            expired_cookie(),
+            "tg_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
+        );
+    }
+
+    #[test]
+    fn with_a_token_the_bearer_or_a_live_session_is_needed() {
+        let s = sessions();
+        let id = s.start().unwrap();
+        let bearer = format!("Bearer {TOKEN}");
+        let remote = Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)));
+        let cases: [(Option<&str>, Option<&str>, Decision); 7] = [
+            (Some(&bearer), None, Decision::Allow),
+            (None, Some(&id), Decision::Allow),
+            (None, None, Decision::Unauthorized),
+            (
+                Some("Bearer 0123456789abcdef012"),
+                None,
+                Decision::Unauthorized,
+            ),
+            (Some(TOKEN), None, Decision::Unauthorized),
+            (None, Some(&"0".repeat(64)), Decision::Unauthorized),
+            (Some("Bearer nope"), Some(&id), Decision::Allow),
+        ];
+        for (authorization, session, want) in cases {
+            let creds = Credentials {
+                authorization,
+                session,
+                peer: remote,
+            };
+            assert_eq!(decide(Some(TOKEN), &creds, &s), want, "{creds:?}");
+        }
+        // Loopback is no way around the token.
+        let local = Credentials {
+            peer: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            ..Default::default()
+        };
+        assert_eq!(decide(Some(TOKEN), &local, &s), Decision::Unauthorized);
+        s.end(&id);
+        let ended = Credentials {
+            session: Some(&id),
+            ..Default::default()
+        };
+        assert_eq!(decide(Some(TOKEN), &ended, &s), Decision::Unauthorized);
+    }
+
+    #[test]
+    fn without_a_token_loopback_only_and_cookies_do_not_help() {
+        let s = sessions();
+        let id = s.start().unwrap();
+        for (peer, want) in [
+            (Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), Decision::Allow),
+            (Some(IpAddr::V6(Ipv6Addr::LOCALHOST)), Decision::Allow),
+            (
+                Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
+                Decision::LoopbackOnly,
+            ),
+            (None, Decision::LoopbackOnly),
+        ] {
+            let creds = Credentials {
+                authorization: Some("Bearer x"),
+                session: Some(&id),
+                peer,
+            };
+            assert_eq!(decide(None, &creds, &s), want, "{peer:?}");
+        }
+    }
+}

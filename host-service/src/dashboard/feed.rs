@@ -1,0 +1,209 @@
+//! The live calls list (`GET /api/events`, server-sent events): one task reads the newest calls
+//! from the database every `POLL` while someone listens and broadcasts the rows that changed;
+//! each client gets a snapshot when it connects, then the changes. A client that falls more than
+//! `CHANNEL` events behind is disconnected (its `EventSource` reconnects and gets a fresh
+//! snapshot) instead of being buffered for.
+
+use crate::db::{CallSummary, Store};
+use crate::shutdown::wait_true;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+/// How often the task looks for changes while clients listen.
+pub const POLL: Duration = Duration::from_millis(500);
+/// The newest calls watched (and sent as the snapshot).
+pub const WATCHED: i64 = 200;
+/// Events a client may fall behind before it is dropped.
+pub const CHANNEL: usize = 256;
+/// What the browser waits before reconnecting.
+const RETRY: Duration = Duration::from_millis(1000);
+
+/// One server-sent event: its name and its JSON data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedEvent {
+    pub name: &'static str,
+    pub data: String,
+}
+
+impl FeedEvent {
+    /// `snapshot`: `{"calls": [...]}`, newest first.
+    pub fn snapshot(calls: &[Value]) -> FeedEvent {
+        FeedEvent {
+            name: "snapshot",
+            data: serde_json::json!({ "calls": calls }).to_string(),
+        }
+    }
+
+    /// `call`: one call's row as the list shows it (the `/api/calls` shape).
+    pub fn call(row: &Value) -> FeedEvent {
+        FeedEvent {
+            name: "call",
+            data: row.to_string(),
+        }
+    }
+
+    fn to_sse(&self) -> Event {
+        Event::default().event(self.name).data(&self.data)
+    }
+}
+
+/// The rows of `now` that are new or differ from `seen`, oldest first (so a client inserting
+/// each at the top keeps newest first); `seen` becomes `now`'s rows.
+pub fn changes(seen: &mut HashMap<String, Value>, now: &[Value]) -> Vec<FeedEvent> {
+    let mut out = Vec::new();
+    for row in now.iter().rev() {
+        let Some(sid) = row["call_sid"].as_str() else {
+            continue;
+        };
+        if seen.get(sid) != Some(row) {
+            seen.insert(sid.to_owned(), row.clone());
+            out.push(FeedEvent::call(row));
+        }
+    }
+    // Only what is still watched is remembered: memory stays at `WATCHED` rows.
+    if seen.len() > now.len() {
+        seen.retain(|sid, _| now.iter().any(|r| r["call_sid"] == sid.as_str()));
+    }
+    out
+}
+
+fn rows(calls: Vec<CallSummary>) -> Vec<Value> {
+    calls
+        .into_iter()
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .collect()
+}
+
+/// The broadcaster and its polling task (started by the first client).
+pub struct Feed {
+    store: Store,
+    shutdown: watch::Receiver<bool>,
+    tx: broadcast::Sender<Arc<FeedEvent>>,
+    task: OnceLock<()>,
+}
+
+impl Feed {
+    pub fn new(store: Store, shutdown: watch::Receiver<bool>) -> Feed {
+        let (tx, _) = broadcast::channel(CHANNEL);
+        Feed {
+            store,
+            shutdown,
+            tx,
+            task: OnceLock::new(),
+        }
+    }
+
+    fn start_task(&self) {
+        self.task.get_or_init(|| {
+            let store = self.store.clone();
+            let tx = self.tx.clone();
+            let mut shutdown = self.shutdown.clone();
+            tokio::spawn(async move {
+                let mut seen = HashMap::new();
+                loop {
+                    tokio::select! {
+                        _ = wait_true(&mut shutdown) => break,
+                        _ = tokio::time::sleep(POLL) => {}
+                    }
+                    if tx.receiver_count() == 0 {
+                        continue;
+                    }
+                    match store.list_calls(WATCHED, None).await {
+                        Ok(calls) => {
+                            for event in changes(&mut seen, &rows(calls)) {
+                                let _ = tx.send(Arc::new(event));
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "feed_poll_failed"),
+                    }
+                }
+            });
+        });
+    }
+
+    /// A client's stream: the snapshot, then changes, until it lags, the service drains or the
+    /// client goes away.
+    pub async fn subscribe(
+        &self,
+    ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, crate::db::DbError>
+    {
+        self.start_task();
+        // Subscribed before the snapshot is read: nothing that changes in between is missed
+        // (at worst a row comes twice, and rows are replaced whole).
+        let rx = self.tx.subscribe();
+        let snapshot = FeedEvent::snapshot(&rows(self.store.list_calls(WATCHED, None).await?));
+        let changes = futures_util::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(event) => Some((event.to_sse(), rx)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::info!(missed, "feed_client_lagged");
+                    None
+                }
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        });
+        let mut shutdown = self.shutdown.clone();
+        let stream = futures_util::stream::once(async move { snapshot.to_sse().retry(RETRY) })
+            .chain(changes)
+            .take_until(async move { wait_true(&mut shutdown).await })
+            .map(Ok);
+        Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(sid: &str, status: &str) -> Value {
+        json!({"call_sid": sid, "status": status, "from": "+15550001", "to": null,
+               "created_at_ms": 1, "ended_at_ms": null, "recording_status": "recording"})
+    }
+
+    #[test]
+    fn only_new_and_changed_rows_become_events_oldest_first() {
+        let mut seen = HashMap::new();
+        let first = [row("CA2", "in_progress"), row("CA1", "completed")];
+        let events = changes(&mut seen, &first);
+        assert_eq!(
+            events,
+            [FeedEvent::call(&first[1]), FeedEvent::call(&first[0])]
+        );
+        assert_eq!(changes(&mut seen, &first), []);
+        let second = [
+            row("CA3", "in_progress"),
+            row("CA2", "ended"),
+            row("CA1", "completed"),
+        ];
+        let events = changes(&mut seen, &second);
+        assert_eq!(
+            events,
+            [FeedEvent::call(&second[1]), FeedEvent::call(&second[0])]
+        );
+        assert_eq!(events[0].name, "call");
+        let v: Value = serde_json::from_str(&events[0].data).unwrap();
+        assert_eq!(v["status"], "ended");
+        assert_eq!(v["call_sid"], "CA2");
+        // A row that leaves the watched window is forgotten.
+        changes(&mut seen, &second[..1]);
+        assert_eq!(seen.len(), 1);
+        assert!(seen.contains_key("CA3"));
+    }
+
+    #[test]
+    fn the_snapshot_carries_every_row_in_order() {
+        let calls = [row("CA2", "failed"), row("CA1", "completed")];
+        let e = FeedEvent::snapshot(&calls);
+        assert_eq!(e.name, "snapshot");
+        let v: Value = serde_json::from_str(&e.data).unwrap();
+        assert_eq!(v, json!({"calls": [calls[0], calls[1]]}));
+        assert!(!e.data.contains('\n'), "one data line per event");
+    }
+}

@@ -1,0 +1,291 @@
+//! The dashboard's pages and assets, and signing in and out. Pages apply the API's rule: a
+//! request without access gets the sign-in page (401) when a token is configured, or a plain
+//! refusal (403) off loopback when none is. Assets carry no data and are open. Every answer
+//! carries a strict Content-Security-Policy: the pages load only their own scripts and styles.
+
+use super::auth::{self, Decision};
+use super::Dashboard;
+use crate::sid::CallSid;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; \
+                   frame-ancestors 'none'";
+
+/// A sign-in form body is a token and a path: a few hundred bytes.
+const MAX_FORM: usize = 4096;
+
+const LIST: &str = include_str!("../../dashboard/index.html");
+const CALL: &str = include_str!("../../dashboard/call.html");
+const EDGE: &str = include_str!("../../dashboard/edge.html");
+const PLAYGROUND: &str = include_str!("../../dashboard/playground.html");
+const SIGNIN: &str = include_str!("../../dashboard/signin.html");
+const LOOPBACK_ONLY: &str = include_str!("../../dashboard/loopback-only.html");
+
+/// The assets: name, content type, bytes.
+const ASSETS: [(&str, &str, &str); 7] = [
+    (
+        "dashboard.css",
+        "text/css; charset=utf-8",
+        include_str!("../../dashboard/assets/dashboard.css"),
+    ),
+    (
+        "common.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../dashboard/assets/common.js"),
+    ),
+    (
+        "list.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../dashboard/assets/list.js"),
+    ),
+    (
+        "call.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../dashboard/assets/call.js"),
+    ),
+    (
+        "edge.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../dashboard/assets/edge.js"),
+    ),
+    (
+        "playground.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../dashboard/assets/playground.js"),
+    ),
+    (
+        "signin.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../dashboard/assets/signin.js"),
+    ),
+];
+
+pub fn routes() -> Router<Arc<Dashboard>> {
+    Router::new()
+        .route(
+            "/dashboard",
+            get(|| async { Redirect::permanent("/dashboard/") }),
+        )
+        .route("/dashboard/", get(list_page))
+        .route("/dashboard/calls/{call_sid}", get(call_page))
+        .route("/dashboard/edge", get(edge_page))
+        .route("/dashboard/playground", get(playground_page))
+        .route("/dashboard/assets/{name}", get(asset))
+        .route("/dashboard/signin", get(signin_page).post(sign_in))
+        .route("/dashboard/signout", post(sign_out))
+}
+
+fn secured(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
+    let mut r = (status, body.into()).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn html(status: StatusCode, body: &'static str) -> Response {
+    secured(status, "text/html; charset=utf-8", body)
+}
+
+/// The sign-in page, with or without the "wrong token" notice.
+fn signin(status: StatusCode, wrong: bool) -> Response {
+    let notice = if wrong {
+        "<p id=\"signin-error\" class=\"error\" role=\"alert\">That token is not the configured api_token.</p>"
+    } else {
+        ""
+    };
+    secured(
+        status,
+        "text/html; charset=utf-8",
+        SIGNIN.replace("<!--notice-->", notice),
+    )
+}
+
+/// `page` when the request may read call data; else what the rule says.
+fn gated(dash: &Dashboard, request: &Request, page: &'static str) -> Response {
+    match dash.access.decide_request(request) {
+        Decision::Allow => html(StatusCode::OK, page),
+        Decision::Unauthorized => signin(StatusCode::UNAUTHORIZED, false),
+        Decision::LoopbackOnly => html(StatusCode::FORBIDDEN, LOOPBACK_ONLY),
+    }
+}
+
+async fn list_page(State(dash): State<Arc<Dashboard>>, request: Request) -> Response {
+    gated(&dash, &request, LIST)
+}
+
+async fn edge_page(State(dash): State<Arc<Dashboard>>, request: Request) -> Response {
+    gated(&dash, &request, EDGE)
+}
+
+async fn playground_page(State(dash): State<Arc<Dashboard>>, request: Request) -> Response {
+    gated(&dash, &request, PLAYGROUND)
+}
+
+async fn call_page(
+    State(dash): State<Arc<Dashboard>>,
+    Path(call_sid): Path<String>,
+    request: Request,
+) -> Response {
+    if CallSid::parse(&call_sid).is_none() {
+        return secured(
+            StatusCode::BAD_REQUEST,
+            "text/plain; charset=utf-8",
+            "not a CallSid (CA + 32 hex)\n",
+        );
+    }
+    gated(&dash, &request, CALL)
+}
+
+async fn signin_page(State(dash): State<Arc<Dashboard>>) -> Response {
+    if dash.access.token.is_none() {
+        return Redirect::to("/dashboard/").into_response();
+    }
+    signin(StatusCode::OK, false)
+}
+
+async fn asset(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, body)) => {
+            let mut r = secured(StatusCode::OK, content_type, *body);
+            // Compiled in: they change only with the binary.
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            r
+        }
+        None => secured(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "no such asset\n",
+        ),
+    }
+}
+
+/// Where to go after signing in: a dashboard path, never another site.
+pub fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n)
+            if n.starts_with("/dashboard/")
+                && !n.contains("//")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n
+        }
+        _ => "/dashboard/",
+    }
+}
+
+/// `POST /dashboard/signin` (form `token`, `next`): the token for a session cookie.
+async fn sign_in(State(dash): State<Arc<Dashboard>>, body: Body) -> Response {
+    let Some(token) = dash.access.token.as_deref() else {
+        return Redirect::to("/dashboard/").into_response();
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
+        return signin(StatusCode::PAYLOAD_TOO_LARGE, true);
+    };
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&bytes).into_owned().collect();
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let given = field("token").unwrap_or_default();
+    if !twiml::signature::constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        tracing::warn!("dashboard_signin_refused");
+        return signin(StatusCode::UNAUTHORIZED, true);
+    }
+    let id = match dash.access.sessions.start() {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "dashboard_session_failed");
+            return html(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+        }
+    };
+    tracing::info!(sessions = dash.access.sessions.len(), "dashboard_signin");
+    let cookie = auth::session_cookie(&id, dash.access.sessions.ttl());
+    let mut r = Redirect::to(safe_next(field("next"))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// `POST /dashboard/signout`: ends the session and clears the cookie.
+async fn sign_out(State(dash): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
+    for v in headers.get_all(header::COOKIE).iter() {
+        if let Some(id) = v
+            .to_str()
+            .ok()
+            .and_then(|v| auth::cookie_value(v, auth::COOKIE))
+        {
+            dash.access.sessions.end(id);
+        }
+    }
+    let mut r = Redirect::to("/dashboard/").into_response();
+    if let Ok(v) = HeaderValue::from_str(&auth::expired_cookie()) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_sign_in_only_dashboard_paths() {
+        assert_eq!(safe_next(Some("/dashboard/edge")), "/dashboard/edge");
+        assert_eq!(
+            safe_next(Some("/dashboard/calls/CA0123456789abcdef0123456789abcdef")),
+            "/dashboard/calls/CA0123456789abcdef0123456789abcdef"
+        );
+        for bad in [
+            None,
+            Some(""),
+            Some("https://evil.example/dashboard/"),
+            Some("//evil.example/dashboard/"),
+            Some("/dashboard//evil.example"),
+            Some("/dashboard/\\evil"),
+            Some("/api/calls"),
+            Some("/dashboard/ x"),
+        ] {
+            assert_eq!(safe_next(bad), "/dashboard/", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_page_links_only_assets_that_exist() {
+        for page in [LIST, CALL, EDGE, PLAYGROUND, SIGNIN, LOOPBACK_ONLY] {
+            assert!(page.contains("<meta name=\"viewport\""));
+            assert!(page.contains("<html lang=\"en\">"));
+            for (i, _) in page.match_indices("/dashboard/assets/") {
+                let rest = &page[i + "/dashboard/assets/".len()..];
+                let name = &rest[..rest.find('"').unwrap()];
+                assert!(ASSETS.iter().any(|(n, _, _)| *n == name), "{name}");
+            }
+            // The CSP allows no inline script or style.
+            assert!(!page.contains("<script>") && !page.contains("style="));
+        }
+        assert!(SIGNIN.contains("<!--notice-->"));
+    }
+}
