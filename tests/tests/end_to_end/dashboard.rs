@@ -56,6 +56,7 @@ async fn the_dashboard_in_chromium_live_list_call_page_edge_playground_and_sign_
             listen: Some(host_addr),
             top_level: format!("api_token = \"{API_TOKEN}\"\n"),
             sections: format!("\n[edge]\nenvoy_admin_url = \"http://{}\"\n", envoy.admin),
+            ..HostOptions::default()
         },
     )
     .await
