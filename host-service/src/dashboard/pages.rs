@@ -21,12 +21,103 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// A sign-in form body is a token and a path: a few hundred bytes.
 const MAX_FORM: usize = 4096;
 
-const LIST: &str = include_str!("../../dashboard/index.html");
-const CALL: &str = include_str!("../../dashboard/call.html");
-const EDGE: &str = include_str!("../../dashboard/edge.html");
-const PLAYGROUND: &str = include_str!("../../dashboard/playground.html");
-const SIGNIN: &str = include_str!("../../dashboard/signin.html");
-const LOOPBACK_ONLY: &str = include_str!("../../dashboard/loopback-only.html");
+/// Every page is the layout around its own `<main>`; the signed-in pages also get the header
+/// with the navigation, the current page marked.
+const LAYOUT: &str = include_str!("../../dashboard/layout.html");
+const HEADER: &str = include_str!("../../dashboard/header.html");
+
+/// One page: its title, its script (an asset name), whether it has the header (signed-in
+/// pages), the navigation link it is (if one), and its `<main>`.
+struct PageSpec {
+    title: &'static str,
+    script: Option<&'static str>,
+    header: bool,
+    current: Option<&'static str>,
+    main: &'static str,
+}
+
+impl PageSpec {
+    fn render(&self) -> String {
+        let script = self
+            .script
+            .map(|s| format!("<script type=\"module\" src=\"/dashboard/assets/{s}\"></script>\n"))
+            .unwrap_or_default();
+        let header = match (self.header, self.current) {
+            (false, _) => String::new(),
+            (true, None) => HEADER.to_string(),
+            (true, Some(href)) => HEADER.replace(
+                &format!("href=\"{href}\">"),
+                &format!("href=\"{href}\" aria-current=\"page\">"),
+            ),
+        };
+        LAYOUT
+            .replace("{{title}}", self.title)
+            .replace("{{script}}", &script)
+            .replace("{{header}}", &header)
+            .replace("{{main}}", self.main)
+    }
+}
+
+/// The pages, rendered once.
+struct Pages {
+    list: String,
+    call: String,
+    edge: String,
+    playground: String,
+    signin: String,
+    loopback_only: String,
+}
+
+static PAGES: std::sync::LazyLock<Pages> = std::sync::LazyLock::new(|| Pages {
+    list: PageSpec {
+        title: "Calls",
+        script: Some("list.js"),
+        header: true,
+        current: Some("/dashboard/"),
+        main: include_str!("../../dashboard/index.html"),
+    }
+    .render(),
+    call: PageSpec {
+        title: "Call",
+        script: Some("call.js"),
+        header: true,
+        current: None,
+        main: include_str!("../../dashboard/call.html"),
+    }
+    .render(),
+    edge: PageSpec {
+        title: "Edge",
+        script: Some("edge.js"),
+        header: true,
+        current: Some("/dashboard/edge"),
+        main: include_str!("../../dashboard/edge.html"),
+    }
+    .render(),
+    playground: PageSpec {
+        title: "Playground",
+        script: Some("playground.js"),
+        header: true,
+        current: Some("/dashboard/playground"),
+        main: include_str!("../../dashboard/playground.html"),
+    }
+    .render(),
+    signin: PageSpec {
+        title: "Sign in",
+        script: Some("signin.js"),
+        header: false,
+        current: None,
+        main: include_str!("../../dashboard/signin.html"),
+    }
+    .render(),
+    loopback_only: PageSpec {
+        title: "Loopback only",
+        script: None,
+        header: false,
+        current: None,
+        main: include_str!("../../dashboard/loopback-only.html"),
+    }
+    .render(),
+});
 
 /// The assets: name, content type, bytes.
 const ASSETS: [(&str, &str, &str); 7] = [
@@ -116,7 +207,7 @@ fn signin(status: StatusCode, wrong: bool) -> Response {
     secured(
         status,
         "text/html; charset=utf-8",
-        SIGNIN.replace("<!--notice-->", notice),
+        PAGES.signin.replace("<!--notice-->", notice),
     )
 }
 
@@ -125,20 +216,20 @@ fn gated(dash: &Dashboard, request: &Request, page: &'static str) -> Response {
     match dash.access.decide_request(request) {
         Decision::Allow => html(StatusCode::OK, page),
         Decision::Unauthorized => signin(StatusCode::UNAUTHORIZED, false),
-        Decision::LoopbackOnly => html(StatusCode::FORBIDDEN, LOOPBACK_ONLY),
+        Decision::LoopbackOnly => html(StatusCode::FORBIDDEN, &PAGES.loopback_only),
     }
 }
 
 async fn list_page(State(dash): State<Arc<Dashboard>>, request: Request) -> Response {
-    gated(&dash, &request, LIST)
+    gated(&dash, &request, &PAGES.list)
 }
 
 async fn edge_page(State(dash): State<Arc<Dashboard>>, request: Request) -> Response {
-    gated(&dash, &request, EDGE)
+    gated(&dash, &request, &PAGES.edge)
 }
 
 async fn playground_page(State(dash): State<Arc<Dashboard>>, request: Request) -> Response {
-    gated(&dash, &request, PLAYGROUND)
+    gated(&dash, &request, &PAGES.playground)
 }
 
 async fn call_page(
@@ -153,7 +244,7 @@ async fn call_page(
             "not a CallSid (CA + 32 hex)\n",
         );
     }
-    gated(&dash, &request, CALL)
+    gated(&dash, &request, &PAGES.call)
 }
 
 async fn signin_page(State(dash): State<Arc<Dashboard>>) -> Response {
@@ -275,7 +366,15 @@ mod tests {
 
     #[test]
     fn every_page_links_only_assets_that_exist() {
-        for page in [LIST, CALL, EDGE, PLAYGROUND, SIGNIN, LOOPBACK_ONLY] {
+        let p = &*PAGES;
+        for page in [
+            &p.list,
+            &p.call,
+            &p.edge,
+            &p.playground,
+            &p.signin,
+            &p.loopback_only,
+        ] {
             assert!(page.contains("<meta name=\"viewport\""));
             assert!(page.contains("<html lang=\"en\">"));
             for (i, _) in page.match_indices("/dashboard/assets/") {
@@ -286,6 +385,21 @@ mod tests {
             // The CSP allows no inline script or style.
             assert!(!page.contains("<script>") && !page.contains("style="));
         }
-        assert!(SIGNIN.contains("<!--notice-->"));
+        assert!(p.signin.contains("<!--notice-->"));
+        // Each signed-in page has the navigation, with itself (if it is a link there) current.
+        assert!(p
+            .list
+            .contains("href=\"/dashboard/\" aria-current=\"page\">Calls"));
+        assert!(p
+            .edge
+            .contains("href=\"/dashboard/edge\" aria-current=\"page\">Edge"));
+        assert!(p.call.contains("Sign out") && !p.call.contains("aria-current"));
+        assert!(!p.signin.contains("Sign out") && !p.loopback_only.contains("<nav"));
+        assert!(p
+            .playground
+            .contains("<title>Playground · twiml-guard</title>"));
+        assert!(p
+            .playground
+            .contains("src=\"/dashboard/assets/playground.js\""));
     }
 }
