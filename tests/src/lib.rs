@@ -409,6 +409,18 @@ pub struct Envoy {
     client: reqwest::Client,
 }
 
+/// `GET url`, its body as text; the error names the URL.
+pub async fn get_text(client: &reqwest::Client, url: &str) -> Result<String> {
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| HarnessError::Http(format!("GET {url}: {e}")))?;
+    resp.text()
+        .await
+        .map_err(|e| HarnessError::Http(format!("GET {url} body: {e}")))
+}
+
 /// A plain HTTP client for tests: no proxy from the environment, no redirects, no automatic
 /// decompression (tests look at the bytes on the wire).
 pub fn http_client() -> reqwest::Client {
@@ -537,16 +549,7 @@ impl Envoy {
 
     /// GET a path on the admin interface, as text.
     pub async fn admin_get(&self, path: &str) -> Result<String> {
-        let url = format!("http://{}{path}", self.admin);
-        let resp = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| HarnessError::Http(format!("GET {url}: {e}")))?;
-        resp.text()
-            .await
-            .map_err(|e| HarnessError::Http(format!("GET {url} body: {e}")))
+        get_text(&self.client, &format!("http://{}{path}", self.admin)).await
     }
 
     /// `http://<listener><path>`.

@@ -211,15 +211,7 @@ impl HostService {
 
     /// `GET /metrics`: the Prometheus text exposition.
     pub async fn metrics_text(&self) -> Result<String> {
-        let url = format!("http://{}/metrics", self.addr);
-        let resp = http_client()
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| HarnessError::Http(format!("GET {url}: {e}")))?;
-        resp.text()
-            .await
-            .map_err(|e| HarnessError::Http(format!("GET {url} body: {e}")))
+        crate::get_text(&http_client(), &format!("http://{}/metrics", self.addr)).await
     }
 
     pub fn pid(&self) -> u32 {

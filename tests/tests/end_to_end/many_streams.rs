@@ -119,11 +119,12 @@ async fn two_thousand_streams_through_envoy_to_two_replicas_all_run() {
     let sampler = {
         let (peak, a_addr, b_addr) = (Arc::clone(&peak), a.addr, b.addr);
         tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(100));
             loop {
+                every.tick().await;
                 let open = active_streams(a_addr).await.unwrap_or(0)
                     + active_streams(b_addr).await.unwrap_or(0);
                 peak.fetch_max(open, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
     };
