@@ -12,7 +12,7 @@ WASM     := target/$(WASM_TARGET)/release/twiml_guard_filter.wasm
 # Thin LTO for the modules only (see [profile.release] in Cargo.toml).
 WASM_LTO := --config 'profile.release.lto="thin"'
 STAMPS   := .stamps
-APT_PKGS := espeak-ng sox cmake g++ pkg-config wrk skopeo docker-registry
+APT_PKGS := espeak-ng sox cmake g++ pkg-config wrk skopeo docker-registry postgresql
 # The dashboard's browser test drives Debian's chromium (no browser download: see test-browser).
 APT_PKGS += chromium
 

@@ -1,5 +1,6 @@
-//! What the test suites of every crate share, so each waits, finds the venv, speaks and finds the
-//! model the same way: tests wait only by polling with a deadline, never by sleeping a fixed time.
+//! What the test suites of every crate share, so each waits, finds the venv, speaks, finds the
+//! model and runs PostgreSQL ([`PgCluster`]) the same way: tests wait only by polling with a
+//! deadline, never by sleeping a fixed time.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+mod postgres;
+pub use postgres::PgCluster;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -16,6 +20,10 @@ pub enum Error {
     EspeakStart(std::io::Error),
     #[error("espeak-ng failed on {text:?}: {stderr}")]
     Espeak { text: String, stderr: String },
+    #[error("PostgreSQL is not installed (no {0}): `make setup` installs Debian's postgresql")]
+    PostgresMissing(String),
+    #[error("PostgreSQL test cluster: {what}: {detail}")]
+    Postgres { what: String, detail: String },
 }
 
 /// Call `check` until it yields a value or `timeout` passes. The interval grows from 10 ms to
@@ -35,6 +43,27 @@ where
             return Err(Error::Timeout(timeout, what.to_string()));
         }
         tokio::time::sleep(interval).await;
+        interval = (interval * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// [`poll`] for code that cannot await (process start-up, `Drop`): the same deadline and
+/// growing interval, sleeping the thread between calls.
+pub fn poll_blocking<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T, Error> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut interval = Duration::from_millis(10);
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Timeout(timeout, what.to_string()));
+        }
+        std::thread::sleep(interval);
         interval = (interval * 2).min(Duration::from_millis(200));
     }
 }
@@ -116,6 +145,20 @@ mod tests {
         })
         .await
         .unwrap_err();
+        assert_eq!(err.to_string(), "timed out after 30ms waiting for nothing");
+    }
+
+    #[test]
+    fn poll_blocking_returns_the_first_value_and_times_out_naming_what_it_waited_for() {
+        let mut calls = 0;
+        let v = poll_blocking(Duration::from_secs(5), "the third call", || {
+            calls += 1;
+            (calls == 3).then_some(calls)
+        })
+        .unwrap();
+        assert_eq!(v, 3);
+
+        let err = poll_blocking(Duration::from_millis(30), "nothing", || None::<()>).unwrap_err();
         assert_eq!(err.to_string(), "timed out after 30ms waiting for nothing");
     }
 
