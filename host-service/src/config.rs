@@ -39,13 +39,15 @@ pub enum ConfigError {
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// SQLite database and recordings live here.
+    /// Recordings live here (and the SQLite database, unless `database.url` says otherwise).
+    /// With several replicas on PostgreSQL, every replica mounts the same shared directory.
     pub data_dir: PathBuf,
     /// The public base URL Twilio uses (e.g. `https://voice.example.com`): webhook signatures are
     /// checked against it and the recording status callback is built from it.
     pub public_base_url: Option<String>,
     /// Bearer token for `/api/*`. Without one the API answers loopback clients only.
     pub api_token: Option<String>,
+    pub database: DatabaseConfig,
     pub http: HttpConfig,
     pub websocket: WebSocketConfig,
     pub recording: RecordingConfig,
@@ -68,6 +70,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             public_base_url: None,
             api_token: None,
+            database: DatabaseConfig::default(),
             http: HttpConfig::default(),
             websocket: WebSocketConfig::default(),
             recording: RecordingConfig::default(),
@@ -81,6 +84,31 @@ impl Default for Config {
             extraction: Default::default(),
             #[cfg(feature = "test-engines")]
             test_engines: Default::default(),
+        }
+    }
+}
+
+/// Where the durable state lives: SQLite in `data_dir` (one replica), or PostgreSQL shared by
+/// several replicas.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/NAME`; unset: SQLite at
+    /// `data_dir/host-service.db`.
+    pub url: Option<String>,
+    /// PostgreSQL: connections per replica.
+    pub max_connections: u32,
+    /// PostgreSQL: a replica that has not said it is alive for this long is dead; the streams
+    /// it was recording are finished (repaired) by another replica.
+    pub replica_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 10,
+            replica_timeout_ms: 15_000,
         }
     }
 }
@@ -508,6 +536,20 @@ impl Config {
                 "required to check webhook signatures (the URL Twilio signed)",
             );
         }
+        if let Some(url) = &self.database.url {
+            if let Err(message) = crate::db::Location::parse(url) {
+                return invalid("database.url", &message);
+            }
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self.database.replica_timeout_ms < 3_000 {
+            return invalid(
+                "database.replica_timeout_ms",
+                "must be at least 3000 (replicas say they are alive every third of it)",
+            );
+        }
         if self.websocket.max_sockets == 0 {
             return invalid("websocket.max_sockets", "must be at least 1");
         }
@@ -897,7 +939,7 @@ mod tests {
             .collect();
         ours.sort();
         assert_eq!(ours, documented);
-        assert_eq!(ours.len(), 38);
+        assert_eq!(ours.len(), 41);
     }
 
     /// Variables for optional keys are taken as text: a digits-only token stays a string.

@@ -1,6 +1,6 @@
 //! The twiml-guard host service: terminates Twilio Media Streams behind Envoy, records each call,
 //! answers the `<Connect action>` webhook and runs a durable post-call pipeline (recording ready,
-//! transcription, extraction) on a SQLite job queue.
+//! transcription, extraction) on a job queue in SQLite, or in PostgreSQL shared by several replicas.
 //!
 //! Layout:
 //! - `session` (the protocol as a state machine), `recording` (the two-channel WAV writer and
@@ -10,8 +10,9 @@
 //! - `recording_writer` (a recording's own thread: disk writes stay off the async workers).
 //! - `ws` (one socket, over any `Sink`/`Stream`), `http` (router, webhooks, API, auth), `server`
 //!   (the accept loop with header-read timeout and shutdown deadline).
-//! - `db` (calls, streams and the job queue), `pipeline` (workers and stages), `retention`
-//!   (deletes expired calls), `twilio_api` (the REST calls of the `twilio` recording source).
+//! - `db` (calls, streams and the job queue), `pipeline` (workers and stages), `replica` (alive
+//!   replicas, taking over a dead one's streams, job notifications), `retention` (deletes
+//!   expired calls), `twilio_api` (the REST calls of the `twilio` recording source).
 //! - `state` (`AppState`, `Tracker`), `shutdown`, `config`, `metrics`, `error`, `sid`, `fsutil`,
 //!   `clock`.
 //!
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod recording;
 pub mod recording_writer;
+pub mod replica;
 pub mod retention;
 pub mod server;
 pub mod session;
@@ -134,6 +136,12 @@ pub async fn run(
         twilio: state.twilio.clone(),
     });
     let workers = pipeline.spawn(stop_rx.clone());
+    let replica = tokio::spawn(replica::run(
+        state.store.clone(),
+        state.clock.clone(),
+        cfg.database.replica_timeout_ms,
+        stop_rx.clone(),
+    ));
     if cfg.retention.days > 0 {
         tokio::spawn(retention::run(
             state.store.clone(),
@@ -182,6 +190,8 @@ pub async fn run(
     if tokio::time::timeout(drain, all).await.is_err() {
         tracing::warn!("stages still running at the drain timeout; they resume on the next start");
     }
+    let _ = replica.await;
+    replica::leave(&store).await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -1,11 +1,11 @@
-//! The post-call pipeline: workers take jobs from the SQLite queue and run the stages (recording
+//! The post-call pipeline: workers take jobs from the database queue and run the stages (recording
 //! ready, transcribe, extract). A worker holds a lease it renews while a stage runs; results are
 //! written in the transaction that completes the job, so a stage completes exactly once even when
 //! a worker dies half way and another one runs it again.
 
 use crate::clock::Clock;
 use crate::config::{PipelineConfig, RecordingSource};
-use crate::db::{Job, Outcome, Stage, StageOutput, Store, StreamStatus};
+use crate::db::{Backend, Job, Outcome, Stage, StageOutput, Store, StreamStatus};
 use crate::metrics::Metrics;
 use crate::twilio_api::TwilioClient;
 use crate::ws::CloseReason;
@@ -77,6 +77,10 @@ impl From<EngineError> for StageError {
     }
 }
 
+/// On PostgreSQL, `NOTIFY` wakes idle workers; this bounds only a notification lost with a
+/// dropped connection (the listener also wakes everyone when it reconnects).
+const POSTGRES_IDLE: Duration = Duration::from_secs(30);
+
 /// What the workers share.
 pub struct Pipeline {
     pub store: Store,
@@ -110,11 +114,16 @@ impl Pipeline {
     }
 
     async fn worker(self: Arc<Self>, id: String, mut shutdown: watch::Receiver<bool>) {
-        let poll = Duration::from_millis(self.config.poll_ms);
+        let poll = self.idle_limit();
+        let jobs_changed = self.store.jobs_changed();
         loop {
             if *shutdown.borrow() {
                 return;
             }
+            // Registered before the look, so a job queued between the look and the wait wakes us.
+            let woken = jobs_changed.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let now = self.clock.now_ms();
             match self.store.claim(&id, now, self.config.lease_ms).await {
                 Ok(Some(job)) => {
@@ -124,7 +133,7 @@ impl Pipeline {
                 Ok(None) => {}
                 Err(e) => tracing::error!(worker = %id, error = %e, "cannot read the job queue"),
             }
-            // Sleep until the next job is due, at most one poll interval (new jobs may arrive).
+            // Sleep until the next job is due or a new one is queued, at most `poll`.
             let wait = match self.store.next_due().await {
                 Ok(Some(due)) => {
                     Duration::from_millis((due - now).clamp(1, poll.as_millis() as i64) as u64)
@@ -134,11 +143,22 @@ impl Pipeline {
             tokio::select! {
                 _ = crate::shutdown::wait_true(&mut shutdown) => return,
                 _ = tokio::time::sleep(wait) => {}
+                _ = &mut woken => {}
             }
         }
     }
 
-    /// Run one attempt of a job, renewing its lease meanwhile, and record the outcome.
+    /// The longest an idle worker sleeps with nothing due. New jobs wake it (on PostgreSQL
+    /// through `NOTIFY` from any replica), so this only bounds a missed wake-up: `poll_ms` on
+    /// SQLite, and on PostgreSQL never shorter than `POSTGRES_IDLE`, so replicas do not poll.
+    fn idle_limit(&self) -> Duration {
+        let poll = Duration::from_millis(self.config.poll_ms);
+        match self.store.backend() {
+            Backend::Sqlite => poll,
+            Backend::Postgres => poll.max(POSTGRES_IDLE),
+        }
+    }
+
     pub async fn run_job(&self, worker: &str, job: Job) {
         let call_sid = job.call_sid.clone();
         let stage = job.stage.name();
@@ -447,9 +467,12 @@ fn log_done(call_sid: &str, output: &StageOutput, attempt: u32) {
 
 /// Fix recordings a crashed process left open: the header gets the sizes of what is on disk,
 /// the audio is kept, and the stream is marked `repaired` so the pipeline can use it.
-pub async fn repair_recordings(store: &Store) -> Result<usize, crate::db::DbError> {
+pub async fn repair_recordings(
+    store: &Store,
+    alive_since_ms: i64,
+) -> Result<usize, crate::db::DbError> {
     let mut repaired = 0;
-    for (stream_sid, path) in store.unfinished_recordings().await? {
+    for (stream_sid, path) in store.take_orphaned_streams(alive_since_ms).await? {
         if path.is_empty() {
             // No file was being written (the `twilio` source, or a socket that had just started).
             store

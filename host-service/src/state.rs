@@ -3,11 +3,11 @@
 
 use crate::clock::Clock;
 use crate::config::{AppKind, Config};
-use crate::db::Store;
+use crate::db::{Location, Store, StoreOptions};
 use crate::metrics::Metrics;
 use crate::twilio_api::TwilioClient;
 use crate::voice::{self, AppFactory};
-use crate::{fsutil, pipeline, StartError};
+use crate::{fsutil, StartError};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -84,8 +84,25 @@ impl AppState {
             path: recordings_dir.clone(),
             error,
         })?;
-        let store = Store::open(&data.join("host-service.db")).await?;
-        let repaired = pipeline::repair_recordings(&store).await?;
+        let location =
+            Location::from_config(config.database.url.as_deref(), &data).map_err(|message| {
+                crate::config::ConfigError::Invalid {
+                    key: "database.url",
+                    message,
+                }
+            })?;
+        let store = Store::connect(
+            &location,
+            &StoreOptions {
+                max_connections: config.database.max_connections,
+            },
+        )
+        .await?;
+        store.check_shared_dir(&recordings_dir).await?;
+        tracing::info!(database = %location.redacted(), replica = store.replica(), "database open");
+        let repaired =
+            crate::replica::start(&store, &Clock::new(), config.database.replica_timeout_ms)
+                .await?;
         if repaired > 0 {
             tracing::warn!(repaired, "repaired recordings left open by a previous run");
         }

@@ -1,7 +1,7 @@
 //! The call repository: calls, their streams and errors, as webhooks and sockets report them,
 //! plus the retention sweep's deletes and the reads behind the API.
 
-use super::queue::{enqueue, Stage};
+use super::queue::Stage;
 use super::status::StreamStatus;
 use super::views::{CallDetail, CallSummary, ErrorRow, JobRow, RecordingDetail, StreamRow};
 use super::{Result, Store};
@@ -48,8 +48,8 @@ impl Store {
         recording_source: &str,
         now: i64,
     ) -> Result<StreamStart> {
-        let mut tx = self.write_tx().await?;
-        let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM streams WHERE stream_sid = ?1")
+        let mut tx = self.write_tx(call_sid).await?;
+        let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM streams WHERE stream_sid = $1")
             .bind(stream_sid)
             .fetch_optional(&mut *tx)
             .await?;
@@ -57,7 +57,7 @@ impl Store {
             return Ok(StreamStart::DuplicateStream);
         }
         let ended: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT ended_at_ms FROM calls WHERE call_sid = ?1")
+            sqlx::query_scalar("SELECT ended_at_ms FROM calls WHERE call_sid = $1")
                 .bind(call_sid)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -67,7 +67,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO calls (call_sid, account_sid, from_number, to_number, status, created_at_ms,
                                 recording_source, recording_status)
-             VALUES (?1, ?2, ?3, ?4, 'in_progress', ?5, ?6, 'pending')
+             VALUES ($1, $2, $3, $4, 'in_progress', $5, $6, 'pending')
              ON CONFLICT (call_sid) DO UPDATE SET
                account_sid = COALESCE(calls.account_sid, excluded.account_sid),
                from_number = COALESCE(calls.from_number, excluded.from_number),
@@ -82,19 +82,20 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let idx: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(idx), -1) + 1 FROM streams WHERE call_sid = ?1",
+            "SELECT COALESCE(MAX(idx), -1) + 1 FROM streams WHERE call_sid = $1",
         )
         .bind(call_sid)
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO streams (stream_sid, call_sid, idx, status, started_at_ms)
-             VALUES (?1, ?2, ?3, 'streaming', ?4)",
+            "INSERT INTO streams (stream_sid, call_sid, idx, status, started_at_ms, replica)
+             VALUES ($1, $2, $3, 'streaming', $4, $5)",
         )
         .bind(stream_sid)
         .bind(call_sid)
         .bind(idx)
         .bind(now)
+        .bind(self.replica())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -102,10 +103,10 @@ impl Store {
     }
 
     pub async fn stream_recording_path(&self, stream_sid: &str, path: &str) -> Result<()> {
-        sqlx::query("UPDATE streams SET path = ?2, status = 'recording' WHERE stream_sid = ?1")
+        sqlx::query("UPDATE streams SET path = $2, status = 'recording' WHERE stream_sid = $1")
             .bind(stream_sid)
             .bind(path)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?;
         Ok(())
     }
@@ -122,9 +123,9 @@ impl Store {
         now: i64,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE streams SET status = ?2, frames = ?3, duration_ms = ?3 / 8, frames_in = ?4,
-               frames_out = ?5, bad_messages = ?6, close_reason = ?7, stopped_at_ms = ?8
-             WHERE stream_sid = ?1",
+            "UPDATE streams SET status = $2, frames = $3, duration_ms = $3 / 8, frames_in = $4,
+               frames_out = $5, bad_messages = $6, close_reason = $7, stopped_at_ms = $8
+             WHERE stream_sid = $1",
         )
         .bind(stream_sid)
         .bind(status)
@@ -134,38 +135,20 @@ impl Store {
         .bind(counters.2 as i64)
         .bind(close_reason)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         Ok(())
-    }
-
-    /// Streams whose recordings a previous process left open.
-    pub async fn unfinished_recordings(&self) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT stream_sid, path FROM streams WHERE status IN ('streaming', 'recording')",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get("stream_sid"),
-                    r.get::<Option<String>, _>("path").unwrap_or_default(),
-                )
-            })
-            .collect())
     }
 
     /// The longest saved stream recording of a call.
     pub async fn best_stream_recording(&self, call_sid: &str) -> Result<Option<(String, i64)>> {
         let row = sqlx::query(
             "SELECT path, COALESCE(frames, 0) AS frames FROM streams
-             WHERE call_sid = ?1 AND status IN ('saved', 'repaired') AND path IS NOT NULL
+             WHERE call_sid = $1 AND status IN ('saved', 'repaired') AND path IS NOT NULL
              ORDER BY frames DESC, idx LIMIT 1",
         )
         .bind(call_sid)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await?;
         Ok(row.map(|r| (r.get("path"), r.get::<i64, _>("frames") / 8)))
     }
@@ -173,10 +156,10 @@ impl Store {
     /// Streams still open for a call (the recording stage waits for them).
     pub async fn open_streams(&self, call_sid: &str) -> Result<i64> {
         Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM streams WHERE call_sid = ?1 AND status IN ('streaming', 'recording')",
+            "SELECT COUNT(*) FROM streams WHERE call_sid = $1 AND status IN ('streaming', 'recording')",
         )
         .bind(call_sid)
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool())
         .await?)
     }
 
@@ -189,11 +172,11 @@ impl Store {
         recording_source: &str,
         now: i64,
     ) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.write_tx(call_sid).await?;
         sqlx::query(
             "INSERT INTO calls (call_sid, account_sid, from_number, to_number, status, created_at_ms,
                                 recording_source, recording_status)
-             VALUES (?1, ?2, ?3, ?4, 'in_progress', ?5, ?6, 'pending')
+             VALUES ($1, $2, $3, $4, 'in_progress', $5, $6, 'pending')
              ON CONFLICT (call_sid) DO NOTHING",
         )
         .bind(call_sid)
@@ -205,11 +188,11 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let changed = sqlx::query(
-            "UPDATE calls SET status = 'ended', ended_at_ms = ?2, call_status = ?3,
-               account_sid = COALESCE(account_sid, ?4),
-               from_number = COALESCE(from_number, ?5),
-               to_number = COALESCE(to_number, ?6)
-             WHERE call_sid = ?1 AND ended_at_ms IS NULL",
+            "UPDATE calls SET status = 'ended', ended_at_ms = $2, call_status = $3,
+               account_sid = COALESCE(account_sid, $4),
+               from_number = COALESCE(from_number, $5),
+               to_number = COALESCE(to_number, $6)
+             WHERE call_sid = $1 AND ended_at_ms IS NULL",
         )
         .bind(call_sid)
         .bind(now)
@@ -221,17 +204,19 @@ impl Store {
         .await?
         .rows_affected();
         if changed == 1 {
-            enqueue(&mut tx, call_sid, Stage::Recording, now).await?;
+            self.enqueue(&mut tx, call_sid, Stage::Recording, now)
+                .await?;
         }
         tx.commit().await?;
+        self.jobs_committed();
         Ok(changed == 1)
     }
 
     pub async fn set_recording_status(&self, call_sid: &str, status: &str) -> Result<()> {
-        sqlx::query("UPDATE calls SET recording_status = ?2 WHERE call_sid = ?1")
+        sqlx::query("UPDATE calls SET recording_status = $2 WHERE call_sid = $1")
             .bind(call_sid)
             .bind(status)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?;
         Ok(())
     }
@@ -246,13 +231,13 @@ impl Store {
         url: Option<&str>,
         now: i64,
     ) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.write_tx(call_sid).await?;
         let n = sqlx::query(
-            "UPDATE calls SET twilio_recording_sid = ?2,
-               twilio_recording_url = COALESCE(?4, twilio_recording_url),
+            "UPDATE calls SET twilio_recording_sid = $2,
+               twilio_recording_url = COALESCE($4, twilio_recording_url),
                recording_status = CASE WHEN recording_status = 'saved' THEN 'saved'
-                                       ELSE 'twilio_' || ?3 END
-             WHERE call_sid = ?1",
+                                       ELSE 'twilio_' || $3 END
+             WHERE call_sid = $1",
         )
         .bind(call_sid)
         .bind(recording_sid)
@@ -263,25 +248,27 @@ impl Store {
         .rows_affected();
         if n == 1 && status == "completed" {
             sqlx::query(
-                "UPDATE jobs SET run_at_ms = MIN(run_at_ms, ?2)
-                 WHERE call_sid = ?1 AND stage = 'recording' AND state = 'queued'",
+                "UPDATE jobs SET run_at_ms = CASE WHEN run_at_ms < $2 THEN run_at_ms ELSE $2 END
+                 WHERE call_sid = $1 AND stage = 'recording' AND state = 'queued'",
             )
             .bind(call_sid)
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            self.jobs_due(&mut tx).await?;
         }
         tx.commit().await?;
+        self.jobs_committed();
         Ok(n == 1)
     }
 
     pub async fn twilio_recording(&self, call_sid: &str) -> Result<TwilioRecording> {
         let row = sqlx::query(
             "SELECT recording_status, twilio_recording_url, ended_at_ms, account_sid
-             FROM calls WHERE call_sid = ?1",
+             FROM calls WHERE call_sid = $1",
         )
         .bind(call_sid)
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool())
         .await?;
         Ok(TwilioRecording {
             status: row.get(0),
@@ -299,13 +286,13 @@ impl Store {
         now: i64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO call_errors (call_sid, at_ms, stage, message) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO call_errors (call_sid, at_ms, stage, message) VALUES ($1, $2, $3, $4)",
         )
         .bind(call_sid)
         .bind(now)
         .bind(stage)
         .bind(message)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         Ok(())
     }
@@ -316,7 +303,7 @@ impl Store {
     /// stage), with every file they own.
     pub async fn expired_calls(&self, cutoff_ms: i64) -> Result<Vec<(String, Vec<String>)>> {
         let sids: Vec<String> = sqlx::query_scalar(
-            "SELECT call_sid FROM calls c WHERE created_at_ms < ?1
+            "SELECT call_sid FROM calls c WHERE created_at_ms < $1
                AND NOT EXISTS (SELECT 1 FROM streams s WHERE s.call_sid = c.call_sid
                                AND s.status IN ('streaming', 'recording'))
                AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.call_sid = c.call_sid
@@ -324,17 +311,17 @@ impl Store {
              ORDER BY created_at_ms",
         )
         .bind(cutoff_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         let mut out = Vec::with_capacity(sids.len());
         for sid in sids {
             let mut files: Vec<String> = sqlx::query_scalar(
-                "SELECT path FROM streams WHERE call_sid = ?1 AND path IS NOT NULL
-                 UNION SELECT recording_path FROM calls WHERE call_sid = ?1
+                "SELECT path FROM streams WHERE call_sid = $1 AND path IS NOT NULL
+                 UNION SELECT recording_path FROM calls WHERE call_sid = $1
                    AND recording_path IS NOT NULL",
             )
             .bind(&sid)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await?;
             files.sort();
             out.push((sid, files));
@@ -345,14 +332,14 @@ impl Store {
     /// Delete a call and everything stored about it (streams, errors, stages), in one
     /// transaction. False when it was gone already.
     pub async fn delete_call(&self, call_sid: &str) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.write_tx(call_sid).await?;
         for table in ["streams", "call_errors", "jobs"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE call_sid = ?1"))
+            sqlx::query(&format!("DELETE FROM {table} WHERE call_sid = $1"))
                 .bind(call_sid)
                 .execute(&mut *tx)
                 .await?;
         }
-        let n = sqlx::query("DELETE FROM calls WHERE call_sid = ?1")
+        let n = sqlx::query("DELETE FROM calls WHERE call_sid = $1")
             .bind(call_sid)
             .execute(&mut *tx)
             .await?
@@ -374,13 +361,13 @@ impl Store {
             "SELECT call_sid, status, from_number, to_number, created_at_ms, ended_at_ms,
                     recording_status
              FROM calls
-             WHERE created_at_ms < ?1 OR (created_at_ms = ?1 AND call_sid < ?2)
-             ORDER BY created_at_ms DESC, call_sid DESC LIMIT ?3",
+             WHERE created_at_ms < $1 OR (created_at_ms = $1 AND call_sid < $2)
+             ORDER BY created_at_ms DESC, call_sid DESC LIMIT $3",
         )
         .bind(ts)
         .bind(sid)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -399,25 +386,25 @@ impl Store {
 
     pub async fn recording_path(&self, call_sid: &str) -> Result<Option<String>> {
         Ok(
-            sqlx::query_scalar("SELECT recording_path FROM calls WHERE call_sid = ?1")
+            sqlx::query_scalar("SELECT recording_path FROM calls WHERE call_sid = $1")
                 .bind(call_sid)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.pool())
                 .await?
                 .flatten(),
         )
     }
 
     pub async fn call_detail(&self, call_sid: &str) -> Result<Option<CallDetail>> {
-        let Some(r) = sqlx::query("SELECT * FROM calls WHERE call_sid = ?1")
+        let Some(r) = sqlx::query("SELECT * FROM calls WHERE call_sid = $1")
             .bind(call_sid)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?
         else {
             return Ok(None);
         };
-        let streams = sqlx::query("SELECT * FROM streams WHERE call_sid = ?1 ORDER BY idx")
+        let streams = sqlx::query("SELECT * FROM streams WHERE call_sid = $1 ORDER BY idx")
             .bind(call_sid)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await?
             .iter()
             .map(|s| {
@@ -436,9 +423,9 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut stages: Vec<JobRow> = sqlx::query("SELECT * FROM jobs WHERE call_sid = ?1")
+        let mut stages: Vec<JobRow> = sqlx::query("SELECT * FROM jobs WHERE call_sid = $1")
             .bind(call_sid)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await?
             .iter()
             .map(|j| {
@@ -456,10 +443,10 @@ impl Store {
             .collect::<Result<_>>()?;
         stages.sort_by_key(|j| j.stage as u8);
         let errors = sqlx::query(
-            "SELECT at_ms, stage, message FROM call_errors WHERE call_sid = ?1 ORDER BY id",
+            "SELECT at_ms, stage, message FROM call_errors WHERE call_sid = $1 ORDER BY id",
         )
         .bind(call_sid)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?
         .iter()
         .map(|e| ErrorRow {
@@ -506,10 +493,10 @@ impl Store {
         call_sid: &str,
     ) -> Result<(Option<String>, Option<String>, i64)> {
         let r = sqlx::query(
-            "SELECT recording_path, transcript_json, created_at_ms FROM calls WHERE call_sid = ?1",
+            "SELECT recording_path, transcript_json, created_at_ms FROM calls WHERE call_sid = $1",
         )
         .bind(call_sid)
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool())
         .await?;
         Ok((r.get(0), r.get(1), r.get(2)))
     }

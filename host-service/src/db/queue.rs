@@ -1,18 +1,21 @@
 //! The post-call job queue: claim with a lease, renew, complete (writing the stage's result in
 //! the same transaction), defer, fail with backoff. Every transition is guarded by the lease, so
-//! a dead worker's late write changes nothing.
+//! a dead worker's late write changes nothing. On PostgreSQL, replicas claim with
+//! `FOR UPDATE SKIP LOCKED` (two never wait on, or take, the same job) and a transaction that
+//! makes a job due sends `NOTIFY`, which wakes the idle workers of every replica.
 
-use super::status::{CallStatus, JobState, TranscriptionStatus};
-use super::{Result, Store};
+use super::status::{stored_as_text, CallStatus, JobState, TranscriptionStatus};
+use super::{Backend, Result, Store};
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// The pipeline's stages, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-#[sqlx(rename_all = "snake_case")]
 pub enum Stage {
     Recording,
     Transcribe,
@@ -23,11 +26,7 @@ impl Stage {
     pub const ALL: [Stage; 3] = [Stage::Recording, Stage::Transcribe, Stage::Extract];
 
     pub fn name(self) -> &'static str {
-        match self {
-            Stage::Recording => "recording",
-            Stage::Transcribe => "transcribe",
-            Stage::Extract => "extract",
-        }
+        self.as_str()
     }
 
     pub fn next(self) -> Option<Stage> {
@@ -38,6 +37,15 @@ impl Stage {
         }
     }
 }
+
+stored_as_text!(Stage {
+    Recording => "recording",
+    Transcribe => "transcribe",
+    Extract => "extract",
+});
+
+/// The PostgreSQL channel a transaction that makes a job due notifies.
+pub const JOBS_CHANNEL: &str = "twiml_guard_jobs";
 
 /// A job a worker holds the lease on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,19 +92,23 @@ impl Store {
     /// Take the next due job: a queued one whose time has come, or a running one whose lease
     /// has expired (its worker died). One statement, so two workers never take the same job.
     pub async fn claim(&self, worker: &str, now: i64, lease_ms: u64) -> Result<Option<Job>> {
-        let row = sqlx::query(
-            "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_until_ms = ?2 + ?3,
-               attempts = attempts + 1, started_at_ms = ?2
+        let lock = match self.backend() {
+            Backend::Sqlite => "",
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        };
+        let row = sqlx::query(&format!(
+            "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until_ms = $2 + $3,
+               attempts = attempts + 1, started_at_ms = $2
              WHERE id = (SELECT id FROM jobs
-                         WHERE (state = 'queued' AND run_at_ms <= ?2)
-                            OR (state = 'running' AND lease_until_ms <= ?2)
-                         ORDER BY run_at_ms, id LIMIT 1)
-             RETURNING id, call_sid, stage, attempts",
-        )
+                         WHERE (state = 'queued' AND run_at_ms <= $2)
+                            OR (state = 'running' AND lease_until_ms <= $2)
+                         ORDER BY run_at_ms, id LIMIT 1 {lock})
+             RETURNING id, call_sid, stage, attempts"
+        ))
         .bind(worker)
         .bind(now)
         .bind(lease_ms as i64)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await?;
         Ok(row.and_then(|r| job_from_row(&r)))
     }
@@ -104,14 +116,14 @@ impl Store {
     /// Extend a lease while a long stage runs. False when the lease was lost.
     pub async fn renew(&self, job: &Job, worker: &str, now: i64, lease_ms: u64) -> Result<bool> {
         let n = sqlx::query(
-            "UPDATE jobs SET lease_until_ms = ?3 + ?4
-             WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+            "UPDATE jobs SET lease_until_ms = $3 + $4
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
         )
         .bind(job.id)
         .bind(worker)
         .bind(now)
         .bind(lease_ms as i64)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?
         .rows_affected();
         Ok(n == 1)
@@ -126,11 +138,11 @@ impl Store {
         output: &StageOutput,
         now: i64,
     ) -> Result<Outcome> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.write_tx(&job.call_sid).await?;
         let n = sqlx::query(
-            "UPDATE jobs SET state = 'done', finished_at_ms = ?3, duration_ms = ?3 - started_at_ms,
+            "UPDATE jobs SET state = 'done', finished_at_ms = $3, duration_ms = $3 - started_at_ms,
                lease_owner = NULL, lease_until_ms = NULL
-             WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
         )
         .bind(job.id)
         .bind(worker)
@@ -144,22 +156,22 @@ impl Store {
         let sid = job.call_sid.as_str();
         let update = match output {
             StageOutput::Recording { path, duration_ms } => sqlx::query(
-                "UPDATE calls SET recording_status = 'saved', recording_path = ?2,
-                   recording_duration_ms = ?3, status = 'processing'
-                 WHERE call_sid = ?1",
+                "UPDATE calls SET recording_status = 'saved', recording_path = $2,
+                   recording_duration_ms = $3, status = 'processing'
+                 WHERE call_sid = $1",
             )
             .bind(sid)
             .bind(path)
             .bind(*duration_ms as i64),
             StageOutput::Transcript { json } => sqlx::query(
-                "UPDATE calls SET transcription_status = ?3, transcript_json = ?2
-                 WHERE call_sid = ?1",
+                "UPDATE calls SET transcription_status = $3, transcript_json = $2
+                 WHERE call_sid = $1",
             )
             .bind(sid)
             .bind(json)
             .bind(TranscriptionStatus::Done),
             StageOutput::TranscriptionSkipped => {
-                sqlx::query("UPDATE calls SET transcription_status = ?2 WHERE call_sid = ?1")
+                sqlx::query("UPDATE calls SET transcription_status = $2 WHERE call_sid = $1")
                     .bind(sid)
                     .bind(TranscriptionStatus::SkippedEngineNone)
             }
@@ -168,24 +180,24 @@ impl Store {
                 fields_json,
                 engine,
             } => sqlx::query(
-                "UPDATE calls SET summary = ?2, fields_json = ?3, extraction_engine = ?4
-                 WHERE call_sid = ?1",
+                "UPDATE calls SET summary = $2, fields_json = $3, extraction_engine = $4
+                 WHERE call_sid = $1",
             )
             .bind(sid)
             .bind(summary)
             .bind(fields_json)
             .bind(engine),
             StageOutput::ExtractionSkipped => sqlx::query(
-                "UPDATE calls SET extraction_engine = 'skipped: no transcript' WHERE call_sid = ?1",
+                "UPDATE calls SET extraction_engine = 'skipped: no transcript' WHERE call_sid = $1",
             )
             .bind(sid),
         };
         update.execute(&mut *tx).await?;
         match job.stage.next() {
-            Some(next) => enqueue(&mut tx, &job.call_sid, next, now).await?,
+            Some(next) => self.enqueue(&mut tx, &job.call_sid, next, now).await?,
             None => {
                 sqlx::query(
-                    "UPDATE calls SET status = 'completed', completed_at_ms = ?2 WHERE call_sid = ?1",
+                    "UPDATE calls SET status = 'completed', completed_at_ms = $2 WHERE call_sid = $1",
                 )
                 .bind(&job.call_sid)
                 .bind(now)
@@ -194,6 +206,7 @@ impl Store {
             }
         }
         tx.commit().await?;
+        self.jobs_committed();
         Ok(Outcome::Done)
     }
 
@@ -208,15 +221,15 @@ impl Store {
         reason: &str,
     ) -> Result<bool> {
         let n = sqlx::query(
-            "UPDATE jobs SET state = 'queued', run_at_ms = ?3, last_error = ?4,
-               attempts = MAX(attempts - 1, 0), lease_owner = NULL, lease_until_ms = NULL
-             WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+            "UPDATE jobs SET state = 'queued', run_at_ms = $3, last_error = $4,
+               attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, lease_owner = NULL, lease_until_ms = NULL
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
         )
         .bind(job.id)
         .bind(worker)
         .bind(run_at_ms)
         .bind(reason)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?
         .rows_affected();
         Ok(n == 1)
@@ -235,7 +248,7 @@ impl Store {
         backoff: (u64, u64),
         now: i64,
     ) -> Result<Outcome> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.write_tx(&job.call_sid).await?;
         let outcome = if retry && job.attempts < max_attempts {
             Outcome::Retry {
                 run_at_ms: now.saturating_add(backoff_ms(job.attempts, backoff)),
@@ -248,9 +261,9 @@ impl Store {
             _ => (JobState::Failed, now),
         };
         let n = sqlx::query(
-            "UPDATE jobs SET state = ?3, run_at_ms = ?4, last_error = ?5, lease_owner = NULL,
-               lease_until_ms = NULL, finished_at_ms = ?6, duration_ms = ?6 - started_at_ms
-             WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+            "UPDATE jobs SET state = $3, run_at_ms = $4, last_error = $5, lease_owner = NULL,
+               lease_until_ms = NULL, finished_at_ms = $6, duration_ms = $6 - started_at_ms
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
         )
         .bind(job.id)
         .bind(worker)
@@ -265,7 +278,7 @@ impl Store {
             return Ok(Outcome::LeaseLost);
         }
         sqlx::query(
-            "INSERT INTO call_errors (call_sid, at_ms, stage, message) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO call_errors (call_sid, at_ms, stage, message) VALUES ($1, $2, $3, $4)",
         )
         .bind(&job.call_sid)
         .bind(now)
@@ -274,7 +287,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if outcome == Outcome::Failed {
-            sqlx::query("UPDATE calls SET status = ?2 WHERE call_sid = ?1")
+            sqlx::query("UPDATE calls SET status = $2 WHERE call_sid = $1")
                 .bind(&job.call_sid)
                 .bind(CallStatus::Failed)
                 .execute(&mut *tx)
@@ -287,7 +300,7 @@ impl Store {
     /// Jobs per state, for `/metrics`.
     pub async fn job_counts(&self) -> Result<Vec<(String, String, i64)>> {
         let rows = sqlx::query("SELECT stage, state, COUNT(*) FROM jobs GROUP BY stage, state")
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await?;
         Ok(rows
             .iter()
@@ -301,7 +314,7 @@ impl Store {
             "SELECT MIN(CASE WHEN state = 'queued' THEN run_at_ms ELSE lease_until_ms END)
              FROM jobs WHERE state IN ('queued', 'running')",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool())
         .await?)
     }
 }
@@ -317,26 +330,89 @@ fn backoff_ms(attempts: u32, (base_ms, cap_ms): (u64, u64)) -> i64 {
     i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
 }
 
-pub(super) async fn enqueue(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    call_sid: &str,
-    stage: Stage,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO jobs (call_sid, stage, state, run_at_ms, created_at_ms)
-         VALUES (?1, ?2, 'queued', ?3, ?3)
-         ON CONFLICT (call_sid, stage) DO NOTHING",
-    )
-    .bind(call_sid)
-    .bind(stage.name())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+impl Store {
+    /// Queue a stage (once per call: a replayed webhook queues nothing) and wake the workers
+    /// when the transaction commits.
+    pub(super) async fn enqueue(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        call_sid: &str,
+        stage: Stage,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO jobs (call_sid, stage, state, run_at_ms, created_at_ms)
+             VALUES ($1, $2, 'queued', $3, $3)
+             ON CONFLICT (call_sid, stage) DO NOTHING",
+        )
+        .bind(call_sid)
+        .bind(stage)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        self.jobs_due(tx).await
+    }
+
+    /// Jobs became due in `tx`: PostgreSQL delivers `NOTIFY` at commit to every listening
+    /// replica, this one included. SQLite has only this process to wake, after the commit
+    /// (`jobs_committed`), so the woken worker's look finds the job.
+    pub(super) async fn jobs_due(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(JOBS_CHANNEL)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// After committing a transaction that called `jobs_due`.
+    pub(super) fn jobs_committed(&self) {
+        if self.backend() == Backend::Sqlite {
+            self.jobs_changed.notify_waiters();
+        }
+    }
+
+    /// Wakes when jobs may have become due; create it before looking at the queue, so a wake-up
+    /// between the look and the wait is not lost.
+    pub fn jobs_changed(&self) -> Arc<Notify> {
+        self.jobs_changed.clone()
+    }
+
+    /// PostgreSQL: relay `NOTIFY` on `JOBS_CHANNEL` to this process's workers until the pool
+    /// closes. A dropped connection reconnects and wakes everyone once (a notification may
+    /// have been missed meanwhile). SQLite: nothing to listen to.
+    pub async fn listen_for_jobs(&self) -> Result<()> {
+        if self.backend() != Backend::Postgres {
+            return Ok(());
+        }
+        let Some(url) = self.postgres_url() else {
+            return Ok(());
+        };
+        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        listener.listen(JOBS_CHANNEL).await?;
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => self.jobs_changed.notify_waiters(),
+                Ok(None) => {
+                    tracing::warn!("job notifications: connection lost, reconnecting");
+                    self.jobs_changed.notify_waiters();
+                }
+                Err(e) if self.pool().is_closed() => {
+                    tracing::debug!(error = %e, "job notifications: store closed");
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "job notifications: cannot receive; retrying");
+                    self.jobs_changed.notify_waiters();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
 }
 
-fn job_from_row(r: &SqliteRow) -> Option<Job> {
+fn job_from_row(r: &AnyRow) -> Option<Job> {
     Some(Job {
         id: r.get(0),
         call_sid: r.get(1),

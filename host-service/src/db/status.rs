@@ -1,13 +1,62 @@
-//! The states a call, a stream, a job and a transcription can be in: Rust enums stored in SQLite
-//! as the same text the columns always held (so existing databases read unchanged) and
+//! The states a call, a stream, a job and a transcription can be in: Rust enums stored in the
+//! database as the same text the columns always held (so existing databases read unchanged) and
 //! serialized to the API's JSON as that text too.
 
 use serde::Serialize;
 
+/// The text of each variant, and the sqlx `Any` column type for an enum stored as that text:
+/// one table, so the database, the API and the code can never spell a state differently.
+macro_rules! stored_as_text {
+    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $text),+
+                }
+            }
+
+            pub fn from_text(text: &str) -> Option<$ty> {
+                match text {
+                    $($text => Some($ty::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl ::sqlx::Type<::sqlx::Any> for $ty {
+            fn type_info() -> ::sqlx::any::AnyTypeInfo {
+                <&str as ::sqlx::Type<::sqlx::Any>>::type_info()
+            }
+
+            fn compatible(ty: &::sqlx::any::AnyTypeInfo) -> bool {
+                <&str as ::sqlx::Type<::sqlx::Any>>::compatible(ty)
+            }
+        }
+
+        impl<'q> ::sqlx::Encode<'q, ::sqlx::Any> for $ty {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <::sqlx::Any as ::sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> ::std::result::Result<::sqlx::encode::IsNull, ::sqlx::error::BoxDynError> {
+                <&str as ::sqlx::Encode<'q, ::sqlx::Any>>::encode(self.as_str(), buf)
+            }
+        }
+
+        impl<'r> ::sqlx::Decode<'r, ::sqlx::Any> for $ty {
+            fn decode(value: <::sqlx::Any as ::sqlx::Database>::ValueRef<'r>) -> ::std::result::Result<Self, ::sqlx::error::BoxDynError> {
+                let text = <&str as ::sqlx::Decode<'r, ::sqlx::Any>>::decode(value)?;
+                $ty::from_text(text).ok_or_else(|| {
+                    format!("invalid {} in the database: {text:?}", stringify!($ty)).into()
+                })
+            }
+        }
+    };
+}
+pub(super) use stored_as_text;
+
 /// `calls.status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-#[sqlx(rename_all = "snake_case")]
 pub enum CallStatus {
     InProgress,
     Ended,
@@ -17,9 +66,8 @@ pub enum CallStatus {
 }
 
 /// `jobs.state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-#[sqlx(rename_all = "snake_case")]
 pub enum JobState {
     Queued,
     Running,
@@ -29,9 +77,8 @@ pub enum JobState {
 
 /// `streams.status`: `streaming` until the recording file is open, then `recording`, and how it
 /// ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-#[sqlx(rename_all = "snake_case")]
 pub enum StreamStatus {
     Streaming,
     Recording,
@@ -44,13 +91,37 @@ pub enum StreamStatus {
 
 /// `calls.transcription_status`. Skipping is a state of its own; its text is the one the API
 /// has always shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum TranscriptionStatus {
     #[serde(rename = "done")]
-    #[sqlx(rename = "done")]
     Done,
     /// The transcription engine is `none`: nothing to transcribe with, so nothing to extract.
     #[serde(rename = "skipped: transcription engine is none")]
-    #[sqlx(rename = "skipped: transcription engine is none")]
     SkippedEngineNone,
 }
+
+stored_as_text!(CallStatus {
+    InProgress => "in_progress",
+    Ended => "ended",
+    Processing => "processing",
+    Completed => "completed",
+    Failed => "failed",
+});
+stored_as_text!(JobState {
+    Queued => "queued",
+    Running => "running",
+    Done => "done",
+    Failed => "failed",
+});
+stored_as_text!(StreamStatus {
+    Streaming => "streaming",
+    Recording => "recording",
+    Saved => "saved",
+    Repaired => "repaired",
+    Failed => "failed",
+    NotRecorded => "not_recorded",
+});
+stored_as_text!(TranscriptionStatus {
+    Done => "done",
+    SkippedEngineNone => "skipped: transcription engine is none",
+});

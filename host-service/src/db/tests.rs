@@ -1,11 +1,54 @@
-//! Queue and call-state tests on a real SQLite file, with explicit times: replays change nothing,
-//! leases expire, backoff doubles up to its cap, a stage completes once.
+//! Queue and call-state tests with explicit times: replays change nothing, leases expire, backoff
+//! doubles up to its cap, a stage completes once. One suite, two engines: each test below
+//! `on_both_engines!` runs on a real SQLite file and on a real PostgreSQL (a throwaway cluster
+//! in a temp dir); the SQLite-only ones check the file itself.
 
 use super::*;
 use sqlx::Row;
 
 const CALL: &str = "CA0123456789abcdef0123456789abcdef";
 const T0: i64 = 1_700_000_000_000;
+
+/// What a test's store lives in; dropping it removes the file or stops the cluster.
+#[allow(dead_code)]
+pub(crate) enum Holder {
+    File(tempfile::TempDir),
+    Cluster(test_support::PgCluster),
+}
+
+pub(crate) async fn store_on(backend: Backend) -> (Holder, Store) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("db/host.db")).await.unwrap();
+            (Holder::File(dir), store)
+        }
+        Backend::Postgres => {
+            let cluster = tokio::task::spawn_blocking(test_support::PgCluster::start)
+                .await
+                .unwrap()
+                .expect("a PostgreSQL cluster for the test (`make setup` installs postgresql)");
+            let url = cluster.database("host_service").unwrap();
+            let store = Store::connect(&Location::Postgres(url), &StoreOptions::default())
+                .await
+                .unwrap();
+            (Holder::Cluster(cluster), store)
+        }
+    }
+}
+
+/// A second replica on the same database, with a name of its own.
+async fn another_replica(holder: &Holder, store: &Store) -> Store {
+    match holder {
+        Holder::File(dir) => Store::open(&dir.path().join("db/host.db")).await.unwrap(),
+        Holder::Cluster(_) => Store::connect(
+            &Location::Postgres(store.postgres_url().unwrap().to_owned()),
+            &StoreOptions::default(),
+        )
+        .await
+        .unwrap(),
+    }
+}
 
 async fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -23,7 +66,7 @@ fn facts() -> CallFacts<'static> {
 }
 
 async fn job_row(store: &Store, stage: &str) -> (String, i64, i64, Option<String>) {
-    let r = sqlx::query("SELECT state, attempts, run_at_ms, last_error FROM jobs WHERE stage = ?1")
+    let r = sqlx::query("SELECT state, attempts, run_at_ms, last_error FROM jobs WHERE stage = $1")
         .bind(stage)
         .fetch_one(store.pool())
         .await
@@ -51,7 +94,7 @@ async fn a_database_from_before_migrations_is_adopted_with_its_rows() {
     sqlx::raw_sql(LEGACY_SCHEMA).execute(&legacy).await.unwrap();
     sqlx::query(
         "INSERT INTO calls (call_sid, status, created_at_ms, recording_source, recording_status)
-         VALUES (?1, 'ended', ?2, 'stream', 'pending')",
+         VALUES ($1, 'ended', $2, 'stream', 'pending')",
     )
     .bind(CALL)
     .bind(T0)
@@ -65,14 +108,16 @@ async fn a_database_from_before_migrations_is_adopted_with_its_rows() {
         let detail = store.call_detail(CALL).await.unwrap().unwrap();
         assert_eq!(detail.status, CallStatus::Ended);
         assert_eq!(detail.created_at_ms, T0);
-        let applied: Vec<(i64, bool)> =
-            sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
-                .fetch_all(store.pool())
-                .await
-                .unwrap();
-        let expected: Vec<(i64, bool)> = MIGRATOR.iter().map(|m| (m.version, true)).collect();
+        // `success` is a BOOLEAN column, which sqlx's `Any` rows do not carry from SQLite.
+        let applied: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT version, CAST(success AS INTEGER) FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let expected: Vec<(i64, i64)> = MIGRATOR.iter().map(|m| (m.version, 1)).collect();
         assert_eq!(applied, expected);
-        assert_eq!(applied.first(), Some(&(1, true)));
+        assert_eq!(applied.first(), Some(&(1, 1)));
         store.close().await;
     }
 }
@@ -122,9 +167,8 @@ async fn database_is_private_and_in_wal_mode() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o700);
 }
 
-#[tokio::test]
-async fn a_replayed_webhook_queues_nothing_twice() {
-    let (_d, store) = store().await;
+async fn a_replayed_webhook_queues_nothing_twice(backend: Backend) {
+    let (_d, store) = store_on(backend).await;
     assert!(store
         .call_ended(CALL, &facts(), "stream", T0)
         .await
@@ -144,9 +188,8 @@ async fn a_replayed_webhook_queues_nothing_twice() {
     assert_eq!(detail.from.as_deref(), Some("+15550001111"));
 }
 
-#[tokio::test]
-async fn stages_run_in_order_and_complete_exactly_once() {
-    let (_d, store) = store().await;
+async fn stages_run_in_order_and_complete_exactly_once(backend: Backend) {
+    let (_d, store) = store_on(backend).await;
     store
         .call_ended(CALL, &facts(), "stream", T0)
         .await
@@ -209,9 +252,8 @@ async fn stages_run_in_order_and_complete_exactly_once() {
     );
 }
 
-#[tokio::test]
-async fn an_expired_lease_hands_the_job_to_another_worker() {
-    let (_d, store) = store().await;
+async fn an_expired_lease_hands_the_job_to_another_worker(backend: Backend) {
+    let (_d, store) = store_on(backend).await;
     store
         .call_ended(CALL, &facts(), "stream", T0)
         .await
@@ -240,9 +282,8 @@ async fn an_expired_lease_hands_the_job_to_another_worker() {
     assert_eq!(job_row(&store, "recording").await.0, "done");
 }
 
-#[tokio::test]
-async fn failures_back_off_exponentially_then_fail_the_call() {
-    let (_d, store) = store().await;
+async fn failures_back_off_exponentially_then_fail_the_call(backend: Backend) {
+    let (_d, store) = store_on(backend).await;
     store
         .call_ended(CALL, &facts(), "stream", T0)
         .await
@@ -279,9 +320,8 @@ async fn failures_back_off_exponentially_then_fail_the_call() {
         .all(|e| e.stage == "recording" && e.message == "engine busy"));
 }
 
-#[tokio::test]
-async fn a_permanent_error_fails_at_once() {
-    let (_d, store) = store().await;
+async fn a_permanent_error_fails_at_once(backend: Backend) {
+    let (_d, store) = store_on(backend).await;
     store
         .call_ended(CALL, &facts(), "stream", T0)
         .await
@@ -297,9 +337,8 @@ async fn a_permanent_error_fails_at_once() {
     assert_eq!(job_row(&store, "recording").await.0, "failed");
 }
 
-#[tokio::test]
-async fn calls_list_newest_first_with_a_cursor() {
-    let (_d, store) = store().await;
+async fn calls_list_newest_first_with_a_cursor(backend: Backend) {
+    let (_d, store) = store_on(backend).await;
     let sids: Vec<String> = (0..5).map(|i| format!("CA{:032x}", i)).collect();
     for (i, sid) in sids.iter().enumerate() {
         store
@@ -329,9 +368,8 @@ async fn calls_list_newest_first_with_a_cursor() {
     );
 }
 
-#[tokio::test]
-async fn a_second_stream_for_a_call_gets_the_next_index() {
-    let (_d, store) = store().await;
+async fn a_second_stream_for_a_call_gets_the_next_index(backend: Backend) {
+    let (_d, store) = store_on(backend).await;
     assert_eq!(
         store
             .stream_started(CALL, "MZa", &facts(), "stream", T0)
@@ -349,9 +387,8 @@ async fn a_second_stream_for_a_call_gets_the_next_index() {
     assert_eq!(store.open_streams(CALL).await.unwrap(), 2);
 }
 
-#[tokio::test]
-async fn a_reused_stream_sid_changes_nothing() {
-    let (_d, store) = store().await;
+async fn a_reused_stream_sid_changes_nothing(backend: Backend) {
+    let (_d, store) = store_on(backend).await;
     let other = "CAffffffffffffffffffffffffffffffff";
     store
         .stream_started(CALL, "MZa", &facts(), "stream", T0)
@@ -384,9 +421,8 @@ async fn a_reused_stream_sid_changes_nothing() {
     assert!(store.call_detail(other).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn a_start_after_the_call_ended_changes_nothing() {
-    let (_d, store) = store().await;
+async fn a_start_after_the_call_ended_changes_nothing(backend: Backend) {
+    let (_d, store) = store_on(backend).await;
     store
         .stream_started(CALL, "MZa", &facts(), "stream", T0)
         .await
@@ -414,9 +450,8 @@ async fn a_start_after_the_call_ended_changes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn waiting_for_twilio_uses_no_attempts_and_the_callback_wakes_the_job() {
-    let (_d, store) = store().await;
+async fn waiting_for_twilio_uses_no_attempts_and_the_callback_wakes_the_job(backend: Backend) {
+    let (_d, store) = store_on(backend).await;
     store
         .stream_started(CALL, "MZa", &facts(), "twilio", T0)
         .await
@@ -467,9 +502,8 @@ async fn waiting_for_twilio_uses_no_attempts_and_the_callback_wakes_the_job() {
     assert_eq!(rec.ended_at_ms, Some(T0));
 }
 
-#[tokio::test]
-async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on() {
-    let (_d, store) = store().await;
+async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on(backend: Backend) {
+    let (_d, store) = store_on(backend).await;
     let old = "CA00000000000000000000000000000001";
     let busy = "CA00000000000000000000000000000002";
     let young = "CA00000000000000000000000000000003";
@@ -515,7 +549,7 @@ async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on() {
     assert!(!store.delete_call(old).await.unwrap());
     for table in ["calls", "streams", "jobs", "call_errors"] {
         let n: i64 =
-            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE call_sid = ?1"))
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE call_sid = $1"))
                 .bind(old)
                 .fetch_one(store.pool())
                 .await
@@ -526,9 +560,8 @@ async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on() {
     assert!(store.call_detail(young).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn states_are_stored_as_their_text_and_unknown_text_is_an_error() {
-    let (_d, store) = store().await;
+async fn states_are_stored_as_their_text_and_unknown_text_is_an_error(backend: Backend) {
+    let (_d, store) = store_on(backend).await;
     store
         .call_ended(CALL, &facts(), "stream", T0)
         .await
@@ -547,7 +580,7 @@ async fn states_are_stored_as_their_text_and_unknown_text_is_an_error() {
             "skipped: transcription engine is none",
         ),
     ] {
-        sqlx::query("UPDATE calls SET transcription_status = ?1")
+        sqlx::query("UPDATE calls SET transcription_status = $1")
             .bind(value)
             .execute(store.pool())
             .await
@@ -576,9 +609,8 @@ async fn states_are_stored_as_their_text_and_unknown_text_is_an_error() {
 
 /// A burst of calls starting at once (the pool's connections all writing): every start is
 /// recorded. With deferred transactions SQLite refused most of them with SQLITE_BUSY at once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_of_stream_starts_is_recorded_in_full() {
-    let (_dir, store) = store().await;
+async fn a_burst_of_stream_starts_is_recorded_in_full(backend: Backend) {
+    let (_dir, store) = store_on(backend).await;
     const CALLS: usize = 300;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..CALLS {
@@ -604,3 +636,221 @@ async fn a_burst_of_stream_starts_is_recorded_in_full() {
         .unwrap();
     assert_eq!(rows, CALLS as i64);
 }
+
+/// Replicas racing for the queue: every job is taken exactly once, and never by two at a time.
+async fn two_replicas_take_each_job_once(backend: Backend) {
+    let (holder, a) = store_on(backend).await;
+    let b = another_replica(&holder, &a).await;
+    assert_ne!(a.replica(), b.replica());
+    const CALLS: usize = 40;
+    for i in 0..CALLS {
+        a.call_ended(&format!("CA{i:032x}"), &facts(), "stream", T0)
+            .await
+            .unwrap();
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(job) = store.claim(&format!("w{n}"), T0, 60_000).await.unwrap() {
+                mine.push(job.call_sid);
+            }
+            mine
+        });
+    }
+    let mut taken = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        taken.extend(done.unwrap());
+    }
+    taken.sort();
+    let before = taken.len();
+    taken.dedup();
+    assert_eq!((before, taken.len()), (CALLS, CALLS));
+}
+
+/// A replica that died mid-stream: its open streams are taken over by exactly one survivor, and
+/// not while it is still alive.
+async fn a_dead_replicas_open_streams_are_taken_over_once(backend: Backend) {
+    let (holder, dead) = store_on(backend).await;
+    let survivor = another_replica(&holder, &dead).await;
+    let late = another_replica(&holder, &dead).await;
+    dead.replica_alive(T0).await.unwrap();
+    for (i, path) in [(0, ""), (1, "/rec/b.wav")] {
+        let (call, stream) = (format!("CA{i:032x}"), format!("MZ{i:032x}"));
+        dead.stream_started(&call, &stream, &facts(), "stream", T0)
+            .await
+            .unwrap();
+        if !path.is_empty() {
+            dead.stream_recording_path(&stream, path).await.unwrap();
+        }
+    }
+    // Seen at T0: alive for anyone counting from T0 on.
+    assert!(survivor.take_orphaned_streams(T0).await.unwrap().is_empty());
+    let mut taken = survivor.take_orphaned_streams(T0 + 1).await.unwrap();
+    taken.sort();
+    assert_eq!(
+        taken,
+        vec![
+            (format!("MZ{:032x}", 0), String::new()),
+            (format!("MZ{:032x}", 1), "/rec/b.wav".to_owned())
+        ]
+    );
+    // Now the survivor's, which is alive: nobody else takes them.
+    survivor.replica_alive(T0 + 10).await.unwrap();
+    assert!(late.take_orphaned_streams(T0 + 1).await.unwrap().is_empty());
+    // A replica that left says so; its streams need no timeout.
+    survivor.replica_gone().await.unwrap();
+    assert_eq!(late.take_orphaned_streams(T0).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn postgres_notify_from_one_replica_wakes_the_workers_of_another() {
+    let (holder, a) = store_on(Backend::Postgres).await;
+    let b = another_replica(&holder, &a).await;
+    let listening = tokio::spawn({
+        let b = b.clone();
+        async move { b.listen_for_jobs().await }
+    });
+    let woken = b.jobs_changed();
+    // LISTEN takes effect once the listener's connection has run it: until then a notification
+    // can pass unseen, so queue calls until one wakes b (each call queues one job).
+    let mut i = 0;
+    test_support::poll(std::time::Duration::from_secs(20), "a wake-up on b", || {
+        i += 1;
+        let (a, woken) = (a.clone(), woken.clone());
+        let call = format!("CA{i:032x}");
+        async move {
+            let notified = woken.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            a.call_ended(&call, &facts(), "stream", T0).await.unwrap();
+            tokio::time::timeout(std::time::Duration::from_millis(500), notified)
+                .await
+                .ok()
+        }
+    })
+    .await
+    .unwrap();
+    // A transaction that queues nothing (a replay) sends nothing.
+    let notified = woken.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    assert!(!a
+        .call_ended(&format!("CA{i:032x}"), &facts(), "stream", T0)
+        .await
+        .unwrap());
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), notified)
+            .await
+            .is_err(),
+        "a replayed webhook woke the workers"
+    );
+    listening.abort();
+}
+
+#[tokio::test]
+async fn postgres_replicas_must_share_the_recordings_directory() {
+    let (holder, a) = store_on(Backend::Postgres).await;
+    let b = another_replica(&holder, &a).await;
+    let shared = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    a.check_shared_dir(shared.path()).await.unwrap();
+    b.check_shared_dir(shared.path()).await.unwrap();
+    let marker = std::fs::read_to_string(shared.path().join(replicas::SHARED_DIR_MARKER)).unwrap();
+    assert_eq!(marker.len(), 32);
+    let err = b.check_shared_dir(other.path()).await.unwrap_err();
+    let DbError::SharedDir(message) = err else {
+        panic!("{err}")
+    };
+    assert!(message.contains(&marker), "{message}");
+    assert!(
+        message.contains("Mount the same shared volume"),
+        "{message}"
+    );
+    // The losing replica's marker stays in its own directory, so a retry fails the same way.
+    assert!(b.check_shared_dir(other.path()).await.is_err());
+}
+
+#[tokio::test]
+async fn sqlite_needs_no_shared_directory() {
+    let (_d, store) = store().await;
+    let dir = tempfile::tempdir().unwrap();
+    store.check_shared_dir(dir.path()).await.unwrap();
+    assert!(!dir.path().join(replicas::SHARED_DIR_MARKER).exists());
+}
+
+#[test]
+fn database_urls_parse_and_hide_their_password() {
+    assert_eq!(
+        Location::parse("sqlite:///var/lib/hs/db.sqlite?mode=rwc"),
+        Ok(Location::Sqlite("/var/lib/hs/db.sqlite".into()))
+    );
+    assert_eq!(
+        Location::parse("sqlite:data/db"),
+        Ok(Location::Sqlite("data/db".into()))
+    );
+    let pg = Location::parse("postgres://app:s3cret@db.internal:5432/voice").unwrap();
+    assert_eq!(pg.redacted(), "postgres://app:***@db.internal:5432/voice");
+    assert_eq!(
+        format!("{pg:?}"),
+        "postgres://app:***@db.internal:5432/voice"
+    );
+    assert!(Location::parse("postgresql://db/voice").is_ok());
+    for bad in [
+        "mysql://db/x",
+        "sqlite://",
+        "sqlite::memory:",
+        "postgres:///voice",
+        "db.sqlite",
+    ] {
+        assert!(Location::parse(bad).is_err(), "{bad}");
+    }
+    assert_eq!(
+        Location::from_config(None, std::path::Path::new("/data")),
+        Ok(Location::Sqlite("/data/host-service.db".into()))
+    );
+}
+
+/// Each test on SQLite and on PostgreSQL, under the same name in modules `sqlite` and
+/// `postgres`.
+macro_rules! on_both_engines {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )+
+        }
+    };
+}
+
+on_both_engines!(
+    a_replayed_webhook_queues_nothing_twice,
+    stages_run_in_order_and_complete_exactly_once,
+    an_expired_lease_hands_the_job_to_another_worker,
+    failures_back_off_exponentially_then_fail_the_call,
+    a_permanent_error_fails_at_once,
+    calls_list_newest_first_with_a_cursor,
+    a_second_stream_for_a_call_gets_the_next_index,
+    a_reused_stream_sid_changes_nothing,
+    a_start_after_the_call_ended_changes_nothing,
+    waiting_for_twilio_uses_no_attempts_and_the_callback_wakes_the_job,
+    expired_calls_are_those_before_the_cutoff_that_nothing_works_on,
+    states_are_stored_as_their_text_and_unknown_text_is_an_error,
+    a_burst_of_stream_starts_is_recorded_in_full,
+    two_replicas_take_each_job_once,
+    a_dead_replicas_open_streams_are_taken_over_once,
+);
