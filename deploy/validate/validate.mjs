@@ -3,7 +3,9 @@
 // published OpenAPI and CRD schemas), the core kinds again with `kubernetes-validate --strict`
 // (unknown fields refused), the guard's plugin configurations with the filter's own parser
 // (`twiml-guard config check`), and the host service's configuration with the service itself
-// (`host-service --check-config`), whose drain time must fit terminationGracePeriodSeconds.
+// (`host-service --check-config`), whose drain time must fit terminationGracePeriodSeconds. The
+// host's storage must fit its replicas: SQLite (no database URL) is one replica with the Recreate
+// strategy; several replicas on PostgreSQL share data_dir on one ReadWriteMany claim.
 //
 // Usage: node validate.mjs [FILE.yaml...]   (default: every *.yaml under deploy/k8s, deploy/istio,
 // deploy/envoy-gateway). Needs TWIML_GUARD_BIN_DIR (default target/release) and
@@ -29,6 +31,15 @@ const MODEL_PACKAGES = {
   "gateway.networking.k8s.io": "@kubernetes-models/gateway-api",
 };
 const CORE_GROUPS = new Set(["", "apps", "policy", "autoscaling", "networking.k8s.io"]);
+
+// What a variable taken from a Secret stands for when the service checks its configuration: a
+// value of the right shape where the service parses it, a plain word elsewhere. A database URL
+// kept in a Secret is PostgreSQL's (SQLite's holds no password to keep).
+const SECRET_PLACEHOLDERS = {
+  HOST_SERVICE_DATABASE_URL:
+    "postgres://host_service:placeholder@postgres.voice.svc:5432/host_service",
+};
+const SECRET_PLACEHOLDER = "placeholder-from-secret";
 
 const failures = [];
 const fail = (where, message) => failures.push(`${where}: ${message}`);
@@ -70,16 +81,91 @@ function checkPluginConfig(where, config, tmp) {
   return r.ok;
 }
 
+// A string key of host-service.toml, `key` in `[section]` ("" for the top level) or written
+// dotted at the top level; enough for the plain strings read here (data_dir, database.url), the
+// service itself checks the whole file.
+function tomlString(text, section, key) {
+  let current = "";
+  for (const line of text.split("\n")) {
+    const header = /^\s*\[([^\]]+)\]\s*(#.*)?$/.exec(line);
+    if (header) {
+      current = header[1].trim();
+      continue;
+    }
+    const m = /^\s*([A-Za-z0-9_.]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/.exec(line);
+    if (!m) continue;
+    const full = current ? `${current}.${m[1]}` : m[1];
+    if (full === (section ? `${section}.${key}` : key)) return m[2] ?? m[3];
+  }
+  return undefined;
+}
+
+// SQLite is one writer on one volume; PostgreSQL lets replicas share the database, but then they
+// must also share the recordings: data_dir on one claim every pod mounts, ReadWriteMany.
+function checkStorage(where, deployment, container, env, toml, claims) {
+  const spec = deployment.spec ?? {};
+  const replicas = spec.replicas ?? 1;
+  const url = env.HOST_SERVICE_DATABASE_URL ?? tomlString(toml, "database", "url");
+  const postgres = /^postgres(ql)?:\/\//.test(url ?? "");
+  if (!postgres) {
+    if (replicas !== 1) {
+      fail(
+        where,
+        `${replicas} replicas on SQLite (no PostgreSQL database.url): SQLite is one writer on ` +
+          `one volume, so keep replicas 1 or set HOST_SERVICE_DATABASE_URL to PostgreSQL`,
+      );
+    }
+    const strategy = spec.strategy?.type ?? "RollingUpdate";
+    if (strategy !== "Recreate") {
+      fail(
+        where,
+        `strategy ${strategy} on SQLite: the old pod must release the database before the new ` +
+          `one opens it (Recreate)`,
+      );
+    }
+    return;
+  }
+  if (replicas <= 1) return;
+  const dataDir = env.HOST_SERVICE_DATA_DIR ?? tomlString(toml, "", "data_dir") ?? "./data";
+  const mount = (container.volumeMounts ?? [])
+    .filter((m) => dataDir === m.mountPath || dataDir.startsWith(`${m.mountPath}/`))
+    .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+  const volume = (spec.template?.spec?.volumes ?? []).find((v) => v.name === mount?.name);
+  const claimName = volume?.persistentVolumeClaim?.claimName;
+  const shared = `${replicas} replicas share data_dir ${dataDir}`;
+  if (!claimName) {
+    fail(where, `${shared}, on no PersistentVolumeClaim: mount one ReadWriteMany claim there`);
+    return;
+  }
+  const claim = claims.get(claimName);
+  if (!claim) {
+    fail(where, `${shared}: PersistentVolumeClaim ${claimName} is not in this file to check`);
+    return;
+  }
+  const modes = claim.spec?.accessModes ?? [];
+  if (!modes.includes("ReadWriteMany")) {
+    fail(
+      where,
+      `${shared} on PersistentVolumeClaim ${claimName} (${modes.join(", ") || "no mode"}): ` +
+        `every replica must mount the same volume, ReadWriteMany`,
+    );
+  }
+}
+
 // The host service's own check of its ConfigMap with the Deployment's environment (values from
-// Secrets stand in as placeholders), and its drain time against the grace period.
-function checkHostService(where, deployment, configMaps, tmp) {
+// Secrets stand in as placeholders), its storage against its replicas, and its drain time against
+// the grace period.
+function checkHostService(where, deployment, configMaps, claims, tmp) {
   const pod = deployment.spec?.template?.spec ?? {};
   for (const c of pod.containers ?? []) {
     const args = c.args ?? [];
     const at = args.indexOf("--config");
     const env = {};
-    for (const e of c.env ?? []) env[e.name] = e.value ?? "placeholder-from-secret";
+    for (const e of c.env ?? []) {
+      env[e.name] = e.value ?? SECRET_PLACEHOLDERS[e.name] ?? SECRET_PLACEHOLDER;
+    }
     const cmdArgs = ["--check-config"];
+    let toml = "";
     if (at >= 0) {
       const path = args[at + 1];
       const mount = (c.volumeMounts ?? []).find((m) => path.startsWith(`${m.mountPath}/`));
@@ -90,10 +176,12 @@ function checkHostService(where, deployment, configMaps, tmp) {
         fail(where, `--config ${path}: no key ${key} in the mounted ConfigMap`);
         continue;
       }
+      toml = data[key];
       const file = join(tmp, "host-service.toml");
-      writeFileSync(file, data[key]);
+      writeFileSync(file, toml);
       cmdArgs.push("--config", file);
     }
+    checkStorage(where, deployment, c, env, toml, claims);
     const r = run(join(binDir, "host-service"), cmdArgs, env);
     if (!r.ok) {
       fail(where, `host-service refuses its configuration: ${r.out}`);
@@ -134,9 +222,10 @@ try {
       if (doc.errors.length) fail(name, `YAML: ${doc.errors[0].message}`);
       else if (doc.contents !== null) parsed.push(doc.toJS());
     }
-    const configMaps = new Map(
-      parsed.filter((o) => o.kind === "ConfigMap").map((o) => [o.metadata?.name, o]),
-    );
+    const byName = (kind) =>
+      new Map(parsed.filter((o) => o.kind === kind).map((o) => [o.metadata?.name, o]));
+    const configMaps = byName("ConfigMap");
+    const claims = byName("PersistentVolumeClaim");
     let core = false;
     for (const obj of parsed) {
       const where = `${name}: ${obj.kind}/${obj.metadata?.name}`;
@@ -157,7 +246,7 @@ try {
         for (const w of obj.spec?.wasm ?? []) checkPluginConfig(`${where} wasm ${w.name}`, w.config ?? {}, tmp);
       }
       if (obj.kind === "Deployment" && obj.metadata?.name === "host-service") {
-        checkHostService(where, obj, configMaps, tmp);
+        checkHostService(where, obj, configMaps, claims, tmp);
       }
     }
     if (core) strictFiles.push(file);

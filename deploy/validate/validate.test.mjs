@@ -1,6 +1,8 @@
 // The manifest check must pass on deploy/ as shipped and fail, naming the problem, on each kind of
 // mistake it exists to catch: a misspelt field, a wrong type in a CRD, a plugin configuration the
-// filter refuses, a host configuration the service refuses, a grace period shorter than the drain.
+// filter refuses, a host configuration the service refuses, a grace period shorter than the drain,
+// several replicas (or a rolling update) on SQLite, replicas on PostgreSQL without one shared
+// ReadWriteMany volume.
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -9,6 +11,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { parseAllDocuments } from "yaml";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
@@ -50,7 +53,7 @@ function expectFailure(path, from, to, ...expected) {
 test("the shipped manifests pass", () => {
   const r = check([]);
   assert.equal(r.code, 0, r.out);
-  assert.match(r.out, /^ok: 8 object\(s\) valid$/m);
+  assert.match(r.out, /^ok: 13 object\(s\) valid$/m);
 });
 
 test("a misspelt Deployment field is refused (strict)", () => {
@@ -96,5 +99,130 @@ test("a grace period shorter than the drain is refused", () => {
     "terminationGracePeriodSeconds: 35",
     "terminationGracePeriodSeconds: 20",
     /terminationGracePeriodSeconds 20 s does not cover preStop 5000 ms \+ the drain 25000 ms/,
+  );
+});
+
+test("the PostgreSQL Deployment's grace period must exceed its drain, margin included", () => {
+  // preStop 5 s + drain 25 s = 30 s: a grace period of exactly that leaves no margin.
+  expectFailure(
+    "deploy/k8s/host-service-postgres.yaml",
+    "terminationGracePeriodSeconds: 35",
+    "terminationGracePeriodSeconds: 30",
+    /host-service-postgres\.yaml: Deployment\/host-service: terminationGracePeriodSeconds 30 s does not cover preStop 5000 ms \+ the drain 25000 ms/,
+  );
+});
+
+// The shipped objects by kind, straight from the YAML.
+function objects(path) {
+  const docs = parseAllDocuments(readFileSync(join(root, path), "utf8")).map((d) => d.toJS());
+  return (kind) => docs.filter((o) => o?.kind === kind);
+}
+
+// http.shutdown_timeout_ms + pipeline.drain_timeout_ms, read from the ConfigMap's TOML.
+function drainMs(configMap) {
+  const toml = configMap.data["host-service.toml"];
+  const key = (section, name) => {
+    const m = new RegExp(`\\[${section}\\][^\\[]*?\\n${name} = (\\d+)\\n`).exec(toml);
+    assert.ok(m, `no ${section}.${name} in the ConfigMap`);
+    return Number(m[1]);
+  };
+  return key("http", "shutdown_timeout_ms") + key("pipeline", "drain_timeout_ms");
+}
+
+test("both host-service Deployments drain alike: preStop + drain + 5 s is the grace period", () => {
+  for (const path of ["deploy/k8s/host-service.yaml", "deploy/k8s/host-service-postgres.yaml"]) {
+    const of = objects(path);
+    const [deployment] = of("Deployment");
+    const pod = deployment.spec.template.spec;
+    const preStopMs = pod.containers[0].lifecycle.preStop.sleep.seconds * 1000;
+    const drain = drainMs(of("ConfigMap")[0]);
+    assert.deepEqual([preStopMs, drain], [5000, 25000], path);
+    assert.equal(pod.terminationGracePeriodSeconds * 1000, preStopMs + drain + 5000, path);
+  }
+});
+
+test("SQLite runs one replica, Recreate; PostgreSQL three, rolling, shared, spread, budgeted", () => {
+  const sqlite = objects("deploy/k8s/host-service.yaml");
+  const [one] = sqlite("Deployment");
+  assert.equal(one.spec.replicas, 1);
+  assert.deepEqual(one.spec.strategy, { type: "Recreate" });
+  assert.ok(!one.spec.template.spec.containers[0].env.some((e) => e.name.includes("DATABASE")));
+
+  const pg = objects("deploy/k8s/host-service-postgres.yaml");
+  const [many] = pg("Deployment");
+  const pod = many.spec.template.spec;
+  assert.equal(many.spec.replicas, 3);
+  assert.deepEqual(many.spec.strategy, {
+    type: "RollingUpdate",
+    rollingUpdate: { maxUnavailable: 0, maxSurge: 1 },
+  });
+  assert.deepEqual(
+    pod.containers[0].env.find((e) => e.name === "HOST_SERVICE_DATABASE_URL").valueFrom,
+    { secretKeyRef: { name: "host-service", key: "database-url" } },
+  );
+  assert.ok(!pg("ConfigMap")[0].data["host-service.toml"].includes("database"));
+  const recordings = pod.volumes.find((v) => v.name === "recordings");
+  const [claim] = pg("PersistentVolumeClaim");
+  assert.equal(recordings.persistentVolumeClaim.claimName, claim.metadata.name);
+  assert.deepEqual(claim.spec.accessModes, ["ReadWriteMany"]);
+  assert.deepEqual(
+    pod.containers[0].volumeMounts.find((m) => m.name === "recordings").mountPath,
+    "/data",
+  );
+  assert.deepEqual(
+    pod.topologySpreadConstraints.map((t) => [t.topologyKey, t.maxSkew, t.whenUnsatisfiable]),
+    [["kubernetes.io/hostname", 1, "DoNotSchedule"]],
+  );
+  const [budget] = pg("PodDisruptionBudget");
+  assert.equal(budget.spec.minAvailable, 2);
+  assert.deepEqual(budget.spec.selector, many.spec.selector);
+  assert.deepEqual(pg("Service")[0].spec.selector, many.spec.selector.matchLabels);
+});
+
+test("several replicas on SQLite are refused", () => {
+  expectFailure(
+    "deploy/k8s/host-service.yaml",
+    "replicas: 1",
+    "replicas: 2",
+    /Deployment\/host-service: 2 replicas on SQLite \(no PostgreSQL database\.url\): SQLite is one writer on one volume, so keep replicas 1 or set HOST_SERVICE_DATABASE_URL to PostgreSQL/,
+  );
+});
+
+test("a rolling update on SQLite is refused", () => {
+  expectFailure(
+    "deploy/k8s/host-service.yaml",
+    "type: Recreate",
+    "type: RollingUpdate",
+    /Deployment\/host-service: strategy RollingUpdate on SQLite: the old pod must release the database before the new one opens it \(Recreate\)/,
+  );
+});
+
+test("the PostgreSQL manifest without its database URL is SQLite, and refused as such", () => {
+  expectFailure(
+    "deploy/k8s/host-service-postgres.yaml",
+    "        - name: HOST_SERVICE_DATABASE_URL\n" +
+      "          valueFrom:\n" +
+      "            secretKeyRef: {name: host-service, key: database-url}\n",
+    "",
+    /Deployment\/host-service: 3 replicas on SQLite/,
+    /Deployment\/host-service: strategy RollingUpdate on SQLite/,
+  );
+});
+
+test("replicas on PostgreSQL with recordings on a ReadWriteOnce claim are refused", () => {
+  expectFailure(
+    "deploy/k8s/host-service-postgres.yaml",
+    "accessModes: [ReadWriteMany]",
+    "accessModes: [ReadWriteOnce]",
+    /Deployment\/host-service: 3 replicas share data_dir \/data on PersistentVolumeClaim host-service-recordings \(ReadWriteOnce\): every replica must mount the same volume, ReadWriteMany/,
+  );
+});
+
+test("replicas on PostgreSQL with recordings on a volume of their own are refused", () => {
+  expectFailure(
+    "deploy/k8s/host-service-postgres.yaml",
+    "persistentVolumeClaim: {claimName: host-service-recordings}",
+    "emptyDir: {}",
+    /Deployment\/host-service: 3 replicas share data_dir \/data, on no PersistentVolumeClaim: mount one ReadWriteMany claim there/,
   );
 });
