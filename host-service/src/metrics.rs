@@ -9,9 +9,17 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::time::Duration;
 
 /// Upper bounds of `host_stage_duration_seconds`, in seconds.
 const BUCKETS_S: [f64; 9] = [0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+/// Upper bounds of `host_frame_lag_seconds`, in seconds: from a millisecond (a frame handled as
+/// it arrives) to five seconds (a host far behind real time), 1-2-5 per decade; 0.02 is one
+/// frame's length.
+pub const FRAME_LAG_BUCKETS_S: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+];
 
 /// The content type of [`Metrics::render`]'s output (OpenMetrics text; Prometheus reads it).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -52,6 +60,7 @@ pub struct Metrics {
     registry: Registry,
     pub frames_in: Counter,
     pub frames_out: Counter,
+    frame_lag: Histogram,
     active_streams: Gauge,
     bad_messages: Family<Kind, Counter>,
     ws_closed: Family<Reason, Counter>,
@@ -69,6 +78,7 @@ impl Default for Metrics {
             registry: Registry::default(),
             frames_in: Counter::default(),
             frames_out: Counter::default(),
+            frame_lag: Histogram::new(FRAME_LAG_BUCKETS_S),
             active_streams: Gauge::default(),
             bad_messages: Family::default(),
             ws_closed: Family::default(),
@@ -118,6 +128,12 @@ impl Metrics {
             self.frames_out.clone(),
         );
         r.register(
+            "host_frame_lag_seconds",
+            "How far behind real time caller media frames are handled: time since the stream's \
+             start minus the frame's timestamp",
+            self.frame_lag.clone(),
+        );
+        r.register(
             "host_bad_messages",
             "WebSocket frames refused, by kind",
             self.bad_messages.clone(),
@@ -143,6 +159,11 @@ impl Metrics {
             self.stage_durations.clone(),
         );
         self
+    }
+
+    /// A caller media frame handled `lag` behind real time ([`frame_lag`]).
+    pub fn frame_lag(&self, lag: Duration) {
+        self.frame_lag.observe(lag.as_secs_f64());
     }
 
     pub fn bad_message(&self, kind: &'static str) {
@@ -195,6 +216,15 @@ impl Metrics {
     }
 }
 
+/// How far behind real time a caller frame stamped `timestamp_ms` (Twilio's time since the
+/// stream began) is handled `since_start` after the stream's `start` was: Twilio sends audio as it
+/// is spoken, so anything past the stamp is delay on the way (network, Envoy, scheduling). A
+/// frame handled early (its stamp ahead of the clock, as a simulator faster than real time sends
+/// them) counts as no delay.
+pub fn frame_lag(since_start: Duration, timestamp_ms: u64) -> Duration {
+    since_start.saturating_sub(Duration::from_millis(timestamp_ms))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +252,62 @@ mod tests {
             "host_stage_duration_seconds_count{stage=\"transcribe\",outcome=\"done\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn frame_lag_is_the_time_since_start_past_the_frames_stamp() {
+        // Frame 50 (stamped 1000 ms) handled 1.030 s after the start: 30 ms behind.
+        assert_eq!(
+            frame_lag(Duration::from_millis(1_030), 1_000),
+            Duration::from_millis(30)
+        );
+        assert_eq!(
+            frame_lag(Duration::from_micros(20_400), 20),
+            Duration::from_micros(400)
+        );
+        // Ahead of the clock is no delay, not a negative one.
+        assert_eq!(frame_lag(Duration::from_millis(500), 1_000), Duration::ZERO);
+
+        let m = Metrics::default();
+        m.frame_lag(frame_lag(Duration::from_millis(1_030), 1_000));
+        m.frame_lag(frame_lag(Duration::from_millis(500), 1_000));
+        let text = m.render(0, &[]);
+        for line in [
+            "host_frame_lag_seconds_sum 0.03",
+            "host_frame_lag_seconds_count 2",
+            "host_frame_lag_seconds_bucket{le=\"0.001\"} 1",
+            "host_frame_lag_seconds_bucket{le=\"0.02\"} 1",
+            "host_frame_lag_seconds_bucket{le=\"0.05\"} 2",
+            "host_frame_lag_seconds_bucket{le=\"+Inf\"} 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    /// Every metric `/metrics` exposes has its row in docs/host-service.md's Metrics table.
+    #[test]
+    fn every_metric_is_documented() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/host-service.md");
+        let docs = std::fs::read_to_string(&path).unwrap();
+        let m = Metrics::default();
+        m.bad_message("invalid_json");
+        let text = m.render(0, &[]);
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert!(names.contains(&"host_frame_lag_seconds"), "{text}");
+        for name in names {
+            assert!(
+                docs.lines().any(|l| l.starts_with(&format!("| `{name}"))),
+                "{name} is not in the Metrics table of {}",
+                path.display()
+            );
         }
     }
 

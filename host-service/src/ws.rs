@@ -266,10 +266,8 @@ impl Conn {
             } => {
                 // Twilio stamps frames with the time since the stream began, so a stamp far ahead
                 // of the time since `start` is a lie that would fill the file with silence.
-                let elapsed_ms = self
-                    .started_at
-                    .map(|t| t.elapsed().as_millis() as u64)
-                    .unwrap_or(0);
+                let since_start = self.started_at.map(|t| t.elapsed()).unwrap_or_default();
+                let elapsed_ms = since_start.as_millis() as u64;
                 let max_jump = self.state.config.recording.max_timestamp_jump_ms;
                 if timestamp_ms > elapsed_ms.saturating_add(max_jump) {
                     self.refused(
@@ -282,6 +280,9 @@ impl Conn {
                 }
                 self.frames_in += 1;
                 self.state.metrics.frames_in.inc();
+                self.state
+                    .metrics
+                    .frame_lag(crate::metrics::frame_lag(since_start, timestamp_ms));
                 if self.recording.is_some()
                     && !self.limits().inbound_fits(timestamp_ms, mulaw.len())
                 {
