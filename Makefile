@@ -18,7 +18,12 @@ APT_PKGS += chromium
 
 # The in-process Whisper is a cargo feature (it links the wheel's CTranslate2, see ct2lib);
 # every build, lint and test here turns it on.
-FEATURES := --features host-service/whisper,postcall/whisper
+SHIP_FEATURES := --features host-service/whisper,postcall/whisper
+# Builds for tests add the host's deterministic test engines (`pipeline.engines = "test"`, opt-in
+# by configuration), which `cargo test` turns on anyway through the e2e crate's dev-dependency:
+# one feature set, so `make build` and `cargo test` do not relink the host in turn. What ships
+# (`make demo`, `make dist`) has no test engines.
+FEATURES := $(SHIP_FEATURES),host-service/test-engines
 
 export TWIML_GUARD_WASM := $(abspath $(WASM))
 # The module logs the commit it was built from at configure time, and `make oci` labels it.
@@ -100,7 +105,7 @@ build: setup wasm ## the module and every release binary
 # What `make demo` runs, and nothing else (no test crates, no examples).
 DEMO_BINS := -p host-service -p twilio-sim -p twiml-guard-cli
 demo-build: setup wasm
-	$(CARGO) build --release $(DEMO_BINS) $(FEATURES)
+	$(CARGO) build --release $(DEMO_BINS) $(SHIP_FEATURES)
 
 # A tarball to run elsewhere: bin/ (the release binaries), ct2lib/ (the CTranslate2 library and
 # its libgomp, copied, found through the binaries' $$ORIGIN rpath), the filter module, the
@@ -186,7 +191,18 @@ bench-edge: $(STAMPS)/apt $(STAMPS)/bench-edge-venv wasm ## the filter against n
 	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-floor $(WASM_LTO)
 	$(PY) bench/edge/edge_bench.py --envoy $(VENV)/bin/envoy --wasm $(WASM) --floor $(FLOOR_WASM) $(BENCH_EDGE_ARGS)
 
-bench: bench-whisper bench-edge ## both benchmarks
+# Real-time Media Streams through the shipped envoy.yaml to one host-service replica (SQLite),
+# then to two (one PostgreSQL from test-support's PgCluster, one shared recordings directory):
+# streams held at once, frames sent and received, p50/p99 of the host's host_frame_lag_seconds,
+# host CPU per frame and peak RSS (tests/benches/host.rs; table in target/bench-host/host.{md,json}).
+# BENCH_HOST_STREAMS (calls per replica, 1000), BENCH_HOST_AUDIO_S (20), BENCH_HOST_RAMP_S (10)
+# and BENCH_HOST_REPLICAS (1,2) change the run. --workspace and the features of `make test`, so
+# the bench reuses its build.
+.PHONY: bench-host
+bench-host: build ## real-time streams per host-service replica and their frame lag, one replica and two
+	$(CARGO) bench --workspace $(FEATURES) --bench host
+
+bench: bench-whisper bench-edge bench-host ## every benchmark
 
 # cargo-fuzz needs nightly flags (-Zsanitizer); RUSTC_BOOTSTRAP=1 lets the stable toolchain accept
 # them. Each target runs FUZZ_SECONDS from its committed seeds (and the TwiML fixtures); new

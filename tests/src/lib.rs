@@ -13,6 +13,7 @@
 //! - Upstreams: [`upstream::RawUpstream`] (byte-exact HTTP/1.1 replies) and
 //!   [`upstream::WsEcho`] (a WebSocket echo).
 
+pub mod histogram;
 pub mod stack;
 pub mod upstream;
 
@@ -331,6 +332,16 @@ impl ChildGuard {
         self.child
             .try_wait()
             .map_err(io(format!("polling {}", self.name)))
+    }
+
+    /// SIGKILL, then reap: the process gets no chance to finish anything.
+    pub fn kill(&mut self) -> Result<ExitStatus> {
+        self.child
+            .kill()
+            .map_err(io(format!("killing {}", self.name)))?;
+        self.child
+            .wait()
+            .map_err(io(format!("reaping {}", self.name)))
     }
 
     /// Wait for the child to exit on its own, up to `timeout`.

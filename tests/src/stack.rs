@@ -217,6 +217,11 @@ impl HostService {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// SIGKILL the service (a lost node, an OOM kill): no drain, nothing finalized.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill().map(drop)
+    }
 }
 
 // === the stack ===

@@ -17,5 +17,6 @@ mod host_signature_oracle;
 mod many_streams;
 mod oci_image;
 mod oracle;
+mod replicas;
 mod signature_filter;
 mod signature_oracle;
