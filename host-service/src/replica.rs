@@ -19,7 +19,9 @@ pub async fn start(store: &Store, clock: &Clock, timeout_ms: u64) -> Result<usiz
         Backend::Sqlite => i64::MAX,
         Backend::Postgres => now - timeout_ms as i64,
     };
-    pipeline::repair_recordings(store, alive_since).await
+    let repaired = pipeline::repair_recordings(store, alive_since).await?;
+    store.forget_dead_replicas(alive_since).await?;
+    Ok(repaired)
 }
 
 /// PostgreSQL: every third of the timeout, say this replica is alive and take over the open
@@ -49,10 +51,14 @@ pub async fn run(store: Store, clock: Clock, timeout_ms: u64, mut stop: watch::R
             tracing::error!(error = %e, "cannot tell the database this replica is alive");
             continue;
         }
-        match pipeline::repair_recordings(&store, now - timeout_ms as i64).await {
+        let alive_since = now - timeout_ms as i64;
+        match pipeline::repair_recordings(&store, alive_since).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(repaired = n, "finished recordings of a replica that died"),
             Err(e) => tracing::error!(error = %e, "cannot take over a dead replica's streams"),
+        }
+        if let Err(e) = store.forget_dead_replicas(alive_since).await {
+            tracing::warn!(error = %e, "cannot forget dead replicas");
         }
     }
     listener.abort();

@@ -88,6 +88,21 @@ impl Store {
         Ok(taken)
     }
 
+    /// Forget replicas that are dead and hold no open stream any more (their streams taken
+    /// over), so the table stays as small as the set of replicas alive.
+    pub async fn forget_dead_replicas(&self, alive_since_ms: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM replicas WHERE id <> $1 AND seen_at_ms < $2
+               AND NOT EXISTS (SELECT 1 FROM streams s WHERE s.replica = replicas.id
+                               AND s.status IN ('streaming', 'recording'))",
+        )
+        .bind(self.replica())
+        .bind(alive_since_ms)
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+
     /// Prove `dir` is the recordings directory the database's other replicas use: the first
     /// replica writes a random marker into both; every later one must find the database's
     /// marker in its directory. A replica with its own empty volume (a missing shared mount)

@@ -698,8 +698,16 @@ async fn a_dead_replicas_open_streams_are_taken_over_once(backend: Backend) {
             (format!("MZ{:032x}", 1), "/rec/b.wav".to_owned())
         ]
     );
-    // Now the survivor's, which is alive: nobody else takes them.
+    // The dead replica is forgotten once nothing of it is open; the survivor is not.
     survivor.replica_alive(T0 + 10).await.unwrap();
+    assert_eq!(dead.forget_dead_replicas(T0 + 1).await.unwrap(), 0);
+    assert_eq!(survivor.forget_dead_replicas(T0 + 1).await.unwrap(), 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT id FROM replicas")
+        .fetch_all(survivor.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, vec![survivor.replica().to_owned()]);
+    // Now the survivor's, which is alive: nobody else takes them.
     assert!(late.take_orphaned_streams(T0 + 1).await.unwrap().is_empty());
     // A replica that left says so; its streams need no timeout.
     survivor.replica_gone().await.unwrap();
