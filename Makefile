@@ -192,12 +192,13 @@ bench-edge: $(STAMPS)/apt $(STAMPS)/bench-edge-venv wasm ## the filter against n
 	$(PY) bench/edge/edge_bench.py --envoy $(VENV)/bin/envoy --wasm $(WASM) --floor $(FLOOR_WASM) $(BENCH_EDGE_ARGS)
 
 # Real-time Media Streams through the shipped envoy.yaml to one host-service replica (SQLite),
-# then to two (one PostgreSQL from test-support's PgCluster, one shared recordings directory):
-# streams held at once, frames sent and received, p50/p99 of the host's host_frame_lag_seconds,
-# host CPU per frame and peak RSS (tests/benches/host.rs; table in target/bench-host/host.{md,json}).
-# BENCH_HOST_STREAMS (calls per replica, 1000), BENCH_HOST_AUDIO_S (20), BENCH_HOST_RAMP_S (10)
-# and BENCH_HOST_REPLICAS (1,2) change the run. --workspace and the features of `make test`, so
-# the bench reuses its build.
+# then to two (one PostgreSQL from test-support's PgCluster, one shared recordings directory),
+# in steps of calls per replica until one fails: streams held at once, frames sent and received,
+# p50/p99 of the host's host_frame_lag_seconds, host CPU per frame and peak RSS
+# (tests/benches/host.rs; the table lands in target/bench-host/host.{md,json}; about 4 minutes).
+# Environment: BENCH_HOST_STREAMS (the steps, default 250,500,1000), BENCH_HOST_AUDIO_S (20),
+# BENCH_HOST_RAMP_S (10), BENCH_HOST_REPLICAS (1,2). --workspace and the features of `make test`,
+# so the bench reuses its build.
 .PHONY: bench-host
 bench-host: build ## real-time streams per host-service replica and their frame lag, one replica and two
 	$(CARGO) bench --workspace $(FEATURES) --bench host
