@@ -13,7 +13,7 @@
 //! configurations to run (`1,2`).
 
 use e2e::histogram::Buckets;
-use e2e::stack::{HostOptions, HostService, AUTH_TOKEN, PUBLIC_HOST};
+use e2e::stack::{active_streams, HostOptions, HostService, AUTH_TOKEN, PUBLIC_HOST};
 use e2e::upstream::{RawUpstream, Reply};
 use e2e::{http_client, poll, repo_root, Envoy, EnvoySetup};
 use serde_json::{json, Value};
@@ -160,19 +160,6 @@ fn clock_ticks_per_s() -> f64 {
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
         .unwrap_or(100.0)
-}
-
-/// Streams open on the replica at `addr` now; `None` when it does not answer.
-async fn active_streams(client: &reqwest::Client, addr: SocketAddr) -> Option<u64> {
-    let body: Value = client
-        .get(format!("http://{addr}/healthz"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    body["active_streams"].as_u64()
 }
 
 /// Every replica's `host_frame_lag_seconds` now, added up.

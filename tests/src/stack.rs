@@ -224,6 +224,20 @@ impl HostService {
     }
 }
 
+/// Media sockets open on the host service at `addr` now (`/healthz`'s `active_streams`);
+/// `None` when it does not answer (a busy replica is not an idle one).
+pub async fn active_streams(client: &reqwest::Client, addr: SocketAddr) -> Option<u64> {
+    let body: serde_json::Value = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    body["active_streams"].as_u64()
+}
+
 // === the stack ===
 
 /// Envoy (shipped `envoy.yaml`, plugin config per test) in front of both services.

@@ -3,15 +3,12 @@
 //! per cluster) stream 1,025 got a 503 (Twilio's 31901) before the host service had a say; the
 //! shipped clusters are sized above the hosts' own caps, which this proves at twice the default.
 
-use e2e::stack::{HostOptions, HostService, AUTH_TOKEN, PUBLIC_HOST};
+use e2e::stack::{active_streams, HostOptions, HostService};
 use e2e::upstream::{RawUpstream, Reply};
-use e2e::{http_client, poll, Envoy, EnvoySetup};
-use std::net::SocketAddr;
+use e2e::{http_client, poll};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use twilio_sim::urls::UrlMap;
-use twilio_sim::CallConfig;
 
 const CALLS: usize = 2_000;
 /// Each replica's `websocket.max_sockets`: together above CALLS, each below it, so neither
@@ -36,20 +33,6 @@ const FRAMES_PER_CALL: u64 = 50;
 const LEGACY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>\
     <Record maxLength=\"60\"/><Connect><Stream url=\"wss://voice.example.com/ws/twilio-media\"/>\
     </Connect></Response>";
-
-/// Streams open on the replica at `addr` now; `None` when it does not answer (busy is not idle).
-async fn active_streams(addr: SocketAddr) -> Option<u64> {
-    let url = format!("http://{addr}/healthz");
-    let body: serde_json::Value = http_client()
-        .get(&url)
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    body["active_streams"].as_u64()
-}
 
 async fn host_counter(host: &HostService, name: &str) -> u64 {
     e2e::prometheus_value(&host.metrics_text().await.unwrap(), name).unwrap_or(0)
@@ -97,17 +80,7 @@ async fn two_thousand_streams_through_envoy_to_two_replicas_all_run() {
     let backend = RawUpstream::start(|_| Reply::ok("text/xml", LEGACY_TWIML))
         .await
         .unwrap();
-    let envoy = Envoy::start(
-        &EnvoySetup::new(backend.addr(), a.addr)
-            .host_replica(b.addr)
-            .auth_token(AUTH_TOKEN),
-    )
-    .await
-    .unwrap();
-
-    let mut cfg = CallConfig::new(format!("https://{PUBLIC_HOST}/webhook/incoming_call"));
-    cfg.map = UrlMap::local(&envoy.listener.to_string()).unwrap();
-    cfg.auth_token = Some(AUTH_TOKEN.into());
+    let (envoy, mut cfg) = crate::common::two_replicas(backend.addr(), a.addr, b.addr).await;
     // Calls arrive at RAMP_CALLS_PER_S (a contact centre's burst, not one instant) and each
     // stream stays open longer than the ramp takes: the streams overlap, as the peak shows.
     cfg.speed = SPEED;
@@ -119,11 +92,12 @@ async fn two_thousand_streams_through_envoy_to_two_replicas_all_run() {
     let sampler = {
         let (peak, a_addr, b_addr) = (Arc::clone(&peak), a.addr, b.addr);
         tokio::spawn(async move {
+            let client = http_client();
             let mut every = tokio::time::interval(Duration::from_millis(100));
             loop {
                 every.tick().await;
-                let open = active_streams(a_addr).await.unwrap_or(0)
-                    + active_streams(b_addr).await.unwrap_or(0);
+                let open = active_streams(&client, a_addr).await.unwrap_or(0)
+                    + active_streams(&client, b_addr).await.unwrap_or(0);
                 peak.fetch_max(open, Ordering::Relaxed);
             }
         })
@@ -188,7 +162,9 @@ async fn two_thousand_streams_through_envoy_to_two_replicas_all_run() {
     // Every socket has closed on both replicas once the calls are done; both replicas took a
     // share, and every frame sent arrived at one of them.
     poll(Duration::from_secs(30), "the streams to close", || async {
-        (active_streams(a.addr).await? + active_streams(b.addr).await? == 0).then_some(())
+        let http = http_client();
+        (active_streams(&http, a.addr).await? + active_streams(&http, b.addr).await? == 0)
+            .then_some(())
     })
     .await
     .unwrap();

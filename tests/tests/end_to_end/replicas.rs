@@ -3,15 +3,14 @@
 //! replica's recordings are finished by the survivor up to the documented loss bound, and the
 //! survivor takes every new call while the other is down and after it is back.
 
-use e2e::stack::{HostOptions, HostService, AUTH_TOKEN, PUBLIC_HOST};
+use e2e::stack::{active_streams, HostOptions, HostService};
 use e2e::upstream::{RawUpstream, Reply};
-use e2e::{http_client, poll, Envoy, EnvoySetup};
+use e2e::{http_client, poll};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use twilio_sim::report::{Outcome, Report};
-use twilio_sim::urls::UrlMap;
 use twilio_sim::CallConfig;
 
 /// The legacy bug, with the `<Connect action>` that ends each call at the host service.
@@ -75,18 +74,6 @@ fn options(listen: SocketAddr, db: &str, shared: &Path, engine_log: &Path) -> Ho
     }
 }
 
-async fn active_streams(addr: SocketAddr) -> Option<u64> {
-    let body: serde_json::Value = http_client()
-        .get(format!("http://{addr}/healthz"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    body["active_streams"].as_u64()
-}
-
 fn place(cfg: &CallConfig, seconds: usize) -> tokio::task::JoinHandle<Report> {
     let mut cfg = cfg.clone();
     // Mu-law silence: the test engines transcribe any audio the same way.
@@ -95,6 +82,15 @@ fn place(cfg: &CallConfig, seconds: usize) -> tokio::task::JoinHandle<Report> {
         let client = twilio_sim::call::client().unwrap();
         twilio_sim::place_call(&client, &cfg).await
     })
+}
+
+/// The reports of calls placed with [`place`], once they have all ended.
+async fn reports(calls: Vec<tokio::task::JoinHandle<Report>>) -> Vec<Report> {
+    futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
 }
 
 /// Calls placed while both replicas (or the survivor alone) are up must run as if nothing
@@ -133,16 +129,8 @@ async fn a_replica_killed_mid_stream_and_mid_stage_loses_no_call() {
     let backend = RawUpstream::start(|_| Reply::ok("text/xml", LEGACY_TWIML))
         .await
         .unwrap();
-    let envoy = Envoy::start(
-        &EnvoySetup::new(backend.addr(), a_addr)
-            .host_replica(b_addr)
-            .auth_token(AUTH_TOKEN),
-    )
-    .await
-    .unwrap();
-    let mut cfg = CallConfig::new(format!("https://{PUBLIC_HOST}/webhook/incoming_call"));
-    cfg.map = UrlMap::local(&envoy.listener.to_string()).unwrap();
-    cfg.auth_token = Some(AUTH_TOKEN.into());
+    // Envoy lives as long as `_envoy`: to the end of the test.
+    let (_envoy, mut cfg) = crate::common::two_replicas(backend.addr(), a_addr, b_addr).await;
     cfg.speed = 1.0;
 
     // Long calls keep streams open on both replicas; short ones, placed every half second until
@@ -164,6 +152,7 @@ async fn a_replica_killed_mid_stream_and_mid_stage_loses_no_call() {
             placed
         }
     });
+    let http = http_client();
     let a_pid = a.as_ref().unwrap().pid();
     let a_name = sql(
         &db,
@@ -179,7 +168,7 @@ async fn a_replica_killed_mid_stream_and_mid_stage_loses_no_call() {
         Duration::from_secs(30),
         "replica a streaming and in a stage",
         || async {
-            let streams = active_streams(a_addr).await?;
+            let streams = active_streams(&http, a_addr).await?;
             (streams > 0 && count(&db, &running_on_a) > 0).then_some(())
         },
     )
@@ -223,11 +212,7 @@ async fn a_replica_killed_mid_stream_and_mid_stage_loses_no_call() {
     )
     .await
     .unwrap();
-    let during: Vec<Report> = futures_util::future::join_all(during)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let during = reports(during).await;
     assert_ran(&during, "while replica a was dead");
 
     // a comes back on its address, with the same database and volume.
@@ -239,17 +224,9 @@ async fn a_replica_killed_mid_stream_and_mid_stage_loses_no_call() {
     for _ in 0..4 {
         after.push(place(&cfg, 1));
     }
-    let after: Vec<Report> = futures_util::future::join_all(after)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let after = reports(after).await;
     assert_ran(&after, "after replica a restarted");
-    let first: Vec<Report> = futures_util::future::join_all(first)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let first = reports(first).await;
     // Every call reached the host (the killed streams too: their `<Connect action>` webhook
     // ended the call on b).
     let all: Vec<&Report> = first.iter().chain(&during).chain(&after).collect();
@@ -346,7 +323,7 @@ async fn a_replica_killed_mid_stream_and_mid_stage_loses_no_call() {
         0
     );
     // Both replicas served calls once a was back.
-    assert!(active_streams(a.addr).await.is_some());
+    assert!(active_streams(&http, a.addr).await.is_some());
     drop(b);
 }
 

@@ -226,3 +226,26 @@ pub async fn assert_counters(envoy: &Envoy, want: &[(&str, u64)]) {
 pub fn wasm_path() -> PathBuf {
     e2e::wasm_module().unwrap()
 }
+
+/// Envoy with the shipped config in front of `backend` and two host-service replicas, and a
+/// signed call to its voice webhook: the setup of the tests with several replicas.
+pub async fn two_replicas(
+    backend: std::net::SocketAddr,
+    a: std::net::SocketAddr,
+    b: std::net::SocketAddr,
+) -> (Envoy, twilio_sim::CallConfig) {
+    let envoy = Envoy::start(
+        &EnvoySetup::new(backend, a)
+            .host_replica(b)
+            .auth_token(e2e::stack::AUTH_TOKEN),
+    )
+    .await
+    .unwrap();
+    let mut cfg = twilio_sim::CallConfig::new(format!(
+        "https://{}/webhook/incoming_call",
+        e2e::stack::PUBLIC_HOST
+    ));
+    cfg.map = twilio_sim::urls::UrlMap::local(&envoy.listener.to_string()).unwrap();
+    cfg.auth_token = Some(e2e::stack::AUTH_TOKEN.into());
+    (envoy, cfg)
+}
