@@ -26,6 +26,10 @@ pub enum Next {
     /// Not an error: something outside the service (Twilio's recording) is not ready yet. Look
     /// again later without using up an attempt.
     Wait,
+    /// Not an error: a socket of the call has not finished its recording yet (Twilio's webhook
+    /// can come first, and a dead replica's streams wait for their takeover). Look again soon,
+    /// or at once when the stream finishes, without using up an attempt.
+    WaitForStreams,
 }
 
 /// Why an attempt produced nothing, and what to do next.
@@ -215,10 +219,16 @@ impl Pipeline {
                     tracing::error!(call_sid = %call_sid, stage, error = %e, "cannot complete job")
                 }
             },
-            Err(err) if err.next == Next::Wait => {
-                // Looked at again when the backoff cap has passed, or at once when the event it
-                // waits for (Twilio's `completed` callback) moves the job up.
-                let run_at_ms = now + self.config.backoff_cap_ms as i64;
+            Err(err) if matches!(err.next, Next::Wait | Next::WaitForStreams) => {
+                // Looked at again when the wait has passed, or at once when the event it waits
+                // for (Twilio's `completed` callback, the stream finishing) moves the job up. A
+                // stream finishing between the look and this defer moves nothing, so streams are
+                // looked at again soon rather than at the cap.
+                let wait_ms = match err.next {
+                    Next::WaitForStreams => self.config.backoff_base_ms,
+                    _ => self.config.backoff_cap_ms,
+                };
+                let run_at_ms = now + wait_ms as i64;
                 match self
                     .store
                     .defer(&job, worker, run_at_ms, &err.message)
@@ -301,7 +311,10 @@ impl Pipeline {
         match self.source {
             RecordingSource::Stream => {
                 if self.store.open_streams(call_sid).await? > 0 {
-                    return Err(StageError::retry("a stream of this call is still open"));
+                    return Err(StageError {
+                        next: Next::WaitForStreams,
+                        message: "a stream of this call is still open".into(),
+                    });
                 }
                 let Some((path, duration_ms)) = self.store.best_stream_recording(call_sid).await?
                 else {

@@ -137,6 +137,20 @@ impl Store {
         .bind(now)
         .execute(self.pool())
         .await?;
+        // The call's recording stage may be waiting for this stream: due now.
+        let moved = sqlx::query(
+            "UPDATE jobs SET run_at_ms = CASE WHEN run_at_ms < $2 THEN run_at_ms ELSE $2 END
+             WHERE stage = 'recording' AND state = 'queued'
+               AND call_sid = (SELECT call_sid FROM streams WHERE stream_sid = $1)",
+        )
+        .bind(stream_sid)
+        .bind(now)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        if moved > 0 {
+            self.wake_workers().await?;
+        }
         Ok(())
     }
 

@@ -366,6 +366,21 @@ impl Store {
         Ok(())
     }
 
+    /// Jobs became due outside a transaction: the same wake-up as `jobs_due` plus
+    /// `jobs_committed`.
+    pub(super) async fn wake_workers(&self) -> Result<()> {
+        match self.backend() {
+            Backend::Postgres => {
+                sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(JOBS_CHANNEL)
+                    .execute(self.pool())
+                    .await?;
+            }
+            Backend::Sqlite => self.jobs_changed.notify_waiters(),
+        }
+        Ok(())
+    }
+
     /// After committing a transaction that called `jobs_due`.
     pub(super) fn jobs_committed(&self) {
         if self.backend() == Backend::Sqlite {

@@ -822,6 +822,67 @@ fn database_urls_parse_and_hide_their_password() {
     );
 }
 
+/// The recording stage waits for a stream still open without using an attempt; the stream
+/// finishing makes it due at once (and wakes this process's workers).
+async fn a_finished_stream_makes_the_waiting_recording_stage_due(backend: Backend) {
+    let (_h, store) = store_on(backend).await;
+    store
+        .stream_started(CALL, "MZ1", &facts(), "stream", T0)
+        .await
+        .unwrap();
+    store
+        .call_ended(CALL, &facts(), "stream", T0 + 10)
+        .await
+        .unwrap();
+    let job = store.claim("w", T0 + 20, 60_000).await.unwrap().unwrap();
+    assert_eq!((job.stage, job.attempts), (Stage::Recording, 1));
+    assert!(store
+        .defer(
+            &job,
+            "w",
+            T0 + 60_000,
+            "a stream of this call is still open"
+        )
+        .await
+        .unwrap());
+    assert_eq!(store.claim("w", T0 + 30, 60_000).await.unwrap(), None);
+    let woken = store.jobs_changed();
+    let notified = woken.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    store
+        .stream_finished(
+            "MZ1",
+            StreamStatus::Saved,
+            Some(800),
+            (800, 0, 0),
+            "stopped",
+            T0 + 40,
+        )
+        .await
+        .unwrap();
+    if backend == Backend::Sqlite {
+        tokio::time::timeout(std::time::Duration::from_secs(5), notified)
+            .await
+            .expect("the workers are woken");
+    }
+    let again = store.claim("w", T0 + 40, 60_000).await.unwrap().unwrap();
+    assert_eq!((again.id, again.attempts), (job.id, 1));
+    // A stream of a call with no waiting job moves nothing.
+    store
+        .stream_finished(
+            "MZ1",
+            StreamStatus::Saved,
+            Some(800),
+            (800, 0, 0),
+            "stopped",
+            T0 + 50,
+        )
+        .await
+        .unwrap();
+    assert_eq!(job_row(&store, "recording").await.0, "running");
+}
+
 /// Each test on SQLite and on PostgreSQL, under the same name in modules `sqlite` and
 /// `postgres`.
 macro_rules! on_both_engines {
@@ -861,4 +922,5 @@ on_both_engines!(
     a_burst_of_stream_starts_is_recorded_in_full,
     two_replicas_take_each_job_once,
     a_dead_replicas_open_streams_are_taken_over_once,
+    a_finished_stream_makes_the_waiting_recording_stage_due,
 );

@@ -278,6 +278,8 @@ async fn a_replica_killed_mid_stream_and_mid_stage_loses_no_call() {
         ),
         0
     );
+    // Waiting for the dead replica's streams was not an error: no attempt spent, none recorded.
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM call_errors"), 0);
     // The engines ran once per attempt, and a's killed stage ran again on b: a result was
     // committed once per stage however many times it ran.
     let engine_runs = std::fs::read_to_string(&engine_log)
