@@ -85,6 +85,9 @@ impl From<EngineError> for StageError {
 /// dropped connection (the listener also wakes everyone when it reconnects).
 const POSTGRES_IDLE: Duration = Duration::from_secs(30);
 
+/// The recording stage's error for a call none of whose streams left a recording.
+pub const NO_RECORDING: &str = "no stream of this call was recorded";
+
 /// What the workers share.
 pub struct Pipeline {
     pub store: Store,
@@ -316,9 +319,12 @@ impl Pipeline {
                         message: "a stream of this call is still open".into(),
                     });
                 }
+                // Every socket has finished and the call has ended (no stream starts after that):
+                // when none left a recording (the handshake never happened, or a replica died
+                // before the file was opened), none ever will.
                 let Some((path, duration_ms)) = self.store.best_stream_recording(call_sid).await?
                 else {
-                    return Err(StageError::retry("no saved stream recording for this call"));
+                    return Err(StageError::permanent(NO_RECORDING));
                 };
                 let is_file = tokio::fs::metadata(&path)
                     .await

@@ -242,18 +242,16 @@ async fn a_replica_killed_mid_stream_and_mid_stage_loses_no_call() {
     let calls = all.len() as i64;
     assert_eq!(count(&db, "SELECT COUNT(*) FROM calls"), calls);
 
-    // Every call completes, each stage exactly once.
-    poll(
-        Duration::from_secs(120),
-        "every call to complete",
-        || async {
-            let open = count(
-                &db,
-                "SELECT COUNT(*) FROM calls WHERE status <> 'completed'",
-            );
-            (open == 0).then_some(())
-        },
-    )
+    // A stream a died with before its recording file was open left no recording
+    // (`not_recorded`): its call fails at once with that error, which is the loss bound at
+    // work, not a lost call. Every other call completes, each stage exactly once.
+    poll(Duration::from_secs(120), "every call to finish", || async {
+        let open = count(
+            &db,
+            "SELECT COUNT(*) FROM calls WHERE status NOT IN ('completed', 'failed')",
+        );
+        (open == 0).then_some(())
+    })
     .await
     .unwrap_or_else(|e| {
         panic!(
@@ -263,23 +261,59 @@ async fn a_replica_killed_mid_stream_and_mid_stage_loses_no_call() {
             b.log_text()
         )
     });
+    let unrecorded = "SELECT call_sid FROM calls c WHERE NOT EXISTS \
+         (SELECT 1 FROM streams s WHERE s.call_sid = c.call_sid AND s.status <> 'not_recorded')";
     assert_eq!(
         sql(
             &db,
-            "SELECT stage, state, COUNT(*) FROM jobs GROUP BY stage, state ORDER BY stage"
+            "SELECT call_sid FROM calls WHERE status = 'failed' ORDER BY call_sid"
         ),
-        format!("extract|done|{calls}\nrecording|done|{calls}\ntranscribe|done|{calls}")
+        sql(&db, &format!("{unrecorded} ORDER BY call_sid")),
+        "only calls without any recording may fail"
+    );
+    let failed = count(&db, "SELECT COUNT(*) FROM calls WHERE status = 'failed'");
+    let completed = calls - failed;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM streams WHERE status = 'not_recorded' \
+             AND close_reason <> 'process_died'"
+        ),
+        0,
+        "a stream left unrecorded by anything but a's death"
+    );
+    let mut jobs = format!("extract|done|{completed}\nrecording|done|{completed}");
+    if failed > 0 {
+        jobs.push_str(&format!("\nrecording|failed|{failed}"));
+    }
+    jobs.push_str(&format!("\ntranscribe|done|{completed}"));
+    assert_eq!(
+        sql(
+            &db,
+            "SELECT stage, state, COUNT(*) FROM jobs GROUP BY stage, state ORDER BY stage, state"
+        ),
+        jobs
     );
     assert_eq!(
         count(
             &db,
-            "SELECT COUNT(*) FROM calls WHERE transcript_json IS NULL OR summary IS NULL \
-             OR recording_status <> 'saved'"
+            "SELECT COUNT(*) FROM calls WHERE status = 'completed' AND (transcript_json IS NULL \
+             OR summary IS NULL OR recording_status <> 'saved')"
         ),
         0
     );
-    // Waiting for the dead replica's streams was not an error: no attempt spent, none recorded.
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM call_errors"), 0);
+    // Waiting for the dead replica's streams was not an error: no attempt spent, none recorded;
+    // a call without a recording failed at its first attempt.
+    assert_eq!(
+        sql(
+            &db,
+            "SELECT COUNT(*), COALESCE(MAX(j.attempts), 0) FROM call_errors e \
+             JOIN jobs j ON j.call_sid = e.call_sid AND j.stage = 'recording' \
+             WHERE e.message = 'no stream of this call was recorded'"
+        ),
+        format!("{failed}|{}", i64::from(failed > 0))
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM call_errors"), failed);
     // The engines ran once per attempt, and a's killed stage ran again on b: a result was
     // committed once per stage however many times it ran.
     let engine_runs = std::fs::read_to_string(&engine_log)
@@ -301,13 +335,22 @@ async fn a_replica_killed_mid_stream_and_mid_stage_loses_no_call() {
         "the stage a was running must have been run again"
     );
 
-    // a's open streams were repaired by b and kept what a had written: all but at most about
-    // twice the reorder window before the kill.
+    // a's open streams were finished by b: repaired, keeping what a had written (all but at
+    // most about twice the reorder window before the kill), or, opened too late for a file,
+    // not recorded.
     let repaired = sql(
         &db,
         "SELECT started_at_ms, duration_ms FROM streams WHERE status = 'repaired'",
     );
-    assert_eq!(repaired.lines().count() as i64, open_on_a, "{repaired}");
+    let not_recorded = count(
+        &db,
+        "SELECT COUNT(*) FROM streams WHERE status = 'not_recorded'",
+    );
+    assert_eq!(
+        repaired.lines().count() as i64 + not_recorded,
+        open_on_a,
+        "{repaired}"
+    );
     for line in repaired.lines() {
         let (started, duration) = line.split_once('|').unwrap();
         let (started, duration): (i64, i64) = (started.parse().unwrap(), duration.parse().unwrap());
@@ -320,7 +363,7 @@ async fn a_replica_killed_mid_stream_and_mid_stage_loses_no_call() {
     assert_eq!(
         count(
             &db,
-            "SELECT COUNT(*) FROM streams WHERE status NOT IN ('saved', 'repaired')"
+            "SELECT COUNT(*) FROM streams WHERE status NOT IN ('saved', 'repaired', 'not_recorded')"
         ),
         0
     );
