@@ -37,6 +37,19 @@ pub(crate) async fn store_on(backend: Backend) -> (Holder, Store) {
     }
 }
 
+/// `CALL` with stream `stream_sid` started at T0 and the call ended at T0 + 10 while the
+/// stream is still open.
+async fn ended_with_open_stream(store: &Store, stream_sid: &str) {
+    store
+        .stream_started(CALL, stream_sid, &facts(), "stream", T0)
+        .await
+        .unwrap();
+    store
+        .call_ended(CALL, &facts(), "stream", T0 + 10)
+        .await
+        .unwrap();
+}
+
 /// A second replica on the same database, with a name of its own.
 async fn another_replica(holder: &Holder, store: &Store) -> Store {
     match holder {
@@ -423,14 +436,7 @@ async fn a_reused_stream_sid_changes_nothing(backend: Backend) {
 
 async fn a_start_after_the_call_ended_changes_nothing(backend: Backend) {
     let (_d, store) = store_on(backend).await;
-    store
-        .stream_started(CALL, "MZa", &facts(), "stream", T0)
-        .await
-        .unwrap();
-    store
-        .call_ended(CALL, &facts(), "stream", T0 + 10)
-        .await
-        .unwrap();
+    ended_with_open_stream(&store, "MZa").await;
     assert_eq!(
         store
             .stream_started(CALL, "MZb", &facts(), "stream", T0 + 20)
@@ -826,14 +832,7 @@ fn database_urls_parse_and_hide_their_password() {
 /// finishing makes it due at once (and wakes this process's workers).
 async fn a_finished_stream_makes_the_waiting_recording_stage_due(backend: Backend) {
     let (_h, store) = store_on(backend).await;
-    store
-        .stream_started(CALL, "MZ1", &facts(), "stream", T0)
-        .await
-        .unwrap();
-    store
-        .call_ended(CALL, &facts(), "stream", T0 + 10)
-        .await
-        .unwrap();
+    ended_with_open_stream(&store, "MZ1").await;
     let job = store.claim("w", T0 + 20, 60_000).await.unwrap().unwrap();
     assert_eq!((job.stage, job.attempts), (Stage::Recording, 1));
     assert!(store
@@ -846,21 +845,27 @@ async fn a_finished_stream_makes_the_waiting_recording_stage_due(backend: Backen
         .await
         .unwrap());
     assert_eq!(store.claim("w", T0 + 30, 60_000).await.unwrap(), None);
+    let finish = |at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .stream_finished(
+                    "MZ1",
+                    StreamStatus::Saved,
+                    Some(800),
+                    (800, 0, 0),
+                    "stopped",
+                    at,
+                )
+                .await
+                .unwrap()
+        }
+    };
     let woken = store.jobs_changed();
     let notified = woken.notified();
     tokio::pin!(notified);
     notified.as_mut().enable();
-    store
-        .stream_finished(
-            "MZ1",
-            StreamStatus::Saved,
-            Some(800),
-            (800, 0, 0),
-            "stopped",
-            T0 + 40,
-        )
-        .await
-        .unwrap();
+    finish(T0 + 40).await;
     if backend == Backend::Sqlite {
         tokio::time::timeout(std::time::Duration::from_secs(5), notified)
             .await
@@ -869,17 +874,7 @@ async fn a_finished_stream_makes_the_waiting_recording_stage_due(backend: Backen
     let again = store.claim("w", T0 + 40, 60_000).await.unwrap().unwrap();
     assert_eq!((again.id, again.attempts), (job.id, 1));
     // A stream of a call with no waiting job moves nothing.
-    store
-        .stream_finished(
-            "MZ1",
-            StreamStatus::Saved,
-            Some(800),
-            (800, 0, 0),
-            "stopped",
-            T0 + 50,
-        )
-        .await
-        .unwrap();
+    finish(T0 + 50).await;
     assert_eq!(job_row(&store, "recording").await.0, "running");
 }
 
