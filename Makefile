@@ -18,12 +18,7 @@ APT_PKGS += chromium
 
 # The in-process Whisper is a cargo feature (it links the wheel's CTranslate2, see ct2lib);
 # every build, lint and test here turns it on.
-SHIP_FEATURES := --features host-service/whisper,postcall/whisper
-# Builds for tests add the host's deterministic test engines (`pipeline.engines = "test"`, opt-in
-# by configuration), which `cargo test` turns on anyway through the e2e crate's dev-dependency:
-# one feature set, so `make build` and `cargo test` do not relink the host in turn. What ships
-# (`make demo`, `make dist`) has no test engines.
-FEATURES := $(SHIP_FEATURES),host-service/test-engines
+FEATURES := --features host-service/whisper,postcall/whisper
 
 export TWIML_GUARD_WASM := $(abspath $(WASM))
 # The module logs the commit it was built from at configure time, and `make oci` labels it.
@@ -105,7 +100,7 @@ build: setup wasm ## the module and every release binary
 # What `make demo` runs, and nothing else (no test crates, no examples).
 DEMO_BINS := -p host-service -p twilio-sim -p twiml-guard-cli
 demo-build: setup wasm
-	$(CARGO) build --release $(DEMO_BINS) $(SHIP_FEATURES)
+	$(CARGO) build --release $(DEMO_BINS) $(FEATURES)
 
 # A tarball to run elsewhere: bin/ (the release binaries), ct2lib/ (the CTranslate2 library and
 # its libgomp, copied, found through the binaries' $$ORIGIN rpath), the filter module, the

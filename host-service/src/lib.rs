@@ -13,7 +13,7 @@
 //! - `db` (calls, streams and the job queue), `pipeline` (workers and stages), `replica` (alive
 //!   replicas, taking over a dead one's streams, job notifications), `retention` (deletes
 //!   expired calls), `twilio_api` (the REST calls of the `twilio` recording source).
-//! - `state` (`AppState`, `Tracker`), `shutdown`, `config`, `metrics`, `error`, `sid`, `fsutil`,
+//! - `state` (`AppState`, `Tracker`), `shutdown`, `config`, `metrics`, `error`, `sid`, `random`, `fsutil`,
 //!   `clock`.
 //!
 //! Entry points: [`http::app`] builds the router from an [`AppState`]; [`run`] serves it on a
@@ -28,6 +28,7 @@ pub mod fsutil;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod random;
 pub mod recording;
 pub mod recording_writer;
 pub mod replica;

@@ -19,6 +19,12 @@ pub async fn start(store: &Store, clock: &Clock, timeout_ms: u64) -> Result<usiz
         Backend::Sqlite => i64::MAX,
         Backend::Postgres => now - timeout_ms as i64,
     };
+    take_over(store, alive_since).await
+}
+
+/// Finish the open streams of replicas not seen since `alive_since`, then forget those
+/// replicas. Returns how many recordings were repaired.
+async fn take_over(store: &Store, alive_since: i64) -> Result<usize, DbError> {
     let repaired = pipeline::repair_recordings(store, alive_since).await?;
     store.forget_dead_replicas(alive_since).await?;
     Ok(repaired)
@@ -51,14 +57,10 @@ pub async fn run(store: Store, clock: Clock, timeout_ms: u64, mut stop: watch::R
             tracing::error!(error = %e, "cannot tell the database this replica is alive");
             continue;
         }
-        let alive_since = now - timeout_ms as i64;
-        match pipeline::repair_recordings(&store, alive_since).await {
+        match take_over(&store, now - timeout_ms as i64).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(repaired = n, "finished recordings of a replica that died"),
             Err(e) => tracing::error!(error = %e, "cannot take over a dead replica's streams"),
-        }
-        if let Err(e) = store.forget_dead_replicas(alive_since).await {
-            tracing::warn!(error = %e, "cannot forget dead replicas");
         }
     }
     listener.abort();

@@ -37,29 +37,32 @@ async fn wait_healthy(
 ) -> Result<()> {
     let client = http_client();
     let url = format!("http://{addr}/healthz");
-    let deadline = std::time::Instant::now() + crate::START_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Err(HarnessError::Http(format!(
-                "{name} exited ({status}) before it was ready; log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            )));
-        }
-        if let Ok(r) = client.get(&url).send().await {
-            if r.status().is_success() {
-                return Ok(());
+    let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+    let ready = poll(crate::START_TIMEOUT, &format!("{name} on {addr}"), || {
+        let exited = child.try_wait();
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            match exited {
+                Err(e) => Some(Err(e)),
+                Ok(Some(status)) => Some(Err(HarnessError::Http(format!(
+                    "{name} exited ({status}) before it was ready; log:\n{}",
+                    log_text()
+                )))),
+                Ok(None) => {
+                    let r = client.get(&url).send().await.ok()?;
+                    r.status().is_success().then_some(Ok(()))
+                }
             }
         }
-        if std::time::Instant::now() >= deadline {
-            return Err(HarnessError::Timeout(
-                crate::START_TIMEOUT,
-                format!(
-                    "{name} on {addr}; log:\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                ),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    })
+    .await;
+    match ready {
+        Ok(outcome) => outcome,
+        Err(HarnessError::Timeout(after, what)) => Err(HarnessError::Timeout(
+            after,
+            format!("{what}; log:\n{}", log_text()),
+        )),
+        Err(e) => Err(e),
     }
 }
 

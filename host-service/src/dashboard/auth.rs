@@ -109,9 +109,7 @@ impl Sessions {
     }
 
     pub fn start_at(&self, now: Instant) -> Result<String, SessionError> {
-        let mut bytes = [0u8; ID_BYTES];
-        getrandom::fill(&mut bytes).map_err(|e| SessionError::Rng(e.to_string()))?;
-        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let id = crate::random::hex(ID_BYTES).map_err(|e| SessionError::Rng(e.to_string()))?;
         let mut live = self.lock();
         live.retain(|_, expires| *expires > now);
         while live.len() >= self.max {

@@ -358,10 +358,7 @@ impl Store {
     /// (`jobs_committed`), so the woken worker's look finds the job.
     pub(super) async fn jobs_due(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
         if self.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(JOBS_CHANNEL)
-                .execute(&mut **tx)
-                .await?;
+            notify_jobs(&mut **tx).await?;
         }
         Ok(())
     }
@@ -370,12 +367,7 @@ impl Store {
     /// `jobs_committed`.
     pub(super) async fn wake_workers(&self) -> Result<()> {
         match self.backend() {
-            Backend::Postgres => {
-                sqlx::query("SELECT pg_notify($1, '')")
-                    .bind(JOBS_CHANNEL)
-                    .execute(self.pool())
-                    .await?;
-            }
+            Backend::Postgres => notify_jobs(self.pool()).await?,
             Backend::Sqlite => self.jobs_changed.notify_waiters(),
         }
         Ok(())
@@ -425,6 +417,15 @@ impl Store {
             }
         }
     }
+}
+
+/// PostgreSQL: `NOTIFY` the job channel (delivered when `executor`'s transaction commits).
+async fn notify_jobs<'e>(executor: impl sqlx::Executor<'e, Database = sqlx::Any>) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(JOBS_CHANNEL)
+        .execute(executor)
+        .await?;
+    Ok(())
 }
 
 fn job_from_row(r: &AnyRow) -> Option<Job> {

@@ -17,9 +17,7 @@ pub(super) fn new_replica_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default();
-    let mut bytes = [0u8; 6];
-    let _ = getrandom::fill(&mut bytes);
-    let random: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let random = crate::random::hex(6).unwrap_or_default();
     format!("{host}-{}-{random}", std::process::id())
 }
 
@@ -163,9 +161,7 @@ fn read_marker(file: &Path) -> Result<Option<String>> {
 /// two replicas starting at once on the same empty directory agree on one: the loser's link
 /// fails and it reads the winner's.
 fn create_marker(file: &Path) -> Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let marker: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let marker = crate::random::hex(16).map_err(|e| std::io::Error::other(e.to_string()))?;
     let tmp = file.with_extension(format!("tmp-{marker}"));
     std::fs::write(&tmp, marker.as_bytes())?;
     std::fs::File::open(&tmp)?.sync_all()?;

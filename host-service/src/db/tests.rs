@@ -10,13 +10,14 @@ const CALL: &str = "CA0123456789abcdef0123456789abcdef";
 const T0: i64 = 1_700_000_000_000;
 
 /// What a test's store lives in; dropping it removes the file or stops the cluster.
+// Held only to be dropped at the end of the test.
 #[allow(dead_code)]
-pub(crate) enum Holder {
+enum Holder {
     File(tempfile::TempDir),
     Cluster(test_support::PgCluster),
 }
 
-pub(crate) async fn store_on(backend: Backend) -> (Holder, Store) {
+async fn store_on(backend: Backend) -> (Holder, Store) {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().unwrap();

@@ -175,7 +175,7 @@ async fn a_replica_killed_mid_stream_and_mid_stage_loses_no_call() {
     .await
     .unwrap();
     a.as_mut().unwrap().kill().unwrap();
-    let killed_at_ms = chrono_ms();
+    let killed_at_ms = wall_ms();
     let open_on_a = count(
         &db,
         &format!(
@@ -372,7 +372,7 @@ async fn a_replica_killed_mid_stream_and_mid_stage_loses_no_call() {
     drop(b);
 }
 
-fn chrono_ms() -> i64 {
+fn wall_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
