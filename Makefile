@@ -115,7 +115,7 @@ dist: demo-build ## target/dist/twiml-guard-<version>-linux-x86_64.tar.gz, unpac
 lint: $(STAMPS)/rust ct2lib ## cargo fmt --check, clippy -D warnings for the host and wasm32-wasip1
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
-	$(CARGO) clippy --release -p twiml -p twiml-guard-filter -p twiml-guard-wasm -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
+	$(CARGO) clippy --release -p twiml -p twiml-guard-edge -p twiml-guard-filter -p twiml-guard-wasm -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
 
 test: build lint test-npm test-deploy browser-deps ## every test: unit, property, real Envoy, full calls end to end, Node, manifests, the dashboard in chromium (what CI runs)
 	$(CARGO) test --release --workspace $(FEATURES)
@@ -156,7 +156,7 @@ test-browser: build browser-deps ## the dashboard in chromium: sign-in, live lis
 check: $(STAMPS)/rust ct2lib ## fast tier: fmt, clippy (host and wasm), unit tests of every crate
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
-	$(CARGO) clippy --release -p twiml -p twiml-guard-filter -p twiml-guard-wasm -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
+	$(CARGO) clippy --release -p twiml -p twiml-guard-edge -p twiml-guard-filter -p twiml-guard-wasm -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
 	$(CARGO) test --release --workspace --exclude e2e --lib $(FEATURES)
 
 # Whisper's real-time factor on this machine, side by side with Python's faster-whisper (same

@@ -127,9 +127,8 @@ pub fn config(cmd: ConfigCommand) -> ExitCode {
                 (None, None) => return fail("config check: give FILE or --ecds-dir"),
             };
             // The bytes as they are: exactly what the filter would be handed.
-            let checked = text.and_then(|bytes| {
-                twiml_guard_filter::config::parse(&bytes).map_err(EcdsError::from)
-            });
+            let checked = text
+                .and_then(|bytes| twiml_guard_edge::config::parse(&bytes).map_err(EcdsError::from));
             match checked {
                 Ok(cfg) => {
                     println!(

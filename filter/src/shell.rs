@@ -9,8 +9,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
-use crate::config::{self, Config};
-use crate::decide::{
+use twiml_guard_edge::config::{self, Config};
+use twiml_guard_edge::decide::{
     self, Effect, Encoding, Label, Outcome, RequestInfo, RequestRoute, ResponseStart, GUARD_HEADER,
 };
 
@@ -28,6 +28,18 @@ pub fn install_panic_hook() {
             &format!("panic, the VM traps next: {info}"),
         );
     }));
+}
+
+/// proxy-wasm's level as the edge crate's (the same order, trace to critical).
+fn edge_level(level: LogLevel) -> decide::LogLevel {
+    match level {
+        LogLevel::Trace => decide::LogLevel::Trace,
+        LogLevel::Debug => decide::LogLevel::Debug,
+        LogLevel::Info => decide::LogLevel::Info,
+        LogLevel::Warn => decide::LogLevel::Warn,
+        LogLevel::Error => decide::LogLevel::Error,
+        LogLevel::Critical => decide::LogLevel::Critical,
+    }
 }
 
 // === counters ===
@@ -73,7 +85,7 @@ impl Metrics {
         for (id, mode) in modes.iter_mut().zip(decide::MODES) {
             *id = define_as(MetricType::Gauge, decide::mode_metric(mode))?;
         }
-        let [ok, rejected] = crate::signature::METRIC_NAMES;
+        let [ok, rejected] = twiml_guard_edge::signature::METRIC_NAMES;
         Ok(Metrics {
             inspected: define(decide::INSPECTED_METRIC)?,
             ws_upgrades: define(decide::WS_UPGRADES_METRIC)?,
@@ -175,8 +187,8 @@ impl RootContext for Root {
             LogLevel::Info,
             &format!(
                 "twiml_guard version={} commit={}",
-                crate::VERSION,
-                crate::build_commit()
+                twiml_guard_edge::VERSION,
+                twiml_guard_edge::build_commit()
             ),
         );
         log(
@@ -191,7 +203,7 @@ impl RootContext for Root {
                 cfg.content_types
             ),
         );
-        log(LogLevel::Info, &crate::signature::describe(&cfg));
+        log(LogLevel::Info, &twiml_guard_edge::signature::describe(&cfg));
         log(
             LogLevel::Info,
             &config::applied_line(&cfg, &config::digest(&bytes)),
@@ -222,7 +234,7 @@ impl RootContext for Root {
             metrics,
             path: String::new(),
             state: State::Skip,
-            signature: crate::signature::Pending::default(),
+            signature: twiml_guard_edge::signature::Pending::default(),
             log_level: std::cell::Cell::new(None),
         }))
     }
@@ -267,7 +279,7 @@ enum State {
 
 /// Outcome of request-side checks (Twilio request signatures, `signature.rs`): allow, hold the
 /// request until its body has arrived, or deny it before it reaches a backend.
-use crate::signature::Gate as RequestCheck;
+use twiml_guard_edge::signature::Gate as RequestCheck;
 
 pub struct Http {
     id: u32,
@@ -284,7 +296,7 @@ pub struct Http {
     path: String,
     state: State,
     /// A signed request held until its body has arrived.
-    signature: crate::signature::Pending,
+    signature: twiml_guard_edge::signature::Pending,
     /// The host's log level, asked at the first line of the exchange.
     log_level: std::cell::Cell<Option<LogLevel>>,
 }
@@ -354,7 +366,7 @@ impl Http {
                 l
             }
         };
-        decide::keeps_log(host, level)
+        decide::keeps_log(edge_level(host), edge_level(level))
     }
 
     fn log(&self, level: LogLevel, msg: std::fmt::Arguments<'_>) {
@@ -382,7 +394,7 @@ impl Http {
         end_of_stream: bool,
     ) -> RequestCheck {
         let header = |name: &str| decide::first_value(headers, name).map(str::to_string);
-        let step = crate::signature::on_request_headers(
+        let step = twiml_guard_edge::signature::on_request_headers(
             self.config.as_ref(),
             &mut self.signature,
             req,
@@ -400,7 +412,7 @@ impl Http {
                 .map(|b| b.unwrap_or_default())
                 .map_err(|e| format!("{e:?}"))
         };
-        let step = crate::signature::on_request_body(
+        let step = twiml_guard_edge::signature::on_request_body(
             self.config.as_ref(),
             &mut self.signature,
             body_size,
@@ -410,8 +422,8 @@ impl Http {
         self.signature_step(step)
     }
 
-    fn signature_step(&self, step: crate::signature::Step) -> RequestCheck {
-        use crate::signature::Step;
+    fn signature_step(&self, step: twiml_guard_edge::signature::Step) -> RequestCheck {
+        use twiml_guard_edge::signature::Step;
         match step {
             Step::Pass | Step::HoldBody => RequestCheck::Allow,
             Step::Hold => RequestCheck::Hold,
@@ -671,7 +683,8 @@ impl HttpContext for Http {
         let headers = Self::headers(MapType::HttpRequestHeaders);
         let req = decide::request_info(&headers);
         self.path = decide::path_only(&req.path).to_string();
-        let host = decide::first_value(&headers, ":authority").map(crate::route::host_only);
+        let host =
+            decide::first_value(&headers, ":authority").map(twiml_guard_edge::route::host_only);
         if let Some(i) = self.config.rule_for(host.as_deref(), &self.path) {
             if let Some((name, cfg)) = self.rules.get(i) {
                 self.rule = Some(Rc::clone(name));

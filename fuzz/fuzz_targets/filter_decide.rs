@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use twiml_guard_filter::config::{self, Config};
-use twiml_guard_filter::decide::{
+use twiml_guard_edge::config::{self, Config};
+use twiml_guard_edge::decide::{
     self, Effect, Encoding, Label, RequestInfo, ResponseInfo, ResponseStart,
 };
 

@@ -29,7 +29,7 @@ pub enum EcdsError {
     #[error("{what} is not valid JSON: {why}")]
     Json { what: String, why: String },
     #[error("refused, Envoy would refuse it too: {0}")]
-    Invalid(#[from] twiml_guard_filter::config::ConfigError),
+    Invalid(#[from] twiml_guard_edge::config::ConfigError),
     #[error(
         "refused, Envoy would refuse it too: field `signature`: environment variable {name} is \
          not passed to the VM: list it in vm_config.environment_variables.host_env_keys of {path}"
@@ -147,7 +147,7 @@ pub fn next_version(current: &str) -> String {
 pub fn plugin_object(text: &str, what: &str) -> Result<serde_json::Map<String, Value>, EcdsError> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(twiml_guard_filter::config::ConfigError::NotObject.into()),
+        Ok(_) => Err(twiml_guard_edge::config::ConfigError::NotObject.into()),
         Err(e) => Err(EcdsError::Json {
             what: what.to_string(),
             why: e.to_string(),
@@ -163,7 +163,7 @@ pub fn checked_plugin_json(
 ) -> Result<String, EcdsError> {
     plugin.insert(VERSION_KEY.into(), Value::String(version.to_string()));
     let text = Value::Object(plugin).to_string();
-    twiml_guard_filter::config::parse(text.as_bytes())?;
+    twiml_guard_edge::config::parse(text.as_bytes())?;
     Ok(text)
 }
 
@@ -171,7 +171,7 @@ pub fn checked_plugin_json(
 /// the Wasm entry passes in: a name it does not pass would be refused by Envoy at load. (Whether
 /// Envoy's own environment has the variable, only Envoy can tell.)
 pub fn check_env_passed(resource: &Resource, plugin_json: &str) -> Result<(), EcdsError> {
-    let cfg = twiml_guard_filter::config::parse(plugin_json.as_bytes())?;
+    let cfg = twiml_guard_edge::config::parse(plugin_json.as_bytes())?;
     let Some(sig) = cfg.signature else {
         return Ok(());
     };
@@ -306,7 +306,7 @@ mod tests {
         assert_eq!(fs::read(dir.path().join(RESOURCE_FILE)).unwrap(), before);
         assert!(matches!(
             plugin_object("[1]", "f").unwrap_err(),
-            EcdsError::Invalid(twiml_guard_filter::config::ConfigError::NotObject)
+            EcdsError::Invalid(twiml_guard_edge::config::ConfigError::NotObject)
         ));
         assert!(plugin_object("{", "f.json")
             .unwrap_err()

@@ -281,10 +281,21 @@ pub fn response_info(headers: &HeaderPairs, end_of_stream: bool) -> ResponseInfo
 
 // === logs ===
 
-/// Whether a host at log level `host` keeps a line at `level` (proxy-wasm levels run from trace
-/// up to critical).
-pub fn keeps_log(host: proxy_wasm::types::LogLevel, level: proxy_wasm::types::LogLevel) -> bool {
-    level as u32 >= host as u32
+/// A log line's level, from trace up to critical: the order proxy-wasm and Envoy's dynamic
+/// modules both number their levels in (0 to 5), so each shim converts by number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Critical,
+}
+
+/// Whether a host at log level `host` keeps a line at `level`.
+pub fn keeps_log(host: LogLevel, level: LogLevel) -> bool {
+    level >= host
 }
 
 /// The first read of a sniffed body: enough for any ordinary prolog (an XML declaration, a

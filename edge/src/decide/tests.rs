@@ -738,7 +738,7 @@ fn headers_read_once_give_first_and_joined_values() {
 
 #[test]
 fn log_lines_under_the_host_level_are_not_made() {
-    use proxy_wasm::types::LogLevel as L;
+    use LogLevel as L;
     assert!(keeps_log(L::Info, L::Info));
     assert!(keeps_log(L::Info, L::Warn));
     assert!(!keeps_log(L::Info, L::Debug));
