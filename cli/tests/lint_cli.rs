@@ -210,7 +210,7 @@ fn corpus_verdicts_agree_between_cli_core_and_filter() {
         assert_eq!(got["file"], file.as_str());
         let body = fs::read(root().join(file)).unwrap();
         let core = twiml::lint::lint(&body);
-        let mut expected = twiml_guard_wasm::lint_value(&body, &core);
+        let mut expected = twiml::report::lint_value(&body, &core);
         expected["file"] = Value::from(file.as_str());
         expected["fixed"] = Value::from(0);
         assert_eq!(got, &expected, "{file}");

@@ -20,7 +20,9 @@
 //!
 //! Layout: `scan` parses (well-formedness and the conflict rule), `rewrite` edits bytes in place
 //! of the spans `scan` found, `position` turns offsets into lines and columns, `sniff` looks at
-//! the opening bytes only, `lint` runs the lint rules (TG001-TG008) over `scan`'s parse.
+//! the opening bytes only, `lint` runs the lint rules (TG001-TG008) over `scan`'s parse, and
+//! `report` (feature `report`) gives every answer as the JSON the npm package, the CLI and the
+//! host's playground share.
 //!
 //! Decisions for odd input (the README's "Verdicts and rewrite actions" repeats them):
 //! - A UTF-8 byte order mark is accepted and skipped; offsets still count it, columns do not.
@@ -48,6 +50,8 @@
 
 pub mod lint;
 mod position;
+#[cfg(feature = "report")]
+pub mod report;
 mod rewrite;
 mod scan;
 pub mod sniff;

@@ -1,5 +1,5 @@
 //! `--format json`: one document with each file's report in the npm package's `lint()` shape (the
-//! same serializer, `twiml_guard_wasm::lint_value`), plus totals.
+//! same serializer, `twiml::report::lint_value`), plus totals.
 
 use std::io::{self, Write};
 
@@ -21,7 +21,7 @@ pub fn write(out: &mut impl Write, outcomes: &[Outcome]) -> io::Result<()> {
                         Severity::Warning => warnings += 1,
                     }
                 }
-                let mut v = twiml_guard_wasm::lint_value(&c.input.bytes, &c.report);
+                let mut v = twiml::report::lint_value(&c.input.bytes, &c.report);
                 if let Value::Object(map) = &mut v {
                     map.insert("file".into(), json!(c.input.name));
                     map.insert("fixed".into(), json!(c.fixed));

@@ -1,6 +1,6 @@
 //! `POST /api/lint`: the playground's verdict, diagnostics and rewrite for a TwiML document,
 //! computed by the functions behind the npm package's `lint` and `rewrite`
-//! (`twiml_guard_wasm::json`), so the page shows exactly what the package and the CLI say.
+//! (`twiml::report`), so the page shows exactly what the package and the CLI say.
 //! The module is not embedded in the binary: it is a `make npm` artifact, and a plain
 //! `cargo build` of a fresh clone must work without it.
 
@@ -22,8 +22,8 @@ pub struct LintQuery {
 /// Lint and rewrite `body` as the npm package would.
 pub fn lint_and_rewrite(body: &[u8], action: &str) -> Result<Value, ApiError> {
     let action = match action {
-        "strip" => 0,
-        "start-recording" => 1,
+        "strip" => twiml::RewriteAction::Strip,
+        "start-recording" => twiml::RewriteAction::StartRecording,
         other => {
             return Err(ApiError::BadRequest(format!(
                 "action must be strip or start-recording, not {:?}",
@@ -31,8 +31,8 @@ pub fn lint_and_rewrite(body: &[u8], action: &str) -> Result<Value, ApiError> {
             )))
         }
     };
-    let lint = twiml_guard_wasm::json::lint_json(body);
-    let rewrite = twiml_guard_wasm::json::rewrite_json(body, action, None);
+    let lint = twiml::report::lint_json(body);
+    let rewrite = twiml::report::rewrite_json(body, action, None);
     let parse = |b: Vec<u8>| {
         serde_json::from_slice::<Value>(&b).map_err(|e| ApiError::Internal(e.to_string()))
     };

@@ -57,29 +57,34 @@ fn body(b: &Buffers) -> &[u8] {
 
 #[no_mangle]
 pub extern "C" fn tg_lint() -> u32 {
-    answer(|b| crate::lint_json(body(b)))
+    answer(|b| twiml::report::lint_json(body(b)))
 }
 
 #[no_mangle]
 pub extern "C" fn tg_analyze() -> u32 {
-    answer(|b| crate::analyze_json(body(b)))
+    answer(|b| twiml::report::analyze_json(body(b)))
 }
 
 #[no_mangle]
 pub extern "C" fn tg_sniff() -> u32 {
-    answer(|b| crate::sniff_json(body(b)))
+    answer(|b| twiml::report::sniff_json(body(b)))
 }
 
 /// `action`: 0 strip, 1 start-recording; input slot 1, when not empty, is the
 /// `recordingStatusCallback` to add.
 #[no_mangle]
 pub extern "C" fn tg_rewrite(action: u32) -> u32 {
+    let action = match action {
+        0 => twiml::RewriteAction::Strip,
+        1 => twiml::RewriteAction::StartRecording,
+        n => return answer(|_| twiml::report::error_json(&format!("unknown rewrite action {n}"))),
+    };
     answer(|b| {
         let callback = b
             .input
             .get(1)
             .filter(|c| !c.is_empty())
             .map(|c| String::from_utf8_lossy(c).into_owned());
-        crate::rewrite_json(body(b), action, callback.as_deref())
+        twiml::report::rewrite_json(body(b), action, callback.as_deref())
     })
 }

@@ -1,6 +1,5 @@
-//! The twiml core as JSON in and out, for the npm package (through the C ABI in `abi`, on wasm)
-//! and for `twiml-guard lint --format json` (natively): one serializer, so the CLI and the
-//! package cannot disagree on a field.
+//! The twiml core as JSON in and out for the npm package, through the C ABI in `abi`: the JSON
+//! itself is `twiml::report`'s, the same the CLI and the host's playground use.
 #![cfg_attr(
     not(test),
     deny(
@@ -14,6 +13,3 @@
 
 #[cfg(target_family = "wasm")]
 mod abi;
-pub mod json;
-
-pub use json::{analyze_json, lint_json, lint_value, rewrite_json, sniff_json};
