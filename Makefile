@@ -222,7 +222,7 @@ fuzz: $(STAMPS)/cargo-fuzz ## each cargo-fuzz target for FUZZ_SECONDS (default 6
 	@cd fuzz && export RUSTC_BOOTSTRAP=1 && \
 	for t in $(FUZZ_TARGETS); do \
 	  mkdir -p corpus/$$t; \
-	  seeds="seeds/$$t"; if [ $$t = twiml_rewrite ]; then seeds="$$seeds ../tests/fixtures/twiml"; fi; \
+	  seeds="seeds/$$t"; if [ $$t = twiml_rewrite ]; then seeds="$$seeds ../twiml/fixtures"; fi; \
 	  echo "== $$t: $(FUZZ_LIMIT) (log: fuzz/corpus/$$t.log)"; \
 	  if ! cargo fuzz run -s $(FUZZ_SANITIZER) $$t corpus/$$t $$seeds -- $(FUZZ_LIMIT) \
 	      -print_final_stats=1 > corpus/$$t.log 2>&1; then \

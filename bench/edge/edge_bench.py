@@ -1,7 +1,7 @@
 # Compares, in one run on one machine, Envoys in front of the same upstream: no filter, a
 # do-nothing proxy-wasm module (the floor: the ABI's own cost), the twiml-guard wasm filter
 # (envoy.yaml's filter entry, rewrite/strip; also switched off per route, and with `paths`) and
-# the Lua filter of bench/edge/lua-filter.yaml. First correctness on tests/fixtures/twiml, then wrk
+# the Lua filter of bench/edge/lua-filter.yaml. First correctness on twiml/fixtures, then wrk
 # load on TwiML and on the other traffic a voice backend's listener carries (JSON, an HTML page, a
 # WebSocket echo). Writes the table to target/bench-edge/edge.md and edge.json. A benchmark, not a
 # test: it exits non-zero only when something could not be measured.
@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "tests" / "fixtures" / "twiml"
+FIXTURES = ROOT / "twiml" / "fixtures"
 LUA_FILTER = Path(__file__).resolve().parent / "lua-filter.yaml"
 WS_ECHO = Path(__file__).resolve().parent / "ws_echo.py"
 WS_LOAD = Path(__file__).resolve().parent / "ws_load.py"
@@ -303,7 +303,7 @@ def fixtures() -> list[tuple[str, str]]:
 
 
 def correctness(ports: dict[str, int], out_dir: Path) -> tuple[dict, list[str]]:
-    print("\n## Correctness: every fixture in tests/fixtures/twiml through each Envoy\n")
+    print("\n## Correctness: every fixture in twiml/fixtures through each Envoy\n")
     print("expected: conflict -> the core's strip golden (x.strip.xml), byte for byte;"
           " anything else -> unchanged")
     print()

@@ -20,7 +20,7 @@ fn lint_dir() -> PathBuf {
 }
 
 fn twiml_dir() -> PathBuf {
-    root().join("tests/fixtures/twiml")
+    root().join("twiml/fixtures")
 }
 
 fn bin() -> Command {
@@ -72,7 +72,7 @@ fn lint_fixtures() -> Vec<String> {
 fn corpus() -> Vec<String> {
     let mut files = Vec::new();
     for (dir, rel) in [
-        (twiml_dir(), "tests/fixtures/twiml"),
+        (twiml_dir(), "twiml/fixtures"),
         (lint_dir(), "tests/fixtures/lint"),
     ] {
         for e in fs::read_dir(dir).unwrap() {

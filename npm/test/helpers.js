@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 
 export const repo = new URL("../../", import.meta.url);
-export const twimlDir = new URL("tests/fixtures/twiml/", repo);
+export const twimlDir = new URL("twiml/fixtures/", repo);
 export const lintDir = new URL("tests/fixtures/lint/", repo);
 
 export const read = (url) => readFileSync(url);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use twiml::{analyze, rewrite, sniff, RewriteOptions, Verdict};
 
-const SEED: &[u8] = include_bytes!("../../tests/fixtures/twiml/seed_001.xml");
+const SEED: &[u8] = include_bytes!("../fixtures/seed_001.xml");
 
 /// A document of about `size` bytes: many `<Say>`s, optionally a `<Record>` and a stream.
 fn big(size: usize, record: bool) -> Vec<u8> {

@@ -1,5 +1,5 @@
 //! Prints the verdict for each file named on the command line, to inspect TwiML by hand:
-//! `cargo run -p twiml --example verdict -- tests/fixtures/twiml/*.xml`.
+//! `cargo run -p twiml --example verdict -- twiml/fixtures/*.xml`.
 
 fn main() {
     for path in std::env::args().skip(1) {

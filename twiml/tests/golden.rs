@@ -1,4 +1,4 @@
-//! Golden test over the fixture corpus in tests/fixtures/twiml: each file's verdict and place
+//! Golden test over the fixture corpus in twiml/fixtures: each file's verdict and place
 //! match manifest.txt, and each conflicting file rewrites to exactly its `.strip.xml` and
 //! `.start-recording.xml` neighbours. `UPDATE_GOLDEN=1` rewrites those neighbours (never the
 //! seed's strip output, copied verbatim from the incident write-up); review the diff before
@@ -14,7 +14,7 @@ use twiml::{analyze, rewrite, RewriteAction, RewriteOptions, Verdict};
 const CALLBACK: &str = "https://guard.example/recording-status?src=twiml-guard&v=1";
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/twiml")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
 struct Entry {

@@ -174,7 +174,7 @@ async fn without_a_token_the_dashboard_is_loopback_only() {
 #[tokio::test]
 async fn the_playground_lints_and_rewrites_the_seed() {
     let f = fixture(None, None).await;
-    let seed = include_str!("../../../tests/fixtures/twiml/seed_001.xml");
+    let seed = include_str!("../../../twiml/fixtures/seed_001.xml");
     let req = Request::post("/api/lint?action=strip")
         .body(Body::from(seed))
         .unwrap();
@@ -185,7 +185,7 @@ async fn the_playground_lints_and_rewrites_the_seed() {
     assert_eq!(v["lint"]["diagnostics"][0]["code"], "TG001");
     assert_eq!(
         v["rewrite"]["twiml"],
-        include_str!("../../../tests/fixtures/twiml/seed_001.strip.xml")
+        include_str!("../../../twiml/fixtures/seed_001.strip.xml")
     );
     let big = vec![b' '; 64 * 1024 + 1];
     let resp = send(

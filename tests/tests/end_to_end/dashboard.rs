@@ -75,7 +75,7 @@ async fn the_dashboard_in_chromium_live_list_call_page_edge_playground_and_sign_
         .env("API_TOKEN", API_TOKEN)
         .env(
             "SEED_TWIML",
-            repo_root().join("tests/fixtures/twiml/seed_001.xml"),
+            repo_root().join("twiml/fixtures/seed_001.xml"),
         )
         .env("SCREENSHOT_DIR", &shots)
         .env("CHROMIUM", chromium())

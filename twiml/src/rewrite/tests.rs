@@ -4,8 +4,8 @@
 use super::*;
 use crate::{analyze, Verdict};
 
-const SEED: &[u8] = include_bytes!("../../../tests/fixtures/twiml/seed_001.xml");
-const SEED_AFTER: &[u8] = include_bytes!("../../../tests/fixtures/twiml/seed_001.strip.xml");
+const SEED: &[u8] = include_bytes!("../../fixtures/seed_001.xml");
+const SEED_AFTER: &[u8] = include_bytes!("../../fixtures/seed_001.strip.xml");
 
 fn strip() -> RewriteOptions {
     RewriteOptions::default()

@@ -4,7 +4,7 @@
 use super::*;
 use crate::analyze;
 
-const SEED: &[u8] = include_bytes!("../../../tests/fixtures/twiml/seed_001.xml");
+const SEED: &[u8] = include_bytes!("../../fixtures/seed_001.xml");
 
 fn malformed(body: &[u8]) -> Malformed {
     match analyze(body) {

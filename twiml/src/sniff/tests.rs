@@ -3,7 +3,7 @@
 
 use super::*;
 
-const SEED: &[u8] = include_bytes!("../../../tests/fixtures/twiml/seed_001.xml");
+const SEED: &[u8] = include_bytes!("../../fixtures/seed_001.xml");
 
 /// Bodies and the answer for the whole of each.
 fn cases() -> Vec<(&'static str, Vec<u8>, Sniff)> {

@@ -11,7 +11,7 @@ use e2e::{Envoy, EnvoySetup};
 pub const FALLBACK: &str = "<Response><Say>Sorry.</Say><Hangup/></Response>";
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = e2e::repo_root().join("tests/fixtures/twiml").join(name);
+    let path = e2e::repo_root().join("twiml/fixtures").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
