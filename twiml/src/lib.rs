@@ -1,12 +1,13 @@
-//! The pure core of twiml-guard: decide whether a TwiML document would block a media stream, and
-//! rewrite it so it does not. No proxy-wasm and no I/O, so the Envoy filter, the host service and
+//! The pure core of twiml-guard: decide whether a TwiML document would keep a real-time stream
+//! from opening, and rewrite it so it does not. No proxy-wasm and no I/O, so the Envoy filter, the host service and
 //! the tests all share one implementation.
 //!
 //! CONTRACT (other crates build against these names; keep them stable):
 //! - `analyze(body) -> Verdict`
 //! - `Verdict::{Clean, Conflict(Vec<Conflict>), NotTwiml, Malformed(Malformed)}` and `Verdict::name()`
 //!   giving "clean" | "conflict" | "not_twiml" | "malformed"
-//! - `Conflict { span, line, column }`: the byte span of one offending `<Record>` element
+//! - `Conflict { span, line, column, blocks }`: the byte span of one offending `<Record>` element
+//!   and the `StreamOpener` it keeps from running
 //! - `Malformed { offset, line, column, reason }`
 //! - `rewrite(body, conflicts, &RewriteOptions) -> Result<Vec<u8>, RewriteError>`
 //! - `RewriteAction::{Strip, StartRecording}`, `RewriteOptions { action, recording_status_callback }`
@@ -18,11 +19,20 @@
 //! (whether a body's first bytes open a `<Response>`, for types such as `text/html` that are
 //! TwiML only sometimes).
 //!
+//! The rule, in Twilio's order: Twilio runs the verbs of a `<Response>` one after another, and
+//! `<Record>` blocks (then leaves the document for its `action`, or requests the same URL again).
+//! So a conflict is a `<Record>` verb that comes before the first verb opening a real-time stream
+//! (a `RealtimeNoun` under it: `<Connect><Stream>`, `<Start><Stream>`,
+//! `<Connect><ConversationRelay>` by default; `analyze_with` takes another list). A `<Record>` after
+//! it is left alone: after a `<Connect>` without `action` it is the voicemail fallback Twilio runs
+//! when the stream ends, after `<Connect action>` it is never reached, after `<Start><Stream>` it
+//! records while the fork keeps streaming.
+//!
 //! Layout: `scan` parses (well-formedness and the conflict rule), `rewrite` edits bytes in place
 //! of the spans `scan` found, `position` turns offsets into lines and columns, `sniff` looks at
-//! the opening bytes only, `lint` runs the lint rules (TG001-TG008) over `scan`'s parse, and
-//! `report` (feature `report`) gives every answer as the JSON the npm package, the CLI and the
-//! host's playground share.
+//! the opening bytes only, `nouns` says which nouns open a stream, `lint` runs the lint rules
+//! (TG001-TG008) over `scan`'s parse, and `report` (feature `report`) gives every answer as the
+//! JSON the npm package, the CLI and the host's playground share.
 //!
 //! Decisions for odd input (the README's "Verdicts and rewrite actions" repeats them):
 //! - A UTF-8 byte order mark is accepted and skipped; offsets still count it, columns do not.
@@ -49,6 +59,7 @@
 )]
 
 pub mod lint;
+mod nouns;
 mod position;
 #[cfg(feature = "report")]
 pub mod report;
@@ -62,12 +73,13 @@ pub mod signature;
 
 use std::ops::Range;
 
+pub use nouns::{BadNoun, RealtimeNoun, StreamOpener, REALTIME_NOUNS};
 pub use position::line_column;
 pub use rewrite::strip_ranges;
-pub use scan::{inspect, needs_full_scan, Inspection};
+pub use scan::{inspect, inspect_with, needs_full_scan, Inspection};
 pub use sniff::{sniff, Sniff};
 
-/// One `<Record>` verb that would block a `<Stream>` in the same document.
+/// One `<Record>` verb that Twilio runs before the first stream opens, so the stream never does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
     /// Byte range of the whole element (`<Record .../>` or `<Record ...>...</Record>`).
@@ -75,6 +87,8 @@ pub struct Conflict {
     /// 1-based line and column (in bytes) of the element's `<`.
     pub line: u32,
     pub column: u32,
+    /// The verb and noun this `<Record>` keeps from running.
+    pub blocks: StreamOpener,
 }
 
 impl Conflict {
@@ -88,8 +102,14 @@ impl fmt::Display for Conflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "blocking <Record> verb at line {}, column {} (bytes {}..{}) in a document that opens a <Stream>",
-            self.line, self.column, self.span.start, self.span.end
+            "blocking <Record> verb at line {}, column {} (bytes {}..{}) runs before the {} at line {}, column {}",
+            self.line,
+            self.column,
+            self.span.start,
+            self.span.end,
+            self.blocks,
+            self.blocks.line,
+            self.blocks.column
         )
     }
 }
@@ -144,6 +164,11 @@ impl Verdict {
             Verdict::Conflict(c) => c,
             _ => &[],
         }
+    }
+
+    /// The stream the conflicting `<Record>`s keep from opening; `None` unless `Conflict`.
+    pub fn blocked(&self) -> Option<&StreamOpener> {
+        self.conflicts().first().map(|c| &c.blocks)
     }
 
     /// One line for logs: the verdict name, plus where for conflicts and malformed bodies.
@@ -208,10 +233,15 @@ pub fn has_record_bytes(body: &[u8]) -> bool {
     memchr::memmem::find(body, b"<Record").is_some()
 }
 
-/// Decide what a response body is. Bodies that cannot hold a `<Record>` verb are `clean` after a
-/// byte search, without parsing and without allocating.
+/// Decide what a response body is, with the default `REALTIME_NOUNS`. Bodies that cannot hold a
+/// `<Record>` verb are `clean` after a byte search, without parsing and without allocating.
 pub fn analyze(body: &[u8]) -> Verdict {
-    scan::analyze(body)
+    scan::analyze(body, &REALTIME_NOUNS)
+}
+
+/// `analyze` with another list of the nouns that open a real-time stream.
+pub fn analyze_with(body: &[u8], nouns: &[RealtimeNoun]) -> Verdict {
+    scan::analyze(body, nouns)
 }
 
 /// Rewrite `body` so none of `conflicts` (as returned by `analyze` for this same body) blocks any

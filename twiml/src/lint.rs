@@ -1,7 +1,8 @@
 //! Lint rules over a TwiML document: the mistakes that break calls on Twilio, each with a stable
 //! code, a severity, the exact bytes at fault, and the fix. Well-formedness and the
 //! `<Record>`/`<Stream>` conflict come from `scan` (the same code the filter runs, so a `TG001`
-//! here is a `conflict` there); the other rules read the verbs `lint::doc` lists.
+//! here is a `conflict` there, and a `<Record>` after the first stream is no `TG001`); the other
+//! rules read the verbs `lint::doc` lists, in the order Twilio runs them.
 
 mod doc;
 mod rules;
@@ -113,7 +114,10 @@ pub fn lint(body: &[u8]) -> Report {
             &RECORD_BLOCKS_STREAM,
             body,
             c.span.clone(),
-            "<Record> blocks, so the <Stream> in this document never opens".into(),
+            format!(
+                "<Record> blocks before the {} at line {}, column {}, so the stream never opens",
+                c.blocks, c.blocks.line, c.blocks.column
+            ),
             "record with the non-blocking <Start><Recording channels=\"dual\"/> instead, or remove the <Record> (`twiml-guard lint --fix --action start-recording|strip`)".into(),
         ));
     }
@@ -132,7 +136,8 @@ pub fn lint(body: &[u8]) -> Report {
 /// The rules that read verbs: TG002 to TG006.
 fn verbs(body: &[u8], root: &Element, out: &mut Vec<Diagnostic>) {
     let mut ended_by: Option<&Element> = None;
-    for verb in &root.children {
+    let last = root.children.len().saturating_sub(1);
+    for (i, verb) in root.children.iter().enumerate() {
         if let Some(end) = ended_by.take() {
             out.push(unreachable(body, end, verb, root));
         }
@@ -149,21 +154,26 @@ fn verbs(body: &[u8], root: &Element, out: &mut Vec<Diagnostic>) {
                 ));
             }
             "Connect" => {
-                let streams: Vec<&Element> = verb
-                    .children
-                    .iter()
-                    .filter(|c| c.name == "Stream")
-                    .collect();
-                if !streams.is_empty() && verb.non_blank("action").is_none() {
+                // Without an action Twilio goes on with the next verb when the stream ends (the
+                // voicemail fallback); only with nothing after it does the call just hang up.
+                let realtime = verb.children.iter().any(|c| {
+                    crate::REALTIME_NOUNS
+                        .iter()
+                        .any(|n| n.verb == "Connect" && n.noun == c.name.as_str())
+                });
+                if realtime && i == last && verb.non_blank("action").is_none() {
                     out.push(Diagnostic::new(
                         &CONNECT_WITHOUT_ACTION,
                         body,
                         name_span(verb),
-                        "<Connect> has no action: the end of its stream reaches no webhook".into(),
-                        "add action=\"https://.../stream-ended\" so the end of the stream is reported".into(),
+                        "<Connect> has no action and nothing follows it: when the stream ends the call hangs up and no webhook hears of it".into(),
+                        "add action=\"https://.../stream-ended\" so the end of the stream is reported, or verbs after <Connect> for the call to go on with".into(),
                     ));
                 }
-                streams.iter().for_each(|s| stream(body, s, out));
+                verb.children
+                    .iter()
+                    .filter(|c| c.name == "Stream")
+                    .for_each(|s| stream(body, s, out));
             }
             "Start" => verb
                 .children

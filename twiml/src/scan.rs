@@ -9,7 +9,7 @@ use quick_xml::events::attributes::AttrError;
 use quick_xml::events::{BytesDecl, BytesStart, Event};
 use quick_xml::Reader;
 
-use crate::{line_column, Conflict, Malformed, Verdict};
+use crate::{line_column, Conflict, Malformed, RealtimeNoun, StreamOpener, Verdict};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -32,19 +32,25 @@ fn utf16_without_bom(body: &[u8]) -> bool {
     matches!(body, [a, b, ..] if (*a == 0) != (*b == 0))
 }
 
-pub(crate) fn analyze(body: &[u8]) -> Verdict {
+pub(crate) fn analyze(body: &[u8], nouns: &[RealtimeNoun]) -> Verdict {
     if !needs_full_scan(body) {
         return Verdict::Clean;
     }
-    match inspect(body) {
+    match inspect_with(body, nouns) {
         Ok(inspection) => inspection.verdict(body),
         Err(malformed) => Verdict::Malformed(malformed),
     }
 }
 
-/// Parse the whole body, without the fast path, and report what the conflict rule looks at.
+/// Parse the whole body, without the fast path, and report what the conflict rule looks at (with
+/// the default `REALTIME_NOUNS`).
 pub fn inspect(body: &[u8]) -> Result<Inspection, Malformed> {
-    scan(body).map_err(|fail| {
+    inspect_with(body, &crate::REALTIME_NOUNS)
+}
+
+/// `inspect` with another list of the nouns that open a real-time stream.
+pub fn inspect_with(body: &[u8], nouns: &[RealtimeNoun]) -> Result<Inspection, Malformed> {
+    scan(body, nouns).map_err(|fail| {
         let (line, column) = line_column(body, fail.offset);
         Malformed {
             offset: fail.offset,
@@ -76,9 +82,11 @@ impl Fail {
 pub struct Inspection {
     /// The root element is `<Response>`.
     pub root_is_response: bool,
-    /// Some `<Stream>` is a child of a `<Connect>` or `<Start>`.
+    /// Some verb opens a real-time stream (a configured noun under it).
     pub has_stream: bool,
-    /// Spans of the `<Record>` verbs (children of a `<Response>` root), in document order.
+    /// The first such verb: the `<Record>` verbs before it conflict, the ones after it do not.
+    pub stream: Option<StreamOpener>,
+    /// Spans of every `<Record>` verb (children of a `<Response>` root), in document order.
     pub records: Vec<Range<usize>>,
 }
 
@@ -88,51 +96,46 @@ impl Inspection {
         if !self.root_is_response {
             return Verdict::NotTwiml;
         }
-        if !self.has_stream || self.records.is_empty() {
+        let Some(stream) = self.stream else {
             return Verdict::Clean;
-        }
-        Verdict::Conflict(
-            self.records
-                .into_iter()
-                .map(|span| {
-                    let (line, column) = line_column(body, span.start);
-                    Conflict { span, line, column }
-                })
-                .collect(),
-        )
-    }
-}
-
-/// The element names the conflict rule looks at; TwiML names are case-sensitive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Response,
-    Connect,
-    Start,
-    Stream,
-    Record,
-    Other,
-}
-
-impl Kind {
-    fn of(name: &[u8]) -> Kind {
-        match name {
-            b"Response" => Kind::Response,
-            b"Connect" => Kind::Connect,
-            b"Start" => Kind::Start,
-            b"Stream" => Kind::Stream,
-            b"Record" => Kind::Record,
-            _ => Kind::Other,
+        };
+        let conflicts: Vec<Conflict> = self
+            .records
+            .into_iter()
+            .take_while(|span| span.start < stream.offset)
+            .map(|span| {
+                let (line, column) = line_column(body, span.start);
+                Conflict {
+                    span,
+                    line,
+                    column,
+                    blocks: stream.clone(),
+                }
+            })
+            .collect();
+        if conflicts.is_empty() {
+            Verdict::Clean
+        } else {
+            Verdict::Conflict(conflicts)
         }
     }
 }
 
 /// An element whose end tag has not come yet. Its name is read back from the body (after the
-/// `<` at `start`) only if it is left unclosed, so no element costs an allocation.
+/// `<` at `start`), so no element costs an allocation.
 struct Open {
-    kind: Kind,
     /// Body offset of its `<`, to say where an unclosed element was opened.
     start: usize,
+    name_len: usize,
+}
+
+/// Where the first stream-opening verb and its noun are named in the body, until `finish`.
+#[derive(Clone, Copy)]
+struct OpenerAt {
+    verb: usize,
+    verb_len: usize,
+    noun: usize,
+    noun_len: usize,
 }
 
 /// How the declared encoding constrains the bytes.
@@ -143,7 +146,7 @@ enum Charset {
     SingleByte,
 }
 
-fn scan(body: &[u8]) -> Result<Inspection, Fail> {
+fn scan(body: &[u8], nouns: &[RealtimeNoun]) -> Result<Inspection, Fail> {
     if body.starts_with(b"\xFF\xFE") || body.starts_with(b"\xFE\xFF") {
         return Err(Fail::at(
             0,
@@ -178,7 +181,7 @@ fn scan(body: &[u8]) -> Result<Inspection, Fail> {
         )
     });
     let mut charset = Charset::Utf8;
-    let structure = scan_structure(body, base, doc, &mut charset);
+    let structure = scan_structure(body, base, doc, &mut charset, nouns);
     let bad_utf8 = match charset {
         Charset::Utf8 => std::str::from_utf8(doc)
             .err()
@@ -201,9 +204,10 @@ fn scan_structure(
     base: usize,
     doc: &[u8],
     charset: &mut Charset,
+    nouns: &[RealtimeNoun],
 ) -> Result<Inspection, Fail> {
     let mut reader = strict_reader(doc);
-    let mut walk = Walk::new(base, charset);
+    let mut walk = Walk::new(body, base, charset, nouns);
     let pos = |p: u64| base + usize::try_from(p).unwrap_or(usize::MAX).min(doc.len());
     loop {
         let before = pos(reader.buffer_position());
@@ -235,26 +239,35 @@ fn strict_reader(doc: &[u8]) -> Reader<&[u8]> {
 /// The state of one pass over the events: open elements, the root, and what the conflict rule
 /// has seen so far. Each kind of event is one step; `finish` checks the end of the document.
 struct Walk<'c> {
+    body: &'c [u8],
     base: usize,
     charset: &'c mut Charset,
+    nouns: &'c [RealtimeNoun],
     stack: Vec<Open>,
     root_seen: bool,
     root_is_response: bool,
-    has_stream: bool,
+    stream: Option<OpenerAt>,
     records: Vec<Range<usize>>,
     /// Where a `<Record>` verb with content opened, until its end tag.
     open_record: Option<usize>,
 }
 
 impl<'c> Walk<'c> {
-    fn new(base: usize, charset: &'c mut Charset) -> Self {
+    fn new(
+        body: &'c [u8],
+        base: usize,
+        charset: &'c mut Charset,
+        nouns: &'c [RealtimeNoun],
+    ) -> Self {
         Walk {
+            body,
             base,
             charset,
+            nouns,
             stack: Vec::new(),
             root_seen: false,
             root_is_response: false,
-            has_stream: false,
+            stream: None,
             records: Vec::new(),
             open_record: None,
         }
@@ -365,17 +378,12 @@ impl<'c> Walk<'c> {
             self.root_seen = true;
             self.root_is_response = name == b"Response";
         }
-        let kind = Kind::of(name);
-        if kind == Kind::Stream
-            && matches!(
-                self.stack.last().map(|o| o.kind),
-                Some(Kind::Connect | Kind::Start)
-            )
-        {
-            self.has_stream = true;
-        }
         let is_verb = self.root_is_response && self.stack.len() == 1;
-        if kind == Kind::Record && is_verb {
+        let is_noun = self.root_is_response && self.stack.len() == 2;
+        if is_noun && self.stream.is_none() {
+            self.opener(name, before);
+        }
+        if name == b"Record" && is_verb {
             if is_empty {
                 self.records.push(before..after);
             } else {
@@ -384,11 +392,30 @@ impl<'c> Walk<'c> {
         }
         if !is_empty {
             self.stack.push(Open {
-                kind,
                 start: before,
+                name_len: name.len(),
             });
         }
         Ok(())
+    }
+
+    /// A noun (child of a verb) at `lt`: is it the first that opens a real-time stream?
+    fn opener(&mut self, noun: &[u8], lt: usize) {
+        let Some(verb) = self.stack.get(1) else {
+            return;
+        };
+        let verb_name = self
+            .body
+            .get(verb.start + 1..verb.start + 1 + verb.name_len)
+            .unwrap_or_default();
+        if self.nouns.iter().any(|n| n.matches(verb_name, noun)) {
+            self.stream = Some(OpenerAt {
+                verb: verb.start,
+                verb_len: verb.name_len,
+                noun: lt,
+                noun_len: noun.len(),
+            });
+        }
     }
 
     fn end(&mut self, after: usize) {
@@ -405,13 +432,7 @@ impl<'c> Walk<'c> {
     fn finish(self, body: &[u8]) -> Result<Inspection, Fail> {
         if let Some(open) = self.stack.last() {
             let (line, column) = line_column(body, open.start);
-            // `check_name` accepted every byte of the name, so it runs to the first non-name byte.
-            let after_lt = body.get(open.start + 1..).unwrap_or_default();
-            let len = after_lt
-                .iter()
-                .position(|b| !is_name_char(*b))
-                .unwrap_or(after_lt.len());
-            let name = String::from_utf8_lossy(after_lt.get(..len).unwrap_or_default());
+            let name = name_at(body, open.start, open.name_len);
             return Err(Fail::at(
                 body.len(),
                 format!(
@@ -422,12 +443,28 @@ impl<'c> Walk<'c> {
         if !self.root_seen {
             return Err(Fail::at(body.len(), "no root element"));
         }
+        let stream = self.stream.map(|at| {
+            let (line, column) = line_column(body, at.verb);
+            StreamOpener {
+                verb: name_at(body, at.verb, at.verb_len).into_owned(),
+                noun: name_at(body, at.noun, at.noun_len).into_owned(),
+                offset: at.verb,
+                line,
+                column,
+            }
+        });
         Ok(Inspection {
             root_is_response: self.root_is_response,
-            has_stream: self.has_stream,
+            has_stream: stream.is_some(),
+            stream,
             records: self.records,
         })
     }
+}
+
+/// The name of the element whose `<` is at `lt`.
+fn name_at(body: &[u8], lt: usize, len: usize) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(body.get(lt + 1..lt + 1 + len).unwrap_or_default())
 }
 
 fn charset_of(encoding: &[u8], at: usize) -> Result<Charset, Fail> {

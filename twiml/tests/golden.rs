@@ -3,12 +3,18 @@
 //! `.start-recording.xml` neighbours. `UPDATE_GOLDEN=1` rewrites those neighbours (never the
 //! seed's strip output, copied verbatim from the incident write-up); review the diff before
 //! committing.
+//!
+//! The public-pattern corpus in twiml/fixtures/corpus is checked the same way from its
+//! `manifest.json` (verdict, the stream blocked, the place of each conflicting and each kept
+//! `<Record>`, and the file holding each action's output bytes), the manifest every other runner
+//! (the CLI, the filter in Envoy, the npm package) reads too.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use twiml::{analyze, rewrite, RewriteAction, RewriteOptions, Verdict};
+use serde_json::Value;
+use twiml::{analyze, inspect, line_column, rewrite, RewriteAction, RewriteOptions, Verdict};
 
 /// The callback the start-recording goldens are made with.
 const CALLBACK: &str = "https://guard.example/recording-status?src=twiml-guard&v=1";
@@ -157,15 +163,25 @@ fn every_file_is_listed_in_the_manifest_and_described_in_the_readme() {
         }
     }
     for file in fs::read_dir(dir()).unwrap() {
-        let name = file.unwrap().file_name().into_string().unwrap();
+        let file = file.unwrap();
+        let name = file.file_name().into_string().unwrap();
+        if file.file_type().unwrap().is_dir() {
+            assert_eq!(name, "corpus");
+            continue;
+        }
         assert!(known.contains(&name), "{name} is not in manifest.txt");
     }
 }
 
 #[test]
 fn every_prefix_of_every_fixture_analyzes_and_rewrites_without_panic() {
-    for file in fs::read_dir(dir()).unwrap() {
-        let body = fs::read(file.unwrap().path()).unwrap();
+    let files = fs::read_dir(dir())
+        .unwrap()
+        .chain(fs::read_dir(corpus_dir()).unwrap())
+        .map(|f| f.unwrap().path())
+        .filter(|p| p.is_file());
+    for path in files {
+        let body = fs::read(path).unwrap();
         for end in 0..=body.len() {
             let prefix = &body[..end];
             if let Verdict::Conflict(conflicts) = analyze(prefix) {
@@ -176,4 +192,91 @@ fn every_prefix_of_every_fixture_analyzes_and_rewrites_without_panic() {
             }
         }
     }
+}
+
+fn corpus_dir() -> PathBuf {
+    dir().join("corpus")
+}
+
+fn places(body: &[u8], offsets: impl Iterator<Item = usize>) -> Vec<String> {
+    offsets
+        .map(|at| {
+            let (line, column) = line_column(body, at);
+            format!("{line}:{column}")
+        })
+        .collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_public_pattern_corpus_gets_its_manifest_verdicts_and_bytes() {
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(corpus_dir().join("manifest.json")).unwrap()).unwrap();
+    let callback = manifest["recording_status_callback"].as_str().unwrap();
+    assert_eq!(callback, CALLBACK);
+    let docs = manifest["documents"].as_array().unwrap();
+    assert!(docs.len() >= 25, "{}", docs.len());
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut listed = BTreeSet::new();
+    let mut failures = Vec::new();
+    for doc in docs {
+        let file = doc["file"].as_str().unwrap();
+        let body = fs::read(corpus_dir().join(file)).unwrap();
+        let verdict = analyze(&body);
+        let conflicts = verdict.conflicts();
+        let conflict_at = places(&body, conflicts.iter().map(|c| c.span.start));
+        let records = inspect(&body).unwrap().records;
+        let kept = records
+            .iter()
+            .filter(|r| !conflicts.iter().any(|c| c.span == **r))
+            .map(|r| r.start);
+        let got = (
+            verdict.name(),
+            verdict.blocked().map(|b| b.path()),
+            conflict_at,
+            places(&body, kept),
+        );
+        let want = (
+            doc["verdict"].as_str().unwrap(),
+            doc["blocks"].as_str().map(str::to_owned),
+            strings(&doc["conflicts"]),
+            strings(&doc["kept_records"]),
+        );
+        if got != want {
+            failures.push(format!("{file}: expected {want:?}, got {got:?}"));
+        }
+        listed.insert(file.to_owned());
+        for (key, action) in [
+            ("strip", RewriteAction::Strip),
+            ("start_recording", RewriteAction::StartRecording),
+        ] {
+            let expected_file = doc[key].as_str().unwrap();
+            listed.insert(expected_file.to_owned());
+            let out = rewrite(&body, conflicts, &options(action)).unwrap();
+            assert_eq!(analyze(&out), Verdict::Clean, "{file} after {key}");
+            let golden = corpus_dir().join(expected_file);
+            if update && expected_file != file {
+                fs::write(&golden, &out).unwrap();
+            }
+            if fs::read(&golden).ok().as_deref() != Some(&out[..]) {
+                failures.push(format!("{file}: {key} output differs from {expected_file}"));
+            }
+        }
+    }
+    for file in fs::read_dir(corpus_dir()).unwrap() {
+        let name = file.unwrap().file_name().into_string().unwrap();
+        let tool =
+            matches!(name.as_str(), "manifest.json" | "README.md") || name.starts_with("generate_");
+        if !tool && !listed.contains(&name) {
+            failures.push(format!("{name} is not in manifest.json"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -1,7 +1,9 @@
 //! Property tests over generated TwiML: random mixes of verbs, `<Record>`s with and without
 //! bodies, attribute values with `>` and escapes, comments, CDATA and whitespace. The generator
-//! knows where it put each `<Record>` verb, so verdicts and spans are checked exactly, and strip is
-//! checked byte for byte: its output is the input with the removed ranges cut out.
+//! knows where it put each `<Record>` verb and the first stream, so verdicts and spans are checked
+//! exactly (only a `<Record>` before the first stream conflicts), and strip is checked byte for
+//! byte: its output is the input with the removed ranges cut out, and nothing from the first
+//! stream on is ever touched.
 
 use std::ops::Range;
 
@@ -16,7 +18,7 @@ struct Child {
     text: String,
     /// A `<Record>` verb: its whole text is the element.
     record: bool,
-    /// Holds a `<Stream>` under `<Connect>` or `<Start>`.
+    /// Holds a real-time noun (`<Stream>`, `<ConversationRelay>`) under `<Connect>` or `<Start>`.
     stream: bool,
 }
 
@@ -26,6 +28,23 @@ struct Doc {
     bytes: Vec<u8>,
     records: Vec<Range<usize>>,
     has_stream: bool,
+    /// Offset of the first verb that opens a stream.
+    first_stream: Option<usize>,
+}
+
+impl Doc {
+    /// The `<Record>` verbs Twilio runs before the first stream: the only conflicts.
+    fn blocking(&self) -> Vec<Range<usize>> {
+        match self.first_stream {
+            Some(at) => self
+                .records
+                .iter()
+                .filter(|r| r.start < at)
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        }
+    }
 }
 
 fn attr_value() -> impl Strategy<Value = String> {
@@ -143,12 +162,16 @@ fn stream() -> impl Strategy<Value = Child> {
             })
             .collect::<String>()
     });
-    (prop::bool::ANY, attrs(), params, ws()).prop_map(|(connect, attrs, params, ws)| {
-        let wrapper = if connect { "Connect" } else { "Start" };
+    (0u8..3, attrs(), params, ws()).prop_map(|(which, attrs, params, ws)| {
+        let (wrapper, noun) = match which {
+            0 => ("Connect", "Stream"),
+            1 => ("Start", "Stream"),
+            _ => ("Connect", "ConversationRelay"),
+        };
         let stream = if params.is_empty() {
-            format!("<Stream url=\"wss://m.example/ws\"{attrs}/>")
+            format!("<{noun} url=\"wss://m.example/ws\"{attrs}/>")
         } else {
-            format!("<Stream url=\"wss://m.example/ws\"{attrs}>{ws}{params}{ws}</Stream>")
+            format!("<{noun} url=\"wss://m.example/ws\"{attrs}>{ws}{params}{ws}</{noun}>")
         };
         Child {
             text: format!("<{wrapper}>{ws}{stream}{ws}</{wrapper}>"),
@@ -195,13 +218,15 @@ fn doc() -> impl Strategy<Value = Doc> {
         .prop_map(|(prolog, root_attrs, children, last_ws, epilog)| {
             let mut s = format!("{prolog}<Response{root_attrs}>");
             let mut records = Vec::new();
-            let mut has_stream = false;
+            let mut first_stream = None;
             for (ws, child) in children {
                 s.push_str(ws);
                 if child.record {
                     records.push(s.len()..s.len() + child.text.len());
                 }
-                has_stream |= child.stream;
+                if child.stream && first_stream.is_none() {
+                    first_stream = Some(s.len());
+                }
                 s.push_str(&child.text);
             }
             s.push_str(last_ws);
@@ -210,7 +235,8 @@ fn doc() -> impl Strategy<Value = Doc> {
             Doc {
                 bytes: s.into_bytes(),
                 records,
-                has_stream,
+                has_stream: first_stream.is_some(),
+                first_stream,
             }
         })
 }
@@ -271,18 +297,34 @@ proptest! {
         prop_assert!(inspection.root_is_response);
         prop_assert_eq!(inspection.has_stream, doc.has_stream);
         prop_assert_eq!(&inspection.records, &doc.records);
-        let expected = if doc.has_stream && !doc.records.is_empty() { "conflict" } else { "clean" };
+        prop_assert_eq!(inspection.stream.as_ref().map(|s| s.offset), doc.first_stream);
+        let blocking = doc.blocking();
+        let expected = if blocking.is_empty() { "clean" } else { "conflict" };
         let verdict = analyze(&doc.bytes);
         prop_assert_eq!(verdict.name(), expected);
         let spans: Vec<_> = verdict.conflicts().iter().map(|c| c.span.clone()).collect();
-        if expected == "conflict" {
-            prop_assert_eq!(spans, doc.records);
+        prop_assert_eq!(spans, blocking);
+    }
+
+    #[test]
+    fn a_rewrite_never_touches_a_record_after_the_first_stream(doc in doc()) {
+        prop_assume!(!doc.blocking().is_empty());
+        let conflicts = conflicts_of(&doc);
+        let at = doc.first_stream.unwrap();
+        let later: Vec<&[u8]> = doc.records.iter().filter(|r| r.start > at).map(|r| &doc.bytes[r.clone()]).collect();
+        for action in [RewriteAction::Strip, RewriteAction::StartRecording] {
+            let out = rewrite(&doc.bytes, &conflicts, &opts(action)).unwrap();
+            // Everything from the first stream on is the input's, byte for byte.
+            prop_assert!(out.ends_with(&doc.bytes[at..]));
+            let after = inspect(&out).map_err(|m| TestCaseError::fail(m.to_string()))?;
+            let kept: Vec<&[u8]> = after.records.iter().map(|r| &out[r.clone()]).collect();
+            prop_assert_eq!(&kept, &later);
         }
     }
 
     #[test]
     fn strip_keeps_every_other_byte_and_leaves_no_record_verb(doc in doc()) {
-        prop_assume!(doc.has_stream && !doc.records.is_empty());
+        prop_assume!(!doc.blocking().is_empty());
         let conflicts = conflicts_of(&doc);
         let out = rewrite(&doc.bytes, &conflicts, &opts(RewriteAction::Strip)).unwrap();
 
@@ -301,18 +343,18 @@ proptest! {
         prop_assert_eq!(&out, &expected);
 
         let after = inspect(&out).map_err(|m| TestCaseError::fail(m.to_string()))?;
-        prop_assert!(after.records.is_empty());
+        prop_assert_eq!(after.records.len(), doc.records.len() - conflicts.len());
         prop_assert!(after.has_stream);
         prop_assert_eq!(analyze(&out), Verdict::Clean);
     }
 
     #[test]
     fn start_recording_replaces_the_first_record_and_strips_the_rest(doc in doc()) {
-        prop_assume!(doc.has_stream && !doc.records.is_empty());
+        prop_assume!(!doc.blocking().is_empty());
         let conflicts = conflicts_of(&doc);
         let out = rewrite(&doc.bytes, &conflicts, &opts(RewriteAction::StartRecording)).unwrap();
         let after = inspect(&out).map_err(|m| TestCaseError::fail(m.to_string()))?;
-        prop_assert!(after.records.is_empty());
+        prop_assert_eq!(after.records.len(), doc.records.len() - conflicts.len());
         prop_assert_eq!(analyze(&out), Verdict::Clean);
 
         // The first <Record> is replaced where it stood; the others go exactly as strip removes

@@ -345,7 +345,7 @@ fn rewrite_mode_start_recording() {
 #[test]
 fn strict_mode_status_reply_names_each_record() {
     let c = cfg(r#"{"mode": "strict", "reject_status": 503}"#);
-    let two = b"<Response>\n<Record/>\n<Connect><Stream url=\"wss://h\"/></Connect>\n  <Record></Record></Response>";
+    let two = b"<Response>\n<Record/>\n  <Record></Record><Connect><Stream url=\"wss://h\"/></Connect></Response>";
     let o = evaluate(&c, two, Encoding::Identity);
     assert_eq!(o.label, Label::Rejected);
     let Effect::Reply {
@@ -363,7 +363,7 @@ fn strict_mode_status_reply_names_each_record() {
         v["records"],
         serde_json::json!([
             {"line": 2, "column": 1, "start": 11, "end": 20},
-            {"line": 4, "column": 3, "start": 66, "end": 83},
+            {"line": 3, "column": 3, "start": 23, "end": 40},
         ])
     );
 }

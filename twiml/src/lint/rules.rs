@@ -39,8 +39,8 @@ pub const RECORD_BLOCKS_STREAM: Rule = Rule {
     name: "record-blocks-stream",
     severity: Severity::Error,
     twilio_error: None,
-    summary: "a <Record> verb in a document that opens a <Stream>",
-    rationale: "<Record> blocks until silence, a key or maxLength and then requests its action (or the same URL again), so the <Connect><Stream> is never reached (or, after it, runs a blocking recording once the stream ends); the media WebSocket never opens and a voice agent behind it fails on every call. This is the conflict the edge filter rewrites.",
+    summary: "a <Record> verb that runs before the first verb opening a real-time stream",
+    rationale: "Twilio runs verbs in order, and <Record> blocks until silence, a key or maxLength and then requests its action (or the same URL again), so a <Connect><Stream>, <Start><Stream> or <Connect><ConversationRelay> after it is never reached; the media WebSocket never opens and a voice agent behind it fails on every call. A <Record> after the first stream is not this mistake (a voicemail fallback after <Connect>, a recording while a <Start> fork streams). This is the conflict the edge filter rewrites.",
 };
 
 pub const RECORD_WITHOUT_ACTION: Rule = Rule {
@@ -84,8 +84,8 @@ pub const CONNECT_WITHOUT_ACTION: Rule = Rule {
     name: "connect-without-action",
     severity: Severity::Warning,
     twilio_error: None,
-    summary: "a <Connect><Stream> without an action URL",
-    rationale: "Twilio requests <Connect>'s action when the stream ends; without one, the end of the stream never reaches a webhook, so whatever runs after the call (the post-call pipeline, a summary, a callback) never starts.",
+    summary: "a <Connect><Stream> (or <ConversationRelay>) without an action URL and with no verb after it",
+    rationale: "Twilio requests <Connect>'s action when the stream ends; without one it goes on with the next verb, and with none left the call hangs up when the agent does: the end of the stream never reaches a webhook, so whatever runs after the call (the post-call pipeline, a summary, a callback) never starts. Verbs after an action-less <Connect> (a voicemail fallback) are Twilio's documented behaviour and not flagged.",
 };
 
 pub const MALFORMED: Rule = Rule {

@@ -106,6 +106,37 @@ fn connect_stream_without_action() {
 }
 
 #[test]
+fn connect_without_action_followed_by_verbs_is_the_voicemail_fallback() {
+    let body = r#"<Response><Connect><Stream url="wss://h/p"/></Connect><Say>busy</Say><Record action="https://a/vm"/></Response>"#;
+    assert_eq!(codes(body), Vec::<&str>::new());
+    assert_eq!(lint(body.as_bytes()).verdict, Verdict::Clean);
+    let relay = r#"<Response><Connect><ConversationRelay url="wss://h/p"/></Connect></Response>"#;
+    assert_eq!(codes(relay), ["TG006"]);
+}
+
+#[test]
+fn records_after_the_stream_get_the_warning_of_their_place() {
+    // After <Connect> without action, a <Record> without action loops: TG002, not TG001.
+    let looped = r#"<Response><Connect><Stream url="wss://h/p"/></Connect><Record/></Response>"#;
+    assert_eq!(codes(looped), ["TG002"]);
+    // After <Connect action>, it never runs: TG005 (and TG002 for its own missing action).
+    let dead = format!("<Response>{STREAM}<Record/></Response>");
+    assert_eq!(codes(&dead), ["TG002", "TG005"]);
+    // After <Start><Stream>, recording while the fork streams is fine.
+    let fork = r#"<Response><Start><Stream url="wss://h/p"/></Start><Say/><Record action="https://a/vm"/></Response>"#;
+    assert_eq!(codes(fork), Vec::<&str>::new());
+    // Only the first of two records around a stream is TG001, and it names what it blocks.
+    let both = format!(
+        r#"<Response><Record action="https://a/r"/>{STREAM}<Record action="https://a/vm"/></Response>"#
+    );
+    assert_eq!(codes(&both), ["TG001", "TG005"]);
+    assert_eq!(
+        lint(both.as_bytes()).diagnostics[0].message,
+        "<Record> blocks before the <Connect><Stream> at line 1, column 41, so the stream never opens"
+    );
+}
+
+#[test]
 fn unreachable_after_each_ending_verb() {
     for (end, expect) in [
         ("<Hangup/>", true),

@@ -104,6 +104,13 @@ fn conflict(span: Range<usize>) -> Conflict {
         span,
         line: 1,
         column: 1,
+        blocks: crate::StreamOpener {
+            verb: "Connect".into(),
+            noun: "Stream".into(),
+            offset: 0,
+            line: 1,
+            column: 1,
+        },
     }
 }
 

@@ -2,7 +2,7 @@
 //! check with the exact place it reports.
 
 use super::*;
-use crate::analyze;
+use crate::{analyze, analyze_with, StreamOpener};
 
 const SEED: &[u8] = include_bytes!("../../fixtures/seed_001.xml");
 
@@ -10,6 +10,16 @@ fn malformed(body: &[u8]) -> Malformed {
     match analyze(body) {
         Verdict::Malformed(m) => m,
         other => panic!("expected malformed, got {other:?}"),
+    }
+}
+
+fn opener(verb: &str, noun: &str, offset: usize, line: u32, column: u32) -> StreamOpener {
+    StreamOpener {
+        verb: verb.into(),
+        noun: noun.into(),
+        offset,
+        line,
+        column,
     }
 }
 
@@ -27,7 +37,8 @@ fn seed_record_before_connect_stream_is_one_conflict() {
         Verdict::Conflict(vec![Conflict {
             span: 52..151,
             line: 3,
-            column: 3
+            column: 3,
+            blocks: opener("Connect", "Stream", 154, 4, 3),
         }])
     );
 }
@@ -58,18 +69,69 @@ fn record_with_body_and_end_tag_spans_to_the_end_tag() {
 }
 
 #[test]
-fn every_record_verb_is_reported_in_order() {
-    let body = b"<Response><Record/>\n<Start><Stream url=\"wss://a\"/></Start><Record a=\"1\"></Record></Response>";
+fn every_record_verb_before_the_first_stream_is_reported_in_order() {
+    let body = b"<Response><Record/>\n<Say/><Record a=\"1\"></Record><Start><Stream url=\"wss://a\"/></Start></Response>";
     let c = conflicts(body);
     let spans: Vec<_> = c.iter().map(|c| c.span.clone()).collect();
-    assert_eq!(spans, vec![10..19, 58..81]);
-    assert_eq!((c[1].line, c[1].column), (2, 39));
+    assert_eq!(spans, vec![10..19, 26..49]);
+    assert_eq!((c[1].line, c[1].column), (2, 7));
+    assert_eq!(c[1].blocks, opener("Start", "Stream", 49, 2, 30));
 }
 
 #[test]
-fn start_stream_counts_like_connect_stream() {
-    let body = b"<Response><Start><Stream url=\"wss://a\"/></Start><Record/></Response>";
-    assert_eq!(conflicts(body)[0].span, 48..57);
+fn records_after_the_first_stream_are_left_alone() {
+    // The voicemail fallback after <Connect> (Twilio goes on with the next verb when the stream
+    // ends), the recording while a <Start> fork streams, and dead code after <Connect action>.
+    for body in [
+        &b"<Response><Connect><Stream url=\"wss://a\"/></Connect><Say>busy</Say><Record action=\"/vm\"/></Response>"[..],
+        b"<Response><Start><Stream url=\"wss://a\"/></Start><Say/><Record action=\"/vm\"/></Response>",
+        b"<Response><Connect action=\"/end\"><Stream url=\"wss://a\"/></Connect><Record/></Response>",
+        b"<Response><Connect><ConversationRelay url=\"wss://a\"/></Connect><Record/></Response>",
+    ] {
+        let inspection = inspect(body).unwrap();
+        assert!(inspection.has_stream);
+        assert_eq!(inspection.records.len(), 1);
+        assert_eq!(analyze(body), Verdict::Clean, "{}", String::from_utf8_lossy(body));
+    }
+}
+
+#[test]
+fn only_the_record_before_the_first_stream_conflicts() {
+    let body = b"<Response><Say/><Record/><Connect><Stream url=\"wss://a\"/></Connect><Say/><Record action=\"/vm\"/></Response>";
+    let c = conflicts(body);
+    assert_eq!(c.len(), 1);
+    assert_eq!(&body[c[0].span.clone()], b"<Record/>");
+    assert_eq!(c[0].blocks.path(), "Connect/Stream");
+    assert_eq!(analyze(body).blocked(), Some(&c[0].blocks));
+}
+
+#[test]
+fn conversation_relay_is_a_stream_and_other_nouns_can_be_configured() {
+    let relay =
+        b"<Response><Record/><Connect><ConversationRelay url=\"wss://a\"/></Connect></Response>";
+    assert_eq!(
+        conflicts(relay)[0].blocks,
+        opener("Connect", "ConversationRelay", 19, 1, 20)
+    );
+    let session = b"<Response><Record/><Connect><AiSession url=\"wss://a\"/></Connect></Response>";
+    assert_eq!(analyze(session), Verdict::Clean);
+    let nouns = ["Connect/AiSession".parse().unwrap()];
+    let with = analyze_with(session, &nouns);
+    assert_eq!(
+        with.blocked().map(StreamOpener::path),
+        Some("Connect/AiSession".into())
+    );
+    // The list replaces the defaults.
+    assert_eq!(analyze_with(relay, &nouns), Verdict::Clean);
+    assert_eq!(analyze_with(relay, &[]), Verdict::Clean);
+}
+
+#[test]
+fn a_stream_only_counts_as_a_noun_of_a_verb() {
+    // Under <Gather> or deeper, no verb of this document opens it.
+    let body = b"<Response><Record/><Gather><Connect><Stream url=\"wss://a\"/></Connect></Gather></Response>";
+    assert_eq!(analyze(body), Verdict::Clean);
+    assert!(!inspect(body).unwrap().has_stream);
 }
 
 #[test]
@@ -252,7 +314,8 @@ fn bom_is_skipped_and_offsets_still_count_it() {
         vec![Conflict {
             span: 13..22,
             line: 1,
-            column: 11
+            column: 11,
+            blocks: opener("Connect", "Stream", 22, 1, 20),
         }]
     );
 }
@@ -341,7 +404,8 @@ fn crlf_counts_as_one_line() {
         vec![Conflict {
             span: 14..23,
             line: 2,
-            column: 3
+            column: 3,
+            blocks: opener("Connect", "Stream", 27, 3, 3),
         }]
     );
 }
@@ -358,7 +422,7 @@ fn descriptions_name_the_place() {
     let c = &conflicts(SEED)[0];
     assert_eq!(
         c.describe(),
-        "blocking <Record> verb at line 3, column 3 (bytes 52..151) in a document that opens a <Stream>"
+        "blocking <Record> verb at line 3, column 3 (bytes 52..151) runs before the <Connect><Stream> at line 4, column 3"
     );
     let v = analyze(b"<Response><Record></Response>");
     assert!(v
