@@ -130,6 +130,9 @@ pub struct MalformedSpot {
 /// The filter's verdict for a document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Analysis {
+    /// The verb and noun the blocking `<Record>`s keep from opening (`Connect/Stream`); null
+    /// unless `conflict`.
+    pub blocks: Option<String>,
     /// Each blocking `<Record>` (empty unless `conflict`).
     pub conflicts: Vec<ConflictSpot>,
     /// One line, as the filter logs it.
@@ -201,6 +204,7 @@ pub fn lint(body: &[u8]) -> LintReport {
 /// `verdict` as data.
 pub fn analysis(verdict: &Verdict) -> Analysis {
     Analysis {
+        blocks: verdict.blocked().map(crate::StreamOpener::path),
         conflicts: verdict
             .conflicts()
             .iter()
@@ -369,6 +373,7 @@ mod tests {
             v["conflicts"],
             json!([{"line": 2, "column": 3, "start": 13, "end": 22}])
         );
+        assert_eq!(v["blocks"], "Connect/Stream");
         assert_eq!(v["malformed"], Value::Null);
         let m = parse(analyze_json(b"<Response><Record></Response>"));
         assert_eq!(m["verdict"], "malformed");
