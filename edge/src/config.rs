@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use twiml::{RewriteAction as CoreAction, RewriteOptions};
+use twiml::{RealtimeNoun, RewriteAction as CoreAction, RewriteOptions, REALTIME_NOUNS};
 
 use crate::route::Matcher;
 use crate::signature::{RawSignatureConfig, SignatureConfig};
@@ -78,6 +78,8 @@ pub struct RawConfig {
     pub signature: Option<RawSignatureConfig>,
     pub rules: Vec<RawRule>,
     pub config_version: Option<String>,
+    /// `Verb/Noun` for each noun that opens a real-time stream (`Connect/Stream`).
+    pub realtime_nouns: Vec<String>,
 }
 
 /// One staged-rollout override as written: where it applies and what it changes.
@@ -125,6 +127,7 @@ impl Default for RawConfig {
             signature: None,
             rules: Vec::new(),
             config_version: None,
+            realtime_nouns: REALTIME_NOUNS.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -152,6 +155,9 @@ pub struct Config {
     /// A label for this configuration (the CLI writes the ECDS `version_info` here), logged at
     /// every configure.
     pub config_version: Option<String>,
+    /// The nouns that open a real-time stream: a `<Record>` before the first verb holding one
+    /// is a conflict.
+    pub realtime_nouns: Vec<RealtimeNoun>,
 }
 
 /// A validated rule, resolved against the defaults: what a matching request runs under.
@@ -187,6 +193,7 @@ impl Default for Config {
             signature: None,
             rules: Vec::new(),
             config_version: None,
+            realtime_nouns: REALTIME_NOUNS.to_vec(),
         }
     }
 }
@@ -415,6 +422,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         recording_status_callback: raw.recording_status_callback,
     };
     let rules = validate_rules(&raw.rules, raw.mode, &rewrite)?;
+    let realtime_nouns = realtime_nouns(&raw.realtime_nouns)?;
     Ok(Config {
         mode: raw.mode,
         rewrite,
@@ -431,7 +439,25 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         signature: crate::signature::validate(raw.signature)?,
         rules,
         config_version: raw.config_version,
+        realtime_nouns,
     })
+}
+
+/// `realtime_nouns`: each a `Verb/Noun` of TwiML element names. An empty list is refused, since
+/// the guard would then find no stream and pass every `<Record>`.
+fn realtime_nouns(raw: &[String]) -> Result<Vec<RealtimeNoun>, ConfigError> {
+    if raw.is_empty() {
+        return Err(bad(
+            "realtime_nouns",
+            "must list at least one Verb/Noun (such as \"Connect/Stream\"), or no <Record> would ever conflict",
+        ));
+    }
+    raw.iter()
+        .map(|s| {
+            s.parse()
+                .map_err(|e: twiml::BadNoun| bad("realtime_nouns", e.to_string()))
+        })
+        .collect()
 }
 
 fn core_action(action: RewriteAction) -> CoreAction {

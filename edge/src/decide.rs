@@ -3,13 +3,18 @@
 //! rejection looks like. The proxy-wasm shell only reads headers, calls these, and applies the
 //! result, so all of this is tested natively.
 
-use serde_json::json;
 use twiml::{gzip, Verdict};
 
 use crate::config::{is_xml_media_type, Config, Mode, Policy, RejectStyle};
 
 /// The response header carrying the outcome, when response headers are held.
 pub const GUARD_HEADER: &str = "x-twiml-guard";
+
+mod outcome;
+pub use outcome::{
+    guard_header, guard_header_value, reject_body, verdict_line, verdict_line_ruled, Effect, Label,
+    Outcome, Problem,
+};
 
 // === requests ===
 
@@ -27,7 +32,7 @@ pub fn route_request(cfg: &Config, req: &RequestInfo) -> RequestRoute {
     if req.method.eq_ignore_ascii_case("HEAD") {
         return RequestRoute::Skip("head request");
     }
-    if !cfg.paths.is_empty() && !cfg.paths.iter().any(|p| path.starts_with(p.as_str())) {
+    if !cfg.paths.is_empty() && !crate::route::under_any(path, &cfg.paths) {
         return RequestRoute::Skip("path outside paths");
     }
     RequestRoute::Inspect
@@ -351,166 +356,6 @@ pub fn mode_metric(mode: Mode) -> &'static str {
 
 pub const MODES: [Mode; 3] = [Mode::Rewrite, Mode::Strict, Mode::Monitor];
 
-// === outcomes ===
-
-/// The outcome of one inspected response: the `x-twiml-guard` value and the counter it bumps.
-/// Each inspected response gets exactly one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Label {
-    Clean,
-    Rewritten,
-    Rejected,
-    Detected,
-    Oversize,
-    Malformed,
-}
-
-impl Label {
-    pub const ALL: [Label; 6] = [
-        Label::Clean,
-        Label::Rewritten,
-        Label::Rejected,
-        Label::Detected,
-        Label::Oversize,
-        Label::Malformed,
-    ];
-
-    /// The labelled counter this outcome bumps: the shipped `stats_tags` turn these into one
-    /// family, `twiml_guard_responses_total{outcome="rewritten"}`.
-    pub fn labelled_metric(self) -> &'static str {
-        match self {
-            Label::Clean => "twiml_guard.responses.clean_total",
-            Label::Rewritten => "twiml_guard.responses.rewritten_total",
-            Label::Rejected => "twiml_guard.responses.rejected_total",
-            Label::Detected => "twiml_guard.responses.detected_total",
-            Label::Oversize => "twiml_guard.responses.oversize_total",
-            Label::Malformed => "twiml_guard.responses.malformed_total",
-        }
-    }
-
-    /// The counter this outcome bumps (besides `twiml_guard.inspected_total`), under the name
-    /// it had before the labelled family; kept so existing dashboards and alerts still read.
-    pub fn metric(self) -> &'static str {
-        match self {
-            Label::Clean => "twiml_guard.clean_total",
-            Label::Rewritten => "twiml_guard.rewritten_total",
-            Label::Rejected => "twiml_guard.rejected_total",
-            Label::Detected => "twiml_guard.detected_total",
-            Label::Oversize => "twiml_guard.oversize_total",
-            Label::Malformed => "twiml_guard.malformed_total",
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Label::Clean => "clean",
-            Label::Rewritten => "rewritten",
-            Label::Rejected => "rejected",
-            Label::Detected => "detected",
-            Label::Oversize => "oversize",
-            Label::Malformed => "malformed",
-        }
-    }
-}
-
-/// What happens to the response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    /// Forward the upstream response as it is.
-    Keep,
-    /// Forward with this body instead (already in the response's content-encoding).
-    Replace(Vec<u8>),
-    /// Answer locally instead of forwarding (needs held headers).
-    Reply {
-        status: u32,
-        content_type: &'static str,
-        body: Vec<u8>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub label: Label,
-    pub effect: Effect,
-    /// Why, in a few words, for the log line (core verdict, error).
-    pub detail: String,
-    /// The TwiML as inspected (decoded) and as sent, for `log_twiml`.
-    pub before: Option<Vec<u8>>,
-    pub after: Option<Vec<u8>>,
-}
-
-impl Outcome {
-    fn new(label: Label, effect: Effect, detail: String) -> Self {
-        Outcome {
-            label,
-            effect,
-            detail,
-            before: None,
-            after: None,
-        }
-    }
-}
-
-fn to_json(v: &serde_json::Value) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_else(|_| b"{\"error\":\"twiml_guard\"}".to_vec())
-}
-
-/// The JSON body of a `reject_style: status` reply: what the problem is and where.
-pub fn reject_body(problem: &Problem) -> Vec<u8> {
-    let v = match problem {
-        Problem::Conflicts(conflicts) => json!({
-            "error": "twiml_conflict",
-            "message": "a <Record> verb before <Connect><Stream> blocks the media stream",
-            "records": conflicts.iter().map(|c| json!({
-                "line": c.line,
-                "column": c.column,
-                "start": c.span.start,
-                "end": c.span.end,
-            })).collect::<Vec<_>>(),
-        }),
-        Problem::Malformed {
-            message,
-            line,
-            column,
-            offset,
-        } => json!({
-            "error": "twiml_malformed",
-            "message": message,
-            "line": line,
-            "column": column,
-            "offset": offset,
-        }),
-        Problem::Oversize { message, limit } => json!({
-            "error": "twiml_oversize",
-            "message": message,
-            "max_body_bytes": limit,
-        }),
-        Problem::Internal(message) => json!({
-            "error": "twiml_guard_error",
-            "message": message,
-        }),
-    };
-    let mut body = to_json(&v);
-    body.push(b'\n');
-    body
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
-    Conflicts(Vec<twiml::Conflict>),
-    Malformed {
-        message: String,
-        line: Option<u32>,
-        column: Option<u32>,
-        offset: Option<usize>,
-    },
-    Oversize {
-        message: String,
-        limit: usize,
-    },
-    Internal(String),
-}
-
 /// Re-encode a replacement body the way the upstream encoded its own: the client already has (or
 /// will get) the upstream's `content-encoding`, and a rewritten body must match it. Compressing
 /// works whether or not headers are held, which dropping the header would not.
@@ -611,7 +456,7 @@ pub fn evaluate(cfg: &Config, body: &[u8], enc: Encoding) -> Outcome {
             Err(e) => return malformed(cfg, enc, format!("gzip: {e}")),
         },
     };
-    let verdict = twiml::analyze(&plain);
+    let verdict = twiml::analyze_with(&plain, &cfg.realtime_nouns);
     let mut out = match verdict {
         Verdict::Clean => Outcome::new(Label::Clean, Effect::Keep, "clean".into()),
         Verdict::NotTwiml => Outcome::new(Label::Clean, Effect::Keep, "not_twiml".into()),
@@ -647,7 +492,24 @@ fn on_conflict(
         .map(|c| format!("{}:{}", c.line, c.column))
         .collect::<Vec<_>>()
         .join(",");
-    let detail = format!("conflict records={} at={where_}", conflicts.len());
+    let blocks = conflicts.first().map(|c| c.blocks.path());
+    let detail = format!(
+        "conflict records={} at={where_} blocks={}",
+        conflicts.len(),
+        blocks.as_deref().unwrap_or("none")
+    );
+    let mut out = on_conflict_mode(cfg, enc, plain, conflicts, detail);
+    out.blocks = blocks;
+    out
+}
+
+fn on_conflict_mode(
+    cfg: &Config,
+    enc: Encoding,
+    plain: &[u8],
+    conflicts: Vec<twiml::Conflict>,
+    detail: String,
+) -> Outcome {
     match cfg.mode {
         Mode::Monitor => Outcome::new(Label::Detected, Effect::Keep, detail),
         Mode::Strict => Outcome::new(
@@ -671,6 +533,7 @@ fn on_conflict(
                     detail,
                     before: None,
                     after,
+                    blocks: None,
                 },
                 // A conflict left in place would loop the call; refusing is the safer failure.
                 Err(e) => {
@@ -684,46 +547,6 @@ fn on_conflict(
             }
         }
     }
-}
-
-/// The `x-twiml-guard` value: the outcome, then the rule that chose the mode when one matched
-/// (`rewritten; rule=canary`). Without a rule it is the bare outcome, as before rules existed.
-pub fn guard_header_value(label: Label, rule: Option<&str>) -> String {
-    match rule {
-        Some(rule) => format!("{}; rule={rule}", label.as_str()),
-        None => label.as_str().to_string(),
-    }
-}
-
-/// [`verdict_line`] with the rule that applied (`rule=default` when none matched) and the mode
-/// the verdict was made under.
-pub fn verdict_line_ruled(
-    context_id: u32,
-    path: &str,
-    rule: Option<&str>,
-    mode: Mode,
-    outcome: &Outcome,
-) -> String {
-    format!(
-        "{} rule={} mode={}",
-        verdict_line(context_id, path, outcome),
-        rule.unwrap_or("default"),
-        mode.as_str()
-    )
-}
-
-/// The one log line per verdict.
-pub fn verdict_line(context_id: u32, path: &str, outcome: &Outcome) -> String {
-    let action = match &outcome.effect {
-        Effect::Keep => "pass".to_string(),
-        Effect::Replace(b) => format!("replace_body({} bytes)", b.len()),
-        Effect::Reply { status, .. } => format!("reply({status})"),
-    };
-    format!(
-        "ctx={context_id} path={path} verdict={} action={action} detail={}",
-        outcome.label.as_str(),
-        outcome.detail
-    )
 }
 
 #[cfg(test)]

@@ -28,6 +28,72 @@ pub fn path_only(path: &str) -> &str {
     path.split(['?', '#']).next().unwrap_or(path)
 }
 
+/// True when `path` (no query) falls under one of `prefixes` the way a backend would route it:
+/// its raw or its normalised form ([`normalize_path`]) starts with the prefix, ASCII case ignored.
+/// Express routes case-insensitively by default, so `/WEBHOOK/voice` reaches a `/webhook/voice`
+/// handler: signed and inspected paths must cover it, and `/x/../webhook/` too.
+pub fn under_any(path: &str, prefixes: &[String]) -> bool {
+    let under = |p: &str| {
+        prefixes
+            .iter()
+            .any(|prefix| starts_with_ignore_case(p, prefix))
+    };
+    under(path) || under(&normalize_path(path))
+}
+
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
+/// `path` with percent-escapes decoded, `\` read as `/`, `;params` dropped from segments,
+/// repeated slashes merged and dot segments resolved: how a lenient backend may read it.
+pub fn normalize_path(path: &str) -> String {
+    let decoded = percent_decode(path);
+    let mut out: Vec<&str> = Vec::new();
+    for seg in decoded.split(['/', '\\']) {
+        // Servlet-style `;params` are dropped from a segment by some servers.
+        let seg = seg.split(';').next().unwrap_or_default();
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut joined = format!("/{}", out.join("/"));
+    if decoded.ends_with(['/', '\\']) && !out.is_empty() {
+        joined.push('/');
+    }
+    joined
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 pub fn is_websocket_upgrade(upgrade: Option<&str>) -> bool {
     upgrade.is_some_and(|u| {
         u.split(',')
@@ -44,7 +110,7 @@ pub fn is_websocket_upgrade(upgrade: Option<&str>) -> bool {
 pub struct Matcher {
     /// Lowercase; `*.example.com` matches any name under `example.com` (not the apex itself).
     pub hosts: Vec<String>,
-    /// Path prefixes, as `paths` at the top level.
+    /// Path prefixes, as `paths` at the top level (matched by [`under_any`]).
     pub paths: Vec<String>,
 }
 
@@ -54,7 +120,7 @@ impl Matcher {
     pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
         let host_ok = self.hosts.is_empty()
             || host.is_some_and(|h| self.hosts.iter().any(|p| host_matches(p, h)));
-        let path_ok = self.paths.is_empty() || self.paths.iter().any(|p| path.starts_with(p));
+        let path_ok = self.paths.is_empty() || under_any(path, &self.paths);
         host_ok && path_ok
     }
 }
@@ -142,6 +208,26 @@ mod tests {
         // Empty lists match anything, a missing host included.
         assert!(m(&[], &["/voice/"]).matches(None, "/voice/1"));
         assert!(m(&["a.example.com"], &[]).matches(Some("a.example.com"), "/"));
+    }
+
+    #[test]
+    fn paths_match_as_backends_route_them() {
+        let prefixes = vec!["/webhook/".to_string()];
+        for path in [
+            "/webhook/voice",
+            "/WEBHOOK/voice",
+            "/WebHook/voice",
+            "/x/../webhook/voice",
+            "//webhook/voice",
+            "/%77ebhook/voice",
+            "/%57EBHOOK/voice",
+        ] {
+            assert!(under_any(path, &prefixes), "{path}");
+        }
+        for path in ["/webhooks", "/web/hook/", "/", "/other/webhook/"] {
+            assert!(!under_any(path, &prefixes), "{path}");
+        }
+        assert!(m(&[], &["/Voice/"]).matches(None, "/voice/in"));
     }
 
     #[test]

@@ -12,7 +12,8 @@
 use serde::Deserialize;
 use twiml::signature::{self as sig, Body, Keys, Request, SignatureError};
 
-use crate::route::{path_only, RequestInfo, RequestRoute};
+pub use crate::route::normalize_path;
+use crate::route::{path_only, under_any, RequestInfo, RequestRoute};
 use crate::syntax::{is_absolute_url, valid_path, ConfigError};
 
 /// Counter names: `twiml_guard_signature_ok_total` and `twiml_guard_signature_rejected_total` in
@@ -285,60 +286,8 @@ impl Step {
     }
 }
 
-/// `path` with percent-escapes decoded, `\` read as `/`, `;params` dropped from segments,
-/// repeated slashes merged and dot segments resolved: how a lenient backend may read it. A request is signed when its raw or
-/// its normalised path falls under a signed prefix, so `/x/../webhook/` cannot slip past.
-pub fn normalize_path(path: &str) -> String {
-    let decoded = percent_decode(path);
-    let mut out: Vec<&str> = Vec::new();
-    for seg in decoded.split(['/', '\\']) {
-        // Servlet-style `;params` are dropped from a segment by some servers.
-        let seg = seg.split(';').next().unwrap_or_default();
-        match seg {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            s => out.push(s),
-        }
-    }
-    let mut joined = format!("/{}", out.join("/"));
-    if decoded.ends_with(['/', '\\']) && !out.is_empty() {
-        joined.push('/');
-    }
-    joined
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b, hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn signed_path(sc: &SignatureConfig, path: &str) -> bool {
-    let path = path_only(path);
-    let normalized = normalize_path(path);
-    sc.paths
-        .iter()
-        .any(|p| path.starts_with(p.as_str()) || normalized.starts_with(p.as_str()))
+    under_any(path_only(path), &sc.paths)
 }
 
 fn is_form(content_type: Option<&str>) -> bool {

@@ -454,8 +454,8 @@ impl Http {
         Action::Pause
     }
 
-    fn guard_value(&self, label: Label) -> String {
-        decide::guard_header_value(label, self.rule.as_deref())
+    fn guard_value(&self, outcome: &Outcome) -> String {
+        decide::guard_header(outcome, self.rule.as_deref())
     }
 
     fn verdict(&self, outcome: &Outcome) {
@@ -496,9 +496,10 @@ impl Http {
     /// encoding). Headers can still change here whatever the host allows.
     fn apply_early(&mut self, outcome: Outcome) -> Action {
         self.verdict(&outcome);
+        let guard = self.guard_value(&outcome);
         match outcome.effect {
             Effect::Keep => {
-                self.set_response_header(GUARD_HEADER, Some(&self.guard_value(outcome.label)));
+                self.set_response_header(GUARD_HEADER, Some(&guard));
                 self.state = State::Done;
                 Action::Continue
             }
@@ -508,7 +509,6 @@ impl Http {
                 body,
             } => {
                 self.state = State::Done;
-                let guard = self.guard_value(outcome.label);
                 self.reply(
                     status,
                     vec![("content-type", content_type), (GUARD_HEADER, &guard)],
@@ -517,7 +517,7 @@ impl Http {
                 Action::Pause
             }
             Effect::Replace(replacement) => {
-                self.set_response_header(GUARD_HEADER, Some(&self.guard_value(outcome.label)));
+                self.set_response_header(GUARD_HEADER, Some(&guard));
                 self.set_response_header("content-length", None);
                 self.state = State::Swallowing { replacement };
                 Action::Continue
@@ -618,7 +618,7 @@ impl Http {
 
     fn apply(&mut self, outcome: Outcome, held: bool, size: usize, end_of_stream: bool) -> Action {
         self.verdict(&outcome);
-        let label = self.guard_value(outcome.label);
+        let label = self.guard_value(&outcome);
         let label = label.as_str();
         match outcome.effect {
             Effect::Keep => {

@@ -93,6 +93,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "signature",
     "rules",
     "config_version",
+    "realtime_nouns",
 ];
 
 #[test]
@@ -129,8 +130,26 @@ fn default_json(key: &str) -> serde_json::Value {
         "log_twiml" => json!(false),
         "signature" | "config_version" => json!(null),
         "rules" => json!([]),
+        "realtime_nouns" => json!([
+            "Connect/Stream",
+            "Start/Stream",
+            "Connect/ConversationRelay"
+        ]),
         other => panic!("no default for {other}"),
     }
+}
+
+#[test]
+fn realtime_nouns_are_verb_slash_noun_and_not_empty() {
+    let c = parse(br#"{"realtime_nouns": ["Connect/Stream", "Connect/AiSession"]}"#).unwrap();
+    let nouns: Vec<String> = c.realtime_nouns.iter().map(ToString::to_string).collect();
+    assert_eq!(nouns, ["Connect/Stream", "Connect/AiSession"]);
+    let (field, msg) = field_err(r#"{"realtime_nouns": []}"#);
+    assert_eq!(field, "realtime_nouns");
+    assert!(msg.contains("at least one Verb/Noun"), "{msg}");
+    let (field, msg) = field_err(r#"{"realtime_nouns": ["Connect Stream"]}"#);
+    assert_eq!(field, "realtime_nouns");
+    assert!(msg.contains("\"Connect Stream\" is not Verb/Noun"), "{msg}");
 }
 
 #[test]

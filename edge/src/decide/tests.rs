@@ -321,7 +321,7 @@ fn rewrite_mode_strips() {
     let o = evaluate(&Config::default(), CONFLICT, Encoding::Identity);
     assert_eq!(o.label, Label::Rewritten);
     assert_eq!(o.effect, Effect::Replace(STRIPPED.to_vec()));
-    assert_eq!(o.detail, "conflict records=1 at=3:3");
+    assert_eq!(o.detail, "conflict records=1 at=3:3 blocks=Connect/Stream");
     assert_eq!((o.before, o.after), (None, None));
 }
 
@@ -359,6 +359,7 @@ fn strict_mode_status_reply_names_each_record() {
     assert_eq!((status, content_type), (503, "application/json"));
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"], "twiml_conflict");
+    assert_eq!(v["blocks"], "Connect/Stream");
     assert_eq!(
         v["records"],
         serde_json::json!([
@@ -512,7 +513,7 @@ fn verdict_line_names_context_path_and_verdict() {
     assert_eq!(
         verdict_line(7, "/voice", &o),
         format!(
-            "ctx=7 path=/voice verdict=rewritten action=replace_body({} bytes) detail=conflict records=1 at=3:3",
+            "ctx=7 path=/voice verdict=rewritten action=replace_body({} bytes) detail=conflict records=1 at=3:3 blocks=Connect/Stream",
             STRIPPED.len()
         )
     );
@@ -570,11 +571,74 @@ fn the_guard_header_names_the_rule_only_when_one_matched() {
     assert_eq!(
         verdict_line_ruled(3, "/v", Some("canary"), Mode::Monitor, &o),
         "ctx=3 path=/v verdict=detected action=pass detail=conflict records=1 at=3:3 \
-         rule=canary mode=monitor"
+         blocks=Connect/Stream rule=canary mode=monitor"
     );
     assert!(
         verdict_line_ruled(3, "/v", None, Mode::Strict, &o).ends_with(" rule=default mode=strict")
     );
+}
+
+#[test]
+fn the_guard_header_names_the_stream_a_conflict_blocks() {
+    let monitor = cfg(r#"{"mode": "monitor"}"#);
+    let o = evaluate(&monitor, CONFLICT, Encoding::Identity);
+    assert_eq!(guard_header(&o, None), "detected; blocks=Connect/Stream");
+    assert_eq!(
+        guard_header(&o, Some("canary")),
+        "detected; rule=canary; blocks=Connect/Stream"
+    );
+    let relay =
+        b"<Response><Record/><Connect><ConversationRelay url=\"wss://a\"/></Connect></Response>";
+    let o = evaluate(&cfg("{}"), relay, Encoding::Identity);
+    assert_eq!(
+        guard_header(&o, None),
+        "rewritten; blocks=Connect/ConversationRelay"
+    );
+    let clean = evaluate(
+        &cfg("{}"),
+        b"<Response><Say>x</Say></Response>",
+        Encoding::Identity,
+    );
+    assert_eq!(guard_header(&clean, None), "clean");
+}
+
+#[test]
+fn a_record_after_the_first_stream_passes_byte_for_byte_in_every_mode() {
+    let fallback = b"<Response>\n  <Connect><Stream url=\"wss://a\"/></Connect>\n  <Say>busy</Say>\n  <Record action=\"/vm\"/>\n</Response>";
+    for mode in ["rewrite", "strict", "monitor"] {
+        let c = cfg(&format!(r#"{{"mode": "{mode}"}}"#));
+        let o = evaluate(&c, fallback, Encoding::Identity);
+        assert_eq!(
+            (o.label, &o.effect),
+            (Label::Clean, &Effect::Keep),
+            "{mode}"
+        );
+        assert_eq!(guard_header(&o, None), "clean");
+    }
+}
+
+#[test]
+fn configured_realtime_nouns_replace_the_defaults() {
+    let session = b"<Response><Record/><Connect><AiSession url=\"wss://a\"/></Connect></Response>";
+    assert_eq!(
+        evaluate(&cfg("{}"), session, Encoding::Identity).label,
+        Label::Clean
+    );
+    let c = cfg(r#"{"mode": "strict", "realtime_nouns": ["Connect/Stream", "Connect/AiSession"]}"#);
+    let o = evaluate(&c, session, Encoding::Identity);
+    assert_eq!(o.label, Label::Rejected);
+    let Effect::Reply { body, .. } = &o.effect else {
+        panic!("{o:?}")
+    };
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["blocks"], "Connect/AiSession");
+    assert_eq!(
+        v["message"],
+        "a <Record> verb before <Connect><AiSession> blocks the real-time stream"
+    );
+    let relay =
+        b"<Response><Record/><Connect><ConversationRelay url=\"wss://a\"/></Connect></Response>";
+    assert_eq!(evaluate(&c, relay, Encoding::Identity).label, Label::Clean);
 }
 
 #[test]
