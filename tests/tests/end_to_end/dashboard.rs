@@ -117,7 +117,10 @@ async fn the_dashboard_in_chromium_live_list_call_page_edge_playground_and_sign_
             let client = twilio_sim::call::client().unwrap();
             let report = twilio_sim::place_call(&client, &cfg).await;
             assert_eq!(report.outcome, Outcome::StreamRan, "{}", report.render());
-            assert_eq!(report.fetches[0].guard.as_deref(), Some("rewritten"));
+            assert_eq!(
+                report.fetches[0].guard.as_deref(),
+                Some("rewritten; blocks=Connect/Stream")
+            );
             stdin
                 .write_all(format!("CALL {}\n", report.call_sid).as_bytes())
                 .await

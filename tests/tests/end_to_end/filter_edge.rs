@@ -72,7 +72,10 @@ async fn html_twiml_headers_and_encodings_are_never_skipped() {
     // Flask's text/html TwiML is rewritten like text/xml.
     let seen = post(&envoy, "/voice/flask").await;
     assert_eq!(seen.status, 200);
-    assert_eq!(seen.guard.as_deref(), Some("rewritten"));
+    assert_eq!(
+        seen.guard.as_deref(),
+        Some("rewritten; blocks=Connect/Stream")
+    );
     assert_eq!(seen.body, stripped());
 
     // An HTML page passes as sent, with its length, uncounted and unmarked.
@@ -89,7 +92,7 @@ async fn html_twiml_headers_and_encodings_are_never_skipped() {
         let seen = post(&envoy, path).await;
         assert_eq!(
             (seen.status, seen.guard.as_deref()),
-            (200, Some("rewritten")),
+            (200, Some("rewritten; blocks=Connect/Stream")),
             "{path}"
         );
         assert_eq!(seen.body, stripped(), "{path}");
@@ -104,7 +107,7 @@ async fn html_twiml_headers_and_encodings_are_never_skipped() {
         let seen = post(&envoy, path).await;
         assert_eq!(
             (seen.status, seen.guard.as_deref()),
-            (200, Some("rewritten")),
+            (200, Some("rewritten; blocks=Connect/Stream")),
             "{path}"
         );
         assert_eq!(gunzip(&seen.body), stripped(), "{path}");

@@ -15,13 +15,16 @@ async fn monitor_changes_nothing() {
         let r = post(e, path).await;
         assert_eq!(
             (r.status, r.guard.as_deref()),
-            (200, Some("detected")),
+            (200, Some("detected; blocks=Connect/Stream")),
             "{path}"
         );
         assert_eq!(r.body, conflict(), "{path}");
     }
     let r = post(e, "/voice/gzip").await;
-    assert_eq!((r.status, r.guard.as_deref()), (200, Some("detected")));
+    assert_eq!(
+        (r.status, r.guard.as_deref()),
+        (200, Some("detected; blocks=Connect/Stream"))
+    );
     assert_eq!(r.body, gzip(&conflict()));
     let r = post(e, "/voice/clean").await;
     assert_eq!(

@@ -105,9 +105,15 @@ async fn judge(resp: reqwest::Result<reqwest::Response>) -> Result<Judged, Strin
         .await
         .map_err(|e| format!("body failed: {e}"))?;
     match (status, guard.as_str()) {
-        (200, "rewritten") if body.as_ref() == common::stripped() => Ok(Judged::Rewritten),
-        (200, "detected") if body.as_ref() == common::conflict() => Ok(Judged::Detected),
-        (502, "rejected") if body.starts_with(b"{\"error\":\"twiml_conflict\"") => {
+        (200, "rewritten; blocks=Connect/Stream") if body.as_ref() == common::stripped() => {
+            Ok(Judged::Rewritten)
+        }
+        (200, "detected; blocks=Connect/Stream") if body.as_ref() == common::conflict() => {
+            Ok(Judged::Detected)
+        }
+        (502, "rejected; blocks=Connect/Stream")
+            if body.starts_with(b"{\"blocks\":\"Connect/Stream\",\"error\":\"twiml_conflict\"") =>
+        {
             Ok(Judged::Rejected)
         }
         _ => Err(format!(
@@ -455,20 +461,29 @@ async fn two_routes_run_two_modes_at_once() {
     for _ in 0..3 {
         assert_eq!(
             get("/voice/conflict", "voice.example.com").await,
-            (200, "rewritten".to_string())
+            (200, "rewritten; blocks=Connect/Stream".to_string())
         );
         assert_eq!(
             get("/other/conflict", "voice.example.com").await,
-            (502, "rejected; rule=canary".to_string())
+            (
+                502,
+                "rejected; rule=canary; blocks=Connect/Stream".to_string()
+            )
         );
         assert_eq!(
             get("/voice/conflict", "a.monitor.example.com:8080").await,
-            (200, "detected; rule=watch".to_string())
+            (
+                200,
+                "detected; rule=watch; blocks=Connect/Stream".to_string()
+            )
         );
         // Both rules match: the first one listed wins.
         assert_eq!(
             get("/other/conflict", "a.monitor.example.com").await,
-            (502, "rejected; rule=canary".to_string())
+            (
+                502,
+                "rejected; rule=canary; blocks=Connect/Stream".to_string()
+            )
         );
     }
     let log = envoy.wait_log("rule=watch mode=monitor").await.unwrap();

@@ -12,14 +12,20 @@ async fn rewrite_mode_end_to_end() {
 
     // Content-Length body: rewritten, the length header dropped (sent chunked).
     let r = post(e, "/voice/conflict").await;
-    assert_eq!((r.status, r.guard.as_deref()), (200, Some("rewritten")));
+    assert_eq!(
+        (r.status, r.guard.as_deref()),
+        (200, Some("rewritten; blocks=Connect/Stream"))
+    );
     assert_eq!(r.text(), String::from_utf8(stripped()).unwrap());
     assert_eq!(r.header("content-type"), Some("text/xml"));
     assert_eq!(r.header("content-length"), None);
 
     // Chunked, with chunk boundaries inside `<Record`.
     let r = post(e, "/voice/conflict-chunked?CallSid=CA1").await;
-    assert_eq!((r.status, r.guard.as_deref()), (200, Some("rewritten")));
+    assert_eq!(
+        (r.status, r.guard.as_deref()),
+        (200, Some("rewritten; blocks=Connect/Stream"))
+    );
     assert_eq!(r.body, stripped());
 
     // gzip: decoded, rewritten, recompressed; content-encoding stays gzip.
@@ -27,7 +33,7 @@ async fn rewrite_mode_end_to_end() {
         let r = post(e, path).await;
         assert_eq!(
             (r.status, r.guard.as_deref()),
-            (200, Some("rewritten")),
+            (200, Some("rewritten; blocks=Connect/Stream")),
             "{path}"
         );
         assert_eq!(r.header("content-encoding"), Some("gzip"), "{path}");
@@ -128,7 +134,10 @@ async fn start_recording_on_listed_paths_with_twiml_logged() {
     let e = &s.envoy;
 
     let r = post(e, "/voice/conflict").await;
-    assert_eq!((r.status, r.guard.as_deref()), (200, Some("rewritten")));
+    assert_eq!(
+        (r.status, r.guard.as_deref()),
+        (200, Some("rewritten; blocks=Connect/Stream"))
+    );
     let want = twiml::rewrite(
         &conflict(),
         twiml::analyze(&conflict()).conflicts(),

@@ -23,13 +23,14 @@ async fn strict_status_style() {
         let r = post(e, path).await;
         assert_eq!(
             (r.status, r.guard.as_deref()),
-            (502, Some("rejected")),
+            (502, Some("rejected; blocks=Connect/Stream")),
             "{path}"
         );
         assert_eq!(r.header("content-type"), Some("application/json"), "{path}");
         assert_eq!(r.header("content-encoding"), None, "{path}");
         let v = r.json();
         assert_eq!(v["error"], "twiml_conflict", "{path}");
+        assert_eq!(v["blocks"], "Connect/Stream", "{path}");
         // seed_001.xml: one self-closing <Record> on line 3, column 3.
         let doc = conflict();
         let start = doc.windows(7).position(|w| w == b"<Record").unwrap();

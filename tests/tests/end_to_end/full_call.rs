@@ -56,7 +56,11 @@ async fn rewrite_mode_the_call_streams_records_and_is_transcribed() {
     assert!(before.contains("<Record "), "{before}");
     let voice = &report.fetches[0];
     assert_eq!(voice.status, Some(200), "{text}");
-    assert_eq!(voice.guard.as_deref(), Some("rewritten"), "{text}");
+    assert_eq!(
+        voice.guard.as_deref(),
+        Some("rewritten; blocks=Connect/Stream"),
+        "{text}"
+    );
     assert!(!voice.body.contains("<Record"), "{}", voice.body);
     assert_eq!(voice.verbs, vec!["Connect"]);
     assert!(voice.body.contains(&format!(
@@ -131,7 +135,11 @@ async fn monitor_mode_the_legacy_twiml_loops_and_no_stream_opens() {
     );
     assert_eq!(report.fetches.len(), 3);
     for f in &report.fetches {
-        assert_eq!(f.guard.as_deref(), Some("detected"), "{text}");
+        assert_eq!(
+            f.guard.as_deref(),
+            Some("detected; blocks=Connect/Stream"),
+            "{text}"
+        );
         assert!(f.body.contains("<Record "));
     }
     assert!(report.streams.is_empty(), "{text}");
@@ -169,7 +177,7 @@ async fn strict_mode_the_legacy_twiml_is_refused() {
     assert_eq!(report.fetches.len(), 1);
     let f = &report.fetches[0];
     assert_eq!(f.status, Some(502));
-    assert_eq!(f.guard.as_deref(), Some("rejected"));
+    assert_eq!(f.guard.as_deref(), Some("rejected; blocks=Connect/Stream"));
     let v: serde_json::Value = serde_json::from_str(&f.body).unwrap();
     assert_eq!(v["error"], "twiml_conflict");
     assert_eq!(report.problems[0].code, Some(11200));

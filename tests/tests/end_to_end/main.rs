@@ -5,6 +5,7 @@
 mod common;
 mod dashboard;
 mod filter_config;
+mod filter_corpus;
 mod filter_edge;
 mod filter_monitor;
 mod filter_ops;

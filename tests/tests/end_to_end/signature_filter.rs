@@ -455,3 +455,55 @@ async fn a_body_ending_in_trailers_is_still_checked() {
     e.wait_counter(OK_METRIC, 1).await.unwrap();
     e.wait_counter(REJECTED_METRIC, 1).await.unwrap();
 }
+
+/// The shipped `envoy.yaml` and plugin configuration (signatures on `/webhook/`): a backend that
+/// routes without regard to case (Express's default) answers `/WEBHOOK/voice` from its
+/// `/webhook/voice` handler, so an unsigned request there is refused like one on `/webhook/`,
+/// and a request Twilio signed for that URL passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_case_webhook_paths_are_signed_paths_in_the_shipped_config() {
+    const TOKEN: &str = "case-token";
+    let backend = RawUpstream::start(backend).await.unwrap();
+    let media = WsEcho::start().await.unwrap();
+    let setup = EnvoySetup::new(backend.addr(), media.addr()).auth_token(TOKEN);
+    let e = Envoy::start(&setup).await.unwrap();
+    let form = [("CallSid", "CA0123"), ("From", "+14155550100")];
+    let body = "CallSid=CA0123&From=%2B14155550100";
+    for path in ["/WEBHOOK/voice", "/Webhook/voice", "/webhook/voice"] {
+        let resp = e
+            .client()
+            .post(e.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        assert_eq!(
+            (status, resp.bytes().await.unwrap().as_ref()),
+            (403, FORBIDDEN),
+            "{path}"
+        );
+    }
+    assert!(backend.requests().is_empty());
+    let sig = compute(
+        &format!("{PUBLIC}/WEBHOOK/voice"),
+        &form,
+        TOKEN.as_bytes(),
+        Algorithm::HmacSha1,
+    );
+    let resp = e
+        .client()
+        .post(e.url("/WEBHOOK/voice"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.text().await.unwrap(), "backend saw it\n");
+    let seen = backend.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/WEBHOOK/voice");
+}
