@@ -53,11 +53,13 @@ function rejectBody(problem) {
   return `${JSON.stringify(problem)}\n`;
 }
 
-function conflictBody(conflicts) {
+function conflictBody(verdict) {
+  const [verb, noun] = verdict.blocks.split("/");
   return rejectBody({
+    blocks: verdict.blocks,
     error: "twiml_conflict",
-    message: "a <Record> verb before <Connect><Stream> blocks the media stream",
-    records: conflicts.map((c) => ({ column: c.column, end: c.end, line: c.line, start: c.start })),
+    message: `a <Record> verb before <${verb}><${noun}> blocks the real-time stream`,
+    records: verdict.conflicts.map((c) => ({ column: c.column, end: c.end, line: c.line, start: c.start })),
   });
 }
 
@@ -90,7 +92,7 @@ function decide(o, body) {
       break;
   }
   if (o.mode === "monitor") return { label: "detected" };
-  if (o.mode === "strict") return { label: "rejected", reject: conflictBody(verdict.conflicts) };
+  if (o.mode === "strict") return { label: "rejected", reject: conflictBody(verdict) };
   try {
     const out = rewrite(body, { action: o.action, recordingStatusCallback: o.recordingStatusCallback });
     return { label: "rewritten", body: Buffer.from(out.twiml, "utf8") };

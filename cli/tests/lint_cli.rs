@@ -350,3 +350,70 @@ fn malformed_reply_golden_is_the_filters() {
     assert_eq!(status, 502);
     golden(&lint_dir().join("malformed_mismatched.reject.json"), &body);
 }
+
+/// The public-pattern corpus (`twiml/fixtures/corpus/manifest.json`) through the CLI: each
+/// document's verdict is the manifest's, and `--fix` with either action writes exactly the bytes
+/// the manifest names (a clean document is left as it is, not even rewritten in place).
+#[test]
+fn the_public_pattern_corpus_through_lint_and_fix() {
+    let corpus = twiml_dir().join("corpus");
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(corpus.join("manifest.json")).unwrap()).unwrap();
+    let callback = manifest["recording_status_callback"].as_str().unwrap();
+    let docs = manifest["documents"].as_array().unwrap();
+    assert!(docs.len() >= 25, "{}", docs.len());
+    let files: Vec<&str> = docs.iter().map(|d| d["file"].as_str().unwrap()).collect();
+    let args: Vec<&str> = ["--format", "json"]
+        .into_iter()
+        .chain(files.iter().copied())
+        .collect();
+    let v: Value = serde_json::from_slice(&lint(&corpus, &args).stdout).unwrap();
+    for (doc, got) in docs.iter().zip(v["files"].as_array().unwrap()) {
+        assert_eq!(got["file"], doc["file"]);
+        assert_eq!(got["verdict"], doc["verdict"], "{}", doc["file"]);
+        let tg001: Vec<String> = got["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["code"] == "TG001")
+            .map(|d| format!("{}:{}", d["line"], d["column"]))
+            .collect();
+        let conflicts: Vec<String> = doc["conflicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(tg001, conflicts, "{}", doc["file"]);
+    }
+    for (action, key) in [("strip", "strip"), ("start-recording", "start_recording")] {
+        let dir = tempfile::tempdir().unwrap();
+        for file in &files {
+            fs::copy(corpus.join(file), dir.path().join(file)).unwrap();
+        }
+        let mut args = vec![
+            "--fix",
+            "--action",
+            action,
+            "--recording-status-callback",
+            callback,
+        ];
+        args.extend(files.iter().copied());
+        let out = lint(dir.path(), &args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for doc in docs {
+            let file = doc["file"].as_str().unwrap();
+            let want = fs::read(corpus.join(doc[key].as_str().unwrap())).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&fs::read(dir.path().join(file)).unwrap()),
+                String::from_utf8_lossy(&want),
+                "{file} --fix --action {action}"
+            );
+        }
+    }
+}
