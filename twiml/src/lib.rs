@@ -69,6 +69,7 @@ pub mod sniff;
 
 use std::fmt;
 pub mod gzip;
+pub mod media_token;
 pub mod signature;
 
 use std::ops::Range;
