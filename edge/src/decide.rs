@@ -10,6 +10,8 @@ use crate::config::{is_xml_media_type, Config, Mode, Policy, RejectStyle};
 /// The response header carrying the outcome, when response headers are held.
 pub const GUARD_HEADER: &str = "x-twiml-guard";
 
+mod media;
+pub use media::{stamp_media_token, MediaGrant};
 mod outcome;
 pub use outcome::{
     guard_header, guard_header_value, reject_body, verdict_line, verdict_line_ruled, Effect, Label,

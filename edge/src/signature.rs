@@ -47,6 +47,17 @@ pub struct RawSignatureConfig {
     /// `false`: count and log failures, let the request through.
     #[serde(default = "default_enforce")]
     pub enforce: bool,
+    /// Environment variable holding the media key shared with the host service: when set, the
+    /// `<Stream>`s in the answer to a signed webhook carry a per-call token (`media_token`).
+    #[serde(default)]
+    pub media_key_env: Option<String>,
+    /// How long a media token stays valid after the webhook, in seconds.
+    #[serde(default = "default_media_token_ttl")]
+    pub media_token_ttl_seconds: u64,
+}
+
+fn default_media_token_ttl() -> u64 {
+    300
 }
 
 fn default_auth_token_env() -> String {
@@ -70,6 +81,10 @@ pub struct SignatureConfig {
     pub paths: Vec<String>,
     pub enforce: bool,
     pub keys: Keys,
+    pub media_key_env: Option<String>,
+    pub media_token_ttl_seconds: u64,
+    /// The media key, filled by [`load_keys`] when `media_key_env` is set.
+    pub media_key: Option<String>,
 }
 
 fn bad(message: impl Into<String>) -> ConfigError {
@@ -99,12 +114,21 @@ pub fn validate(raw: Option<RawSignatureConfig>) -> Result<Option<SignatureConfi
             raw.auth_token_env
         )));
     }
-    if let Some(name) = &raw.shared_key_env {
-        if !env_name_ok(name) {
+    for (key, name) in [
+        ("shared_key_env", &raw.shared_key_env),
+        ("media_key_env", &raw.media_key_env),
+    ] {
+        if let Some(name) = name.as_ref().filter(|n| !env_name_ok(n)) {
             return Err(bad(format!(
-                "shared_key_env {name:?} is not an environment variable name"
+                "{key} {name:?} is not an environment variable name"
             )));
         }
+    }
+    if !(1..=3600).contains(&raw.media_token_ttl_seconds) {
+        return Err(bad(format!(
+            "media_token_ttl_seconds {} is outside 1..=3600",
+            raw.media_token_ttl_seconds
+        )));
     }
     let base = raw.public_base_url.trim_end_matches('/');
     if !is_absolute_url(base) || base.contains(['?', '#']) {
@@ -133,6 +157,9 @@ pub fn validate(raw: Option<RawSignatureConfig>) -> Result<Option<SignatureConfi
         paths: raw.paths,
         enforce: raw.enforce,
         keys: Keys::default(),
+        media_key_env: raw.media_key_env,
+        media_token_ttl_seconds: raw.media_token_ttl_seconds,
+        media_key: None,
     }))
 }
 
@@ -156,6 +183,9 @@ pub fn load_keys(
     if let Some(name) = &sc.shared_key_env {
         sc.keys.shared_key = Some(read(name, "shared_key_env")?);
     }
+    if let Some(name) = &sc.media_key_env {
+        sc.media_key = Some(read(name, "media_key_env")?);
+    }
     Ok(())
 }
 
@@ -164,11 +194,12 @@ pub fn describe<'a>(cfg: impl Into<Scope<'a>>) -> String {
     match cfg.into().signature {
         None => "signature=off".into(),
         Some(sc) => format!(
-            "signature=on enforce={} public_base_url={} paths={:?} sha256={}",
+            "signature=on enforce={} public_base_url={} paths={:?} sha256={} media_token={}",
             sc.enforce,
             sc.public_base_url,
             sc.paths,
-            sc.keys.shared_key.is_some()
+            sc.keys.shared_key.is_some(),
+            if sc.media_key.is_some() { "on" } else { "off" }
         ),
     }
 }
@@ -221,6 +252,9 @@ pub struct Verdict {
     pub what: &'static str,
     pub result: Result<(), Failure>,
     pub enforce: bool,
+    /// The `CallSid` a signed webhook carried (form body or query), when its signature held: the
+    /// call its answer's media token is minted for.
+    pub call_sid: Option<String>,
 }
 
 impl Verdict {
@@ -282,6 +316,7 @@ impl Step {
             what,
             result,
             enforce: sc.enforce,
+            call_sid: None,
         })
     }
 }
@@ -337,7 +372,7 @@ pub fn on_request_headers<'a>(
             &sc.keys,
         )
         .map_err(Failure::Signature);
-        return Step::decided("webhook", sc, result);
+        return signed_call("webhook", sc, result, query_call_sid(&url));
     }
     let declared = header("content-length").and_then(|v| v.trim().parse::<usize>().ok());
     if let Some(n) = declared.filter(|&n| n > cfg.max_body_bytes) {
@@ -382,9 +417,13 @@ pub fn on_request_body<'a>(
     }
     // An unreadable body cannot be shown to be signed.
     let body = read(body_size).unwrap_or_default();
-    let params;
+    let params = if held.form {
+        sig::parse_form(&body)
+    } else {
+        Vec::new()
+    };
+    let call_sid = call_sid_of(&params).or_else(|| query_call_sid(&held.url));
     let body = if held.form {
-        params = sig::parse_form(&body);
         Body::Form(&params)
     } else {
         Body::Raw(&body)
@@ -400,7 +439,43 @@ pub fn on_request_body<'a>(
     )
     .map_err(Failure::Signature);
     pending.0 = None;
-    Step::decided("webhook", sc, result)
+    signed_call("webhook", sc, result, call_sid)
+}
+
+/// A decided webhook that names its call only when its signature held.
+fn signed_call(
+    what: &'static str,
+    sc: &SignatureConfig,
+    result: Result<(), Failure>,
+    call_sid: Option<String>,
+) -> Step {
+    let call_sid = call_sid.filter(|_| result.is_ok());
+    Step::Decided(Verdict {
+        what,
+        result,
+        enforce: sc.enforce,
+        call_sid,
+    })
+}
+
+/// A Twilio CallSid: `CA` and 32 hex digits. Anything else gets no media token.
+fn plausible_call_sid(value: &str) -> bool {
+    value.len() == 34
+        && value.starts_with("CA")
+        && value.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
+}
+
+fn call_sid_of(params: &[(String, String)]) -> Option<String> {
+    params
+        .iter()
+        .find(|(k, v)| k == "CallSid" && plausible_call_sid(v))
+        .map(|(_, v)| v.clone())
+}
+
+/// The CallSid of a webhook sent with GET (its parameters in the query string).
+fn query_call_sid(url: &str) -> Option<String> {
+    let (_, query) = url.split_once('?')?;
+    call_sid_of(&sig::parse_form(query.as_bytes()))
 }
 
 #[cfg(test)]

@@ -235,6 +235,7 @@ impl RootContext for Root {
             path: String::new(),
             state: State::Skip,
             signature: twiml_guard_edge::signature::Pending::default(),
+            call_sid: None,
             log_level: std::cell::Cell::new(None),
         }))
     }
@@ -297,6 +298,8 @@ pub struct Http {
     state: State,
     /// A signed request held until its body has arrived.
     signature: twiml_guard_edge::signature::Pending,
+    /// The call a signed webhook named: its answer's `<Stream>`s get a media token for it.
+    call_sid: Option<String>,
     /// The host's log level, asked at the first line of the exchange.
     log_level: std::cell::Cell<Option<LogLevel>>,
 }
@@ -422,7 +425,7 @@ impl Http {
         self.signature_step(step)
     }
 
-    fn signature_step(&self, step: twiml_guard_edge::signature::Step) -> RequestCheck {
+    fn signature_step(&mut self, step: twiml_guard_edge::signature::Step) -> RequestCheck {
         use twiml_guard_edge::signature::Step;
         match step {
             Step::Pass | Step::HoldBody => RequestCheck::Allow,
@@ -439,6 +442,7 @@ impl Http {
                     LogLevel::Warn
                 };
                 self.log(level, format_args!("{}", verdict.log_line()));
+                self.call_sid = verdict.call_sid.clone();
                 verdict.gate()
             }
         }
@@ -575,7 +579,18 @@ impl Http {
             return Action::Pause;
         }
         let outcome = match self.read_body(size) {
-            Ok(body) => decide::evaluate(&cfg, &body, enc),
+            Ok(body) => {
+                let outcome = decide::evaluate(&cfg, &body, enc);
+                let now_s = hostcalls::get_current_time()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs());
+                let grant = self
+                    .call_sid
+                    .as_deref()
+                    .map(|call_sid| decide::MediaGrant { call_sid, now_s });
+                decide::stamp_media_token(&cfg, outcome, &body, enc, grant)
+            }
             Err(e) => decide::malformed(&cfg, enc, format!("cannot read body: {e}")),
         };
         self.apply(outcome, held, size, end_of_stream)

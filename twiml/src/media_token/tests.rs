@@ -44,7 +44,15 @@ fn a_token_is_worth_nothing_for_another_call_or_key() {
 #[test]
 fn bad_tokens_are_named() {
     assert_eq!(verify(KEY, CALL_A, None, 0), Err(TokenError::Missing));
-    for bad in ["", "v1", "v1.10", "v2.10.00", "v1.x.00", "v1.10.abc", "v1.10.00.00"] {
+    for bad in [
+        "",
+        "v1",
+        "v1.10",
+        "v2.10.00",
+        "v1.x.00",
+        "v1.10.abc",
+        "v1.10.00.00",
+    ] {
         assert_eq!(
             verify(KEY, CALL_A, Some(bad), 0),
             Err(TokenError::Malformed),
