@@ -9,6 +9,8 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 use sha2::Sha256;
 
+use crate::signature::hex;
+
 /// The `<Parameter>` name the token travels under; Twilio hands it back in
 /// `start.customParameters`.
 pub const PARAMETER: &str = "twiml_guard_token";
@@ -48,16 +50,6 @@ fn mac(key: &[u8], call_sid: &str, expires_at: u64) -> Option<Vec<u8>> {
     // The version and a separator that no CallSid holds keep one message from reading as another.
     mac.update(format!("twiml-guard media {VERSION}\n{call_sid}\n{expires_at}").as_bytes());
     Some(mac.finalize().into_bytes().to_vec())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 /// The token for `call_sid`, valid until `expires_at` (Unix seconds): `v1.<expiry>.<hex hmac>`.
@@ -119,13 +111,11 @@ pub fn insert(body: &[u8], token: &str) -> Option<Vec<u8>> {
                 }
                 path.push(e.name().as_ref().to_vec());
             }
-            Event::Empty(e) => {
-                if e.name().as_ref() == b"Stream" && under_verb(&path) {
-                    // The tag ends in `/>`: drop those two bytes, close the element after the
-                    // parameter.
-                    let slash = after.checked_sub(2).filter(|s| *s >= before)?;
-                    edits.push((slash, 2, format!(">{param}</Stream>")));
-                }
+            Event::Empty(e) if e.name().as_ref() == b"Stream" && under_verb(&path) => {
+                // The tag ends in `/>`: drop those two bytes, close the element after the
+                // parameter.
+                let slash = after.checked_sub(2).filter(|s| *s >= before)?;
+                edits.push((slash, 2, format!(">{param}</Stream>")));
             }
             Event::End(_) => {
                 path.pop();

@@ -233,10 +233,14 @@ fn hmac_digest<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Optio
 
 /// Lowercase hex SHA-256 of a body, as `bodySHA256` carries it.
 pub fn body_sha256_hex(body: &[u8]) -> String {
+    hex(&Sha256::digest(body))
+}
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    let digest = Sha256::digest(body);
-    let mut out = String::with_capacity(64);
-    for b in digest {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
         // Writing to a String cannot fail.
         let _ = write!(out, "{b:02x}");
     }
