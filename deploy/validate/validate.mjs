@@ -200,6 +200,43 @@ function checkHostService(where, deployment, configMaps, claims, tmp) {
   }
 }
 
+// The host service's webhooks: whatever route covers them must send them to the host, or its
+// stream ends and recording callbacks go to a backend that does not know them.
+const HOST_WEBHOOK_PATHS = ["/webhook/stream_ended", "/webhook/recording_status"];
+const HOST_SERVICE = "host-service";
+
+// Gateway API path matching: Exact beats any prefix, a longer prefix beats a shorter one, and a
+// prefix matches whole path elements (`/webhook` covers `/webhook/x`, not `/webhooks`).
+function pathScore(match, path) {
+  const { type = "PathPrefix", value = "/" } = match.path ?? {};
+  if (type === "Exact") return value === path ? Infinity : null;
+  if (type !== "PathPrefix") return null;
+  const prefix = value.replace(/\/+$/, "");
+  return prefix === "" || path === prefix || path.startsWith(`${prefix}/`) ? prefix.length : null;
+}
+
+function checkHostWebhooks(name, routes) {
+  for (const path of HOST_WEBHOOK_PATHS) {
+    let best = null;
+    for (const route of routes) {
+      for (const rule of route.spec?.rules ?? []) {
+        for (const match of rule.matches ?? [{}]) {
+          const score = pathScore(match, path);
+          if (score !== null && (!best || score > best.score)) {
+            best = { score, route: route.metadata?.name, backends: (rule.backendRefs ?? []).map((b) => b.name) };
+          }
+        }
+      }
+    }
+    if (best && !(best.backends.length && best.backends.every((b) => b === HOST_SERVICE))) {
+      fail(
+        `${name}: HTTPRoute/${best.route}`,
+        `${path} (a host service webhook) is routed to ${best.backends.join(", ") || "no backend"}, not ${HOST_SERVICE}`,
+      );
+    }
+  }
+}
+
 function manifestFiles(args) {
   if (args.length) return args.map((a) => resolve(a));
   return MANIFEST_DIRS.flatMap((d) =>
@@ -249,6 +286,7 @@ try {
         checkHostService(where, obj, configMaps, claims, tmp);
       }
     }
+    checkHostWebhooks(name, parsed.filter((o) => o.kind === "HTTPRoute"));
     if (core) strictFiles.push(file);
   }
   if (strictFiles.length) {

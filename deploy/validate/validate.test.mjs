@@ -56,6 +56,21 @@ test("the shipped manifests pass", () => {
   assert.match(r.out, /^ok: 13 object\(s\) valid$/m);
 });
 
+test("the host's webhook paths must reach the host, whatever prefix covers them", () => {
+  expectFailure(
+    "deploy/envoy-gateway/envoy-extension-policy.yaml",
+    "    - path: {type: Exact, value: /webhook/stream_ended}\n",
+    "",
+    /HTTPRoute\/voice-webhooks: \/webhook\/stream_ended \(a host service webhook\) is routed to legacy-backend, not host-service/,
+  );
+  expectFailure(
+    "deploy/envoy-gateway/envoy-extension-policy.yaml",
+    "{name: host-service, port: 7000}\n---",
+    "{name: legacy-backend, port: 5000}\n---",
+    /\/webhook\/recording_status \(a host service webhook\) is routed to legacy-backend, not host-service/,
+  );
+});
+
 test("a misspelt Deployment field is refused (strict)", () => {
   expectFailure(
     "deploy/k8s/host-service.yaml",
