@@ -8,6 +8,8 @@ VENV     := .venv
 PY       := $(VENV)/bin/python
 CARGO    ?= cargo
 WASM_TARGET := wasm32-wasip1
+# The npm package's module (wasm-bindgen's target).
+NPM_TARGET := wasm32-unknown-unknown
 WASM     := target/$(WASM_TARGET)/release/twiml_guard_filter.wasm
 # Thin LTO for the modules only (see [profile.release] in Cargo.toml).
 WASM_LTO := --config 'profile.release.lto="thin"'
@@ -31,7 +33,7 @@ export TWIML_GUARD_VENV := $(abspath $(VENV))
 help: ## this list
 	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / { printf "make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/whisper-model ct2lib ## Debian packages, Rust targets, .venv, the Whisper model, target/ct2lib
+setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/rust-web $(STAMPS)/venv $(STAMPS)/whisper-model ct2lib ## Debian packages, Rust targets, .venv, the Whisper model, target/ct2lib
 
 # The wheel's CTranslate2 (and its libgomp) linked into target/ct2lib/, where .cargo/config.toml
 # points the linker (LIBRARY_PATH) and the binaries' rpath. ct2rs's `system` feature also asks
@@ -112,23 +114,59 @@ dist: demo-build ## target/dist/twiml-guard-<version>-linux-x86_64.tar.gz, unpac
 
 # --release so clippy reuses the release build's build-script outputs (CTranslate2's cmake build
 # takes minutes and would otherwise run a second time for the dev profile).
-lint: $(STAMPS)/rust ct2lib ## cargo fmt --check, clippy -D warnings for the host and wasm32-wasip1
+lint: $(STAMPS)/rust $(STAMPS)/rust-web ct2lib ## cargo fmt --check, clippy -D warnings for the host, wasm32-wasip1 and the npm module's wasm32-unknown-unknown
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
-	$(CARGO) clippy --release -p twiml -p twiml-guard-edge -p twiml-guard-filter -p twiml-guard-wasm -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
+	$(CARGO) clippy --release -p twiml -p twiml-guard-edge -p twiml-guard-filter -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
+	$(CARGO) clippy --release -p twiml-guard-wasm --target $(NPM_TARGET) --all-targets -- -D warnings
 
 test: build lint test-npm test-deploy browser-deps ## every test: unit, property, real Envoy, full calls end to end, Node, manifests, the dashboard in chromium (what CI runs)
 	$(CARGO) test --release --workspace $(FEATURES)
 
-# The npm package (npm/): the core built as a small wasm32-wasip1 module next to its JS loader,
-# then `npm pack` (npm/twiml-guard-<version>.tgz). The Node tests install from the lock file.
-NPM_WASM := target/$(WASM_TARGET)/release/twiml_guard_wasm.wasm
-npm: $(STAMPS)/rust ## the npm package: npm/twiml_guard.wasm and the npm pack tarball
-	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-wasm $(WASM_LTO)
-	cp $(NPM_WASM) npm/twiml_guard.wasm
+# The npm package (npm/): the core (npm/crate) built for wasm32-unknown-unknown and bound by
+# wasm-bindgen twice: npm/pkg (an ES module with an async init, for browsers, Deno and Workers)
+# and npm/pkg/node (CommonJS, loaded synchronously, for Node's require and import); TypeScript
+# declarations come with them. wasm-bindgen writes the same module for both targets, so only
+# pkg/ keeps it (checked with cmp) and the Node binding reads it from there. Then `npm pack`
+# (npm/twiml-guard-<version>.tgz). wasm-bindgen-cli must be the exact version of the
+# wasm-bindgen crate in Cargo.lock: it is installed (once per version, for every checkout on the
+# machine) where `cargo install` puts tools, $CARGO_HOME/bin.
+NPM_WASM := target/$(NPM_TARGET)/release/twiml_guard_wasm.wasm
+# One codegen unit and fat LTO across every crate in the module: 6 % smaller than the workspace's
+# release profile (thin LTO) and as fast; opt-level "s" everywhere was 6 % smaller again but its
+# lint 1.2 times slower (measured with bench/npm/compare.mjs while building this). Only the
+# wasm32-unknown-unknown artifacts are built this way. Not stripped (wasm-bindgen reads its
+# target_features section); wasm-bindgen drops the names.
+NPM_PROFILE := --config 'profile.release.lto="fat"' --config 'profile.release.codegen-units=1'
+WASM_BINDGEN_VERSION := $(shell awk '$$0 == "name = \"wasm-bindgen\"" { getline; gsub(/"/, "", $$3); print $$3; exit }' Cargo.lock)
+WASM_BINDGEN := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin/wasm-bindgen
+.PHONY: wasm-bindgen-cli
+wasm-bindgen-cli: ## wasm-bindgen-cli at the wasm-bindgen crate's version (Cargo.lock), unless installed
+	@if [ "$$($(WASM_BINDGEN) --version 2>/dev/null)" != "wasm-bindgen $(WASM_BINDGEN_VERSION)" ]; then \
+	  echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION)"; \
+	  $(CARGO) install wasm-bindgen-cli --locked --version $(WASM_BINDGEN_VERSION) || \
+	  { echo "its Cargo.lock names a version the registry does not serve: resolving its dependencies afresh"; \
+	    $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); }; \
+	fi
+
+$(STAMPS)/rust-web:
+	@mkdir -p $(STAMPS)
+	rustup target add $(NPM_TARGET)
+	@touch $@
+
+npm: $(STAMPS)/rust $(STAMPS)/rust-web wasm-bindgen-cli ## the npm package: npm/pkg (wasm-bindgen, web and Node) and the npm pack tarball
+	$(CARGO) build --release --target $(NPM_TARGET) -p twiml-guard-wasm $(NPM_PROFILE)
+	rm -rf npm/pkg
+	$(WASM_BINDGEN) --target web --remove-name-section --remove-producers-section --out-dir npm/pkg --out-name twiml_guard $(NPM_WASM)
+	$(WASM_BINDGEN) --target nodejs --remove-name-section --remove-producers-section --out-dir npm/pkg/node --out-name twiml_guard $(NPM_WASM)
+	cmp npm/pkg/twiml_guard_bg.wasm npm/pkg/node/twiml_guard_bg.wasm
+	rm npm/pkg/node/twiml_guard_bg.wasm npm/pkg/twiml_guard_bg.wasm.d.ts npm/pkg/node/twiml_guard_bg.wasm.d.ts
+	sed -i 's|`$${__dirname}/twiml_guard_bg.wasm`|`$${__dirname}/../twiml_guard_bg.wasm`|' npm/pkg/node/twiml_guard.js
+	grep -q '/\.\./twiml_guard_bg\.wasm`' npm/pkg/node/twiml_guard.js
+	echo '{"type": "commonjs"}' > npm/pkg/node/package.json
 	cd npm && npm pack --silent
 
-test-npm: npm ## npm ci from npm/package-lock.json, then the Node tests (node --test)
+test-npm: npm $(STAMPS)/apt ## npm ci from npm/package-lock.json, then the Node tests (node --test; the browser build in chromium)
 	cd npm && npm ci --no-audit --no-fund --loglevel=error && node --test test/
 
 # deploy/'s Kubernetes, Istio and Envoy Gateway manifests against their schemas (kubernetes-models
@@ -153,10 +191,11 @@ test-browser: build browser-deps ## the dashboard in chromium: sign-in, live lis
 	$(CARGO) test --release -p e2e $(FEATURES) --test end_to_end dashboard::
 
 # The fast tier: what a change should pass before the full run. No Envoy, no processes, no model.
-check: $(STAMPS)/rust ct2lib ## fast tier: fmt, clippy (host and wasm), unit tests of every crate
+check: $(STAMPS)/rust $(STAMPS)/rust-web ct2lib ## fast tier: fmt, clippy (host and wasm), unit tests of every crate
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
-	$(CARGO) clippy --release -p twiml -p twiml-guard-edge -p twiml-guard-filter -p twiml-guard-wasm -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
+	$(CARGO) clippy --release -p twiml -p twiml-guard-edge -p twiml-guard-filter -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
+	$(CARGO) clippy --release -p twiml-guard-wasm --target $(NPM_TARGET) --all-targets -- -D warnings
 	$(CARGO) test --release --workspace --exclude e2e --lib $(FEATURES)
 
 # Whisper's real-time factor on this machine, side by side with Python's faster-whisper (same
@@ -197,6 +236,14 @@ bench-edge: $(STAMPS)/apt $(STAMPS)/bench-edge-venv wasm ## the filter against n
 .PHONY: bench-host
 bench-host: build ## real-time streams per host-service replica and their frame lag, one replica and two
 	$(CARGO) bench --workspace $(FEATURES) --bench host
+
+# The npm package against an earlier build of it (NPM_BEFORE: an unpacked package, its .tgz beside
+# it, e.g. `make npm` at the earlier commit, then `tar -xzf npm/twiml-guard-*.tgz -C DIR`):
+# tarball and module sizes, lint() of the seed and of a 100 KiB document, in one Node process.
+.PHONY: bench-npm
+bench-npm: npm ## the npm package against NPM_BEFORE: sizes, and lint of the seed and of 100 KiB
+	@test -n "$(NPM_BEFORE)" || { echo "set NPM_BEFORE to an unpacked earlier package"; exit 2; }
+	node bench/npm/compare.mjs $(NPM_BEFORE) npm
 
 bench: bench-whisper bench-edge bench-host ## every benchmark
 

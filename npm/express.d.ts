@@ -1,26 +1,9 @@
 // Types of the twiml-guard Express middleware.
-import type { RewriteAction } from "./index.js";
+import type { GuardOptions } from "./index.js";
 
-export type Mode = "rewrite" | "strict" | "monitor";
-
-export interface TwimlGuardOptions {
-  /** Default `rewrite`. */
-  mode?: Mode;
-  /** rewrite mode: default `strip`. */
-  action?: RewriteAction;
-  /** start-recording: the recordingStatusCallback to add when the <Record> had none. */
-  recordingStatusCallback?: string;
-  /** A body that is not well-formed XML: forward it (default) or reject it. */
-  onMalformed?: "pass" | "reject";
-  /** Status of a rejection; default 502. */
-  rejectStatus?: number;
-  /** Largest body judged; larger ones pass with `x-twiml-guard: oversize`. Default 262144. */
-  maxBodyBytes?: number;
-  /** Media types judged; default text/xml, application/xml, text/html (sniffed). */
-  contentTypes?: string[];
-}
+export type { GuardOptions as TwimlGuardOptions };
 
 /** Connect/Express middleware applying the guard to the TwiML a route sends. */
 export declare function twimlGuard(
-  options?: TwimlGuardOptions,
+  options?: GuardOptions,
 ): (req: unknown, res: unknown, next: (err?: unknown) => void) => void;

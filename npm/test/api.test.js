@@ -1,14 +1,14 @@
-// The package's functions on small documents: fields, errors for bad arguments, and the same
-// core loaded from bytes and over HTTP (the browser path: fetch, no file system).
+// The package's functions on small documents: fields, errors for bad arguments, the same core
+// through require(), and the generated declarations.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { once } from "node:events";
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 
-import { analyze, lint, loadCore, rewrite, sniff } from "../index.js";
+import { analyze, lint, rewrite, sniff } from "../index.js";
 import { read, twimlDir } from "./helpers.js";
 
+const require = createRequire(import.meta.url);
 const SEED = read(new URL("seed_001.xml", twimlDir));
 
 test("analyze gives the filter's verdict and the conflict's place", () => {
@@ -58,43 +58,29 @@ test("sniff tells TwiML from an HTML page", () => {
 });
 
 test("bad arguments are TypeErrors, not wrong answers", () => {
-  assert.throws(() => lint(42), TypeError);
-  assert.throws(() => rewrite(SEED, { action: "delete" }), /action must be "strip" or "start-recording"/);
+  assert.throws(() => lint(42), { name: "TypeError", message: "twiml-guard: the TwiML must be a string or a Uint8Array" });
+  assert.throws(() => rewrite(SEED, { action: "delete" }), /rewrite options: unknown variant `delete`, expected `strip` or `start-recording`/);
+  assert.throws(() => rewrite(SEED, { acton: "strip" }), /unknown field `acton`/);
 });
 
-test("a second copy loads from bytes and over HTTP with fetch, and agrees", async () => {
-  const wasm = readFileSync(new URL("../twiml_guard.wasm", import.meta.url));
-  const fromBytes = await loadCore(wasm);
-  assert.deepEqual(fromBytes.lint(SEED), lint(SEED));
-  const server = createServer((req, res) => {
-    res.writeHead(200, { "content-type": "application/wasm" });
-    res.end(wasm);
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  try {
-    const { port } = server.address();
-    const overHttp = await loadCore(new URL(`http://127.0.0.1:${port}/twiml_guard.wasm`));
-    assert.deepEqual(overHttp.lint(SEED), lint(SEED));
-    assert.deepEqual(overHttp.rewrite(SEED), rewrite(SEED));
-  } finally {
-    server.close();
+test("require() gets the same functions as import", () => {
+  const cjs = require("../index.cjs");
+  assert.deepEqual(cjs.lint(SEED), lint(SEED));
+  assert.deepEqual(cjs.rewrite(SEED), rewrite(SEED));
+  assert.equal(typeof require("../express.cjs").twimlGuard, "function");
+});
+
+test("every export has a type declaration, generated from the Rust types", () => {
+  const dts = readFileSync(new URL("../pkg/node/twiml_guard.d.ts", import.meta.url), "utf8");
+  for (const name of ["lint", "analyze", "rewrite", "sniff"]) {
+    assert.match(dts, new RegExp(`export function ${name}\\(xml: string \\| Uint8Array`));
   }
-});
-
-test("a module asking for imports the loader does not know is refused", async () => {
-  // (module (import "env" "f" (func)))
-  const bytes = new Uint8Array([
-    0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 2, 9, 1, 3, 101, 110, 118, 1, 102, 0, 0,
-  ]);
-  await assert.rejects(loadCore(bytes), /unexpected wasm import env\.f/);
-});
-
-test("every export has a type declaration", () => {
-  const dts = readFileSync(new URL("../index.d.ts", import.meta.url), "utf8");
-  for (const name of ["lint", "analyze", "rewrite", "sniff", "loadCore"]) {
-    assert.match(dts, new RegExp(`export declare function ${name}\\(`));
+  for (const type of ["LintReport", "Diagnostic", "Analysis", "RewriteResult", "GuardOptions", "GuardOutcome"]) {
+    assert.match(dts, new RegExp(`export (interface|type) ${type}\\b`));
   }
+  assert.match(dts, /export type VerdictName = "clean" \| "conflict" \| "not_twiml" \| "malformed";/);
+  const index = readFileSync(new URL("../index.d.ts", import.meta.url), "utf8");
+  assert.match(index, /export declare function guardResponse\(/);
   const express = readFileSync(new URL("../express.d.ts", import.meta.url), "utf8");
   assert.match(express, /export declare function twimlGuard\(/);
 });

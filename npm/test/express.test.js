@@ -101,7 +101,7 @@ test("forged and unsigned webhooks are refused by twilio.webhook(), not answered
 test("rewrite: the twilio-built seed comes back fixed", async () => {
   const { res, body } = await call("rewrite", "/voice");
   assert.equal(res.status, 200);
-  assert.equal(res.headers.get("x-twiml-guard"), "rewritten");
+  assert.equal(res.headers.get("x-twiml-guard"), "rewritten; blocks=Connect/Stream");
   assert.equal(body.toString(), rewrite(legacyTwiml()).twiml);
   assert.equal(Number(res.headers.get("content-length")), body.length);
   assert.equal(res.headers.get("etag"), null);
@@ -110,13 +110,13 @@ test("rewrite: the twilio-built seed comes back fixed", async () => {
 
 test("rewrite: the incident's seed comes back as its team's hand fix", async () => {
   const { res, body } = await call("rewrite", "/seed");
-  assert.equal(res.headers.get("x-twiml-guard"), "rewritten");
+  assert.equal(res.headers.get("x-twiml-guard"), "rewritten; blocks=Connect/Stream");
   assert.deepEqual(body, read(new URL("seed_001.strip.xml", twimlDir)));
 });
 
 test("rewrite start-recording keeps the recording without blocking", async () => {
   const { res, body } = await call("recording", "/voice");
-  assert.equal(res.headers.get("x-twiml-guard"), "rewritten");
+  assert.equal(res.headers.get("x-twiml-guard"), "rewritten; blocks=Connect/Stream");
   assert.match(
     body.toString(),
     /^<\?xml version="1.0" encoding="UTF-8"\?><Response><Start><Recording recordingStatusCallback="https:\/\/guard.example\/recording-status" channels="dual"\/><\/Start><Connect /,
@@ -136,7 +136,7 @@ test("clean TwiML passes byte-identical in every mode", async () => {
 test("strict: the seed is refused with the filter's reply, byte for byte", async () => {
   const { res, body } = await call("strict", "/seed");
   assert.equal(res.status, 502);
-  assert.equal(res.headers.get("x-twiml-guard"), "rejected");
+  assert.equal(res.headers.get("x-twiml-guard"), "rejected; blocks=Connect/Stream");
   assert.equal(res.headers.get("content-type"), "application/json");
   assert.deepEqual(body, STRICT_REPLY);
 });
@@ -144,13 +144,13 @@ test("strict: the seed is refused with the filter's reply, byte for byte", async
 test("monitor: the conflict is flagged and passed unchanged", async () => {
   const { res, body } = await call("monitor", "/voice");
   assert.equal(res.status, 200);
-  assert.equal(res.headers.get("x-twiml-guard"), "detected");
+  assert.equal(res.headers.get("x-twiml-guard"), "detected; blocks=Connect/Stream");
   assert.equal(body.toString(), legacyTwiml());
 });
 
 test("text/html TwiML written in chunks after writeHead is judged and rewritten", async () => {
   const { res, body } = await call("rewrite", "/chunked");
-  assert.equal(res.headers.get("x-twiml-guard"), "rewritten");
+  assert.equal(res.headers.get("x-twiml-guard"), "rewritten; blocks=Connect/Stream");
   assert.equal(body.toString(), rewrite(legacyTwiml()).twiml);
 });
 
@@ -189,6 +189,10 @@ test("a body over maxBodyBytes passes unjudged, even in strict mode", async () =
 });
 
 test("bad options are refused when the middleware is made", () => {
-  assert.throws(() => twimlGuard({ mode: "strcit" }), /mode must be "rewrite", "strict" or "monitor"/);
-  assert.throws(() => twimlGuard({ action: "delete" }), TypeError);
+  assert.throws(() => twimlGuard({ mode: "strcit" }), {
+    name: "TypeError",
+    message: "twiml-guard: mode: unknown variant `strcit`, expected one of `rewrite`, `strict`, `monitor`",
+  });
+  assert.throws(() => twimlGuard({ action: "delete" }), /^TypeError: twiml-guard: action: unknown variant `delete`/);
+  assert.throws(() => twimlGuard({ maxBodyBytes: 0 }), /^TypeError: twiml-guard: maxBodyBytes: /);
 });

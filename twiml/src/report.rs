@@ -2,7 +2,8 @@
 //! `sniff` that the npm package returns, `twiml-guard lint --format json` prints and the host's
 //! playground shows, documented in docs/lint.md. One set of types, so no two callers disagree on
 //! a field. Fields are declared in alphabetical order: the JSON keeps the key order it has always
-//! had (sorted), byte for byte. Behind the `report` feature, so the filter links no serde.
+//! had (sorted), byte for byte. Behind the `report` feature, so the filter links no serde; the
+//! `ts` feature also derives their TypeScript declarations (tsify), for the npm package.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,6 +13,7 @@ use crate::{line_column, RewriteAction, RewriteOptions, Sniff, Verdict};
 
 /// The core's verdict, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(rename_all = "snake_case")]
 pub enum VerdictName {
     Clean,
@@ -33,6 +35,7 @@ impl From<&Verdict> for VerdictName {
 
 /// A lint rule's severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,
@@ -50,6 +53,7 @@ impl From<crate::lint::Severity> for Severity {
 
 /// A rewrite action, by its configuration name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(rename_all = "kebab-case")]
 pub enum ActionName {
     Strip,
@@ -76,6 +80,7 @@ impl From<RewriteAction> for ActionName {
 
 /// One lint finding: rule, severity, message, help, and its span as bytes and as lines/columns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct Diagnostic {
     /// Stable rule code, `TG001` ...
     pub code: String,
@@ -101,6 +106,7 @@ pub struct Diagnostic {
 
 /// A whole lint report: the filter's verdict, the counts and the diagnostics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct LintReport {
     pub diagnostics: Vec<Diagnostic>,
     pub errors: usize,
@@ -111,6 +117,7 @@ pub struct LintReport {
 
 /// One blocking `<Record>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct ConflictSpot {
     pub column: u32,
     pub end: usize,
@@ -120,6 +127,7 @@ pub struct ConflictSpot {
 
 /// Where and why a body is not well-formed XML.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct MalformedSpot {
     pub column: u32,
     pub line: u32,
@@ -129,6 +137,7 @@ pub struct MalformedSpot {
 
 /// The filter's verdict for a document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct Analysis {
     /// The verb and noun the blocking `<Record>`s keep from opening (`Connect/Stream`); null
     /// unless `conflict`.
@@ -143,6 +152,7 @@ pub struct Analysis {
 
 /// A rewritten document (or the input, when it was not a conflict).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct RewriteResult {
     pub action: ActionName,
     /// False when the document was not a conflict: `twiml` is then the input.
@@ -153,6 +163,7 @@ pub struct RewriteResult {
 
 /// Whether a whole body holds TwiML.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 pub struct SniffResult {
     pub twiml: bool,
 }

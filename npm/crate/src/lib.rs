@@ -1,5 +1,7 @@
-//! The twiml core as JSON in and out for the npm package, through the C ABI in `abi`: the JSON
-//! itself is `twiml::report`'s, the same the CLI and the host's playground use.
+//! The twiml core for JavaScript (the npm package): `bindings` is what wasm-bindgen exports, over
+//! `twiml::report` (the JSON shapes the CLI and the host share) and the edge filter's response
+//! decisions (`twiml_guard_edge::decide`, configured by `guard`), for the Express middleware and
+//! `guardResponse`.
 #![cfg_attr(
     not(test),
     deny(
@@ -11,5 +13,5 @@
     )
 )]
 
-#[cfg(target_family = "wasm")]
-mod abi;
+pub mod bindings;
+pub mod guard;
