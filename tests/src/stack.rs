@@ -114,6 +114,9 @@ pub struct HostOptions {
     pub sections: String,
     /// `HOST_SERVICE_*` variables, on top of the file (they win over its keys).
     pub env: Vec<(String, String)>,
+    /// The `host-service` binary to run (default: this checkout's release build), for a
+    /// benchmark that compares an earlier release.
+    pub binary: Option<PathBuf>,
 }
 
 /// The host-service release binary with Whisper (the default engine) and signature checks on.
@@ -155,7 +158,11 @@ impl HostService {
         );
         std::fs::write(&config, toml).map_err(io("writing host-service.toml"))?;
         let (out, err) = log_file(&log)?;
-        let mut cmd = Command::new(release_binary("host-service")?);
+        let binary = match &options.binary {
+            Some(b) => b.clone(),
+            None => release_binary("host-service")?,
+        };
+        let mut cmd = Command::new(binary);
         cmd.arg("--config").arg(&config).stdout(out).stderr(err);
         // The service refuses unknown HOST_SERVICE_* variables; none of the caller's may leak in.
         for (k, _) in std::env::vars() {
