@@ -24,6 +24,9 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode, in the order the CLI and the dashboard list them.
+    pub const ALL: [Mode; 3] = [Mode::Rewrite, Mode::Strict, Mode::Monitor];
+
     /// As written in the configuration.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -289,6 +292,37 @@ pub fn applied_line(cfg: &Config, digest: &str) -> String {
         action(cfg.rewrite.action),
         rules.join(" ")
     )
+}
+
+/// What a shim does with the configuration bytes Envoy hands it: parse, validate, and read the
+/// secrets the `signature` object names through `env` (the process's or the VM's environment).
+pub fn load(bytes: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let mut cfg = parse(bytes)?;
+    cfg.load_secrets(env)?;
+    Ok(cfg)
+}
+
+/// The lines logged at info when a configuration is accepted: the build, the main settings, the
+/// signature checks and [`applied_line`].
+pub fn configured_lines(cfg: &Config, bytes: &[u8]) -> [String; 4] {
+    [
+        format!(
+            "twiml_guard version={} commit={}",
+            crate::VERSION,
+            crate::build_commit()
+        ),
+        format!(
+            "configured mode={:?} reject_style={:?} holds_headers={} max_body_bytes={} \
+             content_types={:?}",
+            cfg.mode,
+            cfg.reject_style,
+            cfg.holds_headers(),
+            cfg.max_body_bytes,
+            cfg.content_types
+        ),
+        crate::signature::describe(cfg),
+        applied_line(cfg, &digest(bytes)),
+    ]
 }
 
 /// Parse and validate the plugin configuration. Empty (or whitespace-only) means all defaults.

@@ -20,6 +20,7 @@ pub use outcome::{
 
 // === requests ===
 
+pub use crate::headers::{first_value, joined_values, HeaderPairs};
 pub use crate::route::{is_websocket_upgrade, path_only, RequestInfo, RequestRoute};
 
 pub fn route_request(cfg: &Config, req: &RequestInfo) -> RequestRoute {
@@ -237,30 +238,7 @@ pub fn sniff_body(cfg: &Config, received: &[u8], enc: Encoding, complete: bool) 
     }
 }
 
-// === headers ===
-
-/// A header map as one hostcall returns it: every header, in order, names lowercase. Reading it
-/// once per callback and looking values up here costs one hostcall instead of one per name.
-pub type HeaderPairs = [(String, String)];
-
-/// The first value of `name`, as Envoy's single-value read would give it.
-pub fn first_value<'a>(headers: &'a HeaderPairs, name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-/// Every value of `name` joined with `, ` (`None` when absent): a repeated header must not go
-/// unseen behind its first value.
-pub fn joined_values(headers: &HeaderPairs, name: &str) -> Option<String> {
-    let values: Vec<&str> = headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-        .collect();
-    (!values.is_empty()).then(|| values.join(", "))
-}
+// === reading headers ===
 
 /// What the request-header callback needs from the request's headers.
 pub fn request_info(headers: &HeaderPairs) -> RequestInfo {
@@ -331,32 +309,6 @@ pub fn sniff_received<E>(
         window = window.saturating_mul(4).min(size);
     }
 }
-
-// === counters ===
-
-/// Counter names as defined with the host. Envoy shows them as `wasmcustom.<name>` in `/stats`
-/// and with dots as underscores in `/stats/prometheus` (`twiml_guard_inspected_total`).
-pub const INSPECTED_METRIC: &str = "twiml_guard.inspected_total";
-pub const WS_UPGRADES_METRIC: &str = "twiml_guard.ws_upgrades_total";
-
-/// Microseconds from the first body bytes of an inspected response to its verdict (a histogram;
-/// `twiml_guard_verdict_us` in Prometheus after Envoy's next stats flush).
-pub const VERDICT_TIME_METRIC: &str = "twiml_guard.verdict_us";
-
-/// How many rules the active configuration holds (a gauge).
-pub const RULES_METRIC: &str = "twiml_guard.rules";
-
-/// The active default mode as one gauge per mode, 1 for the active one and 0 for the others; the
-/// shipped `stats_tags` make them one family, `twiml_guard_mode{mode="rewrite"}`.
-pub fn mode_metric(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Rewrite => "twiml_guard.mode.rewrite",
-        Mode::Strict => "twiml_guard.mode.strict",
-        Mode::Monitor => "twiml_guard.mode.monitor",
-    }
-}
-
-pub const MODES: [Mode; 3] = [Mode::Rewrite, Mode::Strict, Mode::Monitor];
 
 /// Re-encode a replacement body the way the upstream encoded its own: the client already has (or
 /// will get) the upstream's `content-encoding`, and a rewritten body must match it. Compressing
@@ -429,6 +381,16 @@ fn malformed_at(
 
 pub fn malformed(cfg: &Config, enc: Encoding, message: String) -> Outcome {
     malformed_at(cfg, enc, message, None)
+}
+
+/// The guard itself failed on this response (a shim caught a panic): refused in the configured
+/// style like a failed rewrite, except in monitor mode, which never changes traffic.
+pub fn failed(cfg: &Config, enc: Encoding, message: String) -> Outcome {
+    let effect = match cfg.mode {
+        Mode::Monitor => Effect::Keep,
+        Mode::Rewrite | Mode::Strict => reject(cfg, enc, &Problem::Internal(message.clone())),
+    };
+    Outcome::new(Label::Rejected, effect, message)
 }
 
 /// The whole buffered body (as received, possibly gzip) to an outcome.
@@ -551,5 +513,7 @@ fn on_conflict_mode(
     }
 }
 
+#[cfg(test)]
+mod sniff_tests;
 #[cfg(test)]
 mod tests;

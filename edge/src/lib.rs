@@ -4,9 +4,11 @@
 //! headers and bodies, call these, and apply the answer, so both give the same verdicts.
 //!
 //! Layout, leaves first (no module imports one that imports it back): `syntax` (the
-//! configuration error and syntax checks) and `route` (what a request is); `signature` (Twilio
-//! request signatures, knowing the configuration only through its `Scope`); `config` parses and
-//! validates the plugin JSON; `decide` holds every decision.
+//! configuration error and syntax checks), `route` (what a request is) and `headers` (header
+//! maps as read); `signature` (Twilio request signatures, knowing the configuration only through
+//! its `Scope`); `config` parses and validates the plugin JSON; `decide` holds every decision;
+//! `metrics` names what is counted; `exchange` runs one request and its response through them
+//! against a [`host::Host`], the one trait a shim implements.
 
 // A panic here is a VM trap in the wasm shim and a failed request in the native one: outside
 // tests nothing may panic.
@@ -25,6 +27,10 @@
 
 pub mod config;
 pub mod decide;
+pub mod exchange;
+pub mod headers;
+pub mod host;
+pub mod metrics;
 pub mod route;
 pub mod signature;
 pub mod syntax;

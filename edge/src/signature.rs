@@ -16,13 +16,6 @@ pub use crate::route::normalize_path;
 use crate::route::{path_only, under_any, RequestInfo, RequestRoute};
 use crate::syntax::{is_absolute_url, valid_path, ConfigError};
 
-/// Counter names: `twiml_guard_signature_ok_total` and `twiml_guard_signature_rejected_total` in
-/// `/stats/prometheus`.
-pub const METRIC_NAMES: [&str; 2] = [
-    "twiml_guard.signature_ok_total",
-    "twiml_guard.signature_rejected_total",
-];
-
 pub const DEFAULT_AUTH_TOKEN_ENV: &str = "TWILIO_AUTH_TOKEN";
 
 /// The body of a 403: says what is wrong, never why in detail (that is in the log).

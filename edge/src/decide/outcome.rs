@@ -28,32 +28,6 @@ impl Label {
         Label::Malformed,
     ];
 
-    /// The labelled counter this outcome bumps: the shipped `stats_tags` turn these into one
-    /// family, `twiml_guard_responses_total{outcome="rewritten"}`.
-    pub fn labelled_metric(self) -> &'static str {
-        match self {
-            Label::Clean => "twiml_guard.responses.clean_total",
-            Label::Rewritten => "twiml_guard.responses.rewritten_total",
-            Label::Rejected => "twiml_guard.responses.rejected_total",
-            Label::Detected => "twiml_guard.responses.detected_total",
-            Label::Oversize => "twiml_guard.responses.oversize_total",
-            Label::Malformed => "twiml_guard.responses.malformed_total",
-        }
-    }
-
-    /// The counter this outcome bumps (besides `twiml_guard.inspected_total`), under the name
-    /// it had before the labelled family; kept so existing dashboards and alerts still read.
-    pub fn metric(self) -> &'static str {
-        match self {
-            Label::Clean => "twiml_guard.clean_total",
-            Label::Rewritten => "twiml_guard.rewritten_total",
-            Label::Rejected => "twiml_guard.rejected_total",
-            Label::Detected => "twiml_guard.detected_total",
-            Label::Oversize => "twiml_guard.oversize_total",
-            Label::Malformed => "twiml_guard.malformed_total",
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Label::Clean => "clean",
