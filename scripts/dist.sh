@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make dist`: the release binaries, the CTranslate2 library they link (and its libgomp) copied
-# beside them, the filter module, the default Whisper model and the shipped configs, as one
+# beside them, the filter module (wasm, and the native .so), the default Whisper model and the shipped configs, as one
 # tarball a user unpacks and runs on another Linux x86-64 machine. The binaries find ct2lib/
 # through their $ORIGIN rpath (.cargo/config.toml), so no LD_LIBRARY_PATH is needed; the check
 # at the end proves it on the unpacked tarball, with an empty environment.
@@ -21,6 +21,8 @@ for b in "${BINS[@]}"; do cp target/release/"$b" "$STAGE/bin/"; done
 # empty archives that only satisfy the linker stay behind.
 for lib in target/ct2lib/*.so.*; do cp -L "$lib" "$STAGE/ct2lib/"; done
 cp target/wasm32-wasip1/release/twiml_guard_filter.wasm "$STAGE/share/filter/"
+# The native shim: Envoy 1.40 only, x86-64 only (docs/filter.md, "Two shims").
+cp target/release/libtwiml_guard_native.so "$STAGE/share/filter/"
 cp envoy.yaml host-service.toml "$STAGE/share/"
 cp -r deploy "$STAGE/share/"
 cp -rL models/whisper-tiny.en "$STAGE/models/"
@@ -41,6 +43,11 @@ for b in "${BINS[@]}"; do
   if grep -q "not found" <<<"$deps"; then echo "dist: $b: unresolved libraries:" >&2; echo "$deps" >&2; exit 1; fi
   if grep -E "$REPO|/\.venv/|site-packages" <<<"$deps"; then echo "dist: $b resolves libraries outside the tarball" >&2; exit 1; fi
 done
+# The native module needs nothing beyond libc (Envoy resolves its callbacks when it loads it).
+native_deps="$(cd / && env -i ldd "$CHECK/$NAME/share/filter/libtwiml_guard_native.so")"
+if grep -q "not found" <<<"$native_deps" || grep -E "$REPO|/\.venv/|site-packages" <<<"$native_deps"; then
+  echo "dist: libtwiml_guard_native.so resolves libraries outside the system:" >&2; echo "$native_deps" >&2; exit 1
+fi
 for lib in libctranslate2 libgomp; do
   (cd / && env -i ldd "$CHECK/$NAME/bin/host-service") | grep "$lib" | grep -qF "$CHECK/$NAME/bin/../ct2lib/" \
     || { echo "dist: host-service does not load $lib from the tarball's ct2lib/" >&2; exit 1; }

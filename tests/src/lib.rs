@@ -14,8 +14,11 @@
 //!   [`upstream::WsEcho`] (a WebSocket echo).
 
 pub mod histogram;
+mod render;
 pub mod stack;
 pub mod upstream;
+
+pub use render::*;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -56,7 +59,7 @@ pub enum HarnessError {
 
 pub type Result<T, E = HarnessError> = std::result::Result<T, E>;
 
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
     let context = context.into();
     move |source| HarnessError::Io { context, source }
 }
@@ -99,6 +102,27 @@ pub fn wasm_module() -> Result<PathBuf> {
     )
 }
 
+/// `$TWIML_GUARD_NATIVE`, else `<repo>/target/release/libtwiml_guard_native.so`.
+pub fn native_module() -> Result<PathBuf> {
+    let path = std::env::var_os("TWIML_GUARD_NATIVE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/release/libtwiml_guard_native.so"));
+    existing(
+        "the filter's native module",
+        path,
+        "run `make native` or set TWIML_GUARD_NATIVE",
+    )
+}
+
+/// The native module built with fault injection (`make native`), for the panic tests.
+pub fn native_fault_module() -> Result<PathBuf> {
+    existing(
+        "the native module with fault injection",
+        bin_dir().join("libtwiml_guard_native_fault.so"),
+        "run `make native`",
+    )
+}
+
 /// `$TWIML_GUARD_BIN_DIR`, else `<repo>/target/release`.
 pub fn bin_dir() -> PathBuf {
     std::env::var_os("TWIML_GUARD_BIN_DIR")
@@ -113,194 +137,6 @@ pub fn release_binary(name: &str) -> Result<PathBuf> {
         bin_dir().join(name),
         "run `make build` or set TWIML_GUARD_BIN_DIR",
     )
-}
-
-/// The shipped `envoy.yaml`, as text.
-pub fn shipped_envoy_yaml() -> Result<String> {
-    let path = repo_root().join("envoy.yaml");
-    std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))
-}
-
-/// Where the repo keeps the guard's initial ECDS resource (`make run` copies it to
-/// [`ECDS_FILE`]).
-pub const SHIPPED_ECDS_SEED: &str = "deploy/ecds/twiml_guard.json";
-/// The directory the shipped `envoy.yaml` watches, relative to Envoy's working directory.
-pub const ECDS_DIR: &str = "run/ecds";
-/// The resource file in it.
-pub const ECDS_FILE: &str = "run/ecds/twiml_guard.json";
-
-/// The shipped ECDS resource, parsed.
-pub fn shipped_guard_resource() -> Result<serde_json::Value> {
-    let path = repo_root().join(SHIPPED_ECDS_SEED);
-    let text = std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| HarnessError::Config(format!("{SHIPPED_ECDS_SEED}: {e}")))
-}
-
-/// A test's Envoy: the bootstrap (`envoy.yaml`) and the guard's ECDS resource, written to
-/// [`ECDS_FILE`] under Envoy's working directory before it starts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EnvoyConfig {
-    pub bootstrap: String,
-    pub guard: serde_json::Value,
-}
-
-impl EnvoyConfig {
-    /// The Wasm filter config inside the resource (`resources[0].typed_config.config`): the
-    /// place to change `vm_config`, `failure_policy` or `allow_on_headers_stop_iteration`.
-    pub fn guard_config_mut(&mut self) -> &mut serde_json::Value {
-        &mut self.guard["resources"][0]["typed_config"]["config"]
-    }
-
-    /// The plugin JSON the guard gets.
-    pub fn plugin_json(&self) -> Option<&str> {
-        self.guard["resources"][0]["typed_config"]["config"]["configuration"]["value"].as_str()
-    }
-
-    /// Write both files into `dir` (Envoy's working directory): `envoy.yaml` and [`ECDS_FILE`].
-    pub fn write_to(&self, dir: &Path) -> Result<PathBuf> {
-        let config = dir.join("envoy.yaml");
-        std::fs::write(&config, &self.bootstrap).map_err(io("writing envoy.yaml"))?;
-        let ecds = dir.join(ECDS_DIR);
-        std::fs::create_dir_all(&ecds).map_err(io(format!("creating {}", ecds.display())))?;
-        let text = serde_json::to_string_pretty(&self.guard)
-            .map_err(|e| HarnessError::Config(format!("writing the ECDS resource: {e}")))?;
-        std::fs::write(dir.join(ECDS_FILE), text).map_err(io("writing the ECDS resource"))?;
-        Ok(config)
-    }
-}
-
-// === rendering the shipped config ===
-
-/// What a test changes in the shipped `envoy.yaml`.
-#[derive(Debug, Clone)]
-pub struct EnvoySetup {
-    /// Where the `legacy_backend` cluster points (shipped: 127.0.0.1:5000).
-    pub backend: SocketAddr,
-    /// Where the `host_service` cluster points (shipped: 127.0.0.1:7000).
-    pub host_service: SocketAddr,
-    /// The plugin's JSON configuration; `None` keeps the shipped one.
-    pub plugin_config: Option<String>,
-    /// More endpoints of the `host_service` cluster (replicas), after `host_service`.
-    pub host_replicas: Vec<SocketAddr>,
-    /// Environment variables for the Envoy process (the shipped config passes
-    /// `TWILIO_AUTH_TOKEN` from it to the filter). Nothing else of the caller's
-    /// `TWILIO_AUTH_TOKEN` reaches Envoy.
-    pub env: Vec<(String, String)>,
-}
-
-impl EnvoySetup {
-    pub fn new(backend: SocketAddr, host_service: SocketAddr) -> Self {
-        EnvoySetup {
-            backend,
-            host_service,
-            host_replicas: Vec::new(),
-            plugin_config: None,
-            env: Vec::new(),
-        }
-    }
-
-    pub fn plugin_config(mut self, json: impl Into<String>) -> Self {
-        self.plugin_config = Some(json.into());
-        self
-    }
-
-    /// One more host-service replica behind the `host_service` cluster.
-    pub fn host_replica(mut self, addr: SocketAddr) -> Self {
-        self.host_replicas.push(addr);
-        self
-    }
-
-    /// Start Envoy with `TWILIO_AUTH_TOKEN` set, as the shipped config's signature checks need.
-    pub fn auth_token(mut self, token: &str) -> Self {
-        self.env
-            .push((AUTH_TOKEN_ENV.to_string(), token.to_string()));
-        self
-    }
-}
-
-pub const SHIPPED_WASM_PATH: &str = "target/wasm32-wasip1/release/twiml_guard_filter.wasm";
-
-/// The variable the shipped config passes to the filter for Twilio signatures.
-pub const AUTH_TOKEN_ENV: &str = "TWILIO_AUTH_TOKEN";
-
-fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
-    match text.matches(from).count() {
-        1 => Ok(text.replacen(from, to, 1)),
-        n => Err(HarnessError::Config(format!(
-            "expected `{from}` exactly once, found it {n} times"
-        ))),
-    }
-}
-
-/// The shipped config with: both Envoy ports set to 0 (Envoy picks; [`Envoy::start`] finds
-/// them), the listener on 127.0.0.1, the clusters pointed at `setup`'s addresses; and the
-/// shipped ECDS resource with the wasm path made absolute and the plugin JSON replaced when
-/// `setup` has one. Each substitution must match exactly once, so a change to the shipped files
-/// that the harness would silently miss fails loudly.
-pub fn render_envoy_config(shipped: &str, setup: &EnvoySetup, wasm: &Path) -> Result<EnvoyConfig> {
-    let mut y = replace_once(
-        shipped,
-        "{ address: 127.0.0.1, port_value: 9901 }",
-        "{ address: 127.0.0.1, port_value: 0 }",
-    )?;
-    y = replace_once(
-        &y,
-        "{ address: 0.0.0.0, port_value: 8080 }",
-        "{ address: 127.0.0.1, port_value: 0 }",
-    )?;
-    let at = |a: SocketAddr| format!("{{ address: {}, port_value: {} }}", a.ip(), a.port());
-    y = replace_once(
-        &y,
-        "{ address: 127.0.0.1, port_value: 5000 }",
-        &at(setup.backend),
-    )?;
-    // Replicas are more entries of the same lb_endpoints list, indented as the first.
-    let endpoint = |a: SocketAddr| {
-        format!(
-            "        - endpoint:\n            address:\n              socket_address: {}",
-            at(a)
-        )
-    };
-    let endpoints: Vec<String> = std::iter::once(setup.host_service)
-        .chain(setup.host_replicas.iter().copied())
-        .map(endpoint)
-        .collect();
-    y = replace_once(
-        &y,
-        "        - endpoint:\n            address:\n              socket_address: { address: 127.0.0.1, port_value: 7000 }",
-        &endpoints.join("\n"),
-    )?;
-    replace_once(
-        &y,
-        &format!("path: {ECDS_FILE}"),
-        &format!("path: {ECDS_FILE}"),
-    )?;
-    replace_once(
-        &y,
-        &format!("watched_directory: {{ path: {ECDS_DIR} }}"),
-        &format!("watched_directory: {{ path: {ECDS_DIR} }}"),
-    )?;
-    let mut cfg = EnvoyConfig {
-        bootstrap: y,
-        guard: shipped_guard_resource()?,
-    };
-    let filename = &mut cfg.guard_config_mut()["vm_config"]["code"]["local"]["filename"];
-    if filename != SHIPPED_WASM_PATH {
-        return Err(HarnessError::Config(format!(
-            "{SHIPPED_ECDS_SEED}: the module is {filename}, expected {SHIPPED_WASM_PATH}"
-        )));
-    }
-    *filename = wasm.display().to_string().into();
-    if cfg.plugin_json().is_none() {
-        return Err(HarnessError::Config(format!(
-            "{SHIPPED_ECDS_SEED}: no plugin configuration string"
-        )));
-    }
-    if let Some(json) = &setup.plugin_config {
-        cfg.guard_config_mut()["configuration"]["value"] = json.clone().into();
-    }
-    Ok(cfg)
 }
 
 // === child processes ===
@@ -481,7 +317,7 @@ fn temp_dir() -> Result<TempDir> {
 impl Envoy {
     /// Render the shipped `envoy.yaml` for `setup` and start it.
     pub async fn start(setup: &EnvoySetup) -> Result<Envoy> {
-        let cfg = render_envoy_config(&shipped_envoy_yaml()?, setup, &wasm_module()?)?;
+        let cfg = render_envoy_config(&shipped_envoy_yaml()?, setup, &setup.shim.module()?)?;
         Self::start_with_env(&cfg, &setup.env).await
     }
 
@@ -757,59 +593,6 @@ mod tests {
         );
         assert_eq!(prometheus_value(text, "twiml_guard_rejected_total"), None);
         assert_eq!(prometheus_value(text, "envoy_x"), None);
-    }
-
-    #[test]
-    fn renders_the_shipped_config() {
-        let shipped = shipped_envoy_yaml().unwrap();
-        let setup = EnvoySetup::new(
-            "127.0.0.1:15000".parse().unwrap(),
-            "127.0.0.1:17000".parse().unwrap(),
-        )
-        .plugin_config(
-            r#"{"mode": "strict", "fallback_twiml": "<Response><Say>it's</Say></Response>"}"#,
-        );
-        let mut c = render_envoy_config(&shipped, &setup, Path::new("/abs/guard.wasm")).unwrap();
-        let y = &c.bootstrap;
-        assert!(y.contains("{ address: 127.0.0.1, port_value: 15000 }"));
-        assert!(y.contains("{ address: 127.0.0.1, port_value: 17000 }"));
-        assert_eq!(y.matches("port_value: 0 }").count(), 2);
-        assert!(!y.contains("9901") && !y.contains("8080"));
-        assert!(y.contains(&format!("path: {ECDS_FILE}")));
-        assert_eq!(
-            c.guard_config_mut()["vm_config"]["code"]["local"]["filename"],
-            "/abs/guard.wasm"
-        );
-        assert_eq!(
-            c.plugin_json(),
-            Some(r#"{"mode": "strict", "fallback_twiml": "<Response><Say>it's</Say></Response>"}"#)
-        );
-        // Without a plugin config the shipped one stays.
-        let c = render_envoy_config(
-            &shipped,
-            &EnvoySetup::new(setup.backend, setup.host_service),
-            Path::new("/w.wasm"),
-        )
-        .unwrap();
-        let seed = shipped_guard_resource().unwrap();
-        assert_eq!(
-            c.plugin_json(),
-            seed["resources"][0]["typed_config"]["config"]["configuration"]["value"].as_str()
-        );
-        assert!(c
-            .plugin_json()
-            .unwrap()
-            .contains("\"auth_token_env\": \"TWILIO_AUTH_TOKEN\""));
-    }
-
-    #[test]
-    fn a_config_the_harness_cannot_map_is_an_error() {
-        let setup = EnvoySetup::new(
-            "127.0.0.1:1".parse().unwrap(),
-            "127.0.0.1:2".parse().unwrap(),
-        );
-        let err = render_envoy_config("admin: {}", &setup, Path::new("/w")).unwrap_err();
-        assert!(err.to_string().contains("exactly once"), "{err}");
     }
 
     #[test]

@@ -81,7 +81,23 @@ impl Resource {
         }
     }
 
-    /// The plugin configuration string (`resources[0].typed_config.config.configuration.value`).
+    /// Whether the resource loads the native shim (a `DynamicModuleFilter`) rather than the
+    /// proxy-wasm one: the two keep the plugin JSON in different places.
+    pub fn is_native(&self) -> bool {
+        self.doc["resources"][0]["typed_config"]["@type"] == NATIVE_TYPE
+    }
+
+    /// Where the plugin configuration string is: `resources[0].typed_config.config.configuration
+    /// .value` for the wasm filter, `resources[0].typed_config.filter_config.value` for the
+    /// native one.
+    fn plugin_pointer(&self) -> &'static str {
+        if self.is_native() {
+            "/resources/0/typed_config/filter_config/value"
+        } else {
+            "/resources/0/typed_config/config/configuration/value"
+        }
+    }
+
     /// The variable names the Wasm entry passes into the VM (`host_env_keys` and the keys of
     /// `key_values` under `vm_config.environment_variables`).
     pub fn vm_env_names(&self) -> Vec<String> {
@@ -99,6 +115,7 @@ impl Resource {
         listed.chain(inline).collect()
     }
 
+    /// The plugin configuration string.
     pub fn plugin_json(&self) -> Result<&str, EcdsError> {
         let resources = self.doc["resources"]
             .as_array()
@@ -112,23 +129,27 @@ impl Resource {
         if resource["name"] != "twiml_guard" {
             return Err(self.shape("the resource is not named `twiml_guard`"));
         }
-        resource["typed_config"]["config"]["configuration"]["value"]
-            .as_str()
+        let pointer = self.plugin_pointer();
+        self.doc
+            .pointer(pointer)
+            .and_then(Value::as_str)
             .ok_or_else(|| {
-                self.shape("no string at resources[0].typed_config.config.configuration.value")
+                let path = pointer
+                    .trim_start_matches("/resources/0/")
+                    .replace('/', ".");
+                self.shape(format!("no string at resources[0].{path}"))
             })
     }
 
     fn plugin_slot(&mut self) -> Option<&mut Value> {
-        self.doc
-            .get_mut("resources")?
-            .get_mut(0)?
-            .get_mut("typed_config")?
-            .get_mut("config")?
-            .get_mut("configuration")?
-            .get_mut("value")
+        let pointer = self.plugin_pointer();
+        self.doc.pointer_mut(pointer)
     }
 }
+
+/// The `@type` of the native shim's filter entry.
+pub const NATIVE_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
 
 /// The version after `current`: the next integer when it is one (the CLI's own versions are),
 /// else the Unix time in seconds, which is larger than any version the CLI wrote before.
@@ -175,6 +196,10 @@ pub fn check_env_passed(resource: &Resource, plugin_json: &str) -> Result<(), Ec
     let Some(sig) = cfg.signature else {
         return Ok(());
     };
+    // The native module reads Envoy's own environment: nothing to pass.
+    if resource.is_native() {
+        return Ok(());
+    }
     let passed = resource.vm_env_names();
     let needed = std::iter::once(&sig.auth_token_env).chain(sig.shared_key_env.as_ref());
     for name in needed {

@@ -2,7 +2,8 @@
 //! ECDS under constant load with no failed request and no restart, a request in flight during a
 //! flip is judged by the configuration it started under, a bad configuration is refused by the
 //! CLI and (written by hand) by Envoy while the old one keeps serving, and route rules run two
-//! modes at once. Also the labelled metrics the shipped `stats_tags` make.
+//! modes at once. Also the labelled metrics the shipped `stats_tags` make. The flips and the
+//! refusal run for both shims, the wasm filter and the native module.
 
 use crate::common;
 
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::upstream::{RawUpstream, Reply};
-use e2e::{poll, Envoy, EnvoySetup};
+use e2e::{poll, Envoy, EnvoySetup, Shim};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, Notify};
 
@@ -221,6 +222,15 @@ async fn held_upstream(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn modes_flip_live_under_load_without_a_failed_request() {
+    flips_under_load(Shim::Wasm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn native_modes_flip_live_under_load_without_a_failed_request() {
+    flips_under_load(Shim::Native).await;
+}
+
+async fn flips_under_load(shim: Shim) {
     let backend = RawUpstream::start(|_| Reply::ok("text/xml", common::conflict()))
         .await
         .unwrap();
@@ -228,7 +238,9 @@ async fn modes_flip_live_under_load_without_a_failed_request() {
     let (sent_first, first_sent) = oneshot::channel();
     let release = Arc::new(Notify::new());
     let held = held_upstream(sent_first, Arc::clone(&release)).await;
-    let setup = EnvoySetup::new(backend.addr(), held).plugin_config(r#"{"mode": "rewrite"}"#);
+    let setup = EnvoySetup::new(backend.addr(), held)
+        .plugin_config(r#"{"mode": "rewrite"}"#)
+        .shim(shim);
     let envoy = Envoy::start(&setup).await.unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -333,12 +345,14 @@ async fn modes_flip_live_under_load_without_a_failed_request() {
     .unwrap();
 }
 
-fn write_resource_by_hand(dir: &Path, version: &str, plugin: &str) {
+fn write_resource_by_hand(shim: Shim, dir: &Path, version: &str, plugin: &str) {
     let path = dir.join("twiml_guard.json");
     let mut doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     doc["version_info"] = version.into();
-    doc["resources"][0]["typed_config"]["config"]["configuration"]["value"] = plugin.into();
+    *doc["resources"][0]["typed_config"]
+        .pointer_mut(shim.plugin_pointer())
+        .unwrap() = plugin.into();
     let tmp = dir.join("by-hand.tmp");
     std::fs::write(&tmp, doc.to_string()).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
@@ -346,7 +360,16 @@ fn write_resource_by_hand(dir: &Path, version: &str, plugin: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_field_is_refused_by_the_cli_and_by_envoy_while_the_old_mode_serves() {
-    let s = common::stack(r#"{"mode": "strict"}"#).await;
+    refused_while_the_old_mode_serves(Shim::Wasm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_a_bad_field_is_refused_by_the_cli_and_by_envoy_while_the_old_mode_serves() {
+    refused_while_the_old_mode_serves(Shim::Native).await;
+}
+
+async fn refused_while_the_old_mode_serves(shim: Shim) {
+    let s = common::stack_as(shim, r#"{"mode": "strict"}"#).await;
     let envoy = &s.envoy;
     let dir = envoy.ecds_dir();
     let resource = dir.join("twiml_guard.json");
@@ -384,7 +407,12 @@ async fn a_bad_field_is_refused_by_the_cli_and_by_envoy_while_the_old_mode_serve
     assert_eq!(std::fs::read(&resource).unwrap(), before);
 
     // Written by hand, Envoy refuses it and strict keeps serving.
-    write_resource_by_hand(&dir, "2", r#"{"mode": "monitor", "max_body_bytes": "big"}"#);
+    write_resource_by_hand(
+        shim,
+        &dir,
+        "2",
+        r#"{"mode": "monitor", "max_body_bytes": "big"}"#,
+    );
     let log = envoy.wait_rejected(1).await.unwrap();
     assert!(
         log.contains("invalid plugin configuration: field `max_body_bytes`: invalid type"),

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use e2e::upstream::{Body, RawUpstream, Reply, Request, WsEcho};
-use e2e::{Envoy, EnvoySetup};
+use e2e::{Envoy, EnvoySetup, Shim};
 
 pub const FALLBACK: &str = "<Response><Say>Sorry.</Say><Hangup/></Response>";
 
@@ -127,9 +127,16 @@ pub struct Stack {
 }
 
 pub async fn stack(plugin_config: &str) -> Stack {
+    stack_as(Shim::Wasm, plugin_config).await
+}
+
+/// [`stack`] with the guard run by `shim`.
+pub async fn stack_as(shim: Shim, plugin_config: &str) -> Stack {
     let backend = RawUpstream::start(legacy).await.unwrap();
     let media = WsEcho::start().await.unwrap();
-    let setup = EnvoySetup::new(backend.addr(), media.addr()).plugin_config(plugin_config);
+    let setup = EnvoySetup::new(backend.addr(), media.addr())
+        .plugin_config(plugin_config)
+        .shim(shim);
     let envoy = Envoy::start(&setup).await.unwrap();
     Stack {
         envoy,
