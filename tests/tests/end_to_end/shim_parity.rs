@@ -40,18 +40,31 @@ const SCENARIOS: [&str; 14] = [
     "brotli",
 ];
 
-/// Every `.xml` of the fixture corpus, golden outputs included.
+/// Where the TwiML fixtures live: the hand-written cases and the public-pattern corpus.
+const FIXTURE_DIRS: [&str; 2] = ["twiml/fixtures", "twiml/fixtures/corpus"];
+
+/// Every `.xml` of the fixtures, golden outputs included, relative to `twiml/fixtures`.
 fn corpus() -> Vec<String> {
-    let dir = e2e::repo_root().join("tests/fixtures/twiml");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().into_string().ok()?;
-            name.ends_with(".xml").then_some(name)
+    let mut names: Vec<String> = FIXTURE_DIRS
+        .iter()
+        .flat_map(|dir| {
+            let sub = dir.strip_prefix("twiml/fixtures").unwrap_or_default();
+            let sub = sub.trim_start_matches('/').to_string();
+            std::fs::read_dir(e2e::repo_root().join(dir))
+                .unwrap()
+                .filter_map(move |e| {
+                    let name = e.ok()?.file_name().into_string().ok()?;
+                    let path = if sub.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{sub}/{name}")
+                    };
+                    name.ends_with(".xml").then_some(path)
+                })
         })
         .collect();
     names.sort();
-    assert!(names.len() >= 40, "the corpus shrank: {names:?}");
+    assert!(names.len() >= 80, "the corpus shrank: {names:?}");
     names
 }
 
@@ -65,7 +78,7 @@ fn backend(req: &Request) -> Reply {
         Some(name) => (name, "text/html"),
         None => (rest, "text/xml"),
     };
-    match std::fs::read(e2e::repo_root().join("tests/fixtures/twiml").join(name)) {
+    match std::fs::read(e2e::repo_root().join(FIXTURE_DIRS[0]).join(name)) {
         Ok(body) => Reply::ok(content_type, body),
         Err(_) => common::legacy(req),
     }
