@@ -129,7 +129,10 @@ async fn a_panic_in_the_guard_fails_the_request_the_configured_way_and_envoy_ser
         // The same Envoy, the next request: guarded as ever.
         let next = common::post(&envoy, "/voice/conflict").await;
         assert_eq!(next.status, 200);
-        assert_eq!(next.guard.as_deref(), Some("rewritten"));
+        assert_eq!(
+            next.guard.as_deref(),
+            Some("rewritten; blocks=Connect/Stream")
+        );
         assert_eq!(next.body, common::stripped());
     }
     envoy
