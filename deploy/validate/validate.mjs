@@ -27,6 +27,7 @@ const MANIFEST_DIRS = ["deploy/k8s", "deploy/istio", "deploy/envoy-gateway"];
 // apiVersion → the package that models it; the core API group has no prefix.
 const MODEL_PACKAGES = {
   "extensions.istio.io": "@kubernetes-models/istio",
+  "networking.istio.io": "@kubernetes-models/istio",
   "gateway.envoyproxy.io": "@kubernetes-models/envoy-gateway",
   "gateway.networking.k8s.io": "@kubernetes-models/gateway-api",
 };
@@ -79,6 +80,29 @@ function checkPluginConfig(where, config, tmp) {
   const r = run(join(binDir, "twiml-guard"), ["config", "check", file]);
   if (!r.ok) fail(where, `plugin configuration refused by the filter's parser: ${r.out}`);
   return r.ok;
+}
+
+// The native module's entries in an EnvoyFilter: its plugin configuration is a JSON string in
+// filter_config, checked like any other; filter_name must be the one the module answers to.
+const NATIVE_TYPE =
+  "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
+function checkNativeFilters(where, obj, tmp) {
+  for (const patch of obj.spec?.configPatches ?? []) {
+    const typed = patch.patch?.value?.typed_config;
+    if (typed?.["@type"] !== NATIVE_TYPE) continue;
+    const at = `${where} ${patch.patch.value.name}`;
+    if (typed.filter_name !== "twiml_guard") {
+      fail(at, `filter_name ${JSON.stringify(typed.filter_name)}: the module answers to "twiml_guard"`);
+    }
+    let config;
+    try {
+      config = JSON.parse(typed.filter_config?.value ?? "");
+    } catch (e) {
+      fail(at, `filter_config.value is not the plugin JSON: ${e.message}`);
+      continue;
+    }
+    checkPluginConfig(at, config, tmp);
+  }
 }
 
 // A string key of host-service.toml, `key` in `[section]` ("" for the top level) or written
@@ -282,6 +306,7 @@ try {
       if (obj.kind === "EnvoyExtensionPolicy") {
         for (const w of obj.spec?.wasm ?? []) checkPluginConfig(`${where} wasm ${w.name}`, w.config ?? {}, tmp);
       }
+      if (obj.kind === "EnvoyFilter") checkNativeFilters(where, obj, tmp);
       if (obj.kind === "Deployment" && obj.metadata?.name === "host-service") {
         checkHostService(where, obj, configMaps, claims, tmp);
       }

@@ -53,7 +53,7 @@ function expectFailure(path, from, to, ...expected) {
 test("the shipped manifests pass", () => {
   const r = check([]);
   assert.equal(r.code, 0, r.out);
-  assert.match(r.out, /^ok: 13 object\(s\) valid$/m);
+  assert.match(r.out, /^ok: 14 object\(s\) valid$/m);
 });
 
 test("the host's webhook paths must reach the host, whatever prefix covers them", () => {
@@ -96,6 +96,19 @@ test("a plugin configuration the filter refuses is named", () => {
     "mode: rewrite",
     "mode: strcit",
     /WasmPlugin\/twiml-guard: plugin configuration refused by the filter's parser: .*unknown variant `strcit`/,
+  );
+  // The native module's JSON string in an EnvoyFilter, and the name it answers to.
+  expectFailure(
+    "deploy/istio/native-envoyfilter.yaml",
+    '"mode": "rewrite"',
+    '"mode": "strcit"',
+    /EnvoyFilter\/twiml-guard-native twiml_guard: plugin configuration refused by the filter's parser: .*unknown variant `strcit`/,
+  );
+  expectFailure(
+    "deploy/istio/native-envoyfilter.yaml",
+    "filter_name: twiml_guard",
+    "filter_name: twiml-guard",
+    /filter_name "twiml-guard": the module answers to "twiml_guard"/,
   );
 });
 
