@@ -2,47 +2,42 @@
 //! answers the `<Connect action>` webhook and runs a durable post-call pipeline (recording ready,
 //! transcription, extraction) on a job queue in SQLite, or in PostgreSQL shared by several replicas.
 //!
-//! Layout:
-//! - `session` (the protocol as a state machine), `recording` (the two-channel WAV writer and
-//!   crash repair), `voice` (the `VoiceApp` seam and the greeting app): pure, no sockets.
-//! - `dashboard` (the browser UI under `/dashboard/`, the API's access rule, live events, the
-//!   edge panel's Envoy stats, the playground's lint).
-//! - `recording_writer` (a recording's own thread: disk writes stay off the async workers).
-//! - `ws` (one socket, over any `Sink`/`Stream`), `http` (router, webhooks, API, auth), `server`
-//!   (the accept loop with header-read timeout and shutdown deadline).
-//! - `db` (calls, streams and the job queue), `pipeline` (workers and stages), `replica` (alive
-//!   replicas, taking over a dead one's streams, job notifications), `retention` (deletes
-//!   expired calls), `twilio_api` (the REST calls of the `twilio` recording source).
-//! - `state` (`AppState`, `Tracker`), `shutdown`, `config`, `metrics`, `error`, `sid`, `random`, `fsutil`,
-//!   `clock`.
+//! Layout, one room per job:
+//! - `socket`: one Media Streams socket (`session`, the protocol as a state machine; `voice`, the
+//!   `VoiceApp` seam and the greeting app).
+//! - `recording`: the recorder, its writer thread, and the `twilio` source's REST calls.
+//! - `store`: calls, streams and the job queue in SQLite or PostgreSQL.
+//! - `pipeline`: the post-call workers and stages.
+//! - `replica`: alive replicas, taking over a dead one's streams, job notifications.
+//! - `api`: the router, webhooks, the calls API, its access rule (`api::auth`) and errors.
+//! - `dashboard`: the browser UI under `/dashboard/`, its live feed, the edge panel and the
+//!   playground's lint.
+//! - `config`, `server` (the accept loop with header-read timeout and shutdown deadline),
+//!   `retention`, `state` (`AppState`, `Tracker`), `shutdown`, `metrics`, `sid`, `random`,
+//!   `fsutil`, `clock`.
 //!
-//! Entry points: [`http::app`] builds the router from an [`AppState`]; [`run`] serves it on a
+//! Entry points: [`api::app`] builds the router from an [`AppState`]; [`run`] serves it on a
 //! listener until a shutdown future resolves, then drains.
 
+pub mod api;
 pub mod clock;
 pub mod config;
 pub mod dashboard;
-pub mod db;
-pub mod error;
 pub mod fsutil;
-pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod random;
 pub mod recording;
-pub mod recording_writer;
 pub mod replica;
 pub mod retention;
 pub mod server;
-pub mod session;
 pub mod shutdown;
 pub mod sid;
+pub mod socket;
 pub mod state;
+pub mod store;
 #[cfg(feature = "test-engines")]
 pub mod test_engines;
-pub mod twilio_api;
-pub mod voice;
-pub mod ws;
 
 use config::{Config, RecordingSource};
 use std::future::Future;
@@ -59,16 +54,16 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error(transparent)]
-    Db(#[from] db::DbError),
+    Db(#[from] store::DbError),
     #[error("data directory {path}: {error}")]
     DataDir {
         path: PathBuf,
         error: std::io::Error,
     },
     #[error(transparent)]
-    Greeting(#[from] voice::GreetingError),
+    Greeting(#[from] socket::voice::GreetingError),
     #[error(transparent)]
-    Twilio(#[from] twilio_api::TwilioError),
+    Twilio(#[from] recording::twilio::TwilioError),
     #[error(transparent)]
     Engines(#[from] postcall::EngineError),
     #[error("serving: {0}")]
@@ -104,7 +99,7 @@ pub async fn run(
     tracing::info!(
         listen = %addr,
         data_dir = %cfg.data_dir.display(),
-        recording_source = ws::source_name(cfg.recording.source),
+        recording_source = socket::source_name(cfg.recording.source),
         app = ?cfg.app.kind,
         workers = cfg.pipeline.workers,
         signatures = cfg.validate_signatures(),
@@ -155,7 +150,7 @@ pub async fn run(
 
     let tracker = state.tracker.clone();
     let store = state.store.clone();
-    let router = http::app(state);
+    let router = api::app(state);
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutdown requested: draining");

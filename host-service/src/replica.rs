@@ -4,9 +4,9 @@
 //! start-up, and nothing runs after that.
 
 use crate::clock::Clock;
-use crate::db::{Backend, DbError, Store};
 use crate::pipeline;
 use crate::shutdown::wait_true;
+use crate::store::{Backend, DbError, Store};
 use std::time::Duration;
 use tokio::sync::watch;
 

@@ -3,9 +3,9 @@
 
 use crate::clock::Clock;
 use crate::config::RetentionConfig;
-use crate::db::{DbError, Store};
 use crate::metrics::Metrics;
 use crate::shutdown::wait_true;
+use crate::store::{DbError, Store};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -86,7 +86,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::CallFacts;
+    use crate::store::CallFacts;
 
     const T0: i64 = 1_700_000_000_000;
 
@@ -113,7 +113,7 @@ mod tests {
             store
                 .stream_finished(
                     &stream,
-                    crate::db::StreamStatus::Saved,
+                    crate::store::StreamStatus::Saved,
                     Some(1),
                     (1, 0, 0),
                     "stopped",

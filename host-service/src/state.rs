@@ -3,10 +3,10 @@
 
 use crate::clock::Clock;
 use crate::config::{AppKind, Config};
-use crate::db::{Location, Store, StoreOptions};
 use crate::metrics::Metrics;
-use crate::twilio_api::TwilioClient;
-use crate::voice::{self, AppFactory};
+use crate::recording::twilio::TwilioClient;
+use crate::socket::voice::{self, AppFactory};
+use crate::store::{Location, Store, StoreOptions};
 use crate::{fsutil, StartError};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,8 +4,8 @@
 //! `CHANNEL` events behind is disconnected (its `EventSource` reconnects and gets a fresh
 //! snapshot) instead of being buffered for.
 
-use crate::db::{CallSummary, Store};
 use crate::shutdown::wait_true;
+use crate::store::{CallSummary, Store};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
@@ -131,7 +131,7 @@ impl Feed {
     /// client goes away.
     pub async fn subscribe(
         &self,
-    ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, crate::db::DbError>
+    ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, crate::store::DbError>
     {
         self.start_task();
         // Subscribed before the snapshot is read: nothing that changes in between is missed

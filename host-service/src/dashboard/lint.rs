@@ -4,7 +4,7 @@
 //! The module is not embedded in the binary: it is a `make npm` artifact, and a plain
 //! `cargo build` of a fresh clone must work without it.
 
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use axum::body::Body;
 use axum::extract::Query;
 use axum::Json;

@@ -9,15 +9,14 @@
 //! - `edge`: the guard's counters from Envoy's admin API.
 //! - `lint`: the playground's lint and rewrite over the twiml core.
 
-pub mod auth;
 pub mod edge;
 pub mod feed;
 pub mod lint;
 pub mod pages;
 
-use crate::error::ApiError;
+use crate::api::auth::{self, Credentials, Decision, Sessions};
+use crate::api::error::ApiError;
 use crate::state::AppState;
-use auth::{Credentials, Decision, Sessions};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;

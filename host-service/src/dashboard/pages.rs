@@ -3,8 +3,8 @@
 //! refusal (403) off loopback when none is. Assets carry no data and are open. Every answer
 //! carries a strict Content-Security-Policy: the pages load only their own scripts and styles.
 
-use super::auth::{self, Decision};
 use super::Dashboard;
+use crate::api::auth::{self, Decision};
 use crate::sid::CallSid;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};

@@ -5,8 +5,8 @@
 
 use super::*;
 use crate::config::PipelineConfig;
-use crate::db::{CallFacts, CallStatus};
-use crate::recording::{Recorder, RecorderLimits};
+use crate::recording::recorder::{Recorder, RecorderLimits};
+use crate::store::{CallFacts, CallStatus};
 
 const CALL: &str = "CA0123456789abcdef0123456789abcdef";
 const T0: i64 = 1_700_000_000_000;
@@ -38,7 +38,7 @@ async fn setup(
     store
         .stream_finished(
             "MZ1",
-            crate::db::StreamStatus::Saved,
+            crate::store::StreamStatus::Saved,
             Some(summary.frames),
             (1, 0, 0),
             "stopped",
@@ -66,7 +66,7 @@ async fn setup(
     (dir, pipeline)
 }
 
-async fn wait_completed(p: &Pipeline) -> crate::db::CallDetail {
+async fn wait_completed(p: &Pipeline) -> crate::store::CallDetail {
     for _ in 0..10_000 {
         let d = p.store.call_detail(CALL).await.unwrap().unwrap();
         if d.status == CallStatus::Completed || d.status == CallStatus::Failed {
@@ -165,7 +165,7 @@ async fn wav_stand_in() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     use axum::http::{HeaderMap, StatusCode, Uri};
     let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = hits.clone();
-    let mut wav = crate::recording::wav_header(8000).to_vec();
+    let mut wav = crate::recording::recorder::wav_header(8000).to_vec();
     wav.resize(44 + 8000 * 4, 0);
     let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
         let wav = wav.clone();
@@ -206,7 +206,7 @@ async fn twilio_setup(api: &str) -> (tempfile::TempDir, Arc<Pipeline>) {
     store
         .stream_finished(
             "MZ1",
-            crate::db::StreamStatus::NotRecorded,
+            crate::store::StreamStatus::NotRecorded,
             None,
             (0, 0, 0),
             "stopped",

@@ -26,7 +26,7 @@ async fn router(token: Option<&str>) -> (Fixture, axum::Router) {
             _data: data,
             _stop: tx,
         },
-        host_service::http::app(state),
+        host_service::api::app(state),
     )
 }
 

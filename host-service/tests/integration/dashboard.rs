@@ -34,7 +34,7 @@ async fn fixture(token: Option<&str>, edge: Option<String>) -> Fixture {
     Fixture {
         _data: data,
         _stop: tx,
-        app: host_service::http::app(state),
+        app: host_service::api::app(state),
     }
 }
 

@@ -2,7 +2,7 @@
 //! thread that owns the file, fed through a bounded channel, so a socket that outruns the disk
 //! waits for it instead of blocking a tokio worker (and every other socket on it).
 
-use crate::recording::{Recorder, RecorderLimits, RecordingError, RecordingSummary};
+use crate::recording::recorder::{Recorder, RecorderLimits, RecordingError, RecordingSummary};
 use std::path::PathBuf;
 use tokio::sync::{mpsc, oneshot};
 

@@ -2,10 +2,12 @@
 //! is configured), the calls API (bearer token or dashboard session, or loopback clients only),
 //! the dashboard (`crate::dashboard`) and health and metrics.
 
-use crate::error::ApiError;
+pub mod auth;
+pub mod error;
+
 use crate::sid::CallSid;
+use crate::socket::{serve_socket, WsIn, WsOut};
 use crate::state::AppState;
-use crate::ws::{serve_socket, WsIn, WsOut};
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequest, Path, Query, Request, State};
@@ -14,6 +16,7 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use error::ApiError;
 use futures_util::{SinkExt, StreamExt};
 
 pub const MEDIA_PATH: &str = "/ws/twilio-media";
@@ -301,7 +304,7 @@ async fn stream_ended(
     check_signature(&state, HOOK, &headers, &uri, &params)?;
     let call_sid =
         call_sid_param(&params).inspect_err(|_| state.metrics.webhook(HOOK, "bad_request"))?;
-    let facts = crate::db::CallFacts {
+    let facts = crate::store::CallFacts {
         account_sid: form_value(&params, "AccountSid"),
         from: form_value(&params, "From"),
         to: form_value(&params, "To"),
@@ -312,7 +315,7 @@ async fn stream_ended(
         .call_ended(
             call_sid.as_str(),
             &facts,
-            crate::ws::source_name(state.config.recording.source),
+            crate::socket::source_name(state.config.recording.source),
             state.clock.now_ms(),
         )
         .await?;
@@ -426,7 +429,7 @@ fn path_call_sid(raw: &str) -> Result<CallSid, ApiError> {
 async fn get_call(
     State(state): State<AppState>,
     Path(call_sid): Path<String>,
-) -> Result<Json<crate::db::CallDetail>, ApiError> {
+) -> Result<Json<crate::store::CallDetail>, ApiError> {
     let sid = path_call_sid(&call_sid)?;
     state
         .store

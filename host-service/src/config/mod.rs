@@ -537,7 +537,7 @@ impl Config {
             );
         }
         if let Some(url) = &self.database.url {
-            if let Err(message) = crate::db::Location::parse(url) {
+            if let Err(message) = crate::store::Location::parse(url) {
                 return invalid("database.url", &message);
             }
         }

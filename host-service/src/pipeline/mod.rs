@@ -5,10 +5,10 @@
 
 use crate::clock::Clock;
 use crate::config::{PipelineConfig, RecordingSource};
-use crate::db::{Backend, Job, Outcome, Stage, StageOutput, Store, StreamStatus};
 use crate::metrics::Metrics;
-use crate::twilio_api::TwilioClient;
-use crate::ws::CloseReason;
+use crate::recording::twilio::TwilioClient;
+use crate::socket::CloseReason;
+use crate::store::{Backend, Job, Outcome, Stage, StageOutput, Store, StreamStatus};
 use postcall::{EngineError, Engines, ExtractRequest, TranscribeRequest, Transcript};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,8 +62,8 @@ impl StageError {
     }
 }
 
-impl From<crate::db::DbError> for StageError {
-    fn from(e: crate::db::DbError) -> Self {
+impl From<crate::store::DbError> for StageError {
+    fn from(e: crate::store::DbError) -> Self {
         StageError::retry(e.to_string())
     }
 }
@@ -489,7 +489,7 @@ fn log_done(call_sid: &str, output: &StageOutput, attempt: u32) {
 pub async fn repair_recordings(
     store: &Store,
     alive_since_ms: i64,
-) -> Result<usize, crate::db::DbError> {
+) -> Result<usize, crate::store::DbError> {
     let mut repaired = 0;
     for (stream_sid, path) in store.take_orphaned_streams(alive_since_ms).await? {
         if path.is_empty() {
@@ -515,7 +515,7 @@ pub async fn repair_recordings(
                     .open(&p)
                     .map_err(|e| e.to_string())?;
                 let len = f.metadata().map_err(|e| e.to_string())?.len();
-                crate::recording::repair(&mut f, len).map_err(|e| e.to_string())
+                crate::recording::recorder::repair(&mut f, len).map_err(|e| e.to_string())
             })
             .await
             .unwrap_or_else(|e| Err(e.to_string()))

@@ -3,18 +3,21 @@
 //! and the voice app, paces the app's audio, and closes the socket with the right code when the
 //! peer misbehaves. One bad socket never touches another.
 
+pub mod session;
+pub mod voice;
+
 use crate::config::RecordingSource;
-use crate::db::{StreamStart, StreamStatus};
-use crate::recording::{RecorderLimits, RecordingError};
-use crate::recording_writer::RecordingWriter;
-use crate::session::{Event, Session, StartInfo};
+use crate::recording::recorder::{RecorderLimits, RecordingError};
+use crate::recording::writer::RecordingWriter;
 use crate::shutdown::wait_true;
 use crate::state::AppState;
-use crate::voice::{CallInfo, Outbound, VoiceApp};
+use crate::store::{StreamStart, StreamStatus};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use media::protocol::ServerMessage;
+use session::{Event, Session, StartInfo};
 use std::time::Duration;
 use tokio::time::Instant;
+use voice::{CallInfo, Outbound, VoiceApp};
 
 /// A frame from the peer, reduced to what the handler needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,7 +372,7 @@ impl Conn {
         }
         self.started_at = Some(Instant::now());
         let now = st.clock.now_ms();
-        let facts = crate::db::CallFacts {
+        let facts = crate::store::CallFacts {
             account_sid: Some(&info.account_sid),
             from: info.custom_parameters.get("From").map(String::as_str),
             to: info.custom_parameters.get("To").map(String::as_str),
