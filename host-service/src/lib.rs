@@ -16,13 +16,14 @@
 //!   `retention`, `state` (`AppState`, `Tracker`), `shutdown`, `metrics`, `sid`, `random`,
 //!   `fsutil`, `clock`.
 //!
-//! Entry points: [`api::app`] builds the router from an [`AppState`]; [`run`] serves it on a
+//! Entry points: [`app`] builds the router from an [`AppState`]; [`run`] serves it on a
 //! listener until a shutdown future resolves, then drains.
 
 pub mod api;
 pub mod clock;
 pub mod config;
 pub mod dashboard;
+pub mod error;
 pub mod fsutil;
 pub mod metrics;
 pub mod pipeline;
@@ -39,36 +40,18 @@ pub mod store;
 #[cfg(feature = "test-engines")]
 pub mod test_engines;
 
+use clock::Clock;
 use config::{Config, RecordingSource};
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use store::{Location, Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use state::{AppState, Tracker, TrackerGuard};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    #[error(transparent)]
-    Db(#[from] store::DbError),
-    #[error("data directory {path}: {error}")]
-    DataDir {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error(transparent)]
-    Greeting(#[from] socket::voice::GreetingError),
-    #[error(transparent)]
-    Twilio(#[from] recording::twilio::TwilioError),
-    #[error(transparent)]
-    Engines(#[from] postcall::EngineError),
-    #[error("serving: {0}")]
-    Serve(std::io::Error),
-}
+pub use error::StartError;
+pub use shutdown::{Tracker, TrackerGuard};
+pub use state::AppState;
 
 /// The engines named by the configuration.
 pub fn engines_from_config(config: &Config) -> Result<postcall::Engines, StartError> {
@@ -82,6 +65,51 @@ pub fn engines_from_config(config: &Config) -> Result<postcall::Engines, StartEr
     )?)
 }
 
+/// The router: the API, with the dashboard mounted on its read side (its `/api/*` routes behind
+/// the API's access rule) and its pages. Tests drive it with `oneshot`; `run` serves it.
+pub fn app(state: AppState) -> axum::Router {
+    let access = Arc::new(api::auth::Access::from_config(&state.config));
+    let dashboard = dashboard::Dashboard::new(&state, access.clone());
+    api::routes(state, access, dashboard.api_routes()).merge(dashboard.page_routes())
+}
+
+/// Check the configuration, open the data directory and the store, take over what earlier runs
+/// (or dead replicas) left open, then build the state the handlers share.
+pub async fn open(config: Config, shutdown: watch::Receiver<bool>) -> Result<AppState, StartError> {
+    config.validate()?;
+    let store = open_store(&config).await?;
+    let repaired =
+        replica::start(&store, &Clock::new(), config.database.replica_timeout_ms).await?;
+    if repaired > 0 {
+        tracing::warn!(repaired, "repaired recordings left open by a previous run");
+    }
+    AppState::new(config, store, shutdown)
+}
+
+/// The recordings directory (created private) and the database `database.url` names.
+async fn open_store(config: &Config) -> Result<Store, StartError> {
+    let recordings_dir = config.recordings_dir();
+    fsutil::create_private_dir(&recordings_dir).map_err(|error| StartError::DataDir {
+        path: recordings_dir.clone(),
+        error,
+    })?;
+    let location = Location::from_config(config.database.url.as_deref(), &config.data_dir)
+        .map_err(|message| config::ConfigError::Invalid {
+            key: "database.url",
+            message,
+        })?;
+    let store = Store::connect(
+        &location,
+        &StoreOptions {
+            max_connections: config.database.max_connections,
+        },
+    )
+    .await?;
+    store.check_shared_dir(&recordings_dir).await?;
+    tracing::info!(database = %location.redacted(), replica = store.replica(), "database open");
+    Ok(store)
+}
+
 /// Serve on `listener` until `shutdown` resolves, then drain: stop accepting, close the open
 /// streams (finalizing their recordings), let requests and running stages finish, and return.
 /// Past `http.shutdown_timeout_ms` whatever is still open is dropped.
@@ -93,13 +121,13 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (force_tx, force_rx) = watch::channel(false);
-    let state = AppState::open(config, stop_rx.clone()).await?;
+    let state = open(config, stop_rx.clone()).await?;
     let cfg = state.config.clone();
     let addr = listener.local_addr().map_err(StartError::Serve)?;
     tracing::info!(
         listen = %addr,
         data_dir = %cfg.data_dir.display(),
-        recording_source = socket::source_name(cfg.recording.source),
+        recording_source = state.recording.name(),
         app = ?cfg.app.kind,
         workers = cfg.pipeline.workers,
         signatures = cfg.validate_signatures(),
@@ -117,7 +145,7 @@ pub async fn run(
     if cfg.api_token.is_none() {
         tracing::warn!("no api_token configured: the API answers loopback clients only");
     }
-    if cfg.recording.source == RecordingSource::Twilio && state.twilio.is_none() {
+    if cfg.recording.source == RecordingSource::Twilio && !state.twilio_credentials {
         tracing::warn!("recording.source is twilio but no credentials are configured");
     }
     let pipeline = Arc::new(pipeline::Pipeline {
@@ -126,10 +154,7 @@ pub async fn run(
         clock: state.clock.clone(),
         metrics: state.metrics.clone(),
         config: cfg.pipeline.clone(),
-        source: cfg.recording.source,
-        twilio_deadline_ms: cfg.recording.twilio_deadline_s.saturating_mul(1000),
-        recordings_dir: state.recordings_dir.clone(),
-        twilio: state.twilio.clone(),
+        source: state.recording.clone(),
     });
     let workers = pipeline.spawn(stop_rx.clone());
     let replica = tokio::spawn(replica::run(
@@ -150,7 +175,7 @@ pub async fn run(
 
     let tracker = state.tracker.clone();
     let store = state.store.clone();
-    let router = api::app(state);
+    let router = app(state);
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutdown requested: draining");

@@ -4,9 +4,9 @@
 //! start-up, and nothing runs after that.
 
 use crate::clock::Clock;
-use crate::pipeline;
+use crate::recording::stream::repair_orphans;
 use crate::shutdown::wait_true;
-use crate::store::{Backend, DbError, Store};
+use crate::store::{DbError, Store};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -15,9 +15,10 @@ use tokio::sync::watch;
 pub async fn start(store: &Store, clock: &Clock, timeout_ms: u64) -> Result<usize, DbError> {
     let now = clock.now_ms();
     store.replica_alive(now).await?;
-    let alive_since = match store.backend() {
-        Backend::Sqlite => i64::MAX,
-        Backend::Postgres => now - timeout_ms as i64,
+    let alive_since = if store.dialect().shared() {
+        now - timeout_ms as i64
+    } else {
+        i64::MAX
     };
     take_over(store, alive_since).await
 }
@@ -25,7 +26,7 @@ pub async fn start(store: &Store, clock: &Clock, timeout_ms: u64) -> Result<usiz
 /// Finish the open streams of replicas not seen since `alive_since`, then forget those
 /// replicas. Returns how many recordings were repaired.
 async fn take_over(store: &Store, alive_since: i64) -> Result<usize, DbError> {
-    let repaired = pipeline::repair_recordings(store, alive_since).await?;
+    let repaired = repair_orphans(store, alive_since).await?;
     store.forget_dead_replicas(alive_since).await?;
     Ok(repaired)
 }
@@ -34,7 +35,7 @@ async fn take_over(store: &Store, alive_since: i64) -> Result<usize, DbError> {
 /// streams of replicas that stopped saying so; relay `NOTIFY` to the workers meanwhile. Ends
 /// when `stop` turns true; `leave` then removes this replica's row.
 pub async fn run(store: Store, clock: Clock, timeout_ms: u64, mut stop: watch::Receiver<bool>) {
-    if store.backend() != Backend::Postgres {
+    if !store.dialect().shared() {
         return;
     }
     let listener = {

@@ -116,7 +116,7 @@ mod tests {
                     crate::store::StreamStatus::Saved,
                     Some(1),
                     (1, 0, 0),
-                    "stopped",
+                    crate::store::CloseReason::Stopped,
                     now,
                 )
                 .await

@@ -3,7 +3,7 @@
 //! flight, then, past the deadline, drop the connection) so a slow peer cannot hold the process.
 
 use crate::shutdown::wait_true;
-use crate::state::Tracker;
+use crate::shutdown::Tracker;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;

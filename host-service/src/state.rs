@@ -1,57 +1,20 @@
-//! What the handlers share (`AppState`) and the open-socket counter (`Tracker`), in one place so
-//! the socket, HTTP and pipeline modules depend on it and not on each other.
+//! What the HTTP handlers share (`AppState`), built after the store is open and earlier runs'
+//! streams are taken over: the configuration, the store, the recording source, and the context
+//! each media socket is given.
 
 use crate::clock::Clock;
 use crate::config::{AppKind, Config};
+use crate::error::StartError;
 use crate::metrics::Metrics;
-use crate::recording::twilio::TwilioClient;
+use crate::recording::{self, twilio::rest::TwilioClient, Source};
+use crate::shutdown::Tracker;
 use crate::socket::voice::{self, AppFactory};
-use crate::store::{Location, Store, StoreOptions};
-use crate::{fsutil, StartError};
+use crate::socket::{SocketCtx, SocketLimits};
+use crate::store::Store;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Notify, Semaphore};
-
-/// Counts open sockets (or connections) so shutdown can wait for them.
-#[derive(Default)]
-pub struct Tracker {
-    open: AtomicUsize,
-    changed: Notify,
-}
-
-/// Held while one socket is open: dropping it (on every way out, a panic included) counts it
-/// closed.
-pub struct TrackerGuard(Arc<Tracker>);
-
-impl Tracker {
-    pub fn enter(self: &Arc<Self>) -> TrackerGuard {
-        self.open.fetch_add(1, Ordering::SeqCst);
-        TrackerGuard(self.clone())
-    }
-
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::SeqCst)
-    }
-
-    pub async fn wait_idle(&self) {
-        loop {
-            let notified = self.changed.notified();
-            if self.open() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for TrackerGuard {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
-        self.0.changed.notify_waiters();
-    }
-}
+use tokio::sync::{watch, Semaphore};
 
 /// Everything handlers share.
 #[derive(Clone)]
@@ -61,63 +24,29 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
     pub recordings_dir: PathBuf,
-    pub app_factory: Option<AppFactory>,
-    pub twilio: Option<TwilioClient>,
+    /// Where calls' recordings come from (`recording.source`).
+    pub recording: Arc<dyn Source>,
+    /// What each media socket is given.
+    pub socket: Arc<SocketCtx>,
+    /// Open media sockets, for `/healthz`, `/metrics` and the drain.
     pub tracker: Arc<Tracker>,
     /// One permit per media socket allowed at once (`websocket.max_sockets`).
     pub socket_slots: Arc<Semaphore>,
     /// Turns true when the service starts draining.
     pub shutdown: watch::Receiver<bool>,
+    /// `true` when the `twilio` source has credentials to ask Twilio with.
+    pub twilio_credentials: bool,
 }
 
 impl AppState {
-    /// Check the configuration, open the data directory and database, load the app, and repair
-    /// recordings a crash left open.
-    pub async fn open(
+    /// Load the voice app and Twilio's client and build the socket context, over an open store.
+    pub fn new(
         config: Config,
+        store: Store,
         shutdown: watch::Receiver<bool>,
     ) -> Result<AppState, StartError> {
-        config.validate()?;
-        let data = config.data_dir.clone();
-        let recordings_dir = data.join("recordings");
-        fsutil::create_private_dir(&recordings_dir).map_err(|error| StartError::DataDir {
-            path: recordings_dir.clone(),
-            error,
-        })?;
-        let location =
-            Location::from_config(config.database.url.as_deref(), &data).map_err(|message| {
-                crate::config::ConfigError::Invalid {
-                    key: "database.url",
-                    message,
-                }
-            })?;
-        let store = Store::connect(
-            &location,
-            &StoreOptions {
-                max_connections: config.database.max_connections,
-            },
-        )
-        .await?;
-        store.check_shared_dir(&recordings_dir).await?;
-        tracing::info!(database = %location.redacted(), replica = store.replica(), "database open");
-        let repaired =
-            crate::replica::start(&store, &Clock::new(), config.database.replica_timeout_ms)
-                .await?;
-        if repaired > 0 {
-            tracing::warn!(repaired, "repaired recordings left open by a previous run");
-        }
-        let app_factory = match config.app.kind {
-            AppKind::None => None,
-            AppKind::Greeting => {
-                let path = config.app.greeting_wav.clone().unwrap_or_default();
-                let audio = Arc::new(voice::load_greeting(&path)?);
-                tracing::info!(path = %path.display(), duration_ms = audio.len() / 8, "greeting loaded");
-                Some(voice::Greeting::factory(
-                    audio,
-                    Duration::from_millis(config.app.mark_every_ms),
-                ))
-            }
-        };
+        let recordings_dir = config.recordings_dir();
+        let app_factory = load_app(&config)?;
         let twilio = match &config.twilio.auth_token {
             Some(token) => Some(TwilioClient::new(
                 &config.twilio.api_base,
@@ -126,17 +55,62 @@ impl AppState {
             )?),
             None => None,
         };
+        let twilio_credentials = twilio.is_some();
+        let clock = Clock::new();
+        let metrics = Arc::new(Metrics::default());
+        let tracker = Arc::new(Tracker::default());
+        let recording = recording::from_config(
+            &config,
+            store.clone(),
+            clock.clone(),
+            recordings_dir.clone(),
+            twilio,
+        );
+        let socket = Arc::new(SocketCtx {
+            limits: SocketLimits {
+                start_timeout: Duration::from_millis(config.websocket.start_timeout_ms),
+                idle_timeout: Duration::from_millis(config.websocket.idle_timeout_ms),
+                close_timeout: Duration::from_millis(config.http.shutdown_timeout_ms),
+                max_frame_bytes: config.websocket.max_frame_bytes,
+                max_timestamp_jump_ms: config.recording.max_timestamp_jump_ms,
+            },
+            account_sid: config.twilio.account_sid.clone(),
+            store: store.clone(),
+            recording: recording.clone(),
+            app_factory,
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+        });
         Ok(AppState {
             socket_slots: Arc::new(Semaphore::new(config.websocket.max_sockets)),
             config: Arc::new(config),
             store,
-            metrics: Arc::new(Metrics::default()),
-            clock: Clock::new(),
+            metrics,
+            clock,
             recordings_dir,
-            app_factory,
-            twilio,
-            tracker: Arc::new(Tracker::default()),
+            recording,
+            socket,
+            tracker,
             shutdown,
+            twilio_credentials,
         })
     }
+}
+
+/// The voice app `app.kind` names.
+fn load_app(config: &Config) -> Result<Option<AppFactory>, StartError> {
+    Ok(match config.app.kind {
+        AppKind::None => None,
+        AppKind::Greeting => {
+            let path = config.app.greeting_wav.clone().unwrap_or_default();
+            let audio = Arc::new(voice::load_greeting(&path)?);
+            tracing::info!(path = %path.display(), duration_ms = audio.len() / 8, "greeting loaded");
+            Some(voice::Greeting::factory(
+                audio,
+                Duration::from_millis(config.app.mark_every_ms),
+            ))
+        }
+    })
 }

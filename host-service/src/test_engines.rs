@@ -68,8 +68,7 @@ impl Transcriber for TestTranscriber {
         self.0.enter("transcribe", &req.call_sid, &self.1).await?;
         let bytes =
             std::fs::read(&req.recording).map_err(|e| EngineError::Permanent(e.to_string()))?;
-        let pcm =
-            media::audio::decode_wav(&bytes).map_err(|e| EngineError::Permanent(e.to_string()))?;
+        let pcm = media::wav::decode(&bytes).map_err(|e| EngineError::Permanent(e.to_string()))?;
         let speaking = |ch: usize| {
             pcm.channels
                 .get(ch)

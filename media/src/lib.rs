@@ -2,14 +2,14 @@
 //! audio they carry. Pure code, no sockets, so the host service, `twilio-sim` and the post-call
 //! engines agree on one definition and it is tested without I/O.
 //!
-//! Layout: `mulaw` (G.711 codec), `protocol` (messages in both directions), `audio` (WAV
-//! decoding, resampling, the bridge between float audio and mu-law), `recording` (a WAV file
-//! read a block at a time, for recordings of any length).
+//! Layout: `mulaw` (G.711 codec), `protocol` (messages in both directions), `wav` (the WAV
+//! format: reading any flavour a block at a time, writing 16-bit PCM, repairing a header),
+//! `audio` (resampling, the bridge between float audio and mu-law).
 
 pub mod audio;
 pub mod mulaw;
 pub mod protocol;
-pub mod recording;
+pub mod wav;
 
 /// Twilio streams telephone audio at this rate, one channel.
 pub const SAMPLE_RATE: u32 = 8000;

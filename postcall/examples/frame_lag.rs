@@ -8,8 +8,9 @@
 //!
 //! Usage: frame_lag [--model DIR] [--threads N] [--calls N] [--seconds S]
 
-use media::audio::{encode_wav_i16, mulaw_to_f32, to_mulaw_8k};
+use media::audio::{mulaw_to_f32, to_mulaw_8k};
 use media::protocol::{parse_twilio, TwilioMessage};
+use media::wav::encode_i16;
 use postcall::whisper::WhisperEngine;
 use postcall::WhisperConfig;
 use std::path::PathBuf;
@@ -112,13 +113,13 @@ fn main() {
     ] {
         let path = dir.path().join("line.wav");
         test_support::speak(line, &path).unwrap_or_else(|e| panic!("{e}"));
-        let pcm = media::audio::decode_wav(&std::fs::read(&path).expect("read")).expect("wav");
+        let pcm = media::wav::decode(&std::fs::read(&path).expect("read")).expect("wav");
         audio.extend(to_mulaw_8k(&pcm.to_mono(), pcm.sample_rate));
         audio.extend(vec![0xFFu8; 8000]);
     }
     let audio_s = audio.len() as f64 / 8000.0;
     let audio = mulaw_to_f32(&audio);
-    let wav = encode_wav_i16(&[audio], 8000).expect("wav");
+    let wav = encode_i16(&[audio], 8000).expect("wav");
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let run_calls = |rt: &tokio::runtime::Runtime| {

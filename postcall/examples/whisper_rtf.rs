@@ -6,7 +6,8 @@
 //!
 //! Usage: whisper_rtf [--model DIR] [--runs N] [--python PATH] [--threads N] [--compute int8,float32]
 
-use media::audio::{decode_wav, encode_wav_i16, mulaw_to_f32, to_mulaw_8k};
+use media::audio::{mulaw_to_f32, to_mulaw_8k};
+use media::wav::{self, encode_i16};
 use postcall::wer::wer;
 use postcall::whisper::WhisperEngine;
 use postcall::WhisperConfig;
@@ -72,13 +73,13 @@ fn call_audio(dir: &std::path::Path) -> (PathBuf, f64) {
             .map(|s| s.success())
             .unwrap_or(false);
         assert!(ok, "espeak-ng is needed (make setup installs it)");
-        let pcm = decode_wav(&std::fs::read(&wav).unwrap()).unwrap();
+        let pcm = wav::decode(&std::fs::read(&wav).unwrap()).unwrap();
         audio.extend(mulaw_to_f32(&to_mulaw_8k(&pcm.to_mono(), pcm.sample_rate)));
         audio.extend(vec![0.0; 8000 * 4]);
     }
     let secs = audio.len() as f64 / 8000.0;
     let path = dir.join("call.wav");
-    std::fs::write(&path, encode_wav_i16(&[audio], 8000).unwrap()).unwrap();
+    std::fs::write(&path, encode_i16(&[audio], 8000).unwrap()).unwrap();
     (path, secs)
 }
 
@@ -197,7 +198,7 @@ fn main() {
         },
         Clip {
             name: "human (JFK)",
-            secs: media::audio::decode_wav(&std::fs::read(&jfk).unwrap())
+            secs: media::wav::decode(&std::fs::read(&jfk).unwrap())
                 .unwrap()
                 .duration_secs(),
             path: jfk,

@@ -10,7 +10,7 @@ use crate::{
     recording, EngineError, ExtractRequest, Extraction, Extractor, OpenAiExtractionConfig,
     OpenAiTranscriptionConfig, Segment, TranscribeRequest, Transcriber, Transcript,
 };
-use media::audio::{pcm16_le, wav_header_i16};
+use media::wav::{header_i16, pcm16_le};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -253,7 +253,7 @@ impl Upload {
                 sample_rate,
                 frames,
             } => {
-                let header = wav_header_i16(1, *sample_rate, *frames)
+                let header = header_i16(1, *sample_rate, *frames)
                     .map_err(|e| EngineError::Permanent(format!("recording: {e}")))?;
                 let len = header.len() as u64 + 2 * frames;
                 let chunks = channel_chunks(path.clone(), *channel, *frames, header);

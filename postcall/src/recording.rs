@@ -6,8 +6,8 @@
 use crate::audio::{has_speech, WHISPER_RATE};
 use crate::planner::{Window, WindowPlanner};
 use crate::EngineError;
-use media::audio::{AudioError, StreamResampler};
-use media::recording::WavStream;
+use media::audio::StreamResampler;
+use media::wav::{WavError, WavStream};
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
@@ -34,7 +34,7 @@ pub fn open(path: &Path) -> Result<WavStream<BufReader<std::fs::File>>, EngineEr
     WavStream::new(BufReader::new(file)).map_err(bad_audio)
 }
 
-pub fn bad_audio(e: AudioError) -> EngineError {
+pub fn bad_audio(e: WavError) -> EngineError {
     EngineError::Permanent(format!("recording: {e}"))
 }
 

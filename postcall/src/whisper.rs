@@ -9,8 +9,7 @@ use crate::planner::Window;
 use crate::{
     recording, EngineError, Segment, TranscribeRequest, Transcriber, Transcript, WhisperConfig,
 };
-use media::audio::Pcm;
-use media::recording::WavStream;
+use media::wav::{Pcm, WavStream};
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;

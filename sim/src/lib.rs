@@ -32,7 +32,7 @@ pub enum SimError {
     #[error("{path}: {reason}")]
     Audio {
         path: String,
-        reason: media::audio::AudioError,
+        reason: media::wav::WavError,
     },
     #[error("{path} has no audio")]
     EmptyAudio { path: String },
@@ -47,7 +47,7 @@ pub fn load_audio(path: &std::path::Path) -> Result<Vec<u8>, SimError> {
         path: shown.clone(),
         reason,
     })?;
-    let pcm = media::audio::decode_wav(&bytes).map_err(|reason| SimError::Audio {
+    let pcm = media::wav::decode(&bytes).map_err(|reason| SimError::Audio {
         path: shown.clone(),
         reason,
     })?;

@@ -149,7 +149,7 @@ impl CallArgs {
 
 fn save_wav(path: &PathBuf, mulaw: &[u8]) -> anyhow::Result<()> {
     let samples = media::audio::mulaw_to_f32(mulaw);
-    let wav = media::audio::encode_wav_i16(&[samples], media::SAMPLE_RATE)
+    let wav = media::wav::encode_i16(&[samples], media::SAMPLE_RATE)
         .map_err(|e| anyhow::anyhow!("cannot encode outbound audio: {e}"))?;
     std::fs::write(path, wav).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -3,8 +3,14 @@
 //! ids from the OS RNG, bounded in number and time) and the cookie parsing live here too, pure,
 //! so the rule is tested without sockets.
 
+use super::error::ApiError;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::Response;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -162,6 +168,63 @@ impl Sessions {
         // A panic while holding the lock cannot leave the map half-updated: every update is one
         // call on it. Carry on with what is there.
         self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The API's access rule with its inputs: the configured token and the live sessions.
+pub struct Access {
+    pub token: Option<String>,
+    pub sessions: Sessions,
+}
+
+impl Access {
+    /// `api_token`, and a session store sized by `dashboard.*`.
+    pub fn from_config(config: &crate::config::Config) -> Access {
+        Access {
+            token: config.api_token.clone(),
+            sessions: Sessions::new(
+                Duration::from_secs(config.dashboard.session_ttl_s),
+                config.dashboard.max_sessions,
+            ),
+        }
+    }
+
+    pub fn decide(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Decision {
+        let session = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| cookie_value(v, COOKIE));
+        let creds = Credentials {
+            authorization: headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+            session,
+            peer: peer.map(|p| p.ip()),
+        };
+        decide(self.token.as_deref(), &creds, &self.sessions)
+    }
+
+    pub fn decide_request(&self, request: &Request) -> Decision {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        self.decide(request.headers(), peer)
+    }
+}
+
+/// `/api/*`: with a token configured, `Authorization: Bearer <token>` (constant-time compare) or
+/// a live dashboard session cookie; without one, loopback clients only.
+pub async fn require_api_access(
+    State(access): State<Arc<Access>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    match access.decide_request(&request) {
+        Decision::Allow => Ok(next.run(request).await),
+        Decision::Unauthorized => Err(ApiError::Unauthorized),
+        Decision::LoopbackOnly => Err(ApiError::LoopbackOnly),
     }
 }
 

@@ -1,9 +1,7 @@
 //! The calls dashboard: pages under `/dashboard/` (plain HTML, CSS and ES modules compiled into
-//! the binary), the API routes they read (`/api/events`, `/api/edge`, `/api/lint`), and the
-//! access rule the whole API shares (bearer token or session cookie; loopback only without a
-//! token).
+//! the binary) and the API routes they read (`/api/events`, `/api/edge`, `/api/lint`). Access
+//! is the API's rule (`crate::api::auth`); pages apply it themselves, sign-in starts a session.
 //!
-//! - `auth`: the rule, the cookie, the session store (pure).
 //! - `pages`: the pages, the assets, sign-in and sign-out.
 //! - `feed`: the live calls list (server-sent events).
 //! - `edge`: the guard's counters from Envoy's admin API.
@@ -14,16 +12,14 @@ pub mod feed;
 pub mod lint;
 pub mod pages;
 
-use crate::api::auth::{self, Credentials, Decision, Sessions};
+use crate::api::auth::Access;
 use crate::api::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::Next;
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,49 +30,11 @@ pub struct Dashboard {
     edge: edge::EdgeClient,
 }
 
-/// The API's access rule with its inputs: the configured token and the live sessions.
-pub struct Access {
-    pub token: Option<String>,
-    pub sessions: Sessions,
-}
-
-impl Access {
-    pub fn decide(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Decision {
-        let session = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|v| auth::cookie_value(v, auth::COOKIE));
-        let creds = Credentials {
-            authorization: headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-            session,
-            peer: peer.map(|p| p.ip()),
-        };
-        auth::decide(self.token.as_deref(), &creds, &self.sessions)
-    }
-
-    pub fn decide_request(&self, request: &Request) -> Decision {
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
-        self.decide(request.headers(), peer)
-    }
-}
-
 impl Dashboard {
-    pub fn new(state: &AppState) -> Arc<Dashboard> {
+    pub fn new(state: &AppState, access: Arc<Access>) -> Arc<Dashboard> {
         let cfg = &state.config;
         Arc::new(Dashboard {
-            access: Arc::new(Access {
-                token: cfg.api_token.clone(),
-                sessions: Sessions::new(
-                    Duration::from_secs(cfg.dashboard.session_ttl_s),
-                    cfg.dashboard.max_sessions,
-                ),
-            }),
+            access,
             feed: feed::Feed::new(state.store.clone(), state.shutdown.clone()),
             edge: edge::EdgeClient::new(
                 cfg.edge.envoy_admin_url.as_deref(),
@@ -85,7 +43,7 @@ impl Dashboard {
         })
     }
 
-    /// Routes under `/api` (the caller puts them behind [`require_api_access`]).
+    /// Routes under `/api` (the caller puts them behind the API's access rule).
     pub fn api_routes<S>(self: &Arc<Self>) -> Router<S> {
         Router::new()
             .route("/api/events", get(events))
@@ -98,20 +56,6 @@ impl Dashboard {
     /// sign-in page, not JSON).
     pub fn page_routes<S>(self: &Arc<Self>) -> Router<S> {
         pages::routes().with_state(self.clone())
-    }
-}
-
-/// `/api/*`: with a token configured, `Authorization: Bearer <token>` (constant-time compare) or
-/// a live dashboard session cookie; without one, loopback clients only.
-pub async fn require_api_access(
-    State(access): State<Arc<Access>>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    match access.decide_request(&request) {
-        Decision::Allow => Ok(next.run(request).await),
-        Decision::Unauthorized => Err(ApiError::Unauthorized),
-        Decision::LoopbackOnly => Err(ApiError::LoopbackOnly),
     }
 }
 

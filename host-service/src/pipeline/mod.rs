@@ -4,11 +4,10 @@
 //! a worker dies half way and another one runs it again.
 
 use crate::clock::Clock;
-use crate::config::{PipelineConfig, RecordingSource};
+use crate::config::PipelineConfig;
 use crate::metrics::Metrics;
-use crate::recording::twilio::TwilioClient;
-use crate::socket::CloseReason;
-use crate::store::{Backend, Job, Outcome, Stage, StageOutput, Store, StreamStatus};
+use crate::recording::{NotReady, Source};
+use crate::store::{Job, Outcome, Stage, StageOutput, Store};
 use postcall::{EngineError, Engines, ExtractRequest, TranscribeRequest, Transcript};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,18 +52,23 @@ impl StageError {
             message: message.into(),
         }
     }
-
-    fn wait(message: impl Into<String>) -> Self {
-        StageError {
-            next: Next::Wait,
-            message: message.into(),
-        }
-    }
 }
 
 impl From<crate::store::DbError> for StageError {
     fn from(e: crate::store::DbError) -> Self {
         StageError::retry(e.to_string())
+    }
+}
+
+impl From<NotReady> for StageError {
+    fn from(e: NotReady) -> Self {
+        let (next, message) = match e {
+            NotReady::Retry(m) => (Next::Retry, m),
+            NotReady::Fail(m) => (Next::Fail, m),
+            NotReady::Wait(m) => (Next::Wait, m),
+            NotReady::WaitForStreams(m) => (Next::WaitForStreams, m),
+        };
+        StageError { next, message }
     }
 }
 
@@ -85,9 +89,6 @@ impl From<EngineError> for StageError {
 /// dropped connection (the listener also wakes everyone when it reconnects).
 const POSTGRES_IDLE: Duration = Duration::from_secs(30);
 
-/// The recording stage's error for a call none of whose streams left a recording.
-pub const NO_RECORDING: &str = "no stream of this call was recorded";
-
 /// What the workers share.
 pub struct Pipeline {
     pub store: Store,
@@ -95,11 +96,8 @@ pub struct Pipeline {
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
     pub config: PipelineConfig,
-    pub source: RecordingSource,
-    /// `twilio` source: how long after the call's end Twilio's recording may take to complete.
-    pub twilio_deadline_ms: u64,
-    pub recordings_dir: PathBuf,
-    pub twilio: Option<TwilioClient>,
+    /// Where the recording stage gets the call's file.
+    pub source: Arc<dyn Source>,
 }
 
 impl Pipeline {
@@ -160,9 +158,10 @@ impl Pipeline {
     /// SQLite, and on PostgreSQL never shorter than `POSTGRES_IDLE`, so replicas do not poll.
     fn idle_limit(&self) -> Duration {
         let poll = Duration::from_millis(self.config.poll_ms);
-        match self.store.backend() {
-            Backend::Sqlite => poll,
-            Backend::Postgres => poll.max(POSTGRES_IDLE),
+        if self.store.dialect().shared() {
+            poll.max(POSTGRES_IDLE)
+        } else {
+            poll
         }
     }
 
@@ -311,109 +310,10 @@ impl Pipeline {
     }
 
     async fn recording_stage(&self, call_sid: &str) -> Result<StageOutput, StageError> {
-        match self.source {
-            RecordingSource::Stream => {
-                if self.store.open_streams(call_sid).await? > 0 {
-                    return Err(StageError {
-                        next: Next::WaitForStreams,
-                        message: "a stream of this call is still open".into(),
-                    });
-                }
-                // Every socket has finished and the call has ended (no stream starts after that):
-                // when none left a recording (the handshake never happened, or a replica died
-                // before the file was opened), none ever will.
-                let Some((path, duration_ms)) = self.store.best_stream_recording(call_sid).await?
-                else {
-                    return Err(StageError::permanent(NO_RECORDING));
-                };
-                let is_file = tokio::fs::metadata(&path)
-                    .await
-                    .map(|m| m.is_file())
-                    .unwrap_or(false);
-                if !is_file {
-                    return Err(StageError::permanent(format!(
-                        "recording {path} is missing"
-                    )));
-                }
-                Ok(StageOutput::Recording {
-                    path,
-                    duration_ms: duration_ms.max(0) as u64,
-                })
-            }
-            RecordingSource::Twilio => self.download_twilio_recording(call_sid).await,
-        }
-    }
-
-    async fn download_twilio_recording(&self, call_sid: &str) -> Result<StageOutput, StageError> {
-        let sid = crate::sid::CallSid::parse(call_sid)
-            .ok_or_else(|| StageError::permanent("invalid CallSid"))?;
-        let rec = self.store.twilio_recording(call_sid).await?;
-        let url = match (rec.status.as_str(), rec.url) {
-            ("twilio_completed", Some(url)) => url,
-            ("twilio_failed" | "twilio_absent", _) => {
-                return Err(StageError::permanent(format!(
-                    "Twilio reports the recording {}",
-                    rec.status
-                )))
-            }
-            ("twilio_request_failed", _) => {
-                return Err(StageError::permanent("Twilio refused to record the call"))
-            }
-            _ => {
-                let since_end = self.clock.now_ms() - rec.ended_at_ms.unwrap_or(i64::MAX);
-                if since_end > self.twilio_deadline_ms as i64 {
-                    return Err(StageError::permanent(format!(
-                        "Twilio's recording did not complete within {} s of the call's end (last status: {})",
-                        self.twilio_deadline_ms / 1000,
-                        rec.status
-                    )));
-                }
-                return Err(StageError::wait(
-                    "waiting for Twilio's recording to complete",
-                ));
-            }
-        };
-        let client = self
-            .twilio
-            .as_ref()
-            .ok_or_else(|| StageError::permanent("no Twilio credentials configured"))?;
-        let account = rec.account_sid.unwrap_or_default();
-        // The whole file is in memory here (Twilio's WAV of the call, 16-bit: about 1 MB per
-        // minute per channel) to check it decodes before it is kept.
-        let bytes = client
-            .download_wav(&url, &account)
-            .await
-            .map_err(|e| StageError {
-                next: if e.retryable() {
-                    Next::Retry
-                } else {
-                    Next::Fail
-                },
-                message: e.to_string(),
-            })?;
-        let path = self.recordings_dir.join(format!("{sid}.wav"));
-        let tmp = self.recordings_dir.join(format!("{sid}.wav.part"));
-        let target = path.clone();
-        // Decoding and the file write are blocking work: off the async workers.
-        let duration_ms = tokio::task::spawn_blocking(move || -> Result<u64, StageError> {
-            use std::io::Write;
-            let pcm = media::audio::decode_wav(&bytes)
-                .map_err(|e| StageError::retry(format!("downloaded recording: {e}")))?;
-            let write = || -> std::io::Result<()> {
-                let mut f = crate::fsutil::create_private_file(&tmp)?;
-                f.write_all(&bytes)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, &target)
-            };
-            write().map_err(|e| StageError::retry(format!("saving recording: {e}")))?;
-            Ok((pcm.duration_secs() * 1000.0).round() as u64)
-        })
-        .await
-        .map_err(|e| StageError::retry(format!("saving recording: {e}")))??;
-        tracing::info!(call_sid, path = %path.display(), duration_ms, source = "twilio", "recording_saved");
+        let ready = self.source.ready(call_sid).await?;
         Ok(StageOutput::Recording {
-            path: path.display().to_string(),
-            duration_ms,
+            path: ready.path,
+            duration_ms: ready.duration_ms,
         })
     }
 
@@ -482,76 +382,6 @@ fn log_done(call_sid: &str, output: &StageOutput, attempt: u32) {
             tracing::info!(call_sid, skipped = "no transcript", "extraction_ready")
         }
     }
-}
-
-/// Fix recordings a crashed process left open: the header gets the sizes of what is on disk,
-/// the audio is kept, and the stream is marked `repaired` so the pipeline can use it.
-pub async fn repair_recordings(
-    store: &Store,
-    alive_since_ms: i64,
-) -> Result<usize, crate::store::DbError> {
-    let mut repaired = 0;
-    for (stream_sid, path) in store.take_orphaned_streams(alive_since_ms).await? {
-        if path.is_empty() {
-            // No file was being written (the `twilio` source, or a socket that had just started).
-            store
-                .stream_finished(
-                    &stream_sid,
-                    StreamStatus::NotRecorded,
-                    None,
-                    (0, 0, 0),
-                    CloseReason::ProcessDied.as_str(),
-                    Clock::new().now_ms(),
-                )
-                .await?;
-            continue;
-        }
-        let result = {
-            let p = path.clone();
-            tokio::task::spawn_blocking(move || -> Result<u64, String> {
-                let mut f = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&p)
-                    .map_err(|e| e.to_string())?;
-                let len = f.metadata().map_err(|e| e.to_string())?.len();
-                crate::recording::recorder::repair(&mut f, len).map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()))
-        };
-        let now = Clock::new().now_ms();
-        match result {
-            Ok(frames) => {
-                tracing::warn!(stream_sid = %stream_sid, path = %path, frames, "recording_repaired");
-                store
-                    .stream_finished(
-                        &stream_sid,
-                        StreamStatus::Repaired,
-                        Some(frames),
-                        (0, 0, 0),
-                        CloseReason::ProcessDied.as_str(),
-                        now,
-                    )
-                    .await?;
-                repaired += 1;
-            }
-            Err(e) => {
-                tracing::error!(stream_sid = %stream_sid, path = %path, error = %e, "recording_unrepairable");
-                store
-                    .stream_finished(
-                        &stream_sid,
-                        StreamStatus::Failed,
-                        None,
-                        (0, 0, 0),
-                        CloseReason::ProcessDied.as_str(),
-                        now,
-                    )
-                    .await?;
-            }
-        }
-    }
-    Ok(repaired)
 }
 
 #[cfg(all(test, feature = "test-engines"))]

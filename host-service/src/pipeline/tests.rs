@@ -6,6 +6,8 @@
 use super::*;
 use crate::config::PipelineConfig;
 use crate::recording::recorder::{Recorder, RecorderLimits};
+use crate::recording::stream::StreamSource;
+use crate::recording::twilio::{rest::TwilioClient, TwilioSource};
 use crate::store::{CallFacts, CallStatus};
 
 const CALL: &str = "CA0123456789abcdef0123456789abcdef";
@@ -41,7 +43,7 @@ async fn setup(
             crate::store::StreamStatus::Saved,
             Some(summary.frames),
             (1, 0, 0),
-            "stopped",
+            crate::store::CloseReason::Stopped,
             T0,
         )
         .await
@@ -53,15 +55,16 @@ async fn setup(
         fail_first,
     });
     let pipeline = Arc::new(Pipeline {
-        store,
         engines,
         clock: Clock::starting_at(T0),
         metrics: Arc::new(Metrics::default()),
         config,
-        source: RecordingSource::Stream,
-        twilio_deadline_ms: 3_600_000,
-        recordings_dir: dir.path().to_owned(),
-        twilio: None,
+        source: Arc::new(StreamSource {
+            store: store.clone(),
+            recordings_dir: dir.path().to_owned(),
+            limits: RecorderLimits::default(),
+        }),
+        store,
     });
     (dir, pipeline)
 }
@@ -165,7 +168,7 @@ async fn wav_stand_in() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     use axum::http::{HeaderMap, StatusCode, Uri};
     let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = hits.clone();
-    let mut wav = crate::recording::recorder::wav_header(8000).to_vec();
+    let mut wav = media::wav::header_i16(2, 8000, 8000).unwrap();
     wav.resize(44 + 8000 * 4, 0);
     let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
         let wav = wav.clone();
@@ -209,16 +212,16 @@ async fn twilio_setup(api: &str) -> (tempfile::TempDir, Arc<Pipeline>) {
             crate::store::StreamStatus::NotRecorded,
             None,
             (0, 0, 0),
-            "stopped",
+            crate::store::CloseReason::Stopped,
             T0,
         )
         .await
         .unwrap();
     store.call_ended(CALL, &facts, "twilio", T0).await.unwrap();
+    let clock = Clock::starting_at(T0);
     let pipeline = Arc::new(Pipeline {
-        store,
         engines: crate::test_engines::engines(&Default::default()),
-        clock: Clock::starting_at(T0),
+        clock: clock.clone(),
         metrics: Arc::new(Metrics::default()),
         // Two attempts: three waits that counted as attempts would fail the call.
         config: PipelineConfig {
@@ -226,10 +229,15 @@ async fn twilio_setup(api: &str) -> (tempfile::TempDir, Arc<Pipeline>) {
             backoff_cap_ms: 120_000,
             ..PipelineConfig::default()
         },
-        source: RecordingSource::Twilio,
-        twilio_deadline_ms: 3_600_000,
-        recordings_dir: dir.path().to_owned(),
-        twilio: Some(TwilioClient::new(api, Some(ACCOUNT.into()), "token".into()).unwrap()),
+        source: Arc::new(TwilioSource {
+            store: store.clone(),
+            clock,
+            client: Some(TwilioClient::new(api, Some(ACCOUNT.into()), "token".into()).unwrap()),
+            public_base_url: None,
+            deadline_ms: 3_600_000,
+            recordings_dir: dir.path().to_owned(),
+        }),
+        store,
     });
     (dir, pipeline)
 }
@@ -259,7 +267,7 @@ async fn recording_job(p: &Pipeline) -> (String, i64, i64) {
 #[tokio::test]
 async fn a_twilio_recording_completed_five_minutes_late_still_completes_the_call() {
     let (api, hits) = wav_stand_in().await;
-    let (_d, p) = twilio_setup(&api).await;
+    let (dir, p) = twilio_setup(&api).await;
     // Waiting at 0, 2 and 4 minutes: each look is put back, no attempt used.
     for k in 0..3 {
         assert_eq!(run_due(&p).await, Stage::Recording);
@@ -282,7 +290,13 @@ async fn a_twilio_recording_completed_five_minutes_late_still_completes_the_call
     let url = format!("{api}/2010-04-01/Accounts/{ACCOUNT}/Recordings/RE1");
     assert!(p
         .store
-        .twilio_recording_status(CALL, "RE1", "completed", Some(&url), now)
+        .twilio_recording_status(
+            CALL,
+            "RE1",
+            crate::store::RecordingStatus::TwilioCompleted,
+            Some(&url),
+            now,
+        )
         .await
         .unwrap());
     assert_eq!(run_due(&p).await, Stage::Recording);
@@ -299,7 +313,7 @@ async fn a_twilio_recording_completed_five_minutes_late_still_completes_the_call
         .unwrap();
     assert_eq!(rec.attempts, 1);
     assert!(d.errors.is_empty(), "{:?}", d.errors);
-    let saved = std::fs::metadata(p.recordings_dir.join(format!("{CALL}.wav"))).unwrap();
+    let saved = std::fs::metadata(dir.path().join(format!("{CALL}.wav"))).unwrap();
     assert_eq!(saved.len(), 44 + 8000 * 4);
 }
 

@@ -1,8 +1,8 @@
 //! A call recording built from the media stream itself: a two-channel 16-bit 8 kHz WAV (left the
 //! caller, right what the service sent), audio placed by `media.timestamp` with silence filling
 //! gaps, and written to disk as it arrives so a long call never sits in memory. Pure over
-//! `Read + Write + Seek`, so it is tested on an in-memory cursor; `repair` fixes the header of a
-//! file left behind by a crash.
+//! `Read + Write + Seek`, so it is tested on an in-memory cursor. The WAV format itself (the
+//! header, and its repair after a crash) is `media::wav`'s.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -10,7 +10,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 pub const SAMPLE_RATE: u32 = media::SAMPLE_RATE;
 pub const CHANNELS: u16 = 2;
 pub const BYTES_PER_FRAME: u64 = 4;
-pub const HEADER_LEN: u64 = 44;
+pub const HEADER_LEN: u64 = media::wav::HEADER_LEN;
 /// Samples (per channel) per millisecond at 8 kHz.
 const SAMPLES_PER_MS: u64 = (SAMPLE_RATE / 1000) as u64;
 
@@ -20,8 +20,8 @@ pub enum RecordingError {
     Io(#[from] io::Error),
     #[error("audio at {at_ms} ms is past the recording limit of {limit_ms} ms")]
     TooLong { at_ms: u64, limit_ms: u64 },
-    #[error("not a WAV file this service wrote: {0}")]
-    NotOurWav(&'static str),
+    #[error("recording: {0}")]
+    Wav(#[from] media::wav::WavError),
     #[error("the recording's writer thread stopped")]
     WriterGone,
 }
@@ -56,24 +56,9 @@ impl RecorderLimits {
     }
 }
 
-/// The canonical 44-byte header for a stereo 16-bit PCM WAV at 8 kHz holding `frames` frames.
-pub fn wav_header(frames: u64) -> [u8; 44] {
-    let data_len = (frames * BYTES_PER_FRAME).min(u32::MAX as u64 - 36) as u32;
-    let mut h = [0u8; 44];
-    h[0..4].copy_from_slice(b"RIFF");
-    h[4..8].copy_from_slice(&(36 + data_len).to_le_bytes());
-    h[8..12].copy_from_slice(b"WAVE");
-    h[12..16].copy_from_slice(b"fmt ");
-    h[16..20].copy_from_slice(&16u32.to_le_bytes());
-    h[20..22].copy_from_slice(&1u16.to_le_bytes());
-    h[22..24].copy_from_slice(&CHANNELS.to_le_bytes());
-    h[24..28].copy_from_slice(&SAMPLE_RATE.to_le_bytes());
-    h[28..32].copy_from_slice(&(SAMPLE_RATE * BYTES_PER_FRAME as u32).to_le_bytes());
-    h[32..34].copy_from_slice(&(BYTES_PER_FRAME as u16).to_le_bytes());
-    h[34..36].copy_from_slice(&16u16.to_le_bytes());
-    h[36..40].copy_from_slice(b"data");
-    h[40..44].copy_from_slice(&data_len.to_le_bytes());
-    h
+/// The header for a recording of `frames` frames (stereo 16-bit PCM at 8 kHz).
+fn header(frames: u64) -> Result<Vec<u8>, RecordingError> {
+    Ok(media::wav::header_i16(CHANNELS, SAMPLE_RATE, frames)?)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,10 +91,10 @@ pub struct RecordingSummary {
 }
 
 impl<W: Read + Write + Seek> Recorder<W> {
-    /// Start a recording: writes a header with zero sizes (fixed by `finalize` or `repair`).
+    /// Start a recording: writes a header with zero sizes (fixed by `finalize`, or after a crash by `media::wav::repair_header`).
     pub fn new(mut out: W, limits: RecorderLimits) -> Result<Self, RecordingError> {
         out.seek(SeekFrom::Start(0))?;
-        out.write_all(&wav_header(0))?;
+        out.write_all(&header(0)?)?;
         Ok(Recorder {
             out,
             limits,
@@ -165,7 +150,7 @@ impl<W: Read + Write + Seek> Recorder<W> {
         let end = self.base + self.pending.len() as u64;
         self.write_pending(end)?;
         self.out.seek(SeekFrom::Start(0))?;
-        self.out.write_all(&wav_header(self.len))?;
+        self.out.write_all(&header(self.len)?)?;
         self.out.flush()?;
         let summary = RecordingSummary {
             frames: self.len,
@@ -261,31 +246,6 @@ impl<W: Read + Write + Seek> Recorder<W> {
         self.out.write_all(&buf)?;
         Ok(())
     }
-}
-
-/// Fix the header of a recording a crash left unfinished: the sizes are set from the bytes on
-/// disk (a torn last frame is cut off) and everything recorded is kept.
-pub fn repair<F: Read + Write + Seek>(file: &mut F, file_len: u64) -> Result<u64, RecordingError> {
-    if file_len < HEADER_LEN {
-        // The crash came before the header was complete: an empty recording.
-        file.seek(SeekFrom::Start(0))?;
-        file.write_all(&wav_header(0))?;
-        return Ok(0);
-    }
-    let mut head = [0u8; 44];
-    file.seek(SeekFrom::Start(0))?;
-    file.read_exact(&mut head)?;
-    if &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" || &head[36..40] != b"data" {
-        return Err(RecordingError::NotOurWav("header"));
-    }
-    if head[22..24] != CHANNELS.to_le_bytes() || head[24..28] != SAMPLE_RATE.to_le_bytes() {
-        return Err(RecordingError::NotOurWav("format"));
-    }
-    let frames = (file_len - HEADER_LEN) / BYTES_PER_FRAME;
-    file.seek(SeekFrom::Start(0))?;
-    file.write_all(&wav_header(frames))?;
-    file.flush()?;
-    Ok(frames)
 }
 
 #[cfg(test)]

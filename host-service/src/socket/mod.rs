@@ -6,18 +6,20 @@
 pub mod session;
 pub mod voice;
 
-use crate::config::RecordingSource;
-use crate::recording::recorder::{RecorderLimits, RecordingError};
-use crate::recording::writer::RecordingWriter;
-use crate::shutdown::wait_true;
-use crate::state::AppState;
-use crate::store::{StreamStart, StreamStatus};
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::recording::recorder::RecordingError;
+use crate::recording::{OpenRecording, Source, StartedStream};
+use crate::shutdown::{wait_true, Tracker};
+use crate::store::{CloseReason, Store, StreamStart, StreamStatus};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use media::protocol::ServerMessage;
 use session::{Event, Session, StartInfo};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
-use voice::{CallInfo, Outbound, VoiceApp};
+use voice::{AppFactory, CallInfo, Outbound, VoiceApp};
 
 /// A frame from the peer, reduced to what the handler needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,62 +50,40 @@ pub mod close {
     pub const INTERNAL: u16 = 1011;
 }
 
-/// Why a media socket ended: the `reason` of `host_ws_closed_total`, the close frame's text,
-/// and `streams.close_reason`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    Stopped,
-    ClosedByPeer,
-    PeerGone,
-    StartTimeout,
-    BinaryFrame,
-    FrameTooBig,
-    ProtocolError,
-    Shutdown,
-    TransportError,
-    SendFailed,
-    InternalError,
-    IdleTimeout,
-    DuplicateStreamSid,
-    CallAlreadyEnded,
-    AccountSidMismatch,
-    /// Not a socket's own end: the process holding it died and the next start found the stream
-    /// still open.
-    ProcessDied,
+/// What a media socket is given, and nothing more: its limits, the store it reports to, the
+/// recording source, the voice app, and the drain signal.
+pub struct SocketCtx {
+    pub limits: SocketLimits,
+    /// `twilio.account_sid`: when set, a `start` from another account is refused.
+    pub account_sid: Option<String>,
+    pub store: Store,
+    pub recording: Arc<dyn Source>,
+    pub app_factory: Option<AppFactory>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Clock,
+    /// Counts the socket open (for `/healthz`, `/metrics` and the drain).
+    pub tracker: Arc<Tracker>,
+    /// Turns true when the service starts draining.
+    pub shutdown: watch::Receiver<bool>,
 }
 
-impl CloseReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloseReason::Stopped => "stopped",
-            CloseReason::ClosedByPeer => "closed_by_peer",
-            CloseReason::PeerGone => "peer_gone",
-            CloseReason::StartTimeout => "start_timeout",
-            CloseReason::BinaryFrame => "binary_frame",
-            CloseReason::FrameTooBig => "frame_too_big",
-            CloseReason::ProtocolError => "protocol_error",
-            CloseReason::Shutdown => "shutdown",
-            CloseReason::TransportError => "transport_error",
-            CloseReason::SendFailed => "send_failed",
-            CloseReason::InternalError => "internal_error",
-            CloseReason::IdleTimeout => "idle_timeout",
-            CloseReason::DuplicateStreamSid => "duplicate_stream_sid",
-            CloseReason::CallAlreadyEnded => "call_already_ended",
-            CloseReason::AccountSidMismatch => "account_sid_mismatch",
-            CloseReason::ProcessDied => "process_died",
-        }
-    }
-}
-
-/// The recording of one stream while it is open.
-struct OpenRecording {
-    writer: RecordingWriter,
-    path: String,
+/// The timers and sizes of one socket (`websocket.*`, `recording.max_timestamp_jump_ms`).
+#[derive(Debug, Clone, Copy)]
+pub struct SocketLimits {
+    /// No `start` within this long closes the socket.
+    pub start_timeout: Duration,
+    /// After `start`, silence this long closes the socket.
+    pub idle_timeout: Duration,
+    /// How long the close frame may take to go out.
+    pub close_timeout: Duration,
+    pub max_frame_bytes: usize,
+    /// How far ahead of the time since `start` a frame's timestamp may be.
+    pub max_timestamp_jump_ms: u64,
 }
 
 /// Everything one socket holds.
 struct Conn {
-    state: AppState,
+    ctx: Arc<SocketCtx>,
     session: Session,
     call: Option<StartInfo>,
     recording: Option<OpenRecording>,
@@ -118,25 +98,24 @@ struct Conn {
 
 /// Serve one Media Streams socket until it closes, the peer misbehaves, or the service shuts
 /// down. The recording is finalized on every path out.
-pub async fn serve_socket<S, R, E>(state: AppState, mut tx: S, mut rx: R)
+pub async fn serve_socket<S, R, E>(ctx: Arc<SocketCtx>, mut tx: S, mut rx: R)
 where
     S: Sink<WsOut> + Unpin,
     R: Stream<Item = Result<WsIn, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let metrics = state.metrics.clone();
-    // Counts the socket open (for `/healthz`, `/metrics` and the drain) until this returns or
-    // unwinds.
-    let _guard = state.tracker.enter();
-    let mut shutdown = state.shutdown.clone();
-    let start_deadline =
-        Instant::now() + Duration::from_millis(state.config.websocket.start_timeout_ms);
-    let idle = Duration::from_millis(state.config.websocket.idle_timeout_ms);
-    let close_timeout = Duration::from_millis(state.config.http.shutdown_timeout_ms);
-    let max_frame = state.config.websocket.max_frame_bytes;
+    let metrics = ctx.metrics.clone();
+    // Counts the socket open until this returns or unwinds.
+    let _guard = ctx.tracker.enter();
+    let mut shutdown = ctx.shutdown.clone();
+    let limits = ctx.limits;
+    let start_deadline = Instant::now() + limits.start_timeout;
+    let idle = limits.idle_timeout;
+    let close_timeout = limits.close_timeout;
+    let max_frame = limits.max_frame_bytes;
     let mut last_frame = Instant::now();
     let mut conn = Conn {
-        state: state.clone(),
+        ctx,
         session: Session::new(),
         call: None,
         recording: None,
@@ -246,7 +225,7 @@ impl Conn {
 
     fn refused(&mut self, kind: &'static str, detail: &str) {
         self.bad += 1;
-        self.state.metrics.bad_message(kind);
+        self.ctx.metrics.bad_message(kind);
         let (call_sid, stream_sid) = self.sids();
         tracing::warn!(call_sid, stream_sid, kind, detail, "bad_message");
     }
@@ -271,7 +250,7 @@ impl Conn {
                 // of the time since `start` is a lie that would fill the file with silence.
                 let since_start = self.started_at.map(|t| t.elapsed()).unwrap_or_default();
                 let elapsed_ms = since_start.as_millis() as u64;
-                let max_jump = self.state.config.recording.max_timestamp_jump_ms;
+                let max_jump = self.ctx.limits.max_timestamp_jump_ms;
                 if timestamp_ms > elapsed_ms.saturating_add(max_jump) {
                     self.refused(
                         "timestamp_too_far",
@@ -282,16 +261,19 @@ impl Conn {
                     return Flow::Continue(Vec::new());
                 }
                 self.frames_in += 1;
-                self.state.metrics.frames_in.inc();
-                self.state
+                self.ctx.metrics.frames_in.inc();
+                self.ctx
                     .metrics
                     .frame_lag(crate::metrics::frame_lag(since_start, timestamp_ms));
-                if self.recording.is_some()
-                    && !self.limits().inbound_fits(timestamp_ms, mulaw.len())
-                {
+                let past_limit = self
+                    .recording
+                    .as_ref()
+                    .map(|r| r.limits)
+                    .filter(|l| !l.inbound_fits(timestamp_ms, mulaw.len()));
+                if let Some(limits) = past_limit {
                     let e = RecordingError::TooLong {
                         at_ms: timestamp_ms,
-                        limit_ms: self.limits().max_duration_ms,
+                        limit_ms: limits.max_duration_ms,
                     };
                     self.refused("past_recording_limit", &e.to_string());
                     return Flow::Continue(Vec::new());
@@ -334,18 +316,6 @@ impl Conn {
         }
     }
 
-    fn limits(&self) -> RecorderLimits {
-        RecorderLimits {
-            reorder_window_ms: self.state.config.recording.reorder_window_ms,
-            max_duration_ms: self
-                .state
-                .config
-                .recording
-                .max_duration_s
-                .saturating_mul(1000),
-        }
-    }
-
     /// The writer thread stopped: `finish` collects and logs its error.
     fn recording_error(&mut self, e: RecordingError) -> Flow {
         let (call_sid, stream_sid) = self.sids();
@@ -354,14 +324,14 @@ impl Conn {
     }
 
     async fn on_start(&mut self, info: StartInfo) -> Flow {
-        let st = self.state.clone();
+        let ctx = self.ctx.clone();
         tracing::info!(
             call_sid = %info.call_sid,
             stream_sid = %info.stream_sid,
             tracks = ?info.tracks,
             "ws_start"
         );
-        if let Some(account) = &st.config.twilio.account_sid {
+        if let Some(account) = &ctx.account_sid {
             if &info.account_sid != account {
                 return self.refuse_start(
                     &info,
@@ -371,21 +341,20 @@ impl Conn {
             }
         }
         self.started_at = Some(Instant::now());
-        let now = st.clock.now_ms();
+        let now = ctx.clock.now_ms();
         let facts = crate::store::CallFacts {
             account_sid: Some(&info.account_sid),
             from: info.custom_parameters.get("From").map(String::as_str),
             to: info.custom_parameters.get("To").map(String::as_str),
             call_status: None,
         };
-        let source = st.config.recording.source;
-        let started = st
+        let started = ctx
             .store
             .stream_started(
                 info.call_sid.as_str(),
                 &info.stream_sid,
                 &facts,
-                source_name(source),
+                ctx.recording.name(),
                 now,
             )
             .await;
@@ -411,41 +380,22 @@ impl Conn {
                 return Flow::Internal;
             }
         };
-        match source {
-            RecordingSource::Stream => {
-                let name = if idx == 0 {
-                    format!("{}.wav", info.call_sid)
-                } else {
-                    format!("{}.{idx}.wav", info.call_sid)
-                };
-                let path = st.recordings_dir.join(name);
-                match RecordingWriter::create(path.clone(), self.limits()).await {
-                    Ok(writer) => {
-                        let path = path.display().to_string();
-                        let saved = st
-                            .store
-                            .stream_recording_path(&info.stream_sid, &path)
-                            .await;
-                        if let Err(e) = saved {
-                            tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "cannot store recording path");
-                        }
-                        self.recording = Some(OpenRecording { writer, path });
-                    }
-                    Err(e) => {
-                        tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "cannot create recording");
-                        self.call = Some(info);
-                        self.recording_failed = true;
-                        return Flow::Internal;
-                    }
-                }
-            }
-            RecordingSource::Twilio => {
-                if idx == 0 {
-                    request_twilio_recording(&st, &info);
-                }
+        let started = StartedStream {
+            call_sid: &info.call_sid,
+            stream_sid: &info.stream_sid,
+            account_sid: &info.account_sid,
+            idx,
+        };
+        match ctx.recording.stream_started(started).await {
+            Ok(recording) => self.recording = recording,
+            Err(e) => {
+                tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "cannot create recording");
+                self.call = Some(info);
+                self.recording_failed = true;
+                return Flow::Internal;
             }
         }
-        let out = match &st.app_factory {
+        let out = match &ctx.app_factory {
             Some(factory) => {
                 let mut app = factory();
                 let out = app.start(&CallInfo {
@@ -467,7 +417,7 @@ impl Conn {
     fn refuse_start(&mut self, info: &StartInfo, reason: CloseReason, detail: &str) -> Flow {
         let kind = reason.as_str();
         self.bad += 1;
-        self.state.metrics.bad_message(kind);
+        self.ctx.metrics.bad_message(kind);
         tracing::warn!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, kind, detail, "start_refused");
         Flow::Refused(reason)
     }
@@ -489,7 +439,7 @@ impl Conn {
                         }
                     }
                     self.frames_out += 1;
-                    self.state.metrics.frames_out.inc();
+                    self.ctx.metrics.frames_out.inc();
                     ServerMessage::media(&stream_sid, &audio)
                 }
                 Outbound::Mark(name) => ServerMessage::mark(&stream_sid, &name),
@@ -515,7 +465,7 @@ impl Conn {
         let Some(info) = self.call.take() else {
             return;
         };
-        let st = &self.state;
+        let ctx = &self.ctx;
         let (status, frames) = match self.recording.take() {
             Some(open) => {
                 let path = open.path;
@@ -539,15 +489,15 @@ impl Conn {
             None if self.recording_failed => (StreamStatus::Failed, None),
             None => (StreamStatus::NotRecorded, None),
         };
-        let now = st.clock.now_ms();
-        if let Err(e) = st
+        let now = ctx.clock.now_ms();
+        if let Err(e) = ctx
             .store
             .stream_finished(
                 &info.stream_sid,
                 status,
                 frames,
                 (self.frames_in, self.frames_out, self.bad),
-                reason.as_str(),
+                reason,
                 now,
             )
             .await
@@ -563,51 +513,5 @@ impl Conn {
             bad_messages = self.bad,
             "ws_closed"
         );
-    }
-}
-
-/// Ask Twilio to record the call (the `twilio` source), without holding up the media socket.
-fn request_twilio_recording(state: &AppState, info: &StartInfo) {
-    let Some(client) = state.twilio.clone() else {
-        return;
-    };
-    let Some(base) = state.config.public_base_url.clone() else {
-        return;
-    };
-    let store = state.store.clone();
-    let clock = state.clock.clone();
-    let call_sid = info.call_sid.clone();
-    let stream_sid = info.stream_sid.clone();
-    let account = info.account_sid.clone();
-    tokio::spawn(async move {
-        let callback = format!("{}/webhook/recording_status", base.trim_end_matches('/'));
-        let status = match client.start_recording(&account, &call_sid, &callback).await {
-            Ok(recording_sid) => {
-                tracing::info!(call_sid = %call_sid, stream_sid = %stream_sid, recording_sid = %recording_sid, "twilio_recording_started");
-                "twilio_requested"
-            }
-            Err(e) => {
-                tracing::error!(call_sid = %call_sid, stream_sid = %stream_sid, error = %e, "twilio_recording_failed");
-                let _ = store
-                    .add_error(
-                        call_sid.as_str(),
-                        "recording",
-                        &e.to_string(),
-                        clock.now_ms(),
-                    )
-                    .await;
-                "twilio_request_failed"
-            }
-        };
-        if let Err(e) = store.set_recording_status(call_sid.as_str(), status).await {
-            tracing::error!(call_sid = %call_sid, error = %e, "cannot store recording status");
-        }
-    });
-}
-
-pub fn source_name(source: RecordingSource) -> &'static str {
-    match source {
-        RecordingSource::Stream => "stream",
-        RecordingSource::Twilio => "twilio",
     }
 }

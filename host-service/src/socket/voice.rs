@@ -47,7 +47,7 @@ pub enum GreetingError {
     #[error("greeting {path}: {error}")]
     Audio {
         path: String,
-        error: media::audio::AudioError,
+        error: media::wav::WavError,
     },
     #[error("greeting {0} holds no audio")]
     Empty(String),
@@ -60,7 +60,7 @@ pub fn load_greeting(path: &std::path::Path) -> Result<Vec<u8>, GreetingError> {
         path: label.clone(),
         error,
     })?;
-    let pcm = media::audio::decode_wav(&bytes).map_err(|error| GreetingError::Audio {
+    let pcm = media::wav::decode(&bytes).map_err(|error| GreetingError::Audio {
         path: label.clone(),
         error,
     })?;

@@ -2,7 +2,7 @@
 //! plus the retention sweep's deletes and the reads behind the API.
 
 use super::queue::Stage;
-use super::status::StreamStatus;
+use super::status::{CallStatus, CloseReason, JobState, RecordingStatus, StreamStatus};
 use super::views::{CallDetail, CallSummary, ErrorRow, JobRow, RecordingDetail, StreamRow};
 use super::{Result, Store};
 use sqlx::Row;
@@ -21,7 +21,7 @@ pub enum StreamStart {
 /// What the recording stage of the `twilio` source needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TwilioRecording {
-    pub status: String,
+    pub status: RecordingStatus,
     pub url: Option<String>,
     pub ended_at_ms: Option<i64>,
     pub account_sid: Option<String>,
@@ -67,7 +67,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO calls (call_sid, account_sid, from_number, to_number, status, created_at_ms,
                                 recording_source, recording_status)
-             VALUES ($1, $2, $3, $4, 'in_progress', $5, $6, 'pending')
+             VALUES ($1, $2, $3, $4, $7, $5, $6, $8)
              ON CONFLICT (call_sid) DO UPDATE SET
                account_sid = COALESCE(calls.account_sid, excluded.account_sid),
                from_number = COALESCE(calls.from_number, excluded.from_number),
@@ -79,6 +79,8 @@ impl Store {
         .bind(facts.to)
         .bind(now)
         .bind(recording_source)
+        .bind(CallStatus::InProgress)
+        .bind(RecordingStatus::Pending)
         .execute(&mut *tx)
         .await?;
         let idx: i64 = sqlx::query_scalar(
@@ -89,13 +91,14 @@ impl Store {
         .await?;
         sqlx::query(
             "INSERT INTO streams (stream_sid, call_sid, idx, status, started_at_ms, replica)
-             VALUES ($1, $2, $3, 'streaming', $4, $5)",
+             VALUES ($1, $2, $3, $6, $4, $5)",
         )
         .bind(stream_sid)
         .bind(call_sid)
         .bind(idx)
         .bind(now)
         .bind(self.replica())
+        .bind(StreamStatus::Streaming)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -103,9 +106,10 @@ impl Store {
     }
 
     pub async fn stream_recording_path(&self, stream_sid: &str, path: &str) -> Result<()> {
-        sqlx::query("UPDATE streams SET path = $2, status = 'recording' WHERE stream_sid = $1")
+        sqlx::query("UPDATE streams SET path = $2, status = $3 WHERE stream_sid = $1")
             .bind(stream_sid)
             .bind(path)
+            .bind(StreamStatus::Recording)
             .execute(self.pool())
             .await?;
         Ok(())
@@ -119,7 +123,7 @@ impl Store {
         status: StreamStatus,
         frames: Option<u64>,
         counters: (u64, u64, u64),
-        close_reason: &str,
+        close_reason: CloseReason,
         now: i64,
     ) -> Result<()> {
         sqlx::query(
@@ -140,11 +144,13 @@ impl Store {
         // The call's recording stage may be waiting for this stream: due now.
         let moved = sqlx::query(
             "UPDATE jobs SET run_at_ms = CASE WHEN run_at_ms < $2 THEN run_at_ms ELSE $2 END
-             WHERE stage = 'recording' AND state = 'queued'
+             WHERE stage = $3 AND state = $4
                AND call_sid = (SELECT call_sid FROM streams WHERE stream_sid = $1)",
         )
         .bind(stream_sid)
         .bind(now)
+        .bind(Stage::Recording)
+        .bind(JobState::Queued)
         .execute(self.pool())
         .await?
         .rows_affected();
@@ -158,10 +164,12 @@ impl Store {
     pub async fn best_stream_recording(&self, call_sid: &str) -> Result<Option<(String, i64)>> {
         let row = sqlx::query(
             "SELECT path, COALESCE(frames, 0) AS frames FROM streams
-             WHERE call_sid = $1 AND status IN ('saved', 'repaired') AND path IS NOT NULL
+             WHERE call_sid = $1 AND status IN ($2, $3) AND path IS NOT NULL
              ORDER BY frames DESC, idx LIMIT 1",
         )
         .bind(call_sid)
+        .bind(StreamStatus::Saved)
+        .bind(StreamStatus::Repaired)
         .fetch_optional(self.pool())
         .await?;
         Ok(row.map(|r| (r.get("path"), r.get::<i64, _>("frames") / 8)))
@@ -170,9 +178,11 @@ impl Store {
     /// Streams still open for a call (the recording stage waits for them).
     pub async fn open_streams(&self, call_sid: &str) -> Result<i64> {
         Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM streams WHERE call_sid = $1 AND status IN ('streaming', 'recording')",
+            "SELECT COUNT(*) FROM streams WHERE call_sid = $1 AND status IN ($2, $3)",
         )
         .bind(call_sid)
+        .bind(StreamStatus::Streaming)
+        .bind(StreamStatus::Recording)
         .fetch_one(self.pool())
         .await?)
     }
@@ -190,7 +200,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO calls (call_sid, account_sid, from_number, to_number, status, created_at_ms,
                                 recording_source, recording_status)
-             VALUES ($1, $2, $3, $4, 'in_progress', $5, $6, 'pending')
+             VALUES ($1, $2, $3, $4, $7, $5, $6, $8)
              ON CONFLICT (call_sid) DO NOTHING",
         )
         .bind(call_sid)
@@ -199,10 +209,12 @@ impl Store {
         .bind(facts.to)
         .bind(now)
         .bind(recording_source)
+        .bind(CallStatus::InProgress)
+        .bind(RecordingStatus::Pending)
         .execute(&mut *tx)
         .await?;
         let changed = sqlx::query(
-            "UPDATE calls SET status = 'ended', ended_at_ms = $2, call_status = $3,
+            "UPDATE calls SET status = $7, ended_at_ms = $2, call_status = $3,
                account_sid = COALESCE(account_sid, $4),
                from_number = COALESCE(from_number, $5),
                to_number = COALESCE(to_number, $6)
@@ -214,6 +226,7 @@ impl Store {
         .bind(facts.account_sid)
         .bind(facts.from)
         .bind(facts.to)
+        .bind(CallStatus::Ended)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -226,7 +239,11 @@ impl Store {
         Ok(changed == 1)
     }
 
-    pub async fn set_recording_status(&self, call_sid: &str, status: &str) -> Result<()> {
+    pub async fn set_recording_status(
+        &self,
+        call_sid: &str,
+        status: RecordingStatus,
+    ) -> Result<()> {
         sqlx::query("UPDATE calls SET recording_status = $2 WHERE call_sid = $1")
             .bind(call_sid)
             .bind(status)
@@ -241,7 +258,7 @@ impl Store {
         &self,
         call_sid: &str,
         recording_sid: &str,
-        status: &str,
+        status: RecordingStatus,
         url: Option<&str>,
         now: i64,
     ) -> Result<bool> {
@@ -249,24 +266,26 @@ impl Store {
         let n = sqlx::query(
             "UPDATE calls SET twilio_recording_sid = $2,
                twilio_recording_url = COALESCE($4, twilio_recording_url),
-               recording_status = CASE WHEN recording_status = 'saved' THEN 'saved'
-                                       ELSE 'twilio_' || $3 END
+               recording_status = CASE WHEN recording_status = $5 THEN $5 ELSE $3 END
              WHERE call_sid = $1",
         )
         .bind(call_sid)
         .bind(recording_sid)
         .bind(status)
         .bind(url)
+        .bind(RecordingStatus::Saved)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if n == 1 && status == "completed" {
+        if n == 1 && status == RecordingStatus::TwilioCompleted {
             sqlx::query(
                 "UPDATE jobs SET run_at_ms = CASE WHEN run_at_ms < $2 THEN run_at_ms ELSE $2 END
-                 WHERE call_sid = $1 AND stage = 'recording' AND state = 'queued'",
+                 WHERE call_sid = $1 AND stage = $3 AND state = $4",
             )
             .bind(call_sid)
             .bind(now)
+            .bind(Stage::Recording)
+            .bind(JobState::Queued)
             .execute(&mut *tx)
             .await?;
             self.jobs_due(&mut tx).await?;
@@ -285,7 +304,7 @@ impl Store {
         .fetch_one(self.pool())
         .await?;
         Ok(TwilioRecording {
-            status: row.get(0),
+            status: row.try_get(0)?,
             url: row.get(1),
             ended_at_ms: row.get(2),
             account_sid: row.get(3),
@@ -319,12 +338,15 @@ impl Store {
         let sids: Vec<String> = sqlx::query_scalar(
             "SELECT call_sid FROM calls c WHERE created_at_ms < $1
                AND NOT EXISTS (SELECT 1 FROM streams s WHERE s.call_sid = c.call_sid
-                               AND s.status IN ('streaming', 'recording'))
+                               AND s.status IN ($2, $3))
                AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.call_sid = c.call_sid
-                               AND j.state = 'running')
+                               AND j.state = $4)
              ORDER BY created_at_ms",
         )
         .bind(cutoff_ms)
+        .bind(StreamStatus::Streaming)
+        .bind(StreamStatus::Recording)
+        .bind(JobState::Running)
         .fetch_all(self.pool())
         .await?;
         let mut out = Vec::with_capacity(sids.len());
@@ -392,7 +414,7 @@ impl Store {
                     to: r.get(3),
                     created_at_ms: r.get(4),
                     ended_at_ms: r.get(5),
-                    recording_status: r.get(6),
+                    recording_status: r.try_get(6)?,
                 })
             })
             .collect()
@@ -486,7 +508,7 @@ impl Store {
             completed_at_ms: r.get("completed_at_ms"),
             recording: RecordingDetail {
                 source: r.get("recording_source"),
-                status: r.get("recording_status"),
+                status: r.try_get("recording_status")?,
                 duration_ms: r.get("recording_duration_ms"),
                 twilio_recording_sid: r.get("twilio_recording_sid"),
                 available: recording_path.is_some(),

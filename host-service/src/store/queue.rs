@@ -4,8 +4,8 @@
 //! `FOR UPDATE SKIP LOCKED` (two never wait on, or take, the same job) and a transaction that
 //! makes a job due sends `NOTIFY`, which wakes the idle workers of every replica.
 
-use super::status::{stored_as_text, CallStatus, JobState, TranscriptionStatus};
-use super::{Backend, Result, Store};
+use super::status::{stored_as_text, CallStatus, JobState, RecordingStatus, TranscriptionStatus};
+use super::{Result, Store};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -92,22 +92,21 @@ impl Store {
     /// Take the next due job: a queued one whose time has come, or a running one whose lease
     /// has expired (its worker died). One statement, so two workers never take the same job.
     pub async fn claim(&self, worker: &str, now: i64, lease_ms: u64) -> Result<Option<Job>> {
-        let lock = match self.backend() {
-            Backend::Sqlite => "",
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        };
+        let lock = self.dialect().claim_lock();
         let row = sqlx::query(&format!(
-            "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until_ms = $2 + $3,
+            "UPDATE jobs SET state = $4, lease_owner = $1, lease_until_ms = $2 + $3,
                attempts = attempts + 1, started_at_ms = $2
              WHERE id = (SELECT id FROM jobs
-                         WHERE (state = 'queued' AND run_at_ms <= $2)
-                            OR (state = 'running' AND lease_until_ms <= $2)
+                         WHERE (state = $5 AND run_at_ms <= $2)
+                            OR (state = $4 AND lease_until_ms <= $2)
                          ORDER BY run_at_ms, id LIMIT 1 {lock})
              RETURNING id, call_sid, stage, attempts"
         ))
         .bind(worker)
         .bind(now)
         .bind(lease_ms as i64)
+        .bind(JobState::Running)
+        .bind(JobState::Queued)
         .fetch_optional(self.pool())
         .await?;
         Ok(row.and_then(|r| job_from_row(&r)))
@@ -117,12 +116,13 @@ impl Store {
     pub async fn renew(&self, job: &Job, worker: &str, now: i64, lease_ms: u64) -> Result<bool> {
         let n = sqlx::query(
             "UPDATE jobs SET lease_until_ms = $3 + $4
-             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+             WHERE id = $1 AND lease_owner = $2 AND state = $5",
         )
         .bind(job.id)
         .bind(worker)
         .bind(now)
         .bind(lease_ms as i64)
+        .bind(JobState::Running)
         .execute(self.pool())
         .await?
         .rows_affected();
@@ -140,13 +140,15 @@ impl Store {
     ) -> Result<Outcome> {
         let mut tx = self.write_tx(&job.call_sid).await?;
         let n = sqlx::query(
-            "UPDATE jobs SET state = 'done', finished_at_ms = $3, duration_ms = $3 - started_at_ms,
+            "UPDATE jobs SET state = $4, finished_at_ms = $3, duration_ms = $3 - started_at_ms,
                lease_owner = NULL, lease_until_ms = NULL
-             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+             WHERE id = $1 AND lease_owner = $2 AND state = $5",
         )
         .bind(job.id)
         .bind(worker)
         .bind(now)
+        .bind(JobState::Done)
+        .bind(JobState::Running)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -156,13 +158,15 @@ impl Store {
         let sid = job.call_sid.as_str();
         let update = match output {
             StageOutput::Recording { path, duration_ms } => sqlx::query(
-                "UPDATE calls SET recording_status = 'saved', recording_path = $2,
-                   recording_duration_ms = $3, status = 'processing'
+                "UPDATE calls SET recording_status = $4, recording_path = $2,
+                   recording_duration_ms = $3, status = $5
                  WHERE call_sid = $1",
             )
             .bind(sid)
             .bind(path)
-            .bind(*duration_ms as i64),
+            .bind(*duration_ms as i64)
+            .bind(RecordingStatus::Saved)
+            .bind(CallStatus::Processing),
             StageOutput::Transcript { json } => sqlx::query(
                 "UPDATE calls SET transcription_status = $3, transcript_json = $2
                  WHERE call_sid = $1",
@@ -197,10 +201,11 @@ impl Store {
             Some(next) => self.enqueue(&mut tx, &job.call_sid, next, now).await?,
             None => {
                 sqlx::query(
-                    "UPDATE calls SET status = 'completed', completed_at_ms = $2 WHERE call_sid = $1",
+                    "UPDATE calls SET status = $3, completed_at_ms = $2 WHERE call_sid = $1",
                 )
                 .bind(&job.call_sid)
                 .bind(now)
+                .bind(CallStatus::Completed)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -221,14 +226,16 @@ impl Store {
         reason: &str,
     ) -> Result<bool> {
         let n = sqlx::query(
-            "UPDATE jobs SET state = 'queued', run_at_ms = $3, last_error = $4,
+            "UPDATE jobs SET state = $5, run_at_ms = $3, last_error = $4,
                attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, lease_owner = NULL, lease_until_ms = NULL
-             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+             WHERE id = $1 AND lease_owner = $2 AND state = $6",
         )
         .bind(job.id)
         .bind(worker)
         .bind(run_at_ms)
         .bind(reason)
+        .bind(JobState::Queued)
+        .bind(JobState::Running)
         .execute(self.pool())
         .await?
         .rows_affected();
@@ -263,7 +270,7 @@ impl Store {
         let n = sqlx::query(
             "UPDATE jobs SET state = $3, run_at_ms = $4, last_error = $5, lease_owner = NULL,
                lease_until_ms = NULL, finished_at_ms = $6, duration_ms = $6 - started_at_ms
-             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+             WHERE id = $1 AND lease_owner = $2 AND state = $7",
         )
         .bind(job.id)
         .bind(worker)
@@ -271,6 +278,7 @@ impl Store {
         .bind(run_at)
         .bind(error)
         .bind(now)
+        .bind(JobState::Running)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -311,9 +319,11 @@ impl Store {
     /// The earliest time a job becomes due, so idle workers sleep until then.
     pub async fn next_due(&self) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT MIN(CASE WHEN state = 'queued' THEN run_at_ms ELSE lease_until_ms END)
-             FROM jobs WHERE state IN ('queued', 'running')",
+            "SELECT MIN(CASE WHEN state = $1 THEN run_at_ms ELSE lease_until_ms END)
+             FROM jobs WHERE state IN ($1, $2)",
         )
+        .bind(JobState::Queued)
+        .bind(JobState::Running)
         .fetch_one(self.pool())
         .await?)
     }
@@ -342,12 +352,13 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO jobs (call_sid, stage, state, run_at_ms, created_at_ms)
-             VALUES ($1, $2, 'queued', $3, $3)
+             VALUES ($1, $2, $4, $3, $3)
              ON CONFLICT (call_sid, stage) DO NOTHING",
         )
         .bind(call_sid)
         .bind(stage)
         .bind(now)
+        .bind(JobState::Queued)
         .execute(&mut **tx)
         .await?;
         self.jobs_due(tx).await
@@ -357,7 +368,7 @@ impl Store {
     /// replica, this one included. SQLite has only this process to wake, after the commit
     /// (`jobs_committed`), so the woken worker's look finds the job.
     pub(super) async fn jobs_due(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
-        if self.backend() == Backend::Postgres {
+        if self.dialect().shared() {
             notify_jobs(&mut **tx).await?;
         }
         Ok(())
@@ -366,16 +377,17 @@ impl Store {
     /// Jobs became due outside a transaction: the same wake-up as `jobs_due` plus
     /// `jobs_committed`.
     pub(super) async fn wake_workers(&self) -> Result<()> {
-        match self.backend() {
-            Backend::Postgres => notify_jobs(self.pool()).await?,
-            Backend::Sqlite => self.jobs_changed.notify_waiters(),
+        if self.dialect().shared() {
+            notify_jobs(self.pool()).await?;
+        } else {
+            self.jobs_changed.notify_waiters();
         }
         Ok(())
     }
 
     /// After committing a transaction that called `jobs_due`.
     pub(super) fn jobs_committed(&self) {
-        if self.backend() == Backend::Sqlite {
+        if !self.dialect().shared() {
             self.jobs_changed.notify_waiters();
         }
     }
@@ -390,7 +402,7 @@ impl Store {
     /// closes. A dropped connection reconnects and wakes everyone once (a notification may
     /// have been missed meanwhile). SQLite: nothing to listen to.
     pub async fn listen_for_jobs(&self) -> Result<()> {
-        if self.backend() != Backend::Postgres {
+        if !self.dialect().shared() {
             return Ok(());
         }
         let Some(url) = self.postgres_url() else {

@@ -4,7 +4,8 @@
 //! its replica still completes. The same check proves at start-up that the recordings directory
 //! is the one every replica shares.
 
-use super::{Backend, DbError, Result, Store};
+use super::status::StreamStatus;
+use super::{DbError, Result, Store};
 use sqlx::Row;
 use std::path::Path;
 
@@ -55,13 +56,15 @@ impl Store {
     ) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query(
             "SELECT stream_sid, path, COALESCE(replica, '') AS replica FROM streams s
-             WHERE status IN ('streaming', 'recording')
+             WHERE status IN ($3, $4)
                AND COALESCE(replica, '') <> $1
                AND NOT EXISTS (SELECT 1 FROM replicas r
                                WHERE r.id = s.replica AND r.seen_at_ms >= $2)",
         )
         .bind(self.replica())
         .bind(alive_since_ms)
+        .bind(StreamStatus::Streaming)
+        .bind(StreamStatus::Recording)
         .fetch_all(self.pool())
         .await?;
         let mut taken = Vec::with_capacity(rows.len());
@@ -71,11 +74,13 @@ impl Store {
             let n = sqlx::query(
                 "UPDATE streams SET replica = $1
                  WHERE stream_sid = $2 AND COALESCE(replica, '') = $3
-                   AND status IN ('streaming', 'recording')",
+                   AND status IN ($4, $5)",
             )
             .bind(self.replica())
             .bind(&sid)
             .bind(&was)
+            .bind(StreamStatus::Streaming)
+            .bind(StreamStatus::Recording)
             .execute(self.pool())
             .await?
             .rows_affected();
@@ -92,10 +97,12 @@ impl Store {
         Ok(sqlx::query(
             "DELETE FROM replicas WHERE id <> $1 AND seen_at_ms < $2
                AND NOT EXISTS (SELECT 1 FROM streams s WHERE s.replica = replicas.id
-                               AND s.status IN ('streaming', 'recording'))",
+                               AND s.status IN ($3, $4))",
         )
         .bind(self.replica())
         .bind(alive_since_ms)
+        .bind(StreamStatus::Streaming)
+        .bind(StreamStatus::Recording)
         .execute(self.pool())
         .await?
         .rows_affected())
@@ -107,7 +114,7 @@ impl Store {
     /// fails here instead of writing recordings no other replica can read. SQLite keeps its
     /// database in the data directory, so there is nothing to prove.
     pub async fn check_shared_dir(&self, dir: &Path) -> Result<()> {
-        if self.backend() == Backend::Sqlite {
+        if !self.dialect().shared() {
             return Ok(());
         }
         let file = dir.join(SHARED_DIR_MARKER);

@@ -89,6 +89,66 @@ pub enum StreamStatus {
     NotRecorded,
 }
 
+/// `streams.close_reason`: why a media socket ended (also the `reason` of
+/// `host_ws_closed_total` and the close frame's text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    Stopped,
+    ClosedByPeer,
+    PeerGone,
+    StartTimeout,
+    BinaryFrame,
+    FrameTooBig,
+    ProtocolError,
+    Shutdown,
+    TransportError,
+    SendFailed,
+    InternalError,
+    IdleTimeout,
+    DuplicateStreamSid,
+    CallAlreadyEnded,
+    AccountSidMismatch,
+    /// Not a socket's own end: the process holding it died and a start (or a live replica)
+    /// found the stream still open.
+    ProcessDied,
+}
+
+/// `calls.recording_status`: `pending` until the recording stage saves the call's file; with the
+/// `twilio` source, what Twilio last said about its recording meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingStatus {
+    Pending,
+    Saved,
+    /// Twilio accepted the request to record the call.
+    TwilioRequested,
+    /// Twilio refused the request to record the call.
+    TwilioRequestFailed,
+    TwilioInProgress,
+    TwilioCompleted,
+    TwilioAbsent,
+    TwilioFailed,
+}
+
+impl RecordingStatus {
+    /// The `RecordingStatus` of Twilio's status callback.
+    pub fn from_twilio(status: &str) -> Option<RecordingStatus> {
+        match status {
+            "in-progress" => Some(RecordingStatus::TwilioInProgress),
+            "completed" => Some(RecordingStatus::TwilioCompleted),
+            "absent" => Some(RecordingStatus::TwilioAbsent),
+            "failed" => Some(RecordingStatus::TwilioFailed),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for RecordingStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// `calls.transcription_status`. Skipping is a state of its own; its text is the one the API
 /// has always shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -121,7 +181,35 @@ stored_as_text!(StreamStatus {
     Failed => "failed",
     NotRecorded => "not_recorded",
 });
+stored_as_text!(RecordingStatus {
+    Pending => "pending",
+    Saved => "saved",
+    TwilioRequested => "twilio_requested",
+    TwilioRequestFailed => "twilio_request_failed",
+    TwilioInProgress => "twilio_in-progress",
+    TwilioCompleted => "twilio_completed",
+    TwilioAbsent => "twilio_absent",
+    TwilioFailed => "twilio_failed",
+});
 stored_as_text!(TranscriptionStatus {
     Done => "done",
     SkippedEngineNone => "skipped: transcription engine is none",
+});
+stored_as_text!(CloseReason {
+    Stopped => "stopped",
+    ClosedByPeer => "closed_by_peer",
+    PeerGone => "peer_gone",
+    StartTimeout => "start_timeout",
+    BinaryFrame => "binary_frame",
+    FrameTooBig => "frame_too_big",
+    ProtocolError => "protocol_error",
+    Shutdown => "shutdown",
+    TransportError => "transport_error",
+    SendFailed => "send_failed",
+    InternalError => "internal_error",
+    IdleTimeout => "idle_timeout",
+    DuplicateStreamSid => "duplicate_stream_sid",
+    CallAlreadyEnded => "call_already_ended",
+    AccountSidMismatch => "account_sid_mismatch",
+    ProcessDied => "process_died",
 });

@@ -1,7 +1,7 @@
 //! What the HTTP API returns about calls, as JSON: read models built by the call repository,
 //! kept apart from the queries so the API's shape is visible in one place.
 
-use super::status::{CallStatus, JobState, StreamStatus, TranscriptionStatus};
+use super::status::{CallStatus, JobState, RecordingStatus, StreamStatus, TranscriptionStatus};
 use super::Stage;
 use serde::Serialize;
 
@@ -13,7 +13,7 @@ pub struct CallSummary {
     pub to: Option<String>,
     pub created_at_ms: i64,
     pub ended_at_ms: Option<i64>,
-    pub recording_status: String,
+    pub recording_status: RecordingStatus,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,7 +75,7 @@ pub struct CallDetail {
 #[derive(Debug, Clone, Serialize)]
 pub struct RecordingDetail {
     pub source: String,
-    pub status: String,
+    pub status: RecordingStatus,
     pub duration_ms: Option<i64>,
     pub twilio_recording_sid: Option<String>,
     /// Whether `recording.wav` can be fetched.

@@ -20,13 +20,13 @@ async fn router(token: Option<&str>) -> (Fixture, axum::Router) {
     };
     c.twilio.validate_signatures = false;
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let state = host_service::AppState::open(c, rx).await.unwrap();
+    let state = host_service::open(c, rx).await.unwrap();
     (
         Fixture {
             _data: data,
             _stop: tx,
         },
-        host_service::api::app(state),
+        host_service::app(state),
     )
 }
 

@@ -30,11 +30,11 @@ async fn fixture(token: Option<&str>, edge: Option<String>) -> Fixture {
     c.twilio.validate_signatures = false;
     c.edge.envoy_admin_url = edge;
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let state = host_service::AppState::open(c, rx).await.unwrap();
+    let state = host_service::open(c, rx).await.unwrap();
     Fixture {
         _data: data,
         _stop: tx,
-        app: host_service::api::app(state),
+        app: host_service::app(state),
     }
 }
 

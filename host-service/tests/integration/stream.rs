@@ -420,10 +420,10 @@ async fn the_greeting_plays_with_marks_and_a_key_clears_it() {
         .collect();
     std::fs::write(
         &wav,
-        media::audio::encode_wav_i16(&[tone.clone(), tone.clone()], 16000).unwrap(),
+        media::wav::encode_i16(&[tone.clone(), tone.clone()], 16000).unwrap(),
     )
     .unwrap();
-    let pcm = media::audio::decode_wav(&std::fs::read(&wav).unwrap()).unwrap();
+    let pcm = media::wav::decode(&std::fs::read(&wav).unwrap()).unwrap();
     let expected = media::audio::to_mulaw_8k(&pcm.to_mono(), 16000);
     let mut config = quick_config();
     config.app.kind = AppKind::Greeting;

@@ -96,7 +96,7 @@ async fn stand_in() -> (String, StandIn) {
     let right: Vec<f32> = (0..8000).map(|i| ((i as f32) * 0.11).sin() * 0.2).collect();
     let state = StandIn {
         seen: Default::default(),
-        wav: Arc::new(media::audio::encode_wav_i16(&[left, right], 8000).unwrap()),
+        wav: Arc::new(media::wav::encode_i16(&[left, right], 8000).unwrap()),
     };
     let app = axum::Router::new()
         .route(

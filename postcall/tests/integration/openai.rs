@@ -265,7 +265,7 @@ async fn two_channels_are_sent_separately_and_labelled() {
     let seen = api.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
     for s in &seen {
-        let pcm = media::audio::decode_wav(&field(s, "file").3).expect("uploaded WAV");
+        let pcm = media::wav::decode(&field(s, "file").3).expect("uploaded WAV");
         assert_eq!(pcm.channels.len(), 1, "each upload is one speaker");
         assert_eq!(pcm.sample_rate, 8000);
         assert_eq!(pcm.frames(), 32_000);
@@ -298,7 +298,7 @@ async fn a_long_two_channel_call_is_streamed_one_exact_channel_per_upload() {
         *s = (i % 200) as f32 / 400.0 - 0.25;
     }
     let path = write_wav(dir.path(), "long.wav", &[left, right]);
-    let recorded = media::audio::decode_wav(&std::fs::read(&path).unwrap()).unwrap();
+    let recorded = media::wav::decode(&std::fs::read(&path).unwrap()).unwrap();
     // The whole-request timeout covers the upload; a loaded machine must not fail the test.
     let mut cfg = transcription_cfg(&url);
     cfg.timeout_secs = 120;
@@ -317,7 +317,7 @@ async fn a_long_two_channel_call_is_streamed_one_exact_channel_per_upload() {
     for (s, channel) in seen.iter().zip(&recorded.channels) {
         let file = &field(s, "file").3;
         assert_eq!(file.len(), 44 + 2 * at(180));
-        let pcm = media::audio::decode_wav(file).expect("uploaded WAV");
+        let pcm = media::wav::decode(file).expect("uploaded WAV");
         assert_eq!(pcm.sample_rate, 8000);
         assert_eq!(pcm.channels.len(), 1);
         assert!(pcm.channels[0] == *channel, "the upload is not the channel");

@@ -101,7 +101,7 @@ async fn a_long_call_transcribes_whole_across_windows() {
     let windows = postcall::audio::pack(&regions, &at_16k, postcall::audio::WHISPER_RATE, 30.0);
     assert!(windows.len() >= 2, "{} windows", windows.len());
     assert!(secs(&audio) > 60.0);
-    let pcm = media::audio::Pcm {
+    let pcm = media::wav::Pcm {
         sample_rate: common::RATE,
         channels: vec![audio],
     };

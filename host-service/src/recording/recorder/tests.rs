@@ -1,6 +1,7 @@
 //! Recorder tests on an in-memory file: every sample of both channels is checked.
 
 use super::*;
+use media::wav::{repair_header, WavError};
 use std::io::Cursor;
 
 fn tone(n: usize, seed: u8) -> Vec<u8> {
@@ -35,7 +36,7 @@ fn small_window() -> RecorderLimits {
 
 #[test]
 fn header_is_canonical_stereo_pcm() {
-    let h = wav_header(8000);
+    let h = header(8000).unwrap();
     assert_eq!(&h[0..4], b"RIFF");
     assert_eq!(u32::from_le_bytes(h[4..8].try_into().unwrap()), 36 + 32000);
     assert_eq!(u16::from_le_bytes(h[22..24].try_into().unwrap()), 2);
@@ -59,7 +60,7 @@ fn places_frames_by_timestamp_and_fills_gaps_with_silence() {
     assert_eq!(summary.duration_ms, 120);
     let bytes = out.into_inner();
     assert_eq!(bytes.len() as u64, HEADER_LEN + 960 * 4);
-    assert_eq!(&bytes[..44], &wav_header(960));
+    assert_eq!(&bytes[..44], &header(960).unwrap());
     let f = frames(&bytes);
     for i in 0..960 {
         let expected_left = if i < 160 {
@@ -187,10 +188,10 @@ fn repair_fixes_sizes_of_a_crashed_recording_and_keeps_the_audio() {
     bytes.extend_from_slice(&[1, 2]);
     let len = bytes.len() as u64;
     let mut file = Cursor::new(bytes);
-    let frames_kept = repair(&mut file, len).unwrap();
+    let frames_kept = repair_header(&mut file, len, CHANNELS, SAMPLE_RATE).unwrap();
     assert_eq!(frames_kept, flushed);
     let bytes = file.into_inner();
-    assert_eq!(&bytes[..44], &wav_header(flushed));
+    assert_eq!(&bytes[..44], &header(flushed).unwrap());
     let f = frames(&bytes[..(HEADER_LEN + flushed * 4) as usize]);
     for (i, fr) in f.iter().enumerate() {
         assert_eq!(fr[0], dec(chunks[i / 160][i % 160]), "sample {i}");
@@ -201,10 +202,13 @@ fn repair_fixes_sizes_of_a_crashed_recording_and_keeps_the_audio() {
 fn repair_refuses_foreign_files_and_handles_a_torn_header() {
     let mut junk = Cursor::new(b"not a wav file at all, no no no no no no no no".to_vec());
     assert!(matches!(
-        repair(&mut junk, 46),
-        Err(RecordingError::NotOurWav(_))
+        repair_header(&mut junk, 46, CHANNELS, SAMPLE_RATE),
+        Err(WavError::Wav(_))
     ));
     let mut torn = Cursor::new(b"RIFF".to_vec());
-    assert_eq!(repair(&mut torn, 4).unwrap(), 0);
-    assert_eq!(&torn.into_inner()[..], &wav_header(0));
+    assert_eq!(
+        repair_header(&mut torn, 4, CHANNELS, SAMPLE_RATE).unwrap(),
+        0
+    );
+    assert_eq!(&torn.into_inner()[..], &header(0).unwrap());
 }

@@ -2,7 +2,8 @@
 //! espeak-ng (sent through 8 kHz mu-law as Twilio carries it) and the location of the model.
 #![allow(dead_code)]
 
-use media::audio::{decode_wav, encode_wav_i16, mulaw_to_f32, to_mulaw_8k};
+use media::audio::{mulaw_to_f32, to_mulaw_8k};
+use media::wav::{self, encode_i16};
 use std::path::PathBuf;
 
 pub const RATE: u32 = 8000;
@@ -13,7 +14,7 @@ pub fn phone_speech(text: &str) -> Vec<f32> {
     let dir = tempfile::tempdir().expect("temp dir");
     let wav = dir.path().join("speech.wav");
     test_support::speak(text, &wav).unwrap_or_else(|e| panic!("{e}"));
-    let pcm = decode_wav(&std::fs::read(&wav).expect("espeak-ng output")).expect("espeak-ng WAV");
+    let pcm = wav::decode(&std::fs::read(&wav).expect("espeak-ng output")).expect("espeak-ng WAV");
     mulaw_to_f32(&to_mulaw_8k(&pcm.to_mono(), pcm.sample_rate))
 }
 
@@ -28,7 +29,7 @@ pub fn secs(samples: &[f32]) -> f64 {
 /// Write channels as an 8 kHz 16-bit WAV file (what the host service records) in `dir`.
 pub fn write_wav(dir: &std::path::Path, name: &str, channels: &[Vec<f32>]) -> PathBuf {
     let path = dir.join(name);
-    std::fs::write(&path, encode_wav_i16(channels, RATE).expect("encode")).expect("write wav");
+    std::fs::write(&path, encode_i16(channels, RATE).expect("encode")).expect("write wav");
     path
 }
 
@@ -60,7 +61,7 @@ pub fn write_long_wav(
         1 << 20,
         std::fs::File::create(&path).expect("create long wav"),
     );
-    out.write_all(&media::audio::wav_header_i16(channels, RATE, frames).expect("header"))
+    out.write_all(&media::wav::header_i16(channels, RATE, frames).expect("header"))
         .expect("write header");
     let clip_at: Vec<(usize, u64, &[f32])> = clips
         .iter()
@@ -85,7 +86,7 @@ pub fn write_long_wav(
                         .iter()
                         .find(|&&(cc, at, s)| cc == c && f >= at && f < at + s.len() as u64)
                         .map_or(0.0, |&(_, at, s)| s[(f - at) as usize]);
-                    bytes.extend_from_slice(&media::audio::f32_to_i16(v).to_le_bytes());
+                    bytes.extend_from_slice(&media::wav::f32_to_i16(v).to_le_bytes());
                 }
             }
             out.write_all(&bytes).expect("write speech");

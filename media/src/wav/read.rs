@@ -1,10 +1,10 @@
-//! A WAV recording read a block at a time, so a call of any length is decoded in bounded memory:
-//! a 4 h two-channel call is 460 MB on disk and would be 1.8 GB as `f32`, while a reader holds
-//! one block. `audio::decode_wav` is this reader run to the end on bytes in memory.
+//! Reading WAV: a recording read a block at a time, so a call of any length is decoded in
+//! bounded memory (a 4 h two-channel call is 460 MB on disk and would be 1.8 GB as `f32`, while
+//! a reader holds one block), and `decode`, the same reader run to the end on bytes in memory.
 
-use crate::audio::AudioError;
+use super::{io_err, wav_err, WavError};
 use crate::mulaw;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Cursor, Read, Seek, SeekFrom};
 
 const WAVE_FORMAT_PCM: u16 = 1;
 // WAVE format tags hound does not read itself.
@@ -46,16 +46,16 @@ enum Source<R: Read + Seek> {
 
 impl<R: Read + Seek> WavStream<R> {
     /// Read the header; the samples are read by `read_block`.
-    pub fn new(mut reader: R) -> Result<Self, AudioError> {
+    pub fn new(mut reader: R) -> Result<Self, WavError> {
         let start = reader.stream_position().map_err(io_err)?;
         let fmt = find_fmt(&mut reader)?;
         let pcm16 = fmt.as_ref().is_some_and(|f| f.tag == WAVE_FORMAT_PCM);
         if let Some(fmt) = fmt.filter(|f| f.tag == WAVE_FORMAT_MULAW) {
             if fmt.channels == 0 || fmt.sample_rate == 0 {
-                return Err(AudioError::Empty);
+                return Err(WavError::Empty);
             }
             if fmt.bits_per_sample != 8 {
-                return Err(AudioError::Unsupported(format!(
+                return Err(WavError::Unsupported(format!(
                     "mu-law with {} bits per sample",
                     fmt.bits_per_sample
                 )));
@@ -75,7 +75,7 @@ impl<R: Read + Seek> WavStream<R> {
         let reader = hound::WavReader::new(reader).map_err(wav_err)?;
         let spec = reader.spec();
         if spec.channels == 0 || spec.sample_rate == 0 {
-            return Err(AudioError::Empty);
+            return Err(WavError::Empty);
         }
         let source = match (spec.sample_format, spec.bits_per_sample) {
             (hound::SampleFormat::Int, 16) if pcm16 => Source::Pcm16 {
@@ -89,7 +89,7 @@ impl<R: Read + Seek> WavStream<R> {
                 scale: 1.0 / (1u64 << (bits - 1)) as f64,
             },
             (format, bits) => {
-                return Err(AudioError::Unsupported(format!(
+                return Err(WavError::Unsupported(format!(
                     "{format:?} with {bits} bits"
                 )))
             }
@@ -123,7 +123,7 @@ impl<R: Read + Seek> WavStream<R> {
         &mut self,
         max_frames: usize,
         out: &mut Vec<Vec<f32>>,
-    ) -> Result<usize, AudioError> {
+    ) -> Result<usize, WavError> {
         out.resize_with(self.channels, Vec::new);
         for c in out.iter_mut() {
             c.clear();
@@ -161,7 +161,7 @@ fn read_frames<S, I>(
     max_frames: usize,
     out: &mut [Vec<f32>],
     convert: impl Fn(S) -> f32,
-) -> Result<usize, AudioError>
+) -> Result<usize, WavError>
 where
     I: Iterator<Item = hound::Result<S>>,
 {
@@ -191,7 +191,7 @@ fn read_pcm16<R: Read>(
     channels: usize,
     max_frames: usize,
     out: &mut [Vec<f32>],
-) -> Result<usize, AudioError> {
+) -> Result<usize, WavError> {
     let want = (max_frames.saturating_mul(channels) as u64).min(*remaining);
     bytes.clear();
     let got = reader
@@ -201,7 +201,7 @@ fn read_pcm16<R: Read>(
         .map_err(io_err)?;
     if (got as u64) < 2 * want {
         // As hound: a data chunk shorter than its header says is a broken file.
-        return Err(AudioError::Wav(format!(
+        return Err(WavError::Wav(format!(
             "the data chunk ends {} bytes early",
             2 * *remaining - got as u64
         )));
@@ -223,7 +223,7 @@ fn read_mulaw<R: Read>(
     channels: usize,
     max_frames: usize,
     out: &mut [Vec<f32>],
-) -> Result<usize, AudioError> {
+) -> Result<usize, WavError> {
     let want = (max_frames.saturating_mul(channels) as u64).min(*remaining);
     bytes.clear();
     let got = reader
@@ -258,7 +258,7 @@ struct Fmt {
 /// Walk the RIFF chunks up to `data`, for the two formats read here without hound's per-sample
 /// reader: mu-law (hound cannot read it) and 16-bit PCM (read in bulk). `Some` with the reader
 /// at the first sample; `None` for anything else (hound reads it, or reports why it cannot).
-fn find_fmt<R: Read + Seek>(reader: &mut R) -> Result<Option<Fmt>, AudioError> {
+fn find_fmt<R: Read + Seek>(reader: &mut R) -> Result<Option<Fmt>, WavError> {
     let mut riff = [0u8; 12];
     if read_exact_or_eof(reader, &mut riff)? < 12 || &riff[0..4] != b"RIFF" || &riff[8..] != b"WAVE"
     {
@@ -269,9 +269,7 @@ fn find_fmt<R: Read + Seek>(reader: &mut R) -> Result<Option<Fmt>, AudioError> {
         let mut header = [0u8; 8];
         if read_exact_or_eof(reader, &mut header)? < 8 {
             return match fmt {
-                Some(f) if f.tag == WAVE_FORMAT_MULAW => {
-                    Err(AudioError::Wav("no data chunk".into()))
-                }
+                Some(f) if f.tag == WAVE_FORMAT_MULAW => Err(WavError::Wav("no data chunk".into())),
                 _ => Ok(None),
             };
         }
@@ -329,14 +327,14 @@ fn find_fmt<R: Read + Seek>(reader: &mut R) -> Result<Option<Fmt>, AudioError> {
     }
 }
 
-fn skip<R: Seek>(reader: &mut R, n: u64) -> Result<(), AudioError> {
-    let n = i64::try_from(n).map_err(|_| AudioError::Wav("chunk too long".into()))?;
+fn skip<R: Seek>(reader: &mut R, n: u64) -> Result<(), WavError> {
+    let n = i64::try_from(n).map_err(|_| WavError::Wav("chunk too long".into()))?;
     reader.seek(SeekFrom::Current(n)).map_err(io_err)?;
     Ok(())
 }
 
 /// Fill `buf` as far as the reader goes; the count read.
-fn read_exact_or_eof<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize, AudioError> {
+fn read_exact_or_eof<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize, WavError> {
     let mut got = 0;
     while got < buf.len() {
         match reader.read(&mut buf[got..]) {
@@ -349,19 +347,62 @@ fn read_exact_or_eof<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize, A
     Ok(got)
 }
 
-pub(crate) fn wav_err(e: hound::Error) -> AudioError {
-    match e {
-        hound::Error::Unsupported => AudioError::Unsupported("format not supported".into()),
-        other => AudioError::Wav(other.to_string()),
+/// Decoded audio: one vector of samples in `[-1.0, 1.0]` per channel, all the same length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pcm {
+    pub sample_rate: u32,
+    pub channels: Vec<Vec<f32>>,
+}
+
+impl Pcm {
+    /// Frames per channel.
+    pub fn frames(&self) -> usize {
+        self.channels.first().map_or(0, Vec::len)
+    }
+
+    /// Length in seconds.
+    pub fn duration_secs(&self) -> f64 {
+        if self.sample_rate == 0 {
+            return 0.0;
+        }
+        self.frames() as f64 / f64::from(self.sample_rate)
+    }
+
+    /// All channels averaged into one.
+    pub fn to_mono(&self) -> Vec<f32> {
+        match self.channels.len() {
+            0 => Vec::new(),
+            1 => self.channels[0].clone(),
+            n => (0..self.frames())
+                .map(|i| self.channels.iter().map(|c| c[i]).sum::<f32>() / n as f32)
+                .collect(),
+        }
     }
 }
 
-fn io_err(e: std::io::Error) -> AudioError {
-    AudioError::Wav(e.to_string())
+/// Decode a WAV file held in memory: integer PCM of 8, 16, 24 or 32 bits, 32-bit float, or
+/// G.711 mu-law (format tag 7, which Twilio's own recordings may use); any rate, any number of
+/// channels. The whole file is decoded at once: for recordings of unknown length read a block at
+/// a time with `WavStream`.
+pub fn decode(bytes: &[u8]) -> Result<Pcm, WavError> {
+    let mut stream = WavStream::new(Cursor::new(bytes))?;
+    let mut channels = vec![Vec::new(); stream.channels()];
+    let mut block = Vec::new();
+    while stream.read_block(DECODE_BLOCK_FRAMES, &mut block)? > 0 {
+        for (all, part) in channels.iter_mut().zip(&block) {
+            all.extend_from_slice(part);
+        }
+    }
+    Ok(Pcm {
+        sample_rate: stream.sample_rate(),
+        channels,
+    })
 }
 
+const DECODE_BLOCK_FRAMES: usize = 64 * 1024;
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Cursor;
 
@@ -420,7 +461,7 @@ mod tests {
         assert_eq!(out[0], vec![1000.0 / 32768.0; 90]);
         assert_eq!(
             s.read_block(90, &mut out).unwrap_err(),
-            AudioError::Wav("the data chunk ends 10 bytes early".into())
+            WavError::Wav("the data chunk ends 10 bytes early".into())
         );
     }
 
@@ -455,5 +496,125 @@ mod tests {
         assert_eq!(out, vec![vec![-full, 0.0, 0.0]]);
         assert_eq!(s.read_block(10, &mut out).unwrap(), 0);
         assert_eq!(s.frames_read(), 5);
+    }
+
+    pub(crate) fn wav_bytes<S: hound::Sample + Copy>(
+        spec: hound::WavSpec,
+        samples: &[S],
+    ) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+        for &s in samples {
+            w.write_sample(s).unwrap();
+        }
+        w.finalize().unwrap();
+        out.into_inner()
+    }
+
+    pub(crate) fn int_spec(channels: u16, rate: u32, bits: u16) -> hound::WavSpec {
+        hound::WavSpec {
+            channels,
+            sample_rate: rate,
+            bits_per_sample: bits,
+            sample_format: hound::SampleFormat::Int,
+        }
+    }
+
+    #[test]
+    fn decodes_every_pcm_width_to_the_same_scale() {
+        let p16 = decode(&wav_bytes(
+            int_spec(1, 8000, 16),
+            &[0i16, 16384, -32768, 32767],
+        ))
+        .unwrap();
+        assert_eq!(p16.sample_rate, 8000);
+        assert_eq!(p16.channels, vec![vec![0.0, 0.5, -1.0, 32767.0 / 32768.0]]);
+
+        let p8 = decode(&wav_bytes(int_spec(1, 11025, 8), &[0i8, 64, -128])).unwrap();
+        assert_eq!(p8.sample_rate, 11025);
+        assert_eq!(p8.channels, vec![vec![0.0, 0.5, -1.0]]);
+
+        let p24 = decode(&wav_bytes(
+            int_spec(1, 48000, 24),
+            &[0i32, 1 << 22, -(1 << 23)],
+        ))
+        .unwrap();
+        assert_eq!(p24.channels, vec![vec![0.0, 0.5, -1.0]]);
+
+        let p32 = decode(&wav_bytes(
+            int_spec(1, 16000, 32),
+            &[0i32, 1 << 30, i32::MIN],
+        ))
+        .unwrap();
+        assert_eq!(p32.channels, vec![vec![0.0, 0.5, -1.0]]);
+
+        let float = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16000,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let pf = decode(&wav_bytes(float, &[0.25f32, -0.75])).unwrap();
+        assert_eq!(pf.channels, vec![vec![0.25, -0.75]]);
+    }
+
+    #[test]
+    fn stereo_splits_into_left_and_right() {
+        let pcm = decode(&wav_bytes(
+            int_spec(2, 8000, 16),
+            &[16384i16, -16384, 8192, 0, 0, 32767],
+        ))
+        .unwrap();
+        assert_eq!(
+            pcm.channels,
+            vec![vec![0.5, 0.25, 0.0], vec![-0.5, 0.0, 32767.0 / 32768.0]]
+        );
+        assert_eq!(pcm.frames(), 3);
+        assert_eq!(pcm.to_mono(), vec![0.0, 0.125, 32767.0 / 65536.0]);
+        assert!((pcm.duration_secs() - 3.0 / 8000.0).abs() < 1e-12);
+    }
+
+    fn mulaw_wav(channels: u16, data: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(b"RIFF");
+        v.extend_from_slice(&(4 + 26 + 8 + data.len() as u32).to_le_bytes());
+        v.extend_from_slice(b"WAVE");
+        v.extend_from_slice(b"fmt ");
+        v.extend_from_slice(&18u32.to_le_bytes());
+        v.extend_from_slice(&7u16.to_le_bytes()); // WAVE_FORMAT_MULAW
+        v.extend_from_slice(&channels.to_le_bytes());
+        v.extend_from_slice(&8000u32.to_le_bytes());
+        v.extend_from_slice(&(8000 * u32::from(channels)).to_le_bytes());
+        v.extend_from_slice(&channels.to_le_bytes());
+        v.extend_from_slice(&8u16.to_le_bytes());
+        v.extend_from_slice(&0u16.to_le_bytes());
+        v.extend_from_slice(b"data");
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    #[test]
+    fn decodes_mulaw_wav() {
+        // 0xFF is silence, 0x80 is +32124, 0x00 is -32124 (G.711 reference values).
+        let pcm = decode(&mulaw_wav(2, &[0xFF, 0x80, 0x00, 0xFF])).unwrap();
+        assert_eq!(pcm.sample_rate, 8000);
+        let full = 32124.0 / 32768.0;
+        assert_eq!(pcm.channels, vec![vec![0.0, -full], vec![full, 0.0]]);
+    }
+
+    #[test]
+    fn refuses_what_is_not_wav() {
+        assert!(matches!(decode(b""), Err(WavError::Wav(_))));
+        assert!(matches!(
+            decode(b"hello world, not audio"),
+            Err(WavError::Wav(_))
+        ));
+        let mut cut = wav_bytes(int_spec(1, 8000, 16), &[1i16, 2, 3]);
+        cut.truncate(20);
+        assert!(decode(&cut).is_err());
+        let mut bad = mulaw_wav(1, &[0xFF]);
+        bad[34] = 16; // mu-law claiming 16 bits per sample
+        assert!(matches!(decode(&bad), Err(WavError::Unsupported(_))));
     }
 }
