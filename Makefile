@@ -227,6 +227,7 @@ bench-whisper: setup $(STAMPS)/bench-venv ## Whisper real-time factor against fa
 # wrk joined APT_PKGS after some machines stamped $(STAMPS)/apt, hence the re-check.
 BENCH_EDGE_ARGS ?=
 FLOOR_WASM := target/$(WASM_TARGET)/release/twiml_guard_floor.wasm
+FLOOR_NATIVE := target/release/libtwiml_guard_floor_native.so
 $(STAMPS)/bench-edge-venv: bench/edge/requirements.txt $(STAMPS)/venv
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/edge/requirements.txt
 	@touch $@
@@ -235,7 +236,9 @@ $(STAMPS)/bench-edge-venv: bench/edge/requirements.txt $(STAMPS)/venv
 bench-edge: $(STAMPS)/apt $(STAMPS)/bench-edge-venv wasm ## the filter against no filter, an empty module and a Lua filter, in Envoy
 	@command -v wrk >/dev/null || { rm -f $(STAMPS)/apt; $(MAKE) --no-print-directory $(STAMPS)/apt; }
 	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-floor $(WASM_LTO)
-	$(PY) bench/edge/edge_bench.py --envoy $(VENV)/bin/envoy --wasm $(WASM) --floor $(FLOOR_WASM) $(BENCH_EDGE_ARGS)
+	$(CARGO) build --release -p twiml-guard-native -p twiml-guard-floor-native
+	$(PY) bench/edge/edge_bench.py --envoy $(VENV)/bin/envoy --wasm $(WASM) --floor $(FLOOR_WASM) \
+	  --native $(NATIVE) --native-floor $(FLOOR_NATIVE) $(BENCH_EDGE_ARGS)
 
 # Real-time Media Streams through the shipped envoy.yaml to one host-service replica (SQLite),
 # then to two (one PostgreSQL from test-support's PgCluster, one shared recordings directory),

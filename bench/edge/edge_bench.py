@@ -1,11 +1,13 @@
 # Compares, in one run on one machine, Envoys in front of the same upstream: no filter, a
-# do-nothing proxy-wasm module (the floor: the ABI's own cost), the twiml-guard wasm filter
+# do-nothing proxy-wasm module and a do-nothing dynamic module (the floors: each ABI's own cost),
+# the twiml-guard native module (also switched off per route), the twiml-guard wasm filter
 # (envoy.yaml's filter entry, rewrite/strip; also switched off per route, and with `paths`) and
 # the Lua filter of bench/edge/lua-filter.yaml. First correctness on twiml/fixtures, then wrk
 # load on TwiML and on the other traffic a voice backend's listener carries (JSON, an HTML page, a
 # WebSocket echo). Writes the table to target/bench-edge/edge.md and edge.json. A benchmark, not a
 # test: it exits non-zero only when something could not be measured.
-"""Usage: edge_bench.py --envoy PATH --wasm PATH --floor PATH [--seconds 3] [--rounds 3]
+"""Usage: edge_bench.py --envoy PATH --wasm PATH --floor PATH --native PATH --native-floor PATH
+[--seconds 3] [--rounds 3]
 [--warmup 1] [--connections 16] [--out DIR]"""
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from pathlib import Path
 
 import yaml
 
+from proxies import (MEDIA_PATH, OFF, floor_filter, native_filter, native_floor_filter,
+                     proxy_config, upstream_config, wasm_filter)
+
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "twiml" / "fixtures"
 LUA_FILTER = Path(__file__).resolve().parent / "lua-filter.yaml"
@@ -36,14 +41,14 @@ WS_ECHO = Path(__file__).resolve().parent / "ws_echo.py"
 WS_LOAD = Path(__file__).resolve().parent / "ws_load.py"
 # The proxies measured, each its own Envoy except `wasm-off`: the `wasm` Envoy on a route where
 # the guard is switched off (`typed_per_filter_config`, as envoy.yaml does for non-webhook routes).
-CONFIGS = ("none", "floor", "wasm", "wasm-off", "paths", "lua")
+CONFIGS = ("none", "floor", "wasm", "wasm-off", "paths", "native-floor", "native", "native-off",
+           "lua")
 LABELS = {"none": "(a) no filter", "floor": "(f) floor: empty wasm module",
           "wasm": "(b) twiml-guard wasm", "wasm-off": "(b) guard off on the route",
-          "paths": "(b) guard, path outside `paths`", "lua": "(c) Lua gsub"}
+          "paths": "(b) guard, path outside `paths`",
+          "native-floor": "(g) floor: empty dynamic module", "native": "(d) twiml-guard native",
+          "native-off": "(d) native guard off on the route", "lua": "(c) Lua gsub"}
 CORRECTNESS = ("none", "wasm", "lua")
-# The route prefix where the `wasm` Envoy runs without the guard.
-OFF = "/off"
-MEDIA_PATH = "/ws/twilio-media"
 
 PROCS: list[subprocess.Popen] = []
 
@@ -107,105 +112,6 @@ def start_envoy(envoy: str, name: str, config: dict, work: Path) -> int:
                 pass
         time.sleep(0.1)
     raise SystemExit(f"envoy {name} not ready within 60 s (log: {work / (name + '.log')})")
-
-
-def listener(name: str, routes: list, filters: list, extra_rc: dict | None = None) -> dict:
-    rc = {"name": name, "virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}]}
-    rc.update(extra_rc or {})
-    return {
-        "name": name,
-        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-        "filter_chains": [{"filters": [{
-            "name": "envoy.filters.network.http_connection_manager",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.network."
-                         "http_connection_manager.v3.HttpConnectionManager",
-                "stat_prefix": name,
-                "route_config": rc,
-                "http_filters": filters + [{
-                    "name": "envoy.filters.http.router",
-                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http."
-                                              "router.v3.Router"}}],
-            }}]}],
-    }
-
-
-def base(listeners: list, clusters: list | None = None) -> dict:
-    return {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {"listeners": listeners, "clusters": clusters or []},
-    }
-
-
-def upstream_config(bodies: dict[str, tuple[Path, str]]) -> dict:
-    # Envoy's own direct_response: the cheapest real HTTP server at hand, so the proxies under
-    # test, not the upstream, set the pace.
-    routes = [{
-        "match": {"path": path},
-        "direct_response": {"status": 200, "body": {"filename": str(f)}},
-        "response_headers_to_add": [{
-            "header": {"key": "content-type", "value": content_type},
-            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
-    } for path, (f, content_type) in bodies.items()]
-    return base([listener("upstream", routes, [], {"max_direct_response_body_size_bytes": 1 << 20})])
-
-
-def cluster(name: str, port: int) -> dict:
-    return {
-        "name": name, "type": "STATIC", "connect_timeout": "2s",
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": {"socket_address": {
-                "address": "127.0.0.1", "port_value": port}}}}]}]},
-    }
-
-
-def proxy_config(upstream_port: int, ws_port: int, filters: list) -> dict:
-    """The same listener in every proxy: the media WebSocket route (upgrades on), a route where the
-    guard is switched off per route (`OFF`, prefix dropped on the way up), and everything else."""
-    off = {"twiml_guard": {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
-                           "disabled": True}}
-    routes = [
-        {"match": {"path": MEDIA_PATH},
-         "route": {"cluster": "ws_echo", "timeout": "0s",
-                   "upgrade_configs": [{"upgrade_type": "websocket"}]}},
-        {"match": {"prefix": OFF + "/"},
-         "route": {"cluster": "upstream", "prefix_rewrite": "/"},
-         "typed_per_filter_config": off},
-        {"match": {"prefix": "/"}, "route": {"cluster": "upstream"}},
-    ]
-    config = base([listener("ingress", routes, filters)],
-                  [cluster("upstream", upstream_port), cluster("ws_echo", ws_port)])
-    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-    hcm["typed_config"]["upgrade_configs"] = [{"upgrade_type": "websocket", "enabled": False}]
-    return config
-
-
-def wasm_filter(wasm: Path, paths: list[str] | None = None) -> dict:
-    """The guard's shipped filter entry (envoy.yaml reads it through ECDS from the resource
-    deploy/ecds/twiml_guard.json), inline, with the module path made absolute; `paths` set in the
-    plugin JSON when given."""
-    resource = json.loads((ROOT / "deploy/ecds/twiml_guard.json").read_text())["resources"][0]
-    entry = {"name": "twiml_guard", "typed_config": resource["typed_config"]}
-    config = entry["typed_config"]["config"]
-    config["vm_config"]["code"]["local"]["filename"] = str(wasm)
-    # The bench measures TwiML inspection with unsigned requests: no signature checks, so no
-    # auth token in the environment either.
-    plugin = json.loads(config["configuration"]["value"])
-    plugin.pop("signature", None)
-    if paths is not None:
-        plugin["paths"] = paths
-    config["configuration"]["value"] = json.dumps(plugin)
-    config["vm_config"].pop("environment_variables", None)
-    return entry
-
-
-def floor_filter(floor: Path) -> dict:
-    """The guard's entry with the do-nothing module in place of the guard: same name, VM settings
-    and failure policy, so Envoy treats both alike."""
-    entry = wasm_filter(floor)
-    config = entry["typed_config"]["config"]
-    config["vm_config"]["vm_id"] = "twiml_guard_floor"
-    return entry
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,8 +359,8 @@ class Row:
         self.body, self.rewritten, self.connections = body, rewritten, connections
 
     def target(self, ports: dict[str, int], config: str) -> tuple[int, str]:
-        if config == "wasm-off":
-            return ports["wasm"], OFF + self.path
+        if config.endswith("-off"):
+            return ports[config.removesuffix("-off")], OFF + self.path
         return ports[config], self.path
 
 
@@ -468,7 +374,7 @@ def check_answer(row: Row, ports: dict[str, int], config: str) -> None:
         return
     port, path = row.target(ports, config)
     status, _, out = http_get(port, path)
-    changes = row.rewritten and config in ("wasm", "lua")
+    changes = row.rewritten and config in ("wasm", "native", "lua")
     ok = status == 200 and (b"<Record" not in out if changes else out == row.body)
     if not ok:
         raise SystemExit(f"{config} {path}: unexpected answer before load (status {status})")
@@ -548,9 +454,14 @@ def goals(results: dict, out: list[str]) -> list[dict]:
 
     ratio("seed TwiML >= 1.1x the Lua filter", "seed", "wasm", "lua", 1.1)
     ratio("seed TwiML >= 0.90x no filter", "seed", "wasm", "none", 0.90)
+    ratio("wasm, seed TwiML >= 0.90x the empty wasm module", "seed", "wasm", "floor", 0.90)
     ratio("100 KiB conflict >= 2x the Lua filter", "large-conflict", "wasm", "lua", 2.0)
+    ratio("wasm, 100 KiB conflict >= 1.5x the Lua filter", "large-conflict", "wasm", "lua", 1.5)
+    ratio("native, seed TwiML >= 1.10x the Lua filter", "seed", "native", "lua", 1.1)
+    ratio("native, seed TwiML >= 0.95x no filter", "seed", "native", "none", 0.95)
+    ratio("native, 100 KiB conflict >= 2x the Lua filter", "large-conflict", "native", "lua", 2.0)
     for row in ("json", "html", "ws"):
-        for c in ("wasm", "wasm-off", "paths"):
+        for c in ("wasm", "wasm-off", "paths", "native", "native-off"):
             if c in results[row]["configs"]:
                 ratio(f"{results[row]['label']} >= 0.98x no filter ({LABELS[c]})", row, c,
                       "none", 0.98)
@@ -601,6 +512,8 @@ def main() -> int:
     ap.add_argument("--envoy", required=True)
     ap.add_argument("--wasm", required=True, type=Path)
     ap.add_argument("--floor", required=True, type=Path)
+    ap.add_argument("--native", required=True, type=Path)
+    ap.add_argument("--native-floor", required=True, type=Path)
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
@@ -608,9 +521,9 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated row keys to measure (default all)")
     ap.add_argument("--out", type=Path, default=ROOT / "target" / "bench-edge")
     args = ap.parse_args()
-    for module in (args.wasm, args.floor):
+    for module in (args.wasm, args.floor, args.native, args.native_floor):
         if not module.is_file():
-            raise SystemExit(f"no wasm module at {module}: run `make bench-edge`")
+            raise SystemExit(f"no module at {module}: run `make bench-edge`")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install wrk (make bench-edge installs it)")
 
@@ -654,7 +567,9 @@ def main() -> int:
     lua = yaml.safe_load(LUA_FILTER.read_text())
     filters = {"none": [], "floor": [floor_filter(args.floor.resolve())],
                "wasm": [wasm_filter(args.wasm.resolve())],
-               "paths": [wasm_filter(args.wasm.resolve(), ["/webhook/"])], "lua": [lua]}
+               "paths": [wasm_filter(args.wasm.resolve(), ["/webhook/"])], "lua": [lua],
+               "native-floor": [native_floor_filter(args.native_floor.resolve())],
+               "native": [native_filter(args.native.resolve())]}
     ports = {c: start_envoy(args.envoy, c, proxy_config(up, ws_port, filters[c]), work)
              for c in filters}
 
@@ -668,7 +583,7 @@ def main() -> int:
     correctness(ports, responses)
 
     body = {p: f.read_bytes() for p, (f, _) in served.items()}
-    twiml_cfgs = ("none", "floor", "wasm", "lua")
+    twiml_cfgs = ("none", "floor", "wasm", "native-floor", "native", "lua")
     rows = [
         Row("seed", "seed TwiML, conflict (0.4 KiB)", "/webhook/seed", twiml_cfgs,
             body["/webhook/seed"], rewritten=True),
