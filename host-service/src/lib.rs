@@ -163,6 +163,11 @@ pub async fn run(
         cfg.database.replica_timeout_ms,
         stop_rx.clone(),
     ));
+    tokio::spawn(recording::space::watch(
+        state.space.clone(),
+        state.metrics.clone(),
+        stop_rx.clone(),
+    ));
     if cfg.retention.days > 0 {
         tokio::spawn(retention::run(
             state.store.clone(),

@@ -66,6 +66,8 @@ pub struct Metrics {
     ws_closed: Family<Reason, Counter>,
     webhooks: Family<Hook, Counter>,
     ws_rejected: Family<Reason, Counter>,
+    recording_failures: Family<Reason, Counter>,
+    recording_free_bytes: Gauge,
     retention_calls: Counter,
     retention_files: Counter,
     jobs: Family<Job, Gauge>,
@@ -84,6 +86,8 @@ impl Default for Metrics {
             ws_closed: Family::default(),
             webhooks: Family::default(),
             ws_rejected: Family::default(),
+            recording_failures: Family::default(),
+            recording_free_bytes: Gauge::default(),
             retention_calls: Counter::default(),
             retention_files: Counter::default(),
             jobs: Family::default(),
@@ -106,6 +110,16 @@ impl Metrics {
             "host_ws_rejected",
             "Media sockets refused before the upgrade, by reason",
             self.ws_rejected.clone(),
+        );
+        r.register(
+            "host_recording_failures",
+            "Stream recordings given up while their call went on, by reason",
+            self.recording_failures.clone(),
+        );
+        r.register(
+            "host_recording_free_bytes",
+            "Free space under the recordings directory at the last sample",
+            self.recording_free_bytes.clone(),
         );
         r.register(
             "host_retention_deleted_calls",
@@ -181,6 +195,19 @@ impl Metrics {
     /// A media socket refused before the upgrade (`too_many_sockets`).
     pub fn ws_rejected(&self, reason: &'static str) {
         self.ws_rejected.get_or_create(&Reason { reason }).inc();
+    }
+
+    /// A stream's recording was given up (`no_space`, `io_error`, `disk_too_slow`,
+    /// `low_disk_space`); its call went on.
+    pub fn recording_failure(&self, reason: &'static str) {
+        self.recording_failures
+            .get_or_create(&Reason { reason })
+            .inc();
+    }
+
+    pub fn recording_free_bytes(&self, bytes: u64) {
+        self.recording_free_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn retention_deleted(&self, calls: u64, files: u64) {

@@ -6,6 +6,7 @@ use crate::clock::Clock;
 use crate::config::{AppKind, Config};
 use crate::error::StartError;
 use crate::metrics::Metrics;
+use crate::recording::space::SpaceGuard;
 use crate::recording::{self, twilio::rest::TwilioClient, Source};
 use crate::shutdown::Tracker;
 use crate::socket::voice::{self, AppFactory};
@@ -26,6 +27,8 @@ pub struct AppState {
     pub recordings_dir: PathBuf,
     /// Where calls' recordings come from (`recording.source`).
     pub recording: Arc<dyn Source>,
+    /// The recordings volume's free space (`recording.min_free_mb`).
+    pub space: Arc<SpaceGuard>,
     /// What each media socket is given.
     pub socket: Arc<SocketCtx>,
     /// Open media sockets, for `/healthz`, `/metrics` and the drain.
@@ -59,12 +62,21 @@ impl AppState {
         let clock = Clock::new();
         let metrics = Arc::new(Metrics::default());
         let tracker = Arc::new(Tracker::default());
+        let space = Arc::new(SpaceGuard::new(
+            recordings_dir.clone(),
+            config.recording.min_free_mb,
+        ));
+        // Sampled once before the first socket, then every few seconds (`space::watch`).
+        if let Ok(free) = space.sample() {
+            metrics.recording_free_bytes(free);
+        }
         let recording = recording::from_config(
             &config,
             store.clone(),
             clock.clone(),
             recordings_dir.clone(),
             twilio,
+            space.clone(),
         );
         let socket = Arc::new(SocketCtx {
             limits: SocketLimits {
@@ -91,6 +103,7 @@ impl AppState {
             clock,
             recordings_dir,
             recording,
+            space,
             socket,
             tracker,
             shutdown,

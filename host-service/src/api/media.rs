@@ -12,6 +12,9 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 
+/// What the transport reads at once per socket; larger frames take several reads.
+const READ_BUFFER_BYTES: usize = 4096;
+
 pub(super) async fn media_socket(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -46,6 +49,9 @@ pub(super) async fn media_socket(
         .saturating_mul(4)
         .max(1 << 20);
     Ok(ws
+        // Frames are a few hundred bytes: the transport's 128 KiB default read buffer was
+        // zeroed on every read and kept resident per socket.
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {

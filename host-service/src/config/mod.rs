@@ -245,6 +245,9 @@ pub struct RecordingConfig {
     /// `twilio` source: a recording not `completed` this long after the call ended fails the
     /// call.
     pub twilio_deadline_s: u64,
+    /// `stream` source: below this much free space under the recordings directory no new
+    /// recording starts (calls go on without one); a warning comes at twice it. 0: no floor.
+    pub min_free_mb: u64,
 }
 
 impl Default for RecordingConfig {
@@ -255,6 +258,7 @@ impl Default for RecordingConfig {
             reorder_window_ms: 1000,
             max_timestamp_jump_ms: 10_000,
             twilio_deadline_s: 3600,
+            min_free_mb: 1024,
         }
     }
 }

@@ -63,6 +63,10 @@ async fn setup(
             store: store.clone(),
             recordings_dir: dir.path().to_owned(),
             limits: RecorderLimits::default(),
+            space: Arc::new(crate::recording::space::SpaceGuard::new(
+                dir.path().to_owned(),
+                0,
+            )),
         }),
         store,
     });

@@ -4,10 +4,13 @@
 //! the pipeline's first stage asks it for the call's finished file.
 //!
 //! - `recorder`: the timestamp-placing two-channel recorder (pure, over `Read + Write + Seek`);
-//! - `writer`: a recording's own thread, so disk writes stay off the async workers;
+//! - `writer`: a recording's queue and its jobs on the blocking pool, so the disk never holds
+//!   up a socket;
+//! - `space`: the free-space guard that stops new recordings before the disk is full;
 //! - `stream`, `twilio`: the two sources (`twilio::rest`, Twilio's REST calls).
 
 pub mod recorder;
+pub mod space;
 pub mod stream;
 pub mod twilio;
 pub mod writer;
@@ -16,9 +19,11 @@ use crate::clock::Clock;
 use crate::config::{Config, RecordingSource};
 use crate::sid::CallSid;
 use crate::store::{DbError, Store};
-use recorder::{RecorderLimits, RecordingError};
+use recorder::RecorderLimits;
+use space::SpaceGuard;
 use std::path::PathBuf;
 use std::sync::Arc;
+pub use writer::Failure;
 use writer::RecordingWriter;
 
 /// A stream's own recording while its socket is open (the `stream` source).
@@ -73,11 +78,12 @@ pub trait Source: Send + Sync {
     /// `recording.source` as configured, and `calls.source` in the database.
     fn name(&self) -> &'static str;
 
-    /// A stream of a call started: what its socket records itself, if anything.
+    /// A stream of a call started: what its socket records itself, if anything. A failure
+    /// leaves the stream unrecorded; its call goes on.
     async fn stream_started(
         &self,
         stream: StartedStream<'_>,
-    ) -> Result<Option<OpenRecording>, RecordingError>;
+    ) -> Result<Option<OpenRecording>, Failure>;
 
     /// The call has ended: its finished recording, or why there is none yet.
     async fn ready(&self, call_sid: &str) -> Result<Ready, NotReady>;
@@ -90,6 +96,7 @@ pub fn from_config(
     clock: Clock,
     recordings_dir: PathBuf,
     twilio: Option<twilio::rest::TwilioClient>,
+    space: Arc<SpaceGuard>,
 ) -> Arc<dyn Source> {
     let limits = RecorderLimits {
         reorder_window_ms: config.recording.reorder_window_ms,
@@ -100,6 +107,7 @@ pub fn from_config(
             store,
             recordings_dir,
             limits,
+            space,
         }),
         RecordingSource::Twilio => Arc::new(twilio::TwilioSource {
             store,

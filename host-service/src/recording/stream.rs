@@ -2,12 +2,14 @@
 //! a call's recording is the longest one its streams saved. Also the repair of the files a dead
 //! process left open, since only this source writes files while a socket lives.
 
-use super::recorder::{RecorderLimits, RecordingError, CHANNELS, SAMPLE_RATE};
+use super::recorder::{RecorderLimits, CHANNELS, SAMPLE_RATE};
+use super::space::SpaceGuard;
 use super::writer::RecordingWriter;
-use super::{NotReady, OpenRecording, Ready, Source, StartedStream};
+use super::{Failure, NotReady, OpenRecording, Ready, Source, StartedStream};
 use crate::clock::Clock;
 use crate::store::{CloseReason, DbError, Store, StreamStatus};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The recording stage's error for a call none of whose streams left a recording.
 pub const NO_RECORDING: &str = "no stream of this call was recorded";
@@ -16,6 +18,7 @@ pub struct StreamSource {
     pub store: Store,
     pub recordings_dir: PathBuf,
     pub limits: RecorderLimits,
+    pub space: Arc<SpaceGuard>,
 }
 
 #[async_trait::async_trait]
@@ -27,14 +30,15 @@ impl Source for StreamSource {
     async fn stream_started(
         &self,
         stream: StartedStream<'_>,
-    ) -> Result<Option<OpenRecording>, RecordingError> {
+    ) -> Result<Option<OpenRecording>, Failure> {
+        self.space.check()?;
         let name = if stream.idx == 0 {
             format!("{}.wav", stream.call_sid)
         } else {
             format!("{}.{}.wav", stream.call_sid, stream.idx)
         };
         let path = self.recordings_dir.join(name);
-        let writer = RecordingWriter::create(path.clone(), self.limits).await?;
+        let writer = RecordingWriter::create(path.clone(), self.limits);
         let path = path.display().to_string();
         if let Err(e) = self
             .store
@@ -60,7 +64,13 @@ impl Source for StreamSource {
         // none left a recording (the handshake never happened, or a replica died before the
         // file was opened), none ever will.
         let Some((path, duration_ms)) = self.store.best_stream_recording(call_sid).await? else {
-            return Err(NotReady::Fail(NO_RECORDING.into()));
+            // A socket whose recording failed left the reason in the call's errors (stage
+            // `stream`): say it.
+            let why = self.store.errors_of(call_sid, "stream").await?;
+            return Err(NotReady::Fail(match why.last() {
+                Some(reason) => format!("{NO_RECORDING}: {reason}"),
+                None => NO_RECORDING.into(),
+            }));
         };
         let is_file = tokio::fs::metadata(&path)
             .await

@@ -9,7 +9,7 @@ pub mod voice;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::recording::recorder::RecordingError;
-use crate::recording::{OpenRecording, Source, StartedStream};
+use crate::recording::{Failure, OpenRecording, Source, StartedStream};
 use crate::shutdown::{wait_true, Tracker};
 use crate::store::{CloseReason, Store, StreamStart, StreamStatus};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -87,8 +87,8 @@ struct Conn {
     session: Session,
     call: Option<StartInfo>,
     recording: Option<OpenRecording>,
-    /// Set once the recording could not be written, so the socket stops trying.
-    recording_failed: bool,
+    /// Why the recording stopped, once it has: the call goes on without it.
+    recording_failure: Option<Failure>,
     app: Option<Box<dyn VoiceApp>>,
     started_at: Option<Instant>,
     frames_in: u64,
@@ -119,7 +119,7 @@ where
         session: Session::new(),
         call: None,
         recording: None,
-        recording_failed: false,
+        recording_failure: None,
         app: None,
         started_at: None,
         frames_in: 0,
@@ -283,10 +283,12 @@ impl Conn {
                     .as_mut()
                     .map(|a| a.audio(timestamp_ms, &mulaw))
                     .unwrap_or_default();
-                if let Some(rec) = self.recording.as_ref() {
-                    if let Err(e) = rec.writer.inbound(timestamp_ms, mulaw).await {
-                        return self.recording_error(e);
-                    }
+                let queued = self
+                    .recording
+                    .as_ref()
+                    .map(|rec| rec.writer.inbound(timestamp_ms, &mulaw));
+                if let Some(Err(f)) = queued {
+                    self.recording_failed(f);
                 }
                 Flow::Continue(out)
             }
@@ -316,11 +318,14 @@ impl Conn {
         }
     }
 
-    /// The writer thread stopped: `finish` collects and logs its error.
-    fn recording_error(&mut self, e: RecordingError) -> Flow {
+    /// The recording stopped (the disk is full, failing or too slow): counted and logged once,
+    /// and the socket goes on carrying the call without it.
+    fn recording_failed(&mut self, f: Failure) {
+        self.recording = None;
+        self.ctx.metrics.recording_failure(f.reason);
         let (call_sid, stream_sid) = self.sids();
-        tracing::error!(call_sid, stream_sid, error = %e, "recording write failed");
-        Flow::Internal
+        tracing::error!(call_sid, stream_sid, reason = f.reason, error = %f, "recording_failed");
+        self.recording_failure = Some(f);
     }
 
     async fn on_start(&mut self, info: StartInfo) -> Flow {
@@ -386,14 +391,11 @@ impl Conn {
             account_sid: &info.account_sid,
             idx,
         };
-        match ctx.recording.stream_started(started).await {
+        let recording = ctx.recording.stream_started(started).await;
+        self.call = Some(info.clone());
+        match recording {
             Ok(recording) => self.recording = recording,
-            Err(e) => {
-                tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "cannot create recording");
-                self.call = Some(info);
-                self.recording_failed = true;
-                return Flow::Internal;
-            }
+            Err(f) => self.recording_failed(f),
         }
         let out = match &ctx.app_factory {
             Some(factory) => {
@@ -433,10 +435,12 @@ impl Conn {
         for o in out {
             let msg = match o {
                 Outbound::Media(audio) => {
-                    if let Some(rec) = self.recording.as_ref() {
-                        if let Err(e) = rec.writer.outbound(audio.clone()).await {
-                            tracing::warn!(stream_sid = %stream_sid, error = %e, "outbound audio not recorded");
-                        }
+                    let queued = self
+                        .recording
+                        .as_ref()
+                        .map(|rec| rec.writer.outbound(&audio));
+                    if let Some(Err(f)) = queued {
+                        self.recording_failed(f);
                     }
                     self.frames_out += 1;
                     self.ctx.metrics.frames_out.inc();
@@ -444,10 +448,12 @@ impl Conn {
                 }
                 Outbound::Mark(name) => ServerMessage::mark(&stream_sid, &name),
                 Outbound::Clear => {
-                    if let Some(rec) = self.recording.as_ref() {
-                        if let Err(e) = rec.writer.clear_outbound().await {
-                            tracing::warn!(stream_sid = %stream_sid, error = %e, "clear not recorded");
-                        }
+                    let queued = self
+                        .recording
+                        .as_ref()
+                        .map(|rec| rec.writer.clear_outbound());
+                    if let Some(Err(f)) = queued {
+                        self.recording_failed(f);
                     }
                     ServerMessage::clear(&stream_sid)
                 }
@@ -480,16 +486,29 @@ impl Conn {
                         );
                         (StreamStatus::Saved, Some(summary.frames))
                     }
-                    Err(e) => {
-                        tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "recording finalize failed");
+                    Err(f) => {
+                        ctx.metrics.recording_failure(f.reason);
+                        tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, reason = f.reason, error = %f, "recording_failed");
+                        self.recording_failure = Some(f);
                         (StreamStatus::Failed, None)
                     }
                 }
             }
-            None if self.recording_failed => (StreamStatus::Failed, None),
+            None if self.recording_failure.is_some() => (StreamStatus::Failed, None),
             None => (StreamStatus::NotRecorded, None),
         };
         let now = ctx.clock.now_ms();
+        // The call's errors say why it has no recording (the pipeline's stage repeats it).
+        if let Some(f) = &self.recording_failure {
+            let message = format!("recording failed: {f}");
+            if let Err(e) = ctx
+                .store
+                .add_error(info.call_sid.as_str(), "stream", &message, now)
+                .await
+            {
+                tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "cannot store recording failure");
+            }
+        }
         if let Err(e) = ctx
             .store
             .stream_finished(

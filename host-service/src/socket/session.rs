@@ -3,7 +3,7 @@
 //! inbound audio recorded, nothing after stop) is tested on strings.
 
 use crate::sid::{plausible_stream_sid, CallSid};
-use media::protocol::{parse_twilio, TwilioMessage};
+use media::protocol::{parse_frame, Frame, MediaFrame, ProtocolError, TwilioMessage};
 use std::collections::BTreeMap;
 
 /// What a `start` told us about the call.
@@ -87,8 +87,9 @@ impl Session {
     }
 
     pub fn on_text(&mut self, text: &str) -> Event {
-        let msg = match parse_twilio(text) {
-            Ok(m) => m,
+        let msg = match parse_frame(text) {
+            Ok(Frame::Media(m)) => return self.on_media(&m),
+            Ok(Frame::Other(m)) => m,
             Err(e) => return bad(e.kind(), e.to_string()),
         };
         if let TwilioMessage::Connected(_) = msg {
@@ -149,34 +150,14 @@ impl Session {
                 custom_parameters: meta.custom_parameters,
             });
         }
-        let expected = match &self.phase {
-            Phase::AwaitingStart => return bad("before_start", "event before start"),
-            Phase::Stopped => return bad("after_stop", "event after stop"),
-            Phase::Streaming { stream_sid } => stream_sid,
-        };
-        if msg.stream_sid() != Some(expected.as_str()) {
-            return bad(
-                "wrong_stream_sid",
-                format!("streamSid {:?}", truncate(msg.stream_sid().unwrap_or(""))),
-            );
+        if let Err(refused) = self.check_stream(msg.stream_sid()) {
+            return refused;
         }
         match msg {
-            TwilioMessage::Media(m) => {
-                if m.media.track != "inbound" && m.media.track != "inbound_track" {
-                    return Event::Ignored("outbound_track");
-                }
-                let timestamp_ms = match m.media.timestamp_ms() {
-                    Ok(t) => t,
-                    Err(e) => return bad("bad_message", e.to_string()),
-                };
-                match m.media.audio() {
-                    Ok(mulaw) => Event::Audio {
-                        timestamp_ms,
-                        mulaw,
-                    },
-                    Err(e) => bad("bad_message", e.to_string()),
-                }
-            }
+            TwilioMessage::Media(m) => audio_event(&m.media.track, m.media.timestamp_ms(), |out| {
+                *out = m.media.audio()?;
+                Ok(())
+            }),
             TwilioMessage::Dtmf(d) => Event::Dtmf(d.dtmf.digit),
             TwilioMessage::Mark(m) => Event::Mark(m.mark.name),
             TwilioMessage::Stop(_) => {
@@ -185,6 +166,57 @@ impl Session {
             }
             TwilioMessage::Connected(_) | TwilioMessage::Start(_) => Event::Ignored("unreachable"),
         }
+    }
+}
+
+impl Session {
+    /// A `media` frame read in place: the hot path, fifty times a second per call.
+    fn on_media(&mut self, m: &MediaFrame<'_>) -> Event {
+        if let Err(refused) = self.check_stream(Some(&m.stream_sid)) {
+            return refused;
+        }
+        audio_event(&m.media.track, m.media.timestamp_ms(), |out| {
+            m.media.audio_into(out)
+        })
+    }
+
+    /// An event after `start` must come on the stream that started, and before `stop`.
+    fn check_stream(&self, stream_sid: Option<&str>) -> Result<(), Event> {
+        let expected = match &self.phase {
+            Phase::AwaitingStart => return Err(bad("before_start", "event before start")),
+            Phase::Stopped => return Err(bad("after_stop", "event after stop")),
+            Phase::Streaming { stream_sid } => stream_sid,
+        };
+        if stream_sid != Some(expected.as_str()) {
+            return Err(bad(
+                "wrong_stream_sid",
+                format!("streamSid {:?}", truncate(stream_sid.unwrap_or(""))),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Caller audio becomes an event; the other track (echoed audio) is not recorded.
+fn audio_event(
+    track: &str,
+    timestamp_ms: Result<u64, ProtocolError>,
+    decode: impl FnOnce(&mut Vec<u8>) -> Result<(), ProtocolError>,
+) -> Event {
+    if track != "inbound" && track != "inbound_track" {
+        return Event::Ignored("outbound_track");
+    }
+    let timestamp_ms = match timestamp_ms {
+        Ok(t) => t,
+        Err(e) => return bad("bad_message", e.to_string()),
+    };
+    let mut mulaw = Vec::new();
+    match decode(&mut mulaw) {
+        Ok(()) => Event::Audio {
+            timestamp_ms,
+            mulaw,
+        },
+        Err(e) => bad("bad_message", e.to_string()),
     }
 }
 

@@ -311,6 +311,18 @@ impl Store {
         })
     }
 
+    /// The messages of the call's errors at `stage`, oldest first.
+    pub async fn errors_of(&self, call_sid: &str, stage: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT message FROM call_errors WHERE call_sid = $1 AND stage = $2 ORDER BY id",
+        )
+        .bind(call_sid)
+        .bind(stage)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     pub async fn add_error(
         &self,
         call_sid: &str,

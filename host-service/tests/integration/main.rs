@@ -4,6 +4,7 @@
 mod api;
 mod common;
 mod dashboard;
+mod disk;
 mod process;
 mod stream;
 mod twilio;

@@ -4,8 +4,7 @@
 
 pub mod rest;
 
-use super::recorder::RecordingError;
-use super::{NotReady, OpenRecording, Ready, Source, StartedStream};
+use super::{Failure, NotReady, OpenRecording, Ready, Source, StartedStream};
 use crate::clock::Clock;
 use crate::sid::CallSid;
 use crate::store::{RecordingStatus, Store};
@@ -35,7 +34,7 @@ impl Source for TwilioSource {
     async fn stream_started(
         &self,
         stream: StartedStream<'_>,
-    ) -> Result<Option<OpenRecording>, RecordingError> {
+    ) -> Result<Option<OpenRecording>, Failure> {
         if stream.idx == 0 {
             self.request(stream);
         }
