@@ -59,11 +59,16 @@ struct Svc {
 }
 
 impl Svc {
-    /// Signatures on, the recordings directory a tmpfs of `size`, and `min_free_mb`.
+    /// Signatures on, `data_dir` (its recordings directory already mounted), and `min_free_mb`.
     async fn start(data_dir: &Path, min_free_mb: u64) -> Svc {
-        let mut c = Config::default();
-        c.data_dir = data_dir.to_path_buf();
-        c.public_base_url = Some(PUBLIC.into());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut c = Config {
+            data_dir: data_dir.to_path_buf(),
+            public_base_url: Some(PUBLIC.into()),
+            listen: addr,
+            ..Config::default()
+        };
         c.twilio.auth_token = Some(TOKEN.into());
         c.pipeline.engines = host_service::config::PipelineEngines::Test;
         c.pipeline.poll_ms = 20;
@@ -72,9 +77,6 @@ impl Svc {
         c.recording.min_free_mb = min_free_mb;
         // The test streams faster than real time.
         c.recording.max_timestamp_jump_ms = 3_600_000;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        c.listen = addr;
         let engines = host_service::test_engines::engines(&c.test_engines);
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(host_service::run(listener, c, engines, async move {
