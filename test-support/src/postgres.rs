@@ -140,6 +140,24 @@ impl PgCluster {
     pub fn bin_dir(&self) -> &Path {
         &self.files.bin
     }
+
+    /// Freeze the whole cluster (the postmaster, then every backend it forked) with SIGSTOP, as
+    /// a hung server or a stalled failover looks to its clients: connections stay open, new
+    /// ones are queued by the kernel, and nothing answers until [`resume`](Self::resume).
+    pub fn pause(&self) -> Result<(), Error> {
+        let postmaster = self.child.id();
+        signal("STOP", &[postmaster])?;
+        // Stopped, the postmaster forks no new backend while the list is read.
+        signal("STOP", &children_of(postmaster)?)
+    }
+
+    /// Let a cluster [`pause`](Self::pause) froze run again: the backends first, so the
+    /// postmaster finds them running.
+    pub fn resume(&self) -> Result<(), Error> {
+        let postmaster = self.child.id();
+        signal("CONT", &children_of(postmaster)?)?;
+        signal("CONT", &[postmaster])
+    }
 }
 
 impl Drop for PgCluster {
@@ -164,6 +182,42 @@ impl Drop for PgCluster {
         }
         // The TempDir removes the folder as the field drops, now that nothing writes to it.
     }
+}
+
+/// The processes whose parent is `pid`, from /proc (a backend is its own session leader, so
+/// its process group does not name it).
+fn children_of(pid: u32) -> Result<Vec<u32>, Error> {
+    let entries = std::fs::read_dir("/proc").map_err(|e| failed("reading /proc", e))?;
+    Ok(entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            // `pid (comm) state ppid ...`: comm may hold spaces, so split after its `)`.
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.rsplit_once(')')?.1;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect())
+}
+
+/// `kill -SIG pid...` (the crate has no libc).
+fn signal(sig: &str, pids: &[u32]) -> Result<(), Error> {
+    if pids.is_empty() {
+        return Ok(());
+    }
+    let out = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .args(pids.iter().map(u32::to_string))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| failed(format!("running kill -{sig}"), e))?;
+    if !out.status.success() {
+        return Err(failed(format!("kill -{sig} {pids:?}"), output_text(&out)));
+    }
+    Ok(())
 }
 
 /// initdb a cluster in a fresh temp dir, owned by the user the server will run as.
@@ -440,6 +494,56 @@ mod tests {
             }
             Started::PortTaken(_, log) => panic!("port {port} still taken: {log}"),
         }
+    }
+
+    #[test]
+    fn a_paused_cluster_answers_nothing_until_resumed() {
+        let cluster = PgCluster::start().unwrap();
+        let url = cluster.database("paused").unwrap();
+        let bin = cluster.bin_dir().to_path_buf();
+        cluster.pause().unwrap();
+        let state = |pid: u32| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            stat.rsplit_once(')')
+                .unwrap()
+                .1
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        let postmaster = cluster.child.id();
+        let backends = children_of(postmaster).unwrap();
+        assert!(!backends.is_empty());
+        for pid in std::iter::once(postmaster).chain(backends.iter().copied()) {
+            assert_eq!(state(pid), "T", "process {pid} is not stopped");
+        }
+        // A client gets no answer while paused: psql is still waiting after its 2 s timeout.
+        let mut waiting = Command::new(bin.join("psql"))
+            .args([&url, "-X", "-A", "-t", "-c", "SELECT 1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let answered = poll_blocking(Duration::from_secs(2), "psql to answer", || {
+            waiting.try_wait().unwrap()
+        });
+        assert!(answered.is_err(), "psql answered a paused cluster");
+        cluster.resume().unwrap();
+        let status = poll_blocking(Duration::from_secs(30), "psql to answer", || {
+            waiting.try_wait().unwrap()
+        })
+        .unwrap();
+        assert!(status.success());
+        let mut out = String::new();
+        waiting
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "1\n");
+        assert_eq!(psql(&bin, &url, "SELECT 2"), "2\n");
     }
 
     #[test]
