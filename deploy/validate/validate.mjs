@@ -3,7 +3,8 @@
 // published OpenAPI and CRD schemas), the core kinds again with `kubernetes-validate --strict`
 // (unknown fields refused), the guard's plugin configurations with the filter's own parser
 // (`twiml-guard config check`), and the host service's configuration with the service itself
-// (`host-service --check-config`), whose drain time must fit terminationGracePeriodSeconds. The
+// (`host-service --check-config`), whose drain time must fit terminationGracePeriodSeconds and
+// whose probes must be /livez and /readyz with explicit timeouts. The
 // host's storage must fit its replicas: SQLite (no database URL) is one replica with the Recreate
 // strategy; several replicas on PostgreSQL share data_dir on one ReadWriteMany claim.
 //
@@ -176,6 +177,38 @@ function checkStorage(where, deployment, container, env, toml, claims) {
   }
 }
 
+// Liveness on /livez (never the database: an outage must not get every replica restarted with
+// its live calls), readiness on /readyz (or its alias /healthz), each with an explicit
+// timeoutSeconds, and the readiness timeout longer than the database deadline the service says
+// /readyz keeps (`readyMs`, from --check-config).
+function checkProbes(where, container, readyMs) {
+  const live = container.livenessProbe;
+  const ready = container.readinessProbe;
+  const path = (probe) => probe?.httpGet?.path;
+  if (path(live) !== "/livez") {
+    fail(
+      where,
+      `livenessProbe on ${path(live) ?? "nothing"}: use /livez, which never touches the ` +
+        `database (a database outage would restart every replica with its live calls)`,
+    );
+  }
+  if (!["/readyz", "/healthz"].includes(path(ready))) {
+    fail(where, `readinessProbe on ${path(ready) ?? "nothing"}: use /readyz`);
+  }
+  for (const [name, probe] of [["livenessProbe", live], ["readinessProbe", ready]]) {
+    if (probe && probe.timeoutSeconds === undefined) {
+      fail(where, `${name} has no timeoutSeconds: set it (the kubelet's default is 1 s)`);
+    }
+  }
+  if (ready?.timeoutSeconds !== undefined && !(readyMs < ready.timeoutSeconds * 1000)) {
+    fail(
+      where,
+      `readinessProbe timeoutSeconds ${ready.timeoutSeconds} s is not longer than /readyz's ` +
+        `database deadline ${readyMs} ms (database.ready_timeout_ms)`,
+    );
+  }
+}
+
 // The host service's own check of its ConfigMap with the Deployment's environment (values from
 // Secrets stand in as placeholders), its storage against its replicas, and its drain time against
 // the grace period.
@@ -211,6 +244,7 @@ function checkHostService(where, deployment, configMaps, claims, tmp) {
       fail(where, `host-service refuses its configuration: ${r.out}`);
       continue;
     }
+    checkProbes(where, c, Number(/\/readyz answers within (\d+) ms/.exec(r.out)?.[1]));
     const drainMs = Number(/at most (\d+) ms/.exec(r.out)?.[1]);
     const preStopMs = (c.lifecycle?.preStop?.sleep?.seconds ?? 0) * 1000;
     const graceMs = (pod.terminationGracePeriodSeconds ?? 30) * 1000;

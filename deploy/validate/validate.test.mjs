@@ -254,3 +254,34 @@ test("replicas on PostgreSQL with recordings on a volume of their own are refuse
     /Deployment\/host-service: 3 replicas share data_dir \/data, on no PersistentVolumeClaim: mount one ReadWriteMany claim there/,
   );
 });
+
+test("a liveness probe on the database-checking endpoint is refused", () => {
+  for (const path of ["deploy/k8s/host-service.yaml", "deploy/k8s/host-service-postgres.yaml"]) {
+    expectFailure(
+      path,
+      "httpGet: {path: /livez, port: http}",
+      "httpGet: {path: /healthz, port: http}",
+      /Deployment\/host-service: livenessProbe on \/healthz: use \/livez, which never touches the database/,
+    );
+  }
+});
+
+test("a probe without an explicit timeoutSeconds is refused", () => {
+  expectFailure(
+    "deploy/k8s/host-service.yaml",
+    "          periodSeconds: 10\n          timeoutSeconds: 2\n",
+    "          periodSeconds: 10\n",
+    /Deployment\/host-service: livenessProbe has no timeoutSeconds: set it \(the kubelet's default is 1 s\)/,
+  );
+});
+
+test("a readiness timeout within /readyz's database deadline is refused", () => {
+  expectFailure(
+    "deploy/k8s/host-service-postgres.yaml",
+    "        - name: HOST_SERVICE_DATABASE_URL\n",
+    "        - name: HOST_SERVICE_DATABASE_READY_TIMEOUT_MS\n" +
+      '          value: "2500"\n' +
+      "        - name: HOST_SERVICE_DATABASE_URL\n",
+    /Deployment\/host-service: readinessProbe timeoutSeconds 2 s is not longer than \/readyz's database deadline 2500 ms \(database\.ready_timeout_ms\)/,
+  );
+});
