@@ -17,7 +17,7 @@ NATIVE_FAULT := target/release/libtwiml_guard_native_fault.so
 # Thin LTO for the modules only (see [profile.release] in Cargo.toml).
 WASM_LTO := --config 'profile.release.lto="thin"'
 STAMPS   := .stamps
-APT_PKGS := espeak-ng sox cmake g++ pkg-config wrk skopeo docker-registry postgresql
+APT_PKGS := espeak-ng sox cmake g++ pkg-config wrk skopeo docker-registry postgresql faketime
 # The dashboard's browser test drives Debian's chromium (no browser download: see test-browser).
 APT_PKGS += chromium
 

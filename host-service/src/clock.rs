@@ -1,6 +1,7 @@
 //! Wall-clock milliseconds for the database, driven by tokio's monotonic clock so tests that
 //! pause and advance tokio time move the queue's clock too; tests that cannot pause tokio (the
-//! database answers on its own threads) move it with `advance`.
+//! database answers on its own threads) move it with `advance`. Replicas sharing PostgreSQL set
+//! it to the database's clock (`set_to`).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -36,6 +37,14 @@ impl Clock {
         self.wall_at_start_ms
             + self.start.elapsed().as_millis() as i64
             + self.skipped_ms.load(Ordering::SeqCst)
+    }
+
+    /// Set this clock and all its clones to read `wall_ms` now: replicas on one database keep
+    /// the database's time, so leases and due times mean the same on each whatever their own
+    /// clocks say.
+    pub fn set_to(&self, wall_ms: i64) {
+        self.skipped_ms
+            .fetch_add(wall_ms - self.now_ms(), Ordering::SeqCst);
     }
 
     /// Move this clock and all its clones forward (tests: minutes pass at once).

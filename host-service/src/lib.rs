@@ -14,7 +14,7 @@
 //!   playground's lint.
 //! - `config`, `server` (the accept loop with header-read timeout and shutdown deadline),
 //!   `retention`, `state` (`AppState`, `Tracker`), `shutdown`, `metrics`, `sid`, `random`,
-//!   `fsutil`, `clock`.
+//!   `fsutil`, `clock`, `writes` (stream and call ends retried until the database takes them).
 //!
 //! Entry points: [`app`] builds the router from an [`AppState`]; [`run`] serves it on a
 //! listener until a shutdown future resolves, then drains.
@@ -39,6 +39,7 @@ pub mod state;
 pub mod store;
 #[cfg(feature = "test-engines")]
 pub mod test_engines;
+pub mod writes;
 
 use clock::Clock;
 use config::{Config, RecordingSource};
@@ -78,12 +79,12 @@ pub fn app(state: AppState) -> axum::Router {
 pub async fn open(config: Config, shutdown: watch::Receiver<bool>) -> Result<AppState, StartError> {
     config.validate()?;
     let store = open_store(&config).await?;
-    let repaired =
-        replica::start(&store, &Clock::new(), config.database.replica_timeout_ms).await?;
+    let clock = Clock::new();
+    let repaired = replica::start(&store, &clock, config.database.replica_timeout_ms).await?;
     if repaired > 0 {
         tracing::warn!(repaired, "repaired recordings left open by a previous run");
     }
-    AppState::new(config, store, shutdown)
+    AppState::new(config, store, clock, shutdown)
 }
 
 /// The recordings directory (created private) and the database `database.url` names.
@@ -179,6 +180,7 @@ pub async fn run(
     }
 
     let tracker = state.tracker.clone();
+    let writes = state.writes.clone();
     let store = state.store.clone();
     let router = app(state);
     tokio::spawn(async move {
@@ -201,6 +203,7 @@ pub async fn run(
     let drained = tokio::time::timeout_at(deadline, async {
         conns.wait_idle().await;
         tracker.wait_idle().await;
+        writes.wait_idle().await;
     })
     .await;
     if drained.is_err() {
@@ -210,6 +213,12 @@ pub async fn run(
             "shutdown_deadline: closing what is still open"
         );
         let _ = force_tx.send(true);
+    }
+    if writes.pending() > 0 {
+        tracing::error!(
+            pending = writes.pending(),
+            "db_writes_lost: stream or call ends the database never took before the deadline"
+        );
     }
     let drain = Duration::from_millis(cfg.pipeline.drain_timeout_ms);
     let all = futures_util::future::join_all(workers);

@@ -60,11 +60,14 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             config.http.shutdown_timeout_ms,
             config.pipeline.drain_timeout_ms,
         );
-        // Deployments size terminationGracePeriodSeconds from this line (deploy/k8s).
+        // Deployments size terminationGracePeriodSeconds and the readiness probe's
+        // timeoutSeconds from this line (deploy/k8s).
         println!(
             "config ok; a SIGTERM drain takes at most {} ms \
-             (http.shutdown_timeout_ms {http} + pipeline.drain_timeout_ms {stages})",
-            http.saturating_add(stages)
+             (http.shutdown_timeout_ms {http} + pipeline.drain_timeout_ms {stages}); \
+             /readyz answers within {} ms (database.ready_timeout_ms)",
+            http.saturating_add(stages),
+            config.database.ready_timeout_ms
         );
         return Ok(());
     }

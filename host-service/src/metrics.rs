@@ -41,6 +41,11 @@ struct Hook {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Write {
+    write: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Job {
     stage: String,
     state: String,
@@ -72,6 +77,10 @@ pub struct Metrics {
     retention_files: Counter,
     jobs: Family<Job, Gauge>,
     stage_durations: Family<Attempt, Histogram, fn() -> Histogram>,
+    db_writes_pending: Gauge,
+    db_write_failures: Family<Write, Counter>,
+    db_writes_dropped: Family<Write, Counter>,
+    streams_fenced: Counter,
 }
 
 impl Default for Metrics {
@@ -92,6 +101,10 @@ impl Default for Metrics {
             retention_files: Counter::default(),
             jobs: Family::default(),
             stage_durations: Family::new_with_constructor(stage_histogram),
+            db_writes_pending: Gauge::default(),
+            db_write_failures: Family::default(),
+            db_writes_dropped: Family::default(),
+            streams_fenced: Counter::default(),
         };
         m.register()
     }
@@ -172,7 +185,45 @@ impl Metrics {
             "Time per pipeline stage attempt, by outcome",
             self.stage_durations.clone(),
         );
+        r.register(
+            "host_db_writes_pending",
+            "Stream and call ends kept in memory until the database takes them",
+            self.db_writes_pending.clone(),
+        );
+        r.register(
+            "host_db_write_failures",
+            "Attempts to store a stream or call end that failed or timed out, by write",
+            self.db_write_failures.clone(),
+        );
+        r.register(
+            "host_db_writes_dropped",
+            "Stream and call ends given up on (the retry queue was full), by write",
+            self.db_writes_dropped.clone(),
+        );
+        r.register(
+            "host_streams_fenced",
+            "Stream ends not stored because another replica had taken the stream over",
+            self.streams_fenced.clone(),
+        );
         self
+    }
+
+    pub fn db_write_failed(&self, write: &'static str) {
+        self.db_write_failures.get_or_create(&Write { write }).inc();
+    }
+
+    pub fn db_write_dropped(&self, write: &'static str) {
+        self.db_writes_dropped.get_or_create(&Write { write }).inc();
+    }
+
+    pub fn stream_fenced(&self) {
+        self.streams_fenced.inc();
+    }
+
+    /// Set at each scrape from the retrying writer.
+    pub fn db_writes_pending(&self, pending: usize) {
+        self.db_writes_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
     }
 
     /// A caller media frame handled `lag` behind real time ([`frame_lag`]).

@@ -113,6 +113,7 @@ mod tests {
             store
                 .stream_finished(
                     &stream,
+                    crate::store::FIRST_FENCE,
                     crate::store::StreamStatus::Saved,
                     Some(1),
                     (1, 0, 0),

@@ -12,6 +12,7 @@ use crate::shutdown::Tracker;
 use crate::socket::voice::{self, AppFactory};
 use crate::socket::{SocketCtx, SocketLimits};
 use crate::store::Store;
+use crate::writes::Writes;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,15 +38,19 @@ pub struct AppState {
     pub socket_slots: Arc<Semaphore>,
     /// Turns true when the service starts draining.
     pub shutdown: watch::Receiver<bool>,
+    /// Stream and call ends, retried until the database takes them.
+    pub writes: Writes,
     /// `true` when the `twilio` source has credentials to ask Twilio with.
     pub twilio_credentials: bool,
 }
 
 impl AppState {
-    /// Load the voice app and Twilio's client and build the socket context, over an open store.
+    /// Load the voice app and Twilio's client and build the socket context, over an open store
+    /// and the clock every part of the process reads (the database's time on PostgreSQL).
     pub fn new(
         config: Config,
         store: Store,
+        clock: Clock,
         shutdown: watch::Receiver<bool>,
     ) -> Result<AppState, StartError> {
         let recordings_dir = config.recordings_dir();
@@ -59,7 +64,6 @@ impl AppState {
             None => None,
         };
         let twilio_credentials = twilio.is_some();
-        let clock = Clock::new();
         let metrics = Arc::new(Metrics::default());
         let tracker = Arc::new(Tracker::default());
         let space = Arc::new(SpaceGuard::new(
@@ -70,6 +74,12 @@ impl AppState {
         if let Ok(free) = space.sample() {
             metrics.recording_free_bytes(free);
         }
+        let writes = Writes::new(
+            store.clone(),
+            metrics.clone(),
+            Duration::from_millis(config.database.write_timeout_ms),
+            config.database.retry_queue_max,
+        );
         let recording = recording::from_config(
             &config,
             store.clone(),
@@ -88,6 +98,7 @@ impl AppState {
             },
             account_sid: config.twilio.account_sid.clone(),
             store: store.clone(),
+            writes: writes.clone(),
             recording: recording.clone(),
             app_factory,
             metrics: metrics.clone(),
@@ -107,6 +118,7 @@ impl AppState {
             socket,
             tracker,
             shutdown,
+            writes,
             twilio_credentials,
         })
     }

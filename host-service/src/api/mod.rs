@@ -1,22 +1,24 @@
 //! The HTTP surface: the Media Streams upgrade (`media`), Twilio's webhooks (`webhooks`,
 //! signature-checked by `signature`), the calls API (`calls`) behind the access rule (`auth`:
-//! bearer token or dashboard session, or loopback clients only), health and metrics. Other read
-//! routes (the dashboard's) are mounted behind the same rule by whoever builds the router.
+//! bearer token or dashboard session, or loopback clients only), the probes (`probes`) and
+//! metrics. Other read routes (the dashboard's) are mounted behind the same rule by whoever
+//! builds the router.
 
 pub mod auth;
 mod calls;
 pub mod error;
 mod media;
+mod probes;
 mod signature;
 mod webhooks;
 
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use error::ApiError;
 use std::sync::Arc;
 
@@ -34,35 +36,16 @@ pub fn routes(state: AppState, access: Arc<auth::Access>, read_side: Router<AppS
     Router::new()
         .route(MEDIA_PATH, get(media::media_socket))
         .merge(webhooks::routes())
-        .route("/healthz", get(healthz))
+        .merge(probes::routes())
         .route("/metrics", get(metrics))
         .merge(api)
         .fallback(|| async { ApiError::BadRequest("no such endpoint".into()) })
         .with_state(state)
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
-    let db_ok = sqlx::query("SELECT 1")
-        .execute(state.store.pool())
-        .await
-        .is_ok();
-    let draining = *state.shutdown.borrow();
-    let body = serde_json::json!({
-        "status": if db_ok && !draining { "ok" } else { "unavailable" },
-        "database": db_ok,
-        "draining": draining,
-        "active_streams": state.tracker.open(),
-    });
-    let code = if db_ok && !draining {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body)).into_response()
-}
-
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let jobs = state.store.job_counts().await?;
+    state.metrics.db_writes_pending(state.writes.pending());
     Ok((
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(state.tracker.open(), &jobs),

@@ -8,6 +8,7 @@ use super::signature::check_signature;
 use crate::sid::CallSid;
 use crate::state::AppState;
 use crate::store::RecordingStatus;
+use crate::writes::{CallEnd, Written};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
@@ -128,7 +129,8 @@ fn call_sid_param(params: &[(String, String)]) -> Result<CallSid, ApiError> {
 }
 
 /// The `<Connect action>` callback: the stream is over. Marks the call ended and queues its
-/// pipeline once; a retry by Twilio gets the same answer and changes nothing.
+/// pipeline once; a retry by Twilio gets the same answer and changes nothing. A database that
+/// does not take it in time gets it later (`writes`): the answer does not wait.
 async fn stream_ended(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -140,25 +142,34 @@ async fn stream_ended(
     check_signature(&state, HOOK, &headers, &uri, &params)?;
     let call_sid =
         call_sid_param(&params).inspect_err(|_| state.metrics.webhook(HOOK, "bad_request"))?;
-    let facts = crate::store::CallFacts {
-        account_sid: form_value(&params, "AccountSid"),
-        from: form_value(&params, "From"),
-        to: form_value(&params, "To"),
-        call_status: form_value(&params, "CallStatus"),
+    let owned = |name| form_value(&params, name).map(str::to_owned);
+    // Twilio waits on this answer: one attempt within `database.write_timeout_ms`, then the
+    // end is kept and retried until the database takes it.
+    let written = state
+        .writes
+        .call_ended(CallEnd {
+            call_sid: call_sid.to_string(),
+            account_sid: owned("AccountSid"),
+            from: owned("From"),
+            to: owned("To"),
+            call_status: owned("CallStatus"),
+            recording_source: state.recording.name(),
+            at_ms: state.clock.now_ms(),
+        })
+        .await;
+    let result = match written {
+        Written::Stored(true) => "accepted",
+        Written::Stored(false) => "repeat",
+        Written::Queued => "queued",
+        Written::Dropped => {
+            state.metrics.webhook(HOOK, "dropped");
+            return Err(ApiError::Internal(
+                "the database is unavailable and the retry queue is full".into(),
+            ));
+        }
     };
-    let first = state
-        .store
-        .call_ended(
-            call_sid.as_str(),
-            &facts,
-            state.recording.name(),
-            state.clock.now_ms(),
-        )
-        .await?;
-    state
-        .metrics
-        .webhook(HOOK, if first { "accepted" } else { "repeat" });
-    tracing::info!(call_sid = %call_sid, repeat = !first, "stream_ended");
+    state.metrics.webhook(HOOK, result);
+    tracing::info!(call_sid = %call_sid, result, "stream_ended");
     Ok(([(header::CONTENT_TYPE, "text/xml")], HANGUP).into_response())
 }
 

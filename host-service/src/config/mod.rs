@@ -100,9 +100,17 @@ pub struct DatabaseConfig {
     pub url: Option<String>,
     /// PostgreSQL: connections per replica.
     pub max_connections: u32,
-    /// PostgreSQL: a replica that has not said it is alive for this long is dead; the streams
-    /// it was recording are finished (repaired) by another replica.
+    /// PostgreSQL: a replica that has not said it is alive for this long (by the database's
+    /// clock) is dead; the streams it was recording are finished (repaired) by another replica
+    /// that has itself been heard from without a break for as long.
     pub replica_timeout_ms: u64,
+    /// `/readyz` answers 503 when the database does not answer `SELECT 1` within this long.
+    pub ready_timeout_ms: u64,
+    /// One attempt of a write a socket or a webhook makes (a stream's end, a call's end); past
+    /// it, or on an error, the write is kept in memory and retried until it sticks.
+    pub write_timeout_ms: u64,
+    /// Writes kept for retry at once; past it a failed write is dropped with an error.
+    pub retry_queue_max: usize,
 }
 
 impl Default for DatabaseConfig {
@@ -111,6 +119,9 @@ impl Default for DatabaseConfig {
             url: None,
             max_connections: 10,
             replica_timeout_ms: 15_000,
+            ready_timeout_ms: 500,
+            write_timeout_ms: 2_000,
+            retry_queue_max: 10_000,
         }
     }
 }
@@ -342,6 +353,10 @@ pub struct PipelineConfig {
     /// On SIGTERM, how long running stages may take to finish before the process exits anyway
     /// (their leases expire and the next start picks them up).
     pub drain_timeout_ms: u64,
+    /// How long after a call ended the recording stage waits for its streams to finish (a
+    /// stream whose end never reached the database, or a dead replica's not yet taken over);
+    /// past it the call fails naming the open stream.
+    pub stream_wait_timeout_ms: u64,
     pub engines: PipelineEngines,
 }
 
@@ -355,6 +370,7 @@ impl Default for PipelineConfig {
             lease_ms: 60_000,
             poll_ms: 500,
             drain_timeout_ms: 10_000,
+            stream_wait_timeout_ms: 600_000,
             engines: PipelineEngines::Postcall,
         }
     }

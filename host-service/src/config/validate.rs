@@ -112,6 +112,10 @@ impl PipelineConfig {
     fn validate(&self) -> Checked {
         at_least_one("pipeline.workers", self.workers as u64)?;
         at_least_one("pipeline.max_attempts", self.max_attempts.into())?;
+        at_least_one(
+            "pipeline.stream_wait_timeout_ms",
+            self.stream_wait_timeout_ms,
+        )?;
         if self.lease_ms < 100 {
             return invalid("pipeline.lease_ms", "must be at least 100");
         }
@@ -148,7 +152,9 @@ impl DatabaseConfig {
                 "must be at least 3000 (replicas say they are alive every third of it)",
             );
         }
-        Ok(())
+        at_least_one("database.ready_timeout_ms", self.ready_timeout_ms)?;
+        at_least_one("database.write_timeout_ms", self.write_timeout_ms)?;
+        at_least_one("database.retry_queue_max", self.retry_queue_max as u64)
     }
 }
 

@@ -310,11 +310,36 @@ impl Pipeline {
     }
 
     async fn recording_stage(&self, call_sid: &str) -> Result<StageOutput, StageError> {
-        let ready = self.source.ready(call_sid).await?;
+        let ready = match self.source.ready(call_sid).await {
+            Ok(ready) => ready,
+            Err(NotReady::WaitForStreams(m)) => return Err(self.stream_wait(call_sid, m).await?),
+            Err(e) => return Err(e.into()),
+        };
         Ok(StageOutput::Recording {
             path: ready.path,
             duration_ms: ready.duration_ms,
         })
+    }
+
+    /// Waiting for a call's open streams is bounded: a stream whose end never reached the
+    /// database (and that no replica takes over) would hold the call forever. Past
+    /// `stream_wait_timeout_ms` after the call ended, the call fails naming the streams.
+    async fn stream_wait(&self, call_sid: &str, waiting: String) -> Result<StageError, StageError> {
+        let (ended_at, open) = self.store.open_streams_since_end(call_sid).await?;
+        let now = self.clock.now_ms();
+        let waited_ms = now - ended_at.unwrap_or(now);
+        let limit_ms = self.config.stream_wait_timeout_ms;
+        if waited_ms < limit_ms as i64 || open.is_empty() {
+            return Ok(StageError {
+                next: Next::WaitForStreams,
+                message: waiting,
+            });
+        }
+        Ok(StageError::permanent(format!(
+            "{} still open {} s after the call ended (pipeline.stream_wait_timeout_ms {limit_ms}): its end never reached the database",
+            open.join(", "),
+            waited_ms / 1000
+        )))
     }
 
     async fn transcribe_stage(&self, call_sid: &str) -> Result<StageOutput, StageError> {

@@ -40,6 +40,7 @@ async fn setup(
     store
         .stream_finished(
             "MZ1",
+            crate::store::FIRST_FENCE,
             crate::store::StreamStatus::Saved,
             Some(summary.frames),
             (1, 0, 0),
@@ -213,6 +214,7 @@ async fn twilio_setup(api: &str) -> (tempfile::TempDir, Arc<Pipeline>) {
     store
         .stream_finished(
             "MZ1",
+            crate::store::FIRST_FENCE,
             crate::store::StreamStatus::NotRecorded,
             None,
             (0, 0, 0),

@@ -91,10 +91,12 @@ impl Source for StreamSource {
 /// how many were repaired.
 pub async fn repair_orphans(store: &Store, alive_since_ms: i64) -> Result<usize, DbError> {
     let mut repaired = 0;
-    for (stream_sid, path) in store.take_orphaned_streams(alive_since_ms).await? {
+    for taken in store.take_orphaned_streams(alive_since_ms).await? {
+        let (stream_sid, path) = (taken.stream_sid, taken.path);
         let ended = |status, frames| {
             store.stream_finished(
                 &stream_sid,
+                taken.fence,
                 status,
                 frames,
                 (0, 0, 0),

@@ -11,7 +11,8 @@ use crate::metrics::Metrics;
 use crate::recording::recorder::RecordingError;
 use crate::recording::{Failure, OpenRecording, Source, StartedStream};
 use crate::shutdown::{wait_true, Tracker};
-use crate::store::{CloseReason, Store, StreamStart, StreamStatus};
+use crate::store::{CloseReason, Store, StreamStart, StreamStatus, FIRST_FENCE};
+use crate::writes::{StreamEnd, Writes, Written};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use media::protocol::ServerMessage;
 use session::{Event, Session, StartInfo};
@@ -57,6 +58,8 @@ pub struct SocketCtx {
     /// `twilio.account_sid`: when set, a `start` from another account is refused.
     pub account_sid: Option<String>,
     pub store: Store,
+    /// Where the stream's end goes: retried until the database takes it.
+    pub writes: Writes,
     pub recording: Arc<dyn Source>,
     pub app_factory: Option<AppFactory>,
     pub metrics: Arc<Metrics>,
@@ -497,31 +500,39 @@ impl Conn {
             None if self.recording_failure.is_some() => (StreamStatus::Failed, None),
             None => (StreamStatus::NotRecorded, None),
         };
-        let now = ctx.clock.now_ms();
         // The call's errors say why it has no recording (the pipeline's stage repeats it).
         if let Some(f) = &self.recording_failure {
             let message = format!("recording failed: {f}");
             if let Err(e) = ctx
                 .store
-                .add_error(info.call_sid.as_str(), "stream", &message, now)
+                .add_error(
+                    info.call_sid.as_str(),
+                    "stream",
+                    &message,
+                    ctx.clock.now_ms(),
+                )
                 .await
             {
                 tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "cannot store recording failure");
             }
         }
-        if let Err(e) = ctx
-            .store
-            .stream_finished(
-                &info.stream_sid,
+        // Never waits on the database past one attempt: an end that does not stick is retried
+        // in the background, so the socket closes and the call still finishes later.
+        let written = ctx
+            .writes
+            .stream_finished(StreamEnd {
+                call_sid: info.call_sid.to_string(),
+                stream_sid: info.stream_sid.clone(),
+                fence: FIRST_FENCE,
                 status,
                 frames,
-                (self.frames_in, self.frames_out, self.bad),
+                counters: (self.frames_in, self.frames_out, self.bad),
                 reason,
-                now,
-            )
-            .await
-        {
-            tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "cannot store stream end");
+                at_ms: ctx.clock.now_ms(),
+            })
+            .await;
+        if written == Written::Dropped {
+            tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, "cannot store stream end");
         }
         tracing::info!(
             call_sid = %info.call_sid,

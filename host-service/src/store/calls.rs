@@ -115,21 +115,24 @@ impl Store {
         Ok(())
     }
 
-    /// A stream's socket is gone: store its counters and how its recording ended.
+    /// A stream's socket is gone: store its counters and how its recording ended, only if the
+    /// stream is still held at `fence` (the token its owner started with, or took it over at).
+    /// False when another replica has taken the stream over meanwhile: nothing was written.
     #[allow(clippy::too_many_arguments)]
     pub async fn stream_finished(
         &self,
         stream_sid: &str,
+        fence: i64,
         status: StreamStatus,
         frames: Option<u64>,
         counters: (u64, u64, u64),
         close_reason: CloseReason,
         now: i64,
-    ) -> Result<()> {
-        sqlx::query(
+    ) -> Result<bool> {
+        let n = sqlx::query(
             "UPDATE streams SET status = $2, frames = $3, duration_ms = $3 / 8, frames_in = $4,
                frames_out = $5, bad_messages = $6, close_reason = $7, stopped_at_ms = $8
-             WHERE stream_sid = $1",
+             WHERE stream_sid = $1 AND fence = $9",
         )
         .bind(stream_sid)
         .bind(status)
@@ -139,8 +142,13 @@ impl Store {
         .bind(counters.2 as i64)
         .bind(close_reason)
         .bind(now)
+        .bind(fence)
         .execute(self.pool())
-        .await?;
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
         // The call's recording stage may be waiting for this stream: due now.
         let moved = sqlx::query(
             "UPDATE jobs SET run_at_ms = CASE WHEN run_at_ms < $2 THEN run_at_ms ELSE $2 END
@@ -157,7 +165,7 @@ impl Store {
         if moved > 0 {
             self.wake_workers().await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The longest saved stream recording of a call.
@@ -185,6 +193,29 @@ impl Store {
         .bind(StreamStatus::Recording)
         .fetch_one(self.pool())
         .await?)
+    }
+
+    /// When the call ended (`None`: not yet) and which of its streams are still open, for the
+    /// recording stage's bounded wait.
+    pub async fn open_streams_since_end(
+        &self,
+        call_sid: &str,
+    ) -> Result<(Option<i64>, Vec<String>)> {
+        let ended: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT ended_at_ms FROM calls WHERE call_sid = $1")
+                .bind(call_sid)
+                .fetch_optional(self.pool())
+                .await?;
+        let open: Vec<String> = sqlx::query_scalar(
+            "SELECT stream_sid FROM streams WHERE call_sid = $1 AND status IN ($2, $3)
+             ORDER BY idx",
+        )
+        .bind(call_sid)
+        .bind(StreamStatus::Streaming)
+        .bind(StreamStatus::Recording)
+        .fetch_all(self.pool())
+        .await?;
+        Ok((ended.flatten(), open))
     }
 
     /// The `<Connect action>` webhook: mark the call ended and queue its pipeline. Returns
@@ -344,16 +375,17 @@ impl Store {
 
     // === retention ===
 
-    /// Calls created before `cutoff_ms` that nothing is working on (no open stream, no running
-    /// stage), with every file they own.
+    /// Calls created before `cutoff_ms` that nothing is working on (no stream open since the
+    /// cutoff, no running stage), with every file they own. A stream still open from before
+    /// the cutoff is one whose end never reached the database: it holds nothing back.
     pub async fn expired_calls(&self, cutoff_ms: i64) -> Result<Vec<(String, Vec<String>)>> {
         let sids: Vec<String> = sqlx::query_scalar(
             "SELECT call_sid FROM calls c WHERE created_at_ms < $1
                AND NOT EXISTS (SELECT 1 FROM streams s WHERE s.call_sid = c.call_sid
-                               AND s.status IN ($2, $3))
+                               AND s.status IN ($2, $3) AND s.started_at_ms >= $1)
                AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.call_sid = c.call_sid
                                AND j.state = $4)
-             ORDER BY created_at_ms",
+             ORDER BY created_at_ms, call_sid",
         )
         .bind(cutoff_ms)
         .bind(StreamStatus::Streaming)

@@ -1,6 +1,6 @@
 //! The one thing that differs between the two engines, chosen once when the store connects:
 //! how a connection is opened and migrated, how a writing transaction begins, how a claim locks
-//! its row, and whether several replicas share the database. Every engine-specific branch of
+//! its row, how the database reads its clock, and whether several replicas share the database. Every engine-specific branch of
 //! the store asks its `Dialect`; the queries themselves are the same for both.
 
 use super::{Result, StoreOptions};
@@ -36,6 +36,15 @@ impl Dialect {
     /// recordings directory.
     pub fn shared(self) -> bool {
         self == Dialect::Postgres
+    }
+
+    /// The database's wall clock in Unix milliseconds, as an SQL expression: what replicas
+    /// compare their heartbeats against, so no replica's own clock decides who is alive.
+    pub(super) fn now_ms_sql(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+            Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
     }
 
     /// The row lock a claim takes so two replicas never take the same job (SQLite has one

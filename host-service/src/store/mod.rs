@@ -26,6 +26,7 @@ pub mod views;
 pub use calls::{CallFacts, StreamStart, TwilioRecording};
 pub use dialect::{Dialect, Location, MIGRATOR, MIGRATOR_POSTGRES};
 pub use queue::{Job, Outcome, Stage, StageOutput, JOBS_CHANNEL};
+pub use replicas::{TakenStream, FIRST_FENCE};
 pub use status::{
     CallStatus, CloseReason, JobState, RecordingStatus, StreamStatus, TranscriptionStatus,
 };
@@ -34,6 +35,7 @@ pub use views::{CallDetail, CallSummary, ErrorRow, JobRow, RecordingDetail, Stre
 use sqlx::AnyPool;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +132,29 @@ impl Store {
 
     pub(crate) fn postgres_url(&self) -> Option<&str> {
         self.postgres_url.as_deref()
+    }
+
+    /// The database's own clock (Unix milliseconds): replicas stamp and compare heartbeats and
+    /// set their clocks by it, so a replica whose clock is off decides nothing.
+    pub async fn db_now_ms(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar(&format!("SELECT {}", self.dialect.now_ms_sql()))
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Whether the database answers `SELECT 1` within `deadline` (`/readyz`): a hung server
+    /// or a pool with no free connection is an error naming how long it waited.
+    pub async fn ping(&self, deadline: Duration) -> std::result::Result<(), String> {
+        match tokio::time::timeout(deadline, sqlx::query("SELECT 1").execute(&self.pool)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("database: {e}")),
+            Err(_) => Err(format!(
+                "database: no answer within {} ms",
+                deadline.as_millis()
+            )),
+        }
     }
 
     pub async fn close(&self) {

@@ -1,13 +1,26 @@
 //! Replicas sharing one database: each says it is alive (`replicas.seen_at_ms`) and owns the
 //! streams it records (`streams.replica`). A replica that stops saying so is dead, and another
 //! one takes over its open streams to finish their recordings, so a call whose socket died with
-//! its replica still completes. The same check proves at start-up that the recordings directory
+//! its replica still completes. Heartbeats are stamped with the database's clock, and a
+//! takeover bumps the stream's fencing token, so the first owner can never finish it afterwards. The same check proves at start-up that the recordings directory
 //! is the one every replica shares.
 
 use super::status::StreamStatus;
 use super::{DbError, Result, Store};
 use sqlx::Row;
 use std::path::Path;
+
+/// A stream taken over from a dead replica: the file it was writing (empty when none) and the
+/// fencing token this replica now finishes it with.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TakenStream {
+    pub stream_sid: String,
+    pub path: String,
+    pub fence: i64,
+}
+
+/// The fencing token a stream starts with; each takeover adds one.
+pub const FIRST_FENCE: i64 = 0;
 
 /// The file in the recordings directory whose content the database also holds.
 pub const SHARED_DIR_MARKER: &str = ".twiml-guard-shared";
@@ -23,14 +36,20 @@ pub(super) fn new_replica_name() -> String {
 }
 
 impl Store {
-    /// Say this replica is alive.
-    pub async fn replica_alive(&self, now: i64) -> Result<()> {
+    /// Say this replica is alive at `now` (the database's clock, `db_now_ms`). A heartbeat
+    /// more than `max_gap_ms` after the previous one starts a new unbroken run
+    /// (`alive_since_ms`): this replica was cut off, so were the others, perhaps.
+    pub async fn replica_alive(&self, now: i64, max_gap_ms: i64) -> Result<()> {
         sqlx::query(
-            "INSERT INTO replicas (id, started_at_ms, seen_at_ms) VALUES ($1, $2, $2)
-             ON CONFLICT (id) DO UPDATE SET seen_at_ms = $2",
+            "INSERT INTO replicas (id, started_at_ms, seen_at_ms, alive_since_ms)
+             VALUES ($1, $2, $2, $2)
+             ON CONFLICT (id) DO UPDATE SET seen_at_ms = $2,
+               alive_since_ms = CASE WHEN replicas.seen_at_ms >= $2 - $3
+                                     THEN replicas.alive_since_ms ELSE $2 END",
         )
         .bind(self.replica())
         .bind(now)
+        .bind(max_gap_ms)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -47,19 +66,21 @@ impl Store {
 
     /// Open streams (`streaming` or `recording`) whose replica is dead: another replica, or a
     /// row written before replicas were named. A replica is alive when it was seen at or after
-    /// `alive_since_ms`; SQLite has one replica, so at start-up every other one is dead.
-    /// Each returned stream now belongs to this replica (taken with a guarded update, so two
-    /// survivors never finish the same stream): `(stream_sid, path)`.
-    pub async fn take_orphaned_streams(
-        &self,
-        alive_since_ms: i64,
-    ) -> Result<Vec<(String, String)>> {
+    /// `alive_since_ms`; SQLite has one replica, so at start-up every other one is dead. Nothing
+    /// is taken unless this replica itself has been alive without a break since
+    /// `alive_since_ms`: after an outage every replica gets the same chance to say it is alive
+    /// before anyone is declared dead. Each returned stream now belongs to this replica, at a
+    /// new fencing token (taken with a guarded update, so two survivors never finish the same
+    /// stream, and its first owner can no longer finish it).
+    pub async fn take_orphaned_streams(&self, alive_since_ms: i64) -> Result<Vec<TakenStream>> {
         let rows = sqlx::query(
-            "SELECT stream_sid, path, COALESCE(replica, '') AS replica FROM streams s
+            "SELECT stream_sid, path, COALESCE(replica, '') AS replica, fence FROM streams s
              WHERE status IN ($3, $4)
                AND COALESCE(replica, '') <> $1
                AND NOT EXISTS (SELECT 1 FROM replicas r
-                               WHERE r.id = s.replica AND r.seen_at_ms >= $2)",
+                               WHERE r.id = s.replica AND r.seen_at_ms >= $2)
+               AND EXISTS (SELECT 1 FROM replicas me
+                           WHERE me.id = $1 AND me.alive_since_ms <= $2)",
         )
         .bind(self.replica())
         .bind(alive_since_ms)
@@ -71,9 +92,10 @@ impl Store {
         for r in rows {
             let sid: String = r.get("stream_sid");
             let was: String = r.get("replica");
+            let fence: i64 = r.get("fence");
             let n = sqlx::query(
-                "UPDATE streams SET replica = $1
-                 WHERE stream_sid = $2 AND COALESCE(replica, '') = $3
+                "UPDATE streams SET replica = $1, fence = fence + 1
+                 WHERE stream_sid = $2 AND COALESCE(replica, '') = $3 AND fence = $6
                    AND status IN ($4, $5)",
             )
             .bind(self.replica())
@@ -81,11 +103,16 @@ impl Store {
             .bind(&was)
             .bind(StreamStatus::Streaming)
             .bind(StreamStatus::Recording)
+            .bind(fence)
             .execute(self.pool())
             .await?
             .rows_affected();
             if n == 1 {
-                taken.push((sid, r.get::<Option<String>, _>("path").unwrap_or_default()));
+                taken.push(TakenStream {
+                    stream_sid: sid,
+                    path: r.get::<Option<String>, _>("path").unwrap_or_default(),
+                    fence: fence + 1,
+                });
             }
         }
         Ok(taken)

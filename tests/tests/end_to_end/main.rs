@@ -4,6 +4,7 @@
 
 mod common;
 mod dashboard;
+mod db_outage;
 mod filter_config;
 mod filter_corpus;
 mod filter_edge;

@@ -237,6 +237,7 @@ async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on(backend
     store
         .stream_finished(
             "MZ1",
+            crate::store::FIRST_FENCE,
             StreamStatus::Saved,
             Some(8),
             (1, 0, 0),
@@ -247,8 +248,20 @@ async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on(backend
         .unwrap();
     store.call_ended(old, &facts(), "stream", T0).await.unwrap();
     store.add_error(old, "recording", "x", T0).await.unwrap();
+    // Busy: a stream opened since the cutoff is still open.
     store
         .stream_started(busy, "MZ2", &facts(), "stream", T0)
+        .await
+        .unwrap();
+    store
+        .stream_started(busy, "MZ4", &facts(), "stream", T0 + 100)
+        .await
+        .unwrap();
+    // A stream open since before the cutoff is one whose end never reached the database: its
+    // call expires all the same.
+    let stale = "CA00000000000000000000000000000004";
+    store
+        .stream_started(stale, "MZ5", &facts(), "stream", T0)
         .await
         .unwrap();
     store
@@ -258,6 +271,7 @@ async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on(backend
     store
         .stream_finished(
             "MZ3",
+            crate::store::FIRST_FENCE,
             StreamStatus::Saved,
             None,
             (0, 0, 0),
@@ -269,7 +283,10 @@ async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on(backend
     let expired = store.expired_calls(T0 + 100).await.unwrap();
     assert_eq!(
         expired,
-        vec![(old.to_string(), vec!["/r/old.wav".to_string()])]
+        vec![
+            (old.to_string(), vec!["/r/old.wav".to_string()]),
+            (stale.to_string(), vec![])
+        ]
     );
     assert!(store.delete_call(old).await.unwrap());
     assert!(!store.delete_call(old).await.unwrap());

@@ -247,6 +247,7 @@ async fn a_finished_stream_makes_the_waiting_recording_stage_due(backend: Dialec
             store
                 .stream_finished(
                     "MZ1",
+                    crate::store::FIRST_FENCE,
                     StreamStatus::Saved,
                     Some(800),
                     (800, 0, 0),

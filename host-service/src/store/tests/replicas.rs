@@ -67,13 +67,28 @@ async fn two_replicas_take_each_job_once(backend: Dialect) {
     assert_eq!((before, taken.len()), (CALLS, CALLS));
 }
 
-/// A replica that died mid-stream: its open streams are taken over by exactly one survivor, and
-/// not while it is still alive.
+/// Heartbeats a third of `TIMEOUT` apart; a gap over `GAP` breaks a replica's run.
+const TIMEOUT: i64 = 15_000;
+const GAP: i64 = TIMEOUT / 2;
+
+/// Say `store` is alive every third of the timeout from `from` to `to` (inclusive), relative to
+/// T0.
+async fn heartbeats(store: &Store, from: i64, to: i64) {
+    let mut t = from;
+    while t <= to {
+        store.replica_alive(T0 + t, GAP).await.unwrap();
+        t += TIMEOUT / 3;
+    }
+}
+
+/// A replica that died mid-stream: its open streams are taken over by exactly one survivor, not
+/// while it is still alive, and its own late end of a stream no longer sticks.
 async fn a_dead_replicas_open_streams_are_taken_over_once(backend: Dialect) {
     let (holder, dead) = store_on(backend).await;
     let survivor = another_replica(&holder, &dead).await;
     let late = another_replica(&holder, &dead).await;
-    dead.replica_alive(T0).await.unwrap();
+    dead.replica_alive(T0, GAP).await.unwrap();
+    heartbeats(&survivor, -TIMEOUT, 0).await;
     for (i, path) in [(0, ""), (1, "/rec/b.wav")] {
         let (call, stream) = (format!("CA{i:032x}"), format!("MZ{i:032x}"));
         dead.stream_started(&call, &stream, &facts(), "stream", T0)
@@ -85,29 +100,119 @@ async fn a_dead_replicas_open_streams_are_taken_over_once(backend: Dialect) {
     }
     // Seen at T0: alive for anyone counting from T0 on.
     assert!(survivor.take_orphaned_streams(T0).await.unwrap().is_empty());
+    // A replica never heard from takes nothing, whoever is dead.
+    assert!(late.take_orphaned_streams(T0 + 1).await.unwrap().is_empty());
     let mut taken = survivor.take_orphaned_streams(T0 + 1).await.unwrap();
     taken.sort();
-    assert_eq!(
-        taken,
-        vec![
-            (format!("MZ{:032x}", 0), String::new()),
-            (format!("MZ{:032x}", 1), "/rec/b.wav".to_owned())
-        ]
-    );
+    let stream = |i: usize, path: &str, fence: i64| TakenStream {
+        stream_sid: format!("MZ{i:032x}"),
+        path: path.to_owned(),
+        fence,
+    };
+    assert_eq!(taken, vec![stream(0, "", 1), stream(1, "/rec/b.wav", 1)]);
+    // The first owner's end comes too late: the stream moved on to another fencing token.
+    let end = |store: Store, fence: i64| async move {
+        store
+            .stream_finished(
+                &format!("MZ{:032x}", 1),
+                fence,
+                StreamStatus::Saved,
+                Some(8000),
+                (50, 0, 0),
+                CloseReason::Stopped,
+                T0 + 2,
+            )
+            .await
+            .unwrap()
+    };
+    assert!(!end(dead.clone(), FIRST_FENCE).await);
+    let status: String = sqlx::query_scalar("SELECT status FROM streams WHERE stream_sid = $1")
+        .bind(format!("MZ{:032x}", 1))
+        .fetch_one(dead.pool())
+        .await
+        .unwrap();
+    assert_eq!(status, "recording");
     // The dead replica is forgotten once nothing of it is open; the survivor is not.
-    survivor.replica_alive(T0 + 10).await.unwrap();
+    survivor.replica_alive(T0 + 10, GAP).await.unwrap();
     assert_eq!(dead.forget_dead_replicas(T0 + 1).await.unwrap(), 0);
+    assert!(end(survivor.clone(), 1).await);
+    let other = format!("MZ{:032x}", 0);
+    assert!(survivor
+        .stream_finished(
+            &other,
+            1,
+            StreamStatus::NotRecorded,
+            None,
+            (0, 0, 0),
+            CloseReason::ProcessDied,
+            T0 + 2
+        )
+        .await
+        .unwrap());
     assert_eq!(survivor.forget_dead_replicas(T0 + 1).await.unwrap(), 1);
     let left: Vec<String> = sqlx::query_scalar("SELECT id FROM replicas")
         .fetch_all(survivor.pool())
         .await
         .unwrap();
     assert_eq!(left, vec![survivor.replica().to_owned()]);
-    // Now the survivor's, which is alive: nobody else takes them.
+    // A new stream of the survivor, which is alive: nobody else takes it.
+    survivor
+        .stream_started(&format!("CA{:032x}", 2), "MZ2", &facts(), "stream", T0)
+        .await
+        .unwrap();
+    heartbeats(&late, -TIMEOUT, 0).await;
     assert!(late.take_orphaned_streams(T0 + 1).await.unwrap().is_empty());
     // A replica that left says so; its streams need no timeout.
     survivor.replica_gone().await.unwrap();
-    assert_eq!(late.take_orphaned_streams(T0).await.unwrap().len(), 2);
+    assert_eq!(
+        late.take_orphaned_streams(T0).await.unwrap(),
+        vec![TakenStream {
+            stream_sid: "MZ2".into(),
+            path: String::new(),
+            fence: 1
+        }]
+    );
+}
+
+/// An outage cuts every replica off at once: the first one back does not take over the others
+/// (they were as silent as it was) until it has itself been heard from for a whole timeout;
+/// one that says it is alive within that time keeps its streams.
+async fn after_an_outage_every_replica_gets_a_chance_to_say_it_is_alive(backend: Dialect) {
+    let (holder, a) = store_on(backend).await;
+    let b = another_replica(&holder, &a).await;
+    heartbeats(&a, -2 * TIMEOUT, 0).await;
+    heartbeats(&b, -2 * TIMEOUT, 0).await;
+    b.stream_started(&format!("CA{:032x}", 1), "MZ1", &facts(), "stream", T0)
+        .await
+        .unwrap();
+    // 20 s without the database; a is back first, and finds b silent past the timeout.
+    let back = 20_000;
+    a.replica_alive(T0 + back, GAP).await.unwrap();
+    assert!(a
+        .take_orphaned_streams(T0 + back - TIMEOUT)
+        .await
+        .unwrap()
+        .is_empty());
+    // b says it is alive a third of a timeout later, and keeps saying so: never taken over.
+    heartbeats(&b, back + TIMEOUT / 3, back + 2 * TIMEOUT).await;
+    let mut t = back + TIMEOUT / 3;
+    while t <= back + 2 * TIMEOUT {
+        a.replica_alive(T0 + t, GAP).await.unwrap();
+        assert!(
+            a.take_orphaned_streams(T0 + t - TIMEOUT)
+                .await
+                .unwrap()
+                .is_empty(),
+            "b's live stream taken over {t} ms in"
+        );
+        t += TIMEOUT / 3;
+    }
+    // b really dies: a, alive all along, takes its stream once b has been silent a timeout.
+    let dead_at = back + 2 * TIMEOUT;
+    heartbeats(&a, t, dead_at + TIMEOUT + 1).await;
+    let taken = a.take_orphaned_streams(T0 + dead_at + 1).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!((taken[0].stream_sid.as_str(), taken[0].fence), ("MZ1", 1));
 }
 
 #[tokio::test]
@@ -198,4 +303,5 @@ on_both_engines!(
     a_burst_of_stream_starts_is_recorded_in_full,
     two_replicas_take_each_job_once,
     a_dead_replicas_open_streams_are_taken_over_once,
+    after_an_outage_every_replica_gets_a_chance_to_say_it_is_alive,
 );
