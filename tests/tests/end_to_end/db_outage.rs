@@ -189,8 +189,10 @@ async fn a_call_rides_out_a_paused_database() {
     let report = call.await.unwrap();
     assert!(
         paused_at.elapsed() < Duration::from_secs(15),
-        "the call must end while the database is paused; it took {:?}",
-        paused_at.elapsed()
+        "the call must end while the database is paused; it took {:?}\n{}\n{}",
+        paused_at.elapsed(),
+        report.render(),
+        host.log_text()
     );
     let audio_ms = ran_whole(&report);
     assert_eq!(audio_ms, 12_000);
