@@ -177,9 +177,20 @@ async fn a_call_rides_out_a_paused_database() {
     // 12 s of audio; the database stops once the stream runs and stays stopped 15 s, so the
     // caller's `stop` and the `stream_ended` webhook both come while it answers nothing.
     let call = place(&cfg, 12);
-    poll(Duration::from_secs(30), "the stream to open", || async {
-        (streams_open(&http, addr).await? == 1).then_some(())
-    })
+    // Frames counted: the stream's start is stored and its recording open.
+    poll(
+        Duration::from_secs(30),
+        "the stream to carry audio",
+        || async {
+            let metrics = host.metrics_text().await.ok()?;
+            let frames: u64 = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("host_frames_in_total "))?
+                .parse()
+                .ok()?;
+            (frames >= 50).then_some(())
+        },
+    )
     .await
     .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
