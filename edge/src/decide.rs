@@ -10,9 +10,11 @@ use crate::config::{is_xml_media_type, Config, Mode, Policy, RejectStyle};
 /// The response header carrying the outcome, when response headers are held.
 pub const GUARD_HEADER: &str = "x-twiml-guard";
 
+mod coding;
 mod media;
 pub use media::{stamp_media_token, MediaGrant};
 mod outcome;
+pub use coding::{decode as decode_body, Coding, Encoding, READABLE_CODINGS};
 pub use outcome::{
     guard_header, guard_header_value, reject_body, verdict_line, verdict_line_ruled, Effect, Label,
     Outcome, Problem,
@@ -43,9 +45,6 @@ pub fn route_request(cfg: &Config, req: &RequestInfo) -> RequestRoute {
 
 /// The 426 body for a plain request on the media path.
 pub const UPGRADE_REQUIRED_BODY: &str = "this path only accepts WebSocket upgrades\n";
-
-/// The content codings the filter can read in a response.
-const READABLE_CODINGS: [&str; 3] = ["gzip", "x-gzip", "identity"];
 
 /// The `accept-encoding` to forward on an inspected route, so the backend answers in a coding
 /// the filter can read (gzip or none) instead of `br` or `zstd` it cannot see into. `value` is
@@ -93,12 +92,6 @@ pub struct ResponseInfo {
     pub content_length: Option<String>,
     /// The headers callback was also the end of the stream: there is no body.
     pub end_of_stream: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    Identity,
-    Gzip,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,24 +145,6 @@ pub fn media_types(content_type: &str) -> Vec<String> {
     types
 }
 
-fn encoding(value: Option<&str>) -> Result<Encoding, String> {
-    let Some(value) = value else {
-        return Ok(Encoding::Identity);
-    };
-    let codings: Vec<String> = value
-        .split(',')
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "identity")
-        .collect();
-    match codings.as_slice() {
-        [] => Ok(Encoding::Identity),
-        [one] if one == "gzip" || one == "x-gzip" => Ok(Encoding::Gzip),
-        _ => Err(format!(
-            "content-encoding {value:?} cannot be inspected (only gzip and identity, once)"
-        )),
-    }
-}
-
 pub fn start_response(cfg: &Config, resp: &ResponseInfo) -> ResponseStart {
     if resp.end_of_stream {
         return ResponseStart::Pass("no body");
@@ -201,7 +176,7 @@ pub fn start_response(cfg: &Config, resp: &ResponseInfo) -> ResponseStart {
     if length == Some(0) {
         return ResponseStart::Pass("empty body");
     }
-    let enc = match encoding(resp.content_encoding.as_deref()) {
+    let enc = match coding::parse(resp.content_encoding.as_deref()) {
         Ok(enc) => enc,
         Err(reason) => return ResponseStart::Early(malformed(cfg, Encoding::Identity, reason)),
     };
@@ -229,12 +204,9 @@ pub fn start_response(cfg: &Config, resp: &ResponseInfo) -> ResponseStart {
 /// this is the whole body. Corrupt gzip is left to the full evaluation (`Twiml`), which calls it
 /// malformed.
 pub fn sniff_body(cfg: &Config, received: &[u8], enc: Encoding, complete: bool) -> twiml::Sniff {
-    match enc {
-        Encoding::Identity => twiml::sniff(received, complete),
-        Encoding::Gzip => match gzip::decode_prefix(received, cfg.max_body_bytes) {
-            Ok(plain) => twiml::sniff(&plain, complete),
-            Err(_) => twiml::Sniff::Twiml,
-        },
+    match coding::decode_prefix(enc, received, cfg.max_body_bytes) {
+        Ok(plain) => twiml::sniff(&plain, complete),
+        Err(_) => twiml::Sniff::Twiml,
     }
 }
 
@@ -310,16 +282,6 @@ pub fn sniff_received<E>(
     }
 }
 
-/// Re-encode a replacement body the way the upstream encoded its own: the client already has (or
-/// will get) the upstream's `content-encoding`, and a rewritten body must match it. Compressing
-/// works whether or not headers are held, which dropping the header would not.
-fn encode_for(enc: Encoding, plain: &[u8]) -> Result<Vec<u8>, String> {
-    match enc {
-        Encoding::Identity => Ok(plain.to_vec()),
-        Encoding::Gzip => gzip::encode(plain).map_err(|e| e.to_string()),
-    }
-}
-
 /// The refusal for `problem` in the configured style.
 pub fn reject(cfg: &Config, enc: Encoding, problem: &Problem) -> Effect {
     match cfg.reject_style {
@@ -332,7 +294,7 @@ pub fn reject(cfg: &Config, enc: Encoding, problem: &Problem) -> Effect {
             let plain = cfg.fallback_twiml.as_bytes();
             // Compressing into memory does not fail in practice; if it did, plain TwiML is still a
             // better answer than the blocking one.
-            Effect::Replace(encode_for(enc, plain).unwrap_or_else(|_| plain.to_vec()))
+            Effect::Replace(coding::encode(enc, plain).unwrap_or_else(|_| plain.to_vec()))
         }
     }
 }
@@ -406,19 +368,16 @@ pub fn evaluate(cfg: &Config, body: &[u8], enc: Encoding) -> Outcome {
             ),
         );
     }
-    let plain: std::borrow::Cow<'_, [u8]> = match enc {
-        Encoding::Identity => body.into(),
-        Encoding::Gzip => match gzip::decode(body, cfg.max_body_bytes) {
-            Ok(p) => p.into(),
-            Err(gzip::GzipError::TooLarge { limit }) => {
-                return oversize(
-                    cfg,
-                    enc,
-                    format!("gzip body expands beyond max_body_bytes {limit}"),
-                )
-            }
-            Err(e) => return malformed(cfg, enc, format!("gzip: {e}")),
-        },
+    let plain = match coding::decode(enc, body, cfg.max_body_bytes) {
+        Ok(p) => p,
+        Err(gzip::GzipError::TooLarge { limit }) => {
+            return oversize(
+                cfg,
+                enc,
+                format!("{} body expands beyond max_body_bytes {limit}", enc.name()),
+            )
+        }
+        Err(e) => return malformed(cfg, enc, format!("{}: {e}", enc.name())),
     };
     let verdict = twiml::analyze_with(&plain, &cfg.realtime_nouns);
     let mut out = match verdict {
@@ -488,7 +447,7 @@ fn on_conflict_mode(
                 .map_err(|e| e.to_string())
                 .and_then(|new| match enc {
                     Encoding::Identity => Ok((cfg.log_twiml.then(|| new.clone()), new)),
-                    Encoding::Gzip => encode_for(enc, &new).map(|wire| (Some(new), wire)),
+                    _ => coding::encode(enc, &new).map(|wire| (Some(new), wire)),
                 });
             match rewritten {
                 Ok((after, wire)) => Outcome {

@@ -97,10 +97,7 @@ fuzz_target!(|data: &[u8]| {
         let Effect::Replace(wire) = &outcome.effect else {
             panic!("a rewrite replaces the body: {outcome:?}");
         };
-        let plain = match enc {
-            Encoding::Identity => wire.clone(),
-            Encoding::Gzip => twiml::gzip::decode(wire, usize::MAX).expect("our own gzip"),
-        };
+        let plain = decide::decode_body(enc, wire, usize::MAX).expect("our own encoding");
         assert_eq!(
             twiml::analyze(&plain),
             twiml::Verdict::Clean,

@@ -1,11 +1,13 @@
-//! Bounded gzip for upstream TwiML: a backend that compresses its answers must not hide a
-//! `<Record>` from the guard, and a small compressed body must not expand without limit (a gzip
-//! bomb) inside the filter's fixed memory.
+//! Bounded gzip and deflate for upstream TwiML, the HTTP content codings an HTTP client such as
+//! Twilio's can decode: a backend that compresses its answers must not hide a `<Record>` from the
+//! guard, and a small compressed body must not expand without limit (a gzip bomb) inside the
+//! filter's fixed memory. `deflate` is the zlib format HTTP specifies, or raw deflate, which some
+//! servers send and clients accept too.
 
 use std::io::{Read, Write};
 
-use flate2::read::MultiGzDecoder;
-use flate2::write::GzEncoder;
+use flate2::read::{DeflateDecoder, MultiGzDecoder, ZlibDecoder};
+use flate2::write::{GzEncoder, ZlibEncoder};
 use flate2::Compression;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -13,8 +15,8 @@ pub enum GzipError {
     /// The decompressed body would exceed the caller's limit; decoding stopped there.
     #[error("decompressed body exceeds {limit} bytes")]
     TooLarge { limit: usize },
-    /// Not a valid gzip stream (bad header, corrupt data, truncated, bad checksum).
-    #[error("invalid gzip data: {0}")]
+    /// Not a valid gzip or deflate stream (bad header, corrupt data, truncated, bad checksum).
+    #[error("invalid compressed data: {0}")]
     Invalid(String),
 }
 
@@ -23,9 +25,49 @@ pub enum GzipError {
 /// Reads at most `limit + 1` decompressed bytes, so the work and memory spent on a bomb are bounded
 /// by the limit, not by what the stream claims.
 pub fn decode(compressed: &[u8], limit: usize) -> Result<Vec<u8>, GzipError> {
+    bounded(MultiGzDecoder::new(compressed), compressed.len(), limit)
+}
+
+/// [`decode`] for a `deflate` body: zlib when its first two bytes are a zlib header, else raw
+/// deflate.
+pub fn inflate(compressed: &[u8], limit: usize) -> Result<Vec<u8>, GzipError> {
+    if is_zlib(compressed) {
+        bounded(ZlibDecoder::new(compressed), compressed.len(), limit)
+    } else {
+        bounded(DeflateDecoder::new(compressed), compressed.len(), limit)
+    }
+}
+
+/// [`decode_prefix`] for a `deflate` body.
+pub fn inflate_prefix(compressed: &[u8], limit: usize) -> Result<Vec<u8>, GzipError> {
+    if is_zlib(compressed) {
+        prefix(ZlibDecoder::new(compressed), limit)
+    } else {
+        prefix(DeflateDecoder::new(compressed), limit)
+    }
+}
+
+/// Compress `plain` as `deflate` (zlib, as HTTP specifies it).
+pub fn deflate(plain: &[u8]) -> Result<Vec<u8>, GzipError> {
+    let mut enc = ZlibEncoder::new(
+        Vec::with_capacity(plain.len() / 2 + 16),
+        Compression::default(),
+    );
+    enc.write_all(plain)
+        .map_err(|e| GzipError::Invalid(e.to_string()))?;
+    enc.finish().map_err(|e| GzipError::Invalid(e.to_string()))
+}
+
+/// RFC 1950: compression method 8 and a header whose 16-bit value is a multiple of 31.
+fn is_zlib(data: &[u8]) -> bool {
+    matches!(data, [cmf, flg, ..] if cmf & 0x0F == 8 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0)
+}
+
+/// Reads at most `limit + 1` bytes from `decoder`: more is `TooLarge`.
+fn bounded(decoder: impl Read, compressed_len: usize, limit: usize) -> Result<Vec<u8>, GzipError> {
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    let mut out = Vec::with_capacity(limit.min(compressed.len().saturating_mul(4)));
-    MultiGzDecoder::new(compressed)
+    let mut out = Vec::with_capacity(limit.min(compressed_len.saturating_mul(4)));
+    decoder
         .take(cap)
         .read_to_end(&mut out)
         .map_err(|e| GzipError::Invalid(e.to_string()))?;
@@ -39,13 +81,14 @@ pub fn decode(compressed: &[u8], limit: usize) -> Result<Vec<u8>, GzipError> {
 /// start of a body that is still arriving. A stream cut short is not an error here (its bytes so
 /// far are returned); corrupt data is.
 pub fn decode_prefix(compressed: &[u8], limit: usize) -> Result<Vec<u8>, GzipError> {
+    prefix(MultiGzDecoder::new(compressed), limit)
+}
+
+fn prefix(decoder: impl Read, limit: usize) -> Result<Vec<u8>, GzipError> {
     let cap = u64::try_from(limit).unwrap_or(u64::MAX);
     let mut out = Vec::new();
     // `read_to_end` keeps what it read before an error.
-    match MultiGzDecoder::new(compressed)
-        .take(cap)
-        .read_to_end(&mut out)
-    {
+    match decoder.take(cap).read_to_end(&mut out) {
         Ok(_) => Ok(out),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(out),
         Err(e) => Err(GzipError::Invalid(e.to_string())),
@@ -140,6 +183,33 @@ mod tests {
             decode_prefix(b"<!DOCTYPE html><html>", 100),
             Err(GzipError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn deflate_round_trips_as_zlib_and_raw_deflate_is_read_too() {
+        let z = deflate(TWIML).unwrap();
+        assert!(is_zlib(&z));
+        assert_eq!(inflate(&z, TWIML.len()).unwrap(), TWIML);
+        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), Compression::default());
+        raw.write_all(TWIML).unwrap();
+        let raw = raw.finish().unwrap();
+        assert!(!is_zlib(&raw));
+        assert_eq!(inflate(&raw, TWIML.len()).unwrap(), TWIML);
+        assert_eq!(
+            inflate(&z, TWIML.len() - 1),
+            Err(GzipError::TooLarge {
+                limit: TWIML.len() - 1
+            })
+        );
+        assert!(matches!(
+            inflate(&z[..z.len() - 3], 1000),
+            Err(GzipError::Invalid(_))
+        ));
+        assert_eq!(
+            inflate_prefix(&z[..z.len() / 2], 1000).unwrap().len() > 0,
+            true
+        );
+        assert!(TWIML.starts_with(&inflate_prefix(&z[..z.len() / 2], 1000).unwrap()));
     }
 
     #[test]

@@ -229,8 +229,12 @@ fn stacked_and_repeated_encodings() {
         ("X-GZIP", Some(Encoding::Gzip)),
         ("identity, identity", Some(Encoding::Identity)),
         (" , identity", Some(Encoding::Identity)),
-        ("gzip, gzip", None),
-        ("deflate", None),
+        (
+            "gzip, gzip",
+            Some(Encoding::Twice(Coding::Gzip, Coding::Gzip)),
+        ),
+        ("deflate", Some(Encoding::Deflate)),
+        ("gzip, gzip, gzip", None),
         ("gzip, br", None),
         ("br, identity", None),
         ("zstd", None),
@@ -246,7 +250,7 @@ fn stacked_and_repeated_encodings() {
         }
     }
     // Fails closed per on_malformed.
-    r.content_encoding = Some("gzip, deflate".into());
+    r.content_encoding = Some("deflate, br".into());
     let c = cfg(r#"{"on_malformed": "reject"}"#);
     let ResponseStart::Early(o) = start_response(&c, &r) else {
         panic!("not early");
@@ -299,7 +303,7 @@ fn sniffing_reads_gzip_prefixes() {
 fn accept_encoding_is_narrowed_to_what_the_filter_reads() {
     for (sent, want) in [
         (None, Some("identity")),
-        (Some("gzip, deflate, br"), Some("gzip")),
+        (Some("gzip, deflate, br"), Some("gzip, deflate")),
         (Some("br;q=1.0, gzip;q=0.8, *;q=0.1"), Some("gzip;q=0.8")),
         (Some("br"), Some("identity")),
         (Some("*"), Some("identity")),
@@ -314,6 +318,64 @@ fn accept_encoding_is_narrowed_to_what_the_filter_reads() {
     ] {
         assert_eq!(narrow_accept_encoding(sent).as_deref(), want, "{sent:?}");
     }
+}
+
+#[test]
+fn deflate_and_two_codings_are_read_and_rewritten_in_the_same_codings() {
+    let c = Config::default();
+    for enc in [
+        Encoding::Deflate,
+        Encoding::Twice(Coding::Gzip, Coding::Gzip),
+        Encoding::Twice(Coding::Deflate, Coding::Gzip),
+    ] {
+        let wire = coding_encode(enc, CONFLICT);
+        let o = evaluate(&c, &wire, enc);
+        assert_eq!(o.label, Label::Rewritten, "{enc:?}");
+        let Effect::Replace(out) = &o.effect else {
+            panic!("{o:?}")
+        };
+        assert_eq!(coding_decode(enc, out), STRIPPED, "{enc:?}");
+        let corrupt = &wire[..wire.len() - 4];
+        assert_eq!(
+            evaluate(&c, corrupt, enc).label,
+            Label::Malformed,
+            "{enc:?}"
+        );
+    }
+}
+
+fn coding_encode(enc: Encoding, plain: &[u8]) -> Vec<u8> {
+    let mut wire = plain.to_vec();
+    let layers = match enc {
+        Encoding::Identity => vec![],
+        Encoding::Gzip => vec![Coding::Gzip],
+        Encoding::Deflate => vec![Coding::Deflate],
+        Encoding::Twice(a, b) => vec![a, b],
+    };
+    for c in layers {
+        wire = match c {
+            Coding::Gzip => twiml::gzip::encode(&wire).unwrap(),
+            Coding::Deflate => twiml::gzip::deflate(&wire).unwrap(),
+        };
+    }
+    wire
+}
+
+fn coding_decode(enc: Encoding, wire: &[u8]) -> Vec<u8> {
+    let mut plain = wire.to_vec();
+    let layers = match enc {
+        Encoding::Identity => vec![],
+        Encoding::Gzip => vec![Coding::Gzip],
+        Encoding::Deflate => vec![Coding::Deflate],
+        Encoding::Twice(a, b) => vec![b, a],
+    };
+    for c in layers {
+        plain = match c {
+            Coding::Gzip => twiml::gzip::decode(&plain, 1 << 20).unwrap(),
+            Coding::Deflate => twiml::gzip::inflate(&plain, 1 << 20).unwrap(),
+        };
+    }
+    plain
 }
 
 #[test]
@@ -483,7 +545,7 @@ fn gzip_bomb_is_oversize_and_bad_gzip_malformed() {
     let o = evaluate(&Config::default(), CONFLICT, Encoding::Gzip);
     assert_eq!(o.label, Label::Malformed);
     assert!(
-        o.detail.starts_with("gzip: invalid gzip data"),
+        o.detail.starts_with("gzip: invalid compressed data"),
         "{}",
         o.detail
     );

@@ -1,7 +1,7 @@
 //! Edge-proof defaults through a real Envoy: `text/html` TwiML (Flask's `return str(resp)`) is
 //! inspected and rewritten while an HTML page streams through unbuffered and byte-identical;
-//! repeated `content-type` and stacked `content-encoding` values are judged or refused, never
-//! skipped; `accept-encoding` reaches the backend narrowed to what the filter reads; UTF-16
+//! repeated `content-type` and stacked `content-encoding` values (deflate, gzip twice) are read
+//! and rewritten back into the same codings, or refused, never skipped; `accept-encoding` reaches the backend narrowed to what the filter reads; UTF-16
 //! without a byte order mark is judged; and the shipped `envoy.yaml` refuses forged webhooks.
 
 use crate::common;
@@ -51,7 +51,11 @@ fn edge_backend(req: &Request) -> Reply {
             Reply::ok("text/xml", gzip(&conflict())).header("content-encoding", "gzip, identity")
         }
         "/x-gzip" => Reply::ok("text/xml", gzip(&conflict())).header("content-encoding", "x-gzip"),
-        "/deflate" => Reply::ok("text/xml", conflict()).header("content-encoding", "deflate"),
+        "/deflate" => Reply::ok("text/xml", twiml::gzip::deflate(&conflict()).unwrap())
+            .header("content-encoding", "deflate"),
+        "/deflate-corrupt" => {
+            Reply::ok("text/xml", conflict()).header("content-encoding", "deflate")
+        }
         "/gzip-twice" => Reply::ok("text/xml", gzip(&gzip(&conflict())))
             .header("content-encoding", "gzip")
             .header("content-encoding", "gzip"),
@@ -98,11 +102,19 @@ async fn html_twiml_headers_and_encodings_are_never_skipped() {
         assert_eq!(seen.body, stripped(), "{path}");
     }
 
-    // Stacked and repeated encodings the filter can read are read.
-    for path in [
-        "/voice/identity-then-gzip",
-        "/voice/gzip-identity",
-        "/voice/x-gzip",
+    // Stacked and repeated encodings the filter can read are read, and a rewrite goes back into
+    // the same codings: gzip, deflate (zlib), and gzip over gzip.
+    let inflate = |b: &[u8]| twiml::gzip::inflate(b, 1 << 20).unwrap();
+    let twice = |b: &[u8]| gunzip(&gunzip(b));
+    for (path, decode) in [
+        (
+            "/voice/identity-then-gzip",
+            &gunzip as &dyn Fn(&[u8]) -> Vec<u8>,
+        ),
+        ("/voice/gzip-identity", &gunzip),
+        ("/voice/x-gzip", &gunzip),
+        ("/voice/deflate", &inflate),
+        ("/voice/gzip-twice", &twice),
     ] {
         let seen = post(&envoy, path).await;
         assert_eq!(
@@ -110,13 +122,12 @@ async fn html_twiml_headers_and_encodings_are_never_skipped() {
             (200, Some("rewritten; blocks=Connect/Stream")),
             "{path}"
         );
-        assert_eq!(gunzip(&seen.body), stripped(), "{path}");
+        assert_eq!(decode(&seen.body), stripped(), "{path}");
     }
 
-    // The rest fail closed per on_malformed (here: reject), before any buffering.
+    // The rest fail closed per on_malformed (here: reject).
     for (path, needle) in [
-        ("/voice/deflate", "\"deflate\" cannot be inspected"),
-        ("/voice/gzip-twice", "cannot be inspected"),
+        ("/voice/deflate-corrupt", "deflate: invalid compressed data"),
         (
             "/voice/utf16",
             "UTF-16 without a byte order mark: only UTF-8 TwiML is supported",
@@ -139,9 +150,9 @@ async fn html_twiml_headers_and_encodings_are_never_skipped() {
     assert_counters(
         &envoy,
         &[
-            ("twiml_guard_inspected_total", 9),
-            ("twiml_guard_rewritten_total", 6),
-            ("twiml_guard_malformed_total", 3),
+            ("twiml_guard_inspected_total", 10),
+            ("twiml_guard_rewritten_total", 8),
+            ("twiml_guard_malformed_total", 2),
         ],
     )
     .await;
