@@ -2,9 +2,9 @@
 //! `<Stream>` it opens (`twiml::media_token`), so the host accepts that call's streams and no
 //! other's. Runs after the verdict, on whatever TwiML the verdict lets through.
 
-use twiml::{gzip, media_token};
+use twiml::media_token;
 
-use super::{encode_for, Effect, Encoding, Label, Outcome};
+use super::{coding, Effect, Encoding, Label, Outcome};
 use crate::config::Config;
 
 /// What a token is minted for: the call a signed webhook named, and the time (Unix seconds).
@@ -15,7 +15,7 @@ pub struct MediaGrant<'a> {
 }
 
 /// `outcome` with the media token added to the TwiML it lets through: the backend's own body
-/// (`received`, as it came, possibly gzip) when kept, or the rewritten one. Unchanged without a
+/// (`received`, as it came, possibly compressed) when kept, or the rewritten one. Unchanged without a
 /// media key, without a grant (not a signed webhook), for refusals and fallbacks, and for a body
 /// with no `<Stream>` to stamp.
 pub fn stamp_media_token(
@@ -36,16 +36,15 @@ pub fn stamp_media_token(
         (Label::Rewritten, Effect::Replace(new)) => new,
         _ => return outcome,
     };
-    let plain = match enc {
-        Encoding::Identity => Some(wire.to_vec()),
-        Encoding::Gzip => gzip::decode(wire, cfg.max_body_bytes).ok(),
-    };
+    let plain = coding::decode(enc, wire, cfg.max_body_bytes)
+        .ok()
+        .map(|p| p.into_owned());
     let expires_at = grant.now_s.saturating_add(sc.media_token_ttl_seconds);
     let token = media_token::mint(key.as_bytes(), grant.call_sid, expires_at);
     let Some(stamped) = plain.and_then(|p| media_token::insert(&p, &token)) else {
         return outcome;
     };
-    let Ok(new_wire) = encode_for(enc, &stamped) else {
+    let Ok(new_wire) = coding::encode(enc, &stamped) else {
         return outcome;
     };
     if outcome.after.is_some() {

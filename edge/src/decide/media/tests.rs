@@ -7,6 +7,7 @@ use crate::config;
 use crate::decide::evaluate;
 use crate::route::{RequestInfo, RequestRoute};
 use crate::signature::{on_request_body, on_request_headers, Pending, Step};
+use twiml::gzip;
 use twiml::signature::{compute, Algorithm};
 
 const CALL: &str = "CA0123456789abcdef0123456789abcdef";
