@@ -121,7 +121,7 @@ test("corrupt gzip and unreadable codings are malformed, refused on request", as
     column: null,
     error: "twiml_malformed",
     line: null,
-    message: 'content-encoding "br" cannot be inspected (only gzip and identity, once)',
+    message: 'content-encoding "br" cannot be inspected (only gzip and deflate, at most twice, and identity)',
     offset: null,
   });
 });
