@@ -160,7 +160,15 @@ pub struct WebSocketConfig {
     /// Media sockets open at once; past it the upgrade is answered 503.
     pub max_sockets: usize,
     /// After `start`, a socket silent for this long is closed (Twilio sends a frame every 20 ms).
+    /// Pings and refused frames are not activity.
     pub idle_timeout_ms: u64,
+    /// A socket open this long is closed, whatever it sends.
+    pub max_lifetime_s: u64,
+    /// Sockets of one call open at once on this replica; the next `start` is refused (1008).
+    pub max_streams_per_call: usize,
+    /// Frames of any kind (pings included) a socket may send in one second; past it the socket
+    /// is closed (1008).
+    pub max_frames_per_s: u32,
 }
 
 impl Default for WebSocketConfig {
@@ -170,6 +178,9 @@ impl Default for WebSocketConfig {
             max_frame_bytes: 64 * 1024,
             max_sockets: 256,
             idle_timeout_ms: 15_000,
+            max_lifetime_s: 4 * 3600 + 60,
+            max_streams_per_call: 5,
+            max_frames_per_s: 250,
         }
     }
 }
@@ -286,6 +297,9 @@ pub struct TwilioConfig {
     /// Check `X-Twilio-Signature` on webhooks and the media handshake. On unless explicitly
     /// turned off; needs `auth_token` or `shared_key`.
     pub validate_signatures: bool,
+    /// The media key shared with the edge filter (its `signature.media_key_env`): when set, a
+    /// stream's `start` needs the filter's per-call token for that call.
+    pub media_key: Option<String>,
 }
 
 impl Default for TwilioConfig {
@@ -296,6 +310,7 @@ impl Default for TwilioConfig {
             shared_key: None,
             api_base: "https://api.twilio.com".into(),
             validate_signatures: true,
+            media_key: None,
         }
     }
 }

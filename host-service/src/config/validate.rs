@@ -33,6 +33,11 @@ impl Config {
             }
         }
         self.signatures_need()?;
+        if let Some(key) = &self.twilio.media_key {
+            if key.len() < 16 {
+                return invalid("twilio.media_key", "must be at least 16 characters");
+            }
+        }
         self.database.validate()?;
         self.websocket.validate()?;
         self.http.validate()?;
@@ -161,7 +166,13 @@ impl DatabaseConfig {
 impl WebSocketConfig {
     fn validate(&self) -> Checked {
         at_least_one("websocket.max_sockets", self.max_sockets as u64)?;
-        at_least_one("websocket.idle_timeout_ms", self.idle_timeout_ms)
+        at_least_one("websocket.idle_timeout_ms", self.idle_timeout_ms)?;
+        at_least_one("websocket.max_lifetime_s", self.max_lifetime_s)?;
+        at_least_one(
+            "websocket.max_streams_per_call",
+            self.max_streams_per_call as u64,
+        )?;
+        at_least_one("websocket.max_frames_per_s", self.max_frames_per_s.into())
     }
 }
 

@@ -3,6 +3,7 @@
 //! and the voice app, paces the app's audio, and closes the socket with the right code when the
 //! peer misbehaves. One bad socket never touches another.
 
+pub mod limits;
 pub mod session;
 pub mod voice;
 
@@ -14,6 +15,7 @@ use crate::shutdown::{wait_true, Tracker};
 use crate::store::{CloseReason, Store, StreamStart, StreamStatus, FIRST_FENCE};
 use crate::writes::{StreamEnd, Writes, Written};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use limits::{CallStreams, FrameRate, StreamSlot};
 use media::protocol::ServerMessage;
 use session::{Event, Session, StartInfo};
 use std::sync::Arc;
@@ -57,6 +59,10 @@ pub struct SocketCtx {
     pub limits: SocketLimits,
     /// `twilio.account_sid`: when set, a `start` from another account is refused.
     pub account_sid: Option<String>,
+    /// `twilio.media_key`: when set, a `start` needs the edge's media token for its call.
+    pub media_key: Option<String>,
+    /// The open streams of each call, against `websocket.max_streams_per_call`.
+    pub call_streams: Arc<CallStreams>,
     pub store: Store,
     /// Where the stream's end goes: retried until the database takes it.
     pub writes: Writes,
@@ -80,6 +86,10 @@ pub struct SocketLimits {
     /// How long the close frame may take to go out.
     pub close_timeout: Duration,
     pub max_frame_bytes: usize,
+    /// A socket open this long is closed.
+    pub max_lifetime: Duration,
+    pub max_streams_per_call: usize,
+    pub max_frames_per_s: u32,
     /// How far ahead of the time since `start` a frame's timestamp may be.
     pub max_timestamp_jump_ms: u64,
 }
@@ -93,6 +103,8 @@ struct Conn {
     /// Why the recording stopped, once it has: the call goes on without it.
     recording_failure: Option<Failure>,
     app: Option<Box<dyn VoiceApp>>,
+    /// This socket's place among its call's open streams, held until it closes.
+    slot: Option<StreamSlot>,
     started_at: Option<Instant>,
     frames_in: u64,
     frames_out: u64,
@@ -112,7 +124,10 @@ where
     let _guard = ctx.tracker.enter();
     let mut shutdown = ctx.shutdown.clone();
     let limits = ctx.limits;
-    let start_deadline = Instant::now() + limits.start_timeout;
+    let opened = Instant::now();
+    let start_deadline = opened + limits.start_timeout;
+    let end_of_life = opened + limits.max_lifetime;
+    let mut rate = FrameRate::new(limits.max_frames_per_s, opened);
     let idle = limits.idle_timeout;
     let close_timeout = limits.close_timeout;
     let max_frame = limits.max_frame_bytes;
@@ -124,6 +139,7 @@ where
         recording: None,
         recording_failure: None,
         app: None,
+        slot: None,
         started_at: None,
         frames_in: 0,
         frames_out: 0,
@@ -143,6 +159,11 @@ where
             _ = tokio::time::sleep_until(start_deadline), if !conn.session.started() => {
                 break (Some(close::POLICY), CloseReason::StartTimeout);
             }
+            _ = tokio::time::sleep_until(end_of_life) => {
+                let (call_sid, stream_sid) = conn.sids();
+                tracing::warn!(call_sid, stream_sid, lifetime_s = limits.max_lifetime.as_secs(), "ws_lifetime");
+                break (Some(close::POLICY), CloseReason::MaxLifetime);
+            }
             _ = tokio::time::sleep_until(last_frame + idle), if conn.session.started() => {
                 let (call_sid, stream_sid) = conn.sids();
                 tracing::warn!(call_sid, stream_sid, idle_ms = idle.as_millis() as u64, "ws_idle");
@@ -156,7 +177,10 @@ where
                 }
             }
             frame = rx.next() => {
-                last_frame = Instant::now();
+                if !rate.admit(Instant::now()) {
+                    conn.refused("frame_rate", &format!("more than {} frames in one second", limits.max_frames_per_s));
+                    break (Some(close::POLICY), CloseReason::FrameRate);
+                }
                 let text = match frame {
                     None => break (None, CloseReason::PeerGone),
                     Some(Err(e)) => {
@@ -180,7 +204,14 @@ where
                     Some(Ok(WsIn::Text(t))) => t,
                 };
                 let event = conn.session.on_text(&text);
-                match conn.on_event(event).await {
+                // Only a frame the stream accepts keeps the socket alive: pings and refused
+                // frames do not, or a peer could hold a slot forever without a call.
+                let refused_before = conn.bad;
+                let flow = conn.on_event(event).await;
+                if conn.bad == refused_before {
+                    last_frame = Instant::now();
+                }
+                match flow {
                     Flow::Continue(out) => {
                         if conn.send_all(&mut tx, out).await.is_err() {
                             break (None, CloseReason::SendFailed);
@@ -297,7 +328,8 @@ impl Conn {
             }
             Event::Dtmf(digit) => {
                 let (call_sid, stream_sid) = self.sids();
-                tracing::info!(call_sid, stream_sid, digit = %digit.chars().take(4).collect::<String>(), "dtmf");
+                // Digits are PINs and card numbers: the log says a key was pressed, never which.
+                tracing::info!(call_sid, stream_sid, "dtmf");
                 Flow::Continue(
                     self.app
                         .as_mut()
@@ -345,6 +377,28 @@ impl Conn {
                     &info,
                     CloseReason::AccountSidMismatch,
                     "accountSid is not the configured account",
+                );
+            }
+        }
+        if let Some(key) = &ctx.media_key {
+            let now_s = u64::try_from(ctx.clock.now_ms() / 1000).unwrap_or(0);
+            if let Err(e) = limits::check_media_token(
+                key.as_bytes(),
+                info.call_sid.as_str(),
+                &info.custom_parameters,
+                now_s,
+            ) {
+                return self.refuse_start(&info, CloseReason::MediaTokenRefused, &e.to_string());
+            }
+        }
+        let max_streams = ctx.limits.max_streams_per_call;
+        match ctx.call_streams.enter(info.call_sid.as_str(), max_streams) {
+            Some(slot) => self.slot = Some(slot),
+            None => {
+                return self.refuse_start(
+                    &info,
+                    CloseReason::TooManyStreams,
+                    &format!("the call already has {max_streams} streams open"),
                 );
             }
         }

@@ -109,6 +109,14 @@ pub enum CloseReason {
     DuplicateStreamSid,
     CallAlreadyEnded,
     AccountSidMismatch,
+    /// The `start` carried no valid media token for its call (`twilio.media_key`).
+    MediaTokenRefused,
+    /// The call already had `websocket.max_streams_per_call` sockets open.
+    TooManyStreams,
+    /// Open past `websocket.max_lifetime_s`.
+    MaxLifetime,
+    /// More than `websocket.max_frames_per_s` frames in one second.
+    FrameRate,
     /// Not a socket's own end: the process holding it died and a start (or a live replica)
     /// found the stream still open.
     ProcessDied,
@@ -211,5 +219,9 @@ stored_as_text!(CloseReason {
     DuplicateStreamSid => "duplicate_stream_sid",
     CallAlreadyEnded => "call_already_ended",
     AccountSidMismatch => "account_sid_mismatch",
+    MediaTokenRefused => "media_token_refused",
+    TooManyStreams => "too_many_streams",
+    MaxLifetime => "max_lifetime",
+    FrameRate => "frame_rate",
     ProcessDied => "process_died",
 });

@@ -6,5 +6,6 @@ mod common;
 mod dashboard;
 mod disk;
 mod process;
+mod socket_limits;
 mod stream;
 mod twilio;

@@ -14,16 +14,16 @@ enum EngineChoice {
     FromConfig,
 }
 
-struct Server {
-    addr: std::net::SocketAddr,
+pub(crate) struct Server {
+    pub(crate) addr: std::net::SocketAddr,
     data: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<Result<(), host_service::StartError>>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Server {
-    async fn start(config: Config) -> Server {
+    pub(crate) async fn start(config: Config) -> Server {
         Server::start_with(config, EngineChoice::Test).await
     }
 
@@ -91,7 +91,7 @@ impl Server {
         .await
     }
 
-    async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         self.http
             .get(self.url("/metrics"))
             .send()
@@ -103,7 +103,7 @@ impl Server {
     }
 
     /// Stop the service; the data directory lives on in the returned handle.
-    async fn stop(mut self) -> tempfile::TempDir {
+    pub(crate) async fn stop(mut self) -> tempfile::TempDir {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(Duration::from_secs(20), &mut self.handle)
             .await
@@ -114,7 +114,7 @@ impl Server {
     }
 }
 
-fn quick_config() -> Config {
+pub(crate) fn quick_config() -> Config {
     let mut c = Config::default();
     c.pipeline.engines = host_service::config::PipelineEngines::Test;
     c.pipeline.poll_ms = 20;
@@ -125,7 +125,7 @@ fn quick_config() -> Config {
     c
 }
 
-fn metric(text: &str, line_prefix: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, line_prefix: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(line_prefix)?.trim().parse().ok())
 }
