@@ -310,8 +310,9 @@ fuzz: $(STAMPS)/cargo-fuzz ## each cargo-fuzz target for FUZZ_SECONDS (default 6
 ECDS_DIR := run/ecds
 GUARD ?= wasm
 GUARD_SEED := deploy/ecds/twiml_guard$(if $(filter native,$(GUARD)),.native,).json
-run: setup wasm native ## Envoy with envoy.yaml in the foreground (needs TWILIO_AUTH_TOKEN; GUARD=native for the native module)
+run: setup wasm native ## Envoy with envoy.yaml in the foreground (needs TWILIO_AUTH_TOKEN and TWIML_GUARD_MEDIA_KEY; GUARD=native for the native module)
 	@[ -n "$${TWILIO_AUTH_TOKEN:-}" ] || { echo "make run: set TWILIO_AUTH_TOKEN (your Twilio auth token): the guard checks Twilio signatures and refuses its configuration without it"; exit 2; }
+	@[ -n "$${TWIML_GUARD_MEDIA_KEY:-}" ] || { echo "make run: set TWIML_GUARD_MEDIA_KEY (the host service's twilio.media_key): the guard adds per-call media tokens and refuses its configuration without it"; exit 2; }
 	@case "$(GUARD)" in wasm|native) ;; *) echo "make run: GUARD is wasm or native, not $(GUARD)"; exit 2;; esac
 	$(CARGO) build --release -p twiml-guard-cli
 	@mkdir -p $(ECDS_DIR); f=$(ECDS_DIR)/twiml_guard.json; \

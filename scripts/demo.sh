@@ -16,6 +16,9 @@ WASM="${TWIML_GUARD_WASM:-$ROOT/target/wasm32-wasip1/release/twiml_guard_filter.
 PUBLIC_HOST="${PUBLIC_HOST:-voice.example.com}"
 # The demo's shared secret: the simulator signs with it, the host service checks it.
 AUTH_TOKEN="${DEMO_AUTH_TOKEN:-demo-auth-token-0123456789abcdef}"
+# The filter and the host share it: the filter adds a per-call token to the stream it lets
+# through, the host accepts a stream only with it. A fresh one per run.
+MEDIA_KEY="${DEMO_MEDIA_KEY:-$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')}"
 # espeak-ng's "book" and US "John" come out of tiny.en as "welcome" and "Dan" (measured through
 # the 8 kHz mu-law line): its default English voice saying "make" is heard word for word.
 SPEECH="${DEMO_SPEECH:-Hello, I would like to make an appointment for tomorrow morning. My name is John Smith. Please call me back.}"
@@ -111,6 +114,7 @@ public_base_url = "https://$PUBLIC_HOST"
 
 [twilio]
 auth_token = "$AUTH_TOKEN"
+media_key = "$MEDIA_KEY"
 
 # twilio-sim plays the call faster than real time (--speed), so its media timestamps run ahead
 # of the wall clock; Twilio's run at real time and keep the default.
@@ -145,12 +149,13 @@ PYEOF
     die "deploy/ecds/twiml_guard.json no longer has the shape this script expects"
   mv "$RUN/ecds/twiml_guard.json.tmp" "$RUN/ecds/twiml_guard.json"
   "$BIN/twiml-guard" config check --ecds-dir "$RUN/ecds"
-  # envoy.yaml passes TWILIO_AUTH_TOKEN to the filter (vm_config.environment_variables).
+  # envoy.yaml passes TWILIO_AUTH_TOKEN and TWIML_GUARD_MEDIA_KEY to the filter
+  # (vm_config.environment_variables).
   if command -v func-e >/dev/null; then
     # func-e runs the same pinned Envoy binary unless ENVOY_PATH says otherwise.
-    TWILIO_AUTH_TOKEN="$AUTH_TOKEN" ENVOY_PATH="${ENVOY_PATH:-$VENV/bin/envoy}" start envoy func-e run -c "$RUN/envoy.yaml" --disable-hot-restart
+    TWILIO_AUTH_TOKEN="$AUTH_TOKEN" TWIML_GUARD_MEDIA_KEY="$MEDIA_KEY" ENVOY_PATH="${ENVOY_PATH:-$VENV/bin/envoy}" start envoy func-e run -c "$RUN/envoy.yaml" --disable-hot-restart
   else
-    TWILIO_AUTH_TOKEN="$AUTH_TOKEN" start envoy "$VENV/bin/envoy" -c "$RUN/envoy.yaml" --disable-hot-restart
+    TWILIO_AUTH_TOKEN="$AUTH_TOKEN" TWIML_GUARD_MEDIA_KEY="$MEDIA_KEY" start envoy "$VENV/bin/envoy" -c "$RUN/envoy.yaml" --disable-hot-restart
   fi
   wait_for legacy-backend 30 curl -fsS "http://127.0.0.1:$BACKEND_PORT/healthz"
   wait_for host-service 60 curl -fsS "http://127.0.0.1:$HOST_PORT/healthz"

@@ -287,7 +287,7 @@ fn envoy_command(
 ) -> Result<Command> {
     let mut cmd = Command::new(envoy_binary()?);
     // Only what the test asks for: a token in the caller's shell must not make a test pass.
-    cmd.env_remove(AUTH_TOKEN_ENV);
+    cmd.env_remove(AUTH_TOKEN_ENV).env_remove(MEDIA_KEY_ENV);
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let log_file = std::fs::File::create(log).map_err(io("creating envoy.log"))?;
     let err_file = log_file.try_clone().map_err(io("cloning envoy.log"))?;
@@ -540,6 +540,7 @@ pub fn validate_envoy_config_env(
 ) -> Result<(ExitStatus, String)> {
     let out = Command::new(envoy_binary()?)
         .env_remove(AUTH_TOKEN_ENV)
+        .env_remove(MEDIA_KEY_ENV)
         .envs(env.iter().copied())
         .args(["--mode", "validate", "--disable-hot-restart", "-c"])
         .arg(config)

@@ -178,10 +178,13 @@ impl EnvoySetup {
         self
     }
 
-    /// Start Envoy with `TWILIO_AUTH_TOKEN` set, as the shipped config's signature checks need.
+    /// Start Envoy with `TWILIO_AUTH_TOKEN` set, as the shipped config's signature checks need,
+    /// and `TWIML_GUARD_MEDIA_KEY` ([`MEDIA_KEY`]) for its per-call media tokens.
     pub fn auth_token(mut self, token: &str) -> Self {
         self.env
             .push((AUTH_TOKEN_ENV.to_string(), token.to_string()));
+        self.env
+            .push((MEDIA_KEY_ENV.to_string(), MEDIA_KEY.to_string()));
         self
     }
 }
@@ -191,6 +194,12 @@ pub const SHIPPED_NATIVE_PATH: &str = "target/release/libtwiml_guard_native.so";
 
 /// The variable the shipped config passes to the filter for Twilio signatures.
 pub const AUTH_TOKEN_ENV: &str = "TWILIO_AUTH_TOKEN";
+
+/// The variable the shipped config reads the media key from (`signature.media_key_env`).
+pub const MEDIA_KEY_ENV: &str = "TWIML_GUARD_MEDIA_KEY";
+
+/// The media key the harness gives Envoy and, in a [`crate::stack::Stack`], the host service.
+pub const MEDIA_KEY: &str = "e2e-media-key-0123456789abcdef";
 
 fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
     match text.matches(from).count() {

@@ -266,9 +266,17 @@ impl Stack {
             .prefix("twiml-guard-stack-")
             .tempdir()
             .map_err(io("creating a temp dir"))?;
+        // The host shares the filter's media key: a stream starts only with the filter's token.
+        let host_options = HostOptions {
+            env: vec![(
+                "HOST_SERVICE_TWILIO_MEDIA_KEY".into(),
+                crate::MEDIA_KEY.into(),
+            )],
+            ..HostOptions::default()
+        };
         let (backend, host) = tokio::try_join!(
             LegacyBackend::start(dir.path()),
-            HostService::start(dir.path())
+            HostService::start_with(dir.path(), host_options)
         )?;
         // The shipped config checks Twilio signatures with the same token the simulator signs
         // with and the host service checks.

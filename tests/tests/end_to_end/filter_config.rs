@@ -27,7 +27,10 @@ fn shipped_envoy_yaml_validates_as_shipped() {
         dir.path().join(e2e::ECDS_FILE),
     )
     .unwrap();
-    let token = [(e2e::AUTH_TOKEN_ENV, "shipped-config-token")];
+    let token = [
+        (e2e::AUTH_TOKEN_ENV, "shipped-config-token"),
+        (e2e::MEDIA_KEY_ENV, e2e::MEDIA_KEY),
+    ];
     let (status, out) = validate_envoy_config_env(&config, dir.path(), &token).unwrap();
     assert!(status.success(), "{out}");
     assert!(out.contains("OK"), "{out}");

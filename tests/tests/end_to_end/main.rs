@@ -17,6 +17,7 @@ mod filter_websocket;
 mod full_call;
 mod host_signature_oracle;
 mod many_streams;
+mod media_token;
 mod native_module;
 mod oci_image;
 mod oracle;
