@@ -121,6 +121,10 @@ media_key = "$MEDIA_KEY"
 [recording]
 max_timestamp_jump_ms = 600000
 
+# For the same reason it sends more frames a second (50 x speed).
+[websocket]
+max_frames_per_s = 5000
+
 [transcription]
 engine = "whisper"
 

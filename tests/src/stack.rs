@@ -170,6 +170,8 @@ impl HostService {
                 cmd.env_remove(k);
             }
         }
+        // The same for the frame rate: twilio-sim at 8x sends 400 frames a second, Twilio 50.
+        cmd.env("HOST_SERVICE_WEBSOCKET_MAX_FRAMES_PER_S", "5000");
         cmd.envs(options.env.iter().map(|(k, v)| (k, v)));
         let mut child = ChildGuard::spawn("host service", &mut cmd)?;
         wait_healthy("host service", &mut child, addr, &log).await?;
