@@ -52,8 +52,9 @@ async fn take_over(store: &Store, alive_since: i64) -> Result<usize, DbError> {
 }
 
 /// PostgreSQL: every third of the timeout, say this replica is alive and take over the open
-/// streams of replicas that stopped saying so; relay `NOTIFY` to the workers meanwhile. A
-/// heartbeat has a third of the timeout to finish, so a hung database never stops the loop. Ends
+/// streams of replicas that stopped saying so; relay `NOTIFY` meanwhile (jobs to the workers,
+/// call changes to `Store::call_changes`). A heartbeat has a third of the timeout to finish, so a
+/// hung database never stops the loop. Ends
 /// when `stop` turns true; `leave` then removes this replica's row.
 pub async fn run(store: Store, clock: Clock, timeout_ms: u64, mut stop: watch::Receiver<bool>) {
     if !store.dialect().shared() {
@@ -62,7 +63,7 @@ pub async fn run(store: Store, clock: Clock, timeout_ms: u64, mut stop: watch::R
     let listener = {
         let store = store.clone();
         tokio::spawn(async move {
-            if let Err(e) = store.listen_for_jobs().await {
+            if let Err(e) = store.listen().await {
                 tracing::error!(error = %e, "job notifications unavailable; idle workers fall back to their poll interval");
             }
         })

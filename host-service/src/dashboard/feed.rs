@@ -1,6 +1,7 @@
-//! The live calls list (`GET /api/events`, server-sent events): one task reads the newest calls
-//! from the database every `POLL` while someone listens and broadcasts the rows that changed;
-//! each client gets a snapshot when it connects, then the changes. A client that falls more than
+//! The live calls list (`GET /api/events`, server-sent events): one task waits for the store's
+//! call changes (`Store::call_changes`, published as writes commit, on every replica) and, while
+//! someone listens, reads the newest calls again and broadcasts the rows that changed; each
+//! client gets a snapshot when it connects, then the changes. A client that falls more than
 //! `CHANNEL` events behind is disconnected (its `EventSource` reconnects and gets a fresh
 //! snapshot) instead of being buffered for.
 
@@ -15,8 +16,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
-/// How often the task looks for changes while clients listen.
-pub const POLL: Duration = Duration::from_millis(500);
 /// The newest calls watched (and sent as the snapshot).
 pub const WATCHED: i64 = 200;
 /// Events a client may fall behind before it is dropped.
@@ -80,7 +79,7 @@ fn rows(calls: Vec<CallSummary>) -> Vec<Value> {
         .collect()
 }
 
-/// The broadcaster and its polling task (started by the first client).
+/// The broadcaster and its task (started by the first client).
 pub struct Feed {
     store: Store,
     shutdown: watch::Receiver<bool>,
@@ -104,13 +103,24 @@ impl Feed {
             let store = self.store.clone();
             let tx = self.tx.clone();
             let mut shutdown = self.shutdown.clone();
+            let mut changed = self.store.call_changes();
             tokio::spawn(async move {
                 let mut seen = HashMap::new();
                 loop {
                     tokio::select! {
                         _ = wait_true(&mut shutdown) => break,
-                        _ = tokio::time::sleep(POLL) => {}
+                        got = changed.recv() => match got {
+                            // A lag only means several changes: one look covers them all.
+                            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(broadcast::error::RecvError::Closed) => break,
+                        },
                     }
+                    // Changes that came meanwhile are covered by the same look.
+                    while !matches!(
+                        changed.try_recv(),
+                        Err(broadcast::error::TryRecvError::Empty
+                            | broadcast::error::TryRecvError::Closed)
+                    ) {}
                     if tx.receiver_count() == 0 {
                         continue;
                     }

@@ -101,7 +101,9 @@ impl Store {
         .bind(StreamStatus::Streaming)
         .execute(&mut *tx)
         .await?;
+        self.call_changed_in(&mut tx, call_sid).await?;
         tx.commit().await?;
+        self.call_committed(call_sid);
         Ok(StreamStart::Started { idx })
     }
 
@@ -264,9 +266,13 @@ impl Store {
         if changed == 1 {
             self.enqueue(&mut tx, call_sid, Stage::Recording, now)
                 .await?;
+            self.call_changed_in(&mut tx, call_sid).await?;
         }
         tx.commit().await?;
         self.jobs_committed();
+        if changed == 1 {
+            self.call_committed(call_sid);
+        }
         Ok(changed == 1)
     }
 
@@ -280,7 +286,7 @@ impl Store {
             .bind(status)
             .execute(self.pool())
             .await?;
-        Ok(())
+        self.call_changed(call_sid).await
     }
 
     /// The Twilio recording status callback. Returns false for an unknown call. `completed`
@@ -321,8 +327,14 @@ impl Store {
             .await?;
             self.jobs_due(&mut tx).await?;
         }
+        if n == 1 {
+            self.call_changed_in(&mut tx, call_sid).await?;
+        }
         tx.commit().await?;
         self.jobs_committed();
+        if n == 1 {
+            self.call_committed(call_sid);
+        }
         Ok(n == 1)
     }
 

@@ -17,6 +17,7 @@
 //! order when the store opens; both hold the same tables and columns.
 
 mod calls;
+mod changes;
 mod dialect;
 mod queue;
 mod replicas;
@@ -24,6 +25,7 @@ mod status;
 pub mod views;
 
 pub use calls::{CallFacts, StreamStart, TwilioRecording};
+pub use changes::{ANY_CALL, CALLS_CHANNEL};
 pub use dialect::{Dialect, Location, MIGRATOR, MIGRATOR_POSTGRES};
 pub use queue::{Job, Outcome, Stage, StageOutput, JOBS_CHANNEL};
 pub use replicas::{TakenStream, FIRST_FENCE};
@@ -77,7 +79,9 @@ pub struct Store {
     /// transactions of this process, on PostgreSQL by `NOTIFY` from any replica (see
     /// `queue::listen`).
     jobs_changed: Arc<Notify>,
-    /// PostgreSQL: where `listen_for_jobs` connects.
+    /// CallSids of calls whose row changed (`changes`).
+    calls_changed: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// PostgreSQL: where `listen` connects.
     postgres_url: Option<Arc<str>>,
 }
 
@@ -101,6 +105,7 @@ impl Store {
             dialect,
             replica: replicas::new_replica_name().into(),
             jobs_changed: Arc::new(Notify::new()),
+            calls_changed: tokio::sync::broadcast::channel(changes::CAPACITY).0,
             postgres_url: match location {
                 Location::Postgres(url) => Some(url.as_str().into()),
                 Location::Sqlite(_) => None,

@@ -197,6 +197,7 @@ impl Store {
             .bind(sid),
         };
         update.execute(&mut *tx).await?;
+        self.call_changed_in(&mut tx, &job.call_sid).await?;
         match job.stage.next() {
             Some(next) => self.enqueue(&mut tx, &job.call_sid, next, now).await?,
             None => {
@@ -212,6 +213,7 @@ impl Store {
         }
         tx.commit().await?;
         self.jobs_committed();
+        self.call_committed(&job.call_sid);
         Ok(Outcome::Done)
     }
 
@@ -300,8 +302,12 @@ impl Store {
                 .bind(CallStatus::Failed)
                 .execute(&mut *tx)
                 .await?;
+            self.call_changed_in(&mut tx, &job.call_sid).await?;
         }
         tx.commit().await?;
+        if outcome == Outcome::Failed {
+            self.call_committed(&job.call_sid);
+        }
         Ok(outcome)
     }
 
@@ -398,10 +404,11 @@ impl Store {
         self.jobs_changed.clone()
     }
 
-    /// PostgreSQL: relay `NOTIFY` on `JOBS_CHANNEL` to this process's workers until the pool
-    /// closes. A dropped connection reconnects and wakes everyone once (a notification may
-    /// have been missed meanwhile). SQLite: nothing to listen to.
-    pub async fn listen_for_jobs(&self) -> Result<()> {
+    /// PostgreSQL: relay `NOTIFY` on `JOBS_CHANNEL` to this process's workers, and on
+    /// `CALLS_CHANNEL` to `call_changes`, until the pool closes. A dropped connection reconnects
+    /// and wakes everyone once (a notification may have been missed meanwhile). SQLite: nothing
+    /// to listen to.
+    pub async fn listen(&self) -> Result<()> {
         if !self.dialect().shared() {
             return Ok(());
         }
@@ -409,13 +416,19 @@ impl Store {
             return Ok(());
         };
         let mut listener = sqlx::postgres::PgListener::connect(url).await?;
-        listener.listen(JOBS_CHANNEL).await?;
+        listener
+            .listen_all([JOBS_CHANNEL, super::CALLS_CHANNEL])
+            .await?;
         loop {
             match listener.try_recv().await {
+                Ok(Some(n)) if n.channel() == super::CALLS_CHANNEL => {
+                    self.publish_call(n.payload())
+                }
                 Ok(Some(_)) => self.jobs_changed.notify_waiters(),
                 Ok(None) => {
                     tracing::warn!("job notifications: connection lost, reconnecting");
                     self.jobs_changed.notify_waiters();
+                    self.publish_call(super::ANY_CALL);
                 }
                 Err(e) if self.pool().is_closed() => {
                     tracing::debug!(error = %e, "job notifications: store closed");

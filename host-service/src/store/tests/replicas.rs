@@ -221,7 +221,7 @@ async fn postgres_notify_from_one_replica_wakes_the_workers_of_another() {
     let b = another_replica(&holder, &a).await;
     let listening = tokio::spawn({
         let b = b.clone();
-        async move { b.listen_for_jobs().await }
+        async move { b.listen().await }
     });
     let woken = b.jobs_changed();
     // LISTEN takes effect once the listener's connection has run it: until then a notification
