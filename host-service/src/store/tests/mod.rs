@@ -303,7 +303,76 @@ async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on(backend
     assert!(store.call_detail(young).await.unwrap().is_some());
 }
 
+/// The next call change heard, within 10 s.
+async fn next(changes: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<str>>) -> String {
+    tokio::time::timeout(std::time::Duration::from_secs(10), changes.recv())
+        .await
+        .expect("a call change within 10 s")
+        .unwrap()
+        .to_string()
+}
+
+/// Every write that changes a call's row is published once it commits, on PostgreSQL to every
+/// replica through its listener; a write that changes nothing publishes nothing.
+async fn call_changes_are_published_as_they_commit(backend: Dialect) {
+    let (holder, store) = store_on(backend).await;
+    let watcher = match backend {
+        Dialect::Sqlite => store.clone(),
+        Dialect::Postgres => another_replica(&holder, &store).await,
+    };
+    let mut changes = watcher.call_changes();
+    let listener = {
+        let w = watcher.clone();
+        tokio::spawn(async move { w.listen().await })
+    };
+    store
+        .stream_started(CALL, "MZ1", &facts(), "stream", T0)
+        .await
+        .unwrap();
+    if backend == Dialect::Postgres {
+        // Until the other replica's LISTEN is in place a NOTIFY reaches nobody: repeat a change
+        // until one is heard.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            store
+                .set_recording_status(CALL, RecordingStatus::Pending)
+                .await
+                .unwrap();
+            let heard =
+                tokio::time::timeout(std::time::Duration::from_millis(100), changes.recv()).await;
+            if heard.is_ok() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never heard a change"
+            );
+        }
+        while changes.try_recv().is_ok() {}
+    } else {
+        assert_eq!(next(&mut changes).await, CALL);
+    }
+    assert!(store
+        .call_ended(CALL, &facts(), "stream", T0 + 1)
+        .await
+        .unwrap());
+    assert_eq!(next(&mut changes).await, CALL);
+    // A replayed webhook changes nothing: the next change heard is the other call's.
+    assert!(!store
+        .call_ended(CALL, &facts(), "stream", T0 + 2)
+        .await
+        .unwrap());
+    let other = "CA00000000000000000000000000000002";
+    store
+        .stream_started(other, "MZ2", &facts(), "stream", T0 + 3)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut changes).await, other);
+    listener.abort();
+}
+
 on_both_engines!(
+    call_changes_are_published_as_they_commit,
     calls_list_newest_first_with_a_cursor,
     a_second_stream_for_a_call_gets_the_next_index,
     a_reused_stream_sid_changes_nothing,
