@@ -36,13 +36,14 @@ fn config_with_env(setup: &EnvoySetup, env: &[(&str, &str)]) -> e2e::EnvoyConfig
         &e2e::wasm_module().unwrap(),
     )
     .unwrap();
-    // The shipped config passes TWILIO_AUTH_TOKEN from Envoy's environment; here each test sets
-    // its own secrets inline instead (`key_values`), the other documented way.
+    // The shipped config passes TWILIO_AUTH_TOKEN and TWIML_GUARD_MEDIA_KEY from Envoy's
+    // environment; here each test sets its own secrets inline instead (`key_values`), the other
+    // documented way.
     let vars = &mut cfg.guard_config_mut()["vm_config"]["environment_variables"];
     assert_eq!(
         *vars,
-        serde_json::json!({"host_env_keys": ["TWILIO_AUTH_TOKEN"]}),
-        "the shipped config passes the auth token from the environment"
+        serde_json::json!({"host_env_keys": ["TWILIO_AUTH_TOKEN", "TWIML_GUARD_MEDIA_KEY"]}),
+        "the shipped config passes the auth token and the media key from the environment"
     );
     let pairs: serde_json::Map<String, Value> = env
         .iter()
