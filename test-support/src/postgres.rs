@@ -147,8 +147,12 @@ impl PgCluster {
     pub fn pause(&self) -> Result<(), Error> {
         let postmaster = self.child.id();
         signal("STOP", &[postmaster])?;
-        // Stopped, the postmaster forks no new backend while the list is read.
-        signal("STOP", &children_of(postmaster)?)
+        // A stop takes effect when the process next runs, and a fork under way completes first:
+        // once the postmaster is seen stopped it forks no new backend while the list is read.
+        wait_stopped(&[postmaster])?;
+        let backends = children_of(postmaster)?;
+        signal("STOP", &backends)?;
+        wait_stopped(&backends)
     }
 
     /// Let a cluster [`pause`](Self::pause) froze run again: the backends first, so the
@@ -201,6 +205,29 @@ fn children_of(pid: u32) -> Result<Vec<u32>, Error> {
                 == Some(pid)
         })
         .collect())
+}
+
+/// The state letter of `pid` in /proc (`T` once stopped); `None` once it is gone.
+fn proc_state(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ...`: comm may hold spaces, so split after its `)`.
+    Some(
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .next()?
+            .to_owned(),
+    )
+}
+
+/// Wait until every one of `pids` is stopped, or gone (an exited backend stays a zombie while
+/// the stopped postmaster cannot reap it).
+fn wait_stopped(pids: &[u32]) -> Result<(), Error> {
+    poll_blocking(STOP_TIMEOUT, "postgres processes to stop", || {
+        pids.iter()
+            .all(|&pid| proc_state(pid).is_none_or(|s| matches!(s.as_str(), "T" | "Z" | "X")))
+            .then_some(())
+    })
 }
 
 /// `kill -SIG pid...` (the crate has no libc).
@@ -502,21 +529,15 @@ mod tests {
         let url = cluster.database("paused").unwrap();
         let bin = cluster.bin_dir().to_path_buf();
         cluster.pause().unwrap();
-        let state = |pid: u32| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-            stat.rsplit_once(')')
-                .unwrap()
-                .1
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_owned()
-        };
         let postmaster = cluster.child.id();
         let backends = children_of(postmaster).unwrap();
         assert!(!backends.is_empty());
         for pid in std::iter::once(postmaster).chain(backends.iter().copied()) {
-            assert_eq!(state(pid), "T", "process {pid} is not stopped");
+            let state = proc_state(pid);
+            assert!(
+                matches!(state.as_deref(), Some("T" | "Z") | None),
+                "process {pid} is not stopped: {state:?}"
+            );
         }
         // A client gets no answer while paused: psql is still waiting after its 2 s timeout.
         let mut waiting = Command::new(bin.join("psql"))

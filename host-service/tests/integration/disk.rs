@@ -77,6 +77,8 @@ impl Svc {
         c.recording.min_free_mb = min_free_mb;
         // The test streams faster than real time.
         c.recording.max_timestamp_jump_ms = 3_600_000;
+        // Ten times real time is 500 frames a second, over the default frame-rate limit.
+        c.websocket.max_frames_per_s = 5_000;
         let engines = host_service::test_engines::engines(&c.test_engines);
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(host_service::run(listener, c, engines, async move {
