@@ -75,14 +75,12 @@ async fn setup(
 }
 
 async fn wait_completed(p: &Pipeline) -> crate::store::CallDetail {
-    for _ in 0..10_000 {
+    test_support::poll(Duration::from_secs(100), "the call to finish", || async {
         let d = p.store.call_detail(CALL).await.unwrap().unwrap();
-        if d.status == CallStatus::Completed || d.status == CallStatus::Failed {
-            return d;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("call never finished");
+        (d.status == CallStatus::Completed || d.status == CallStatus::Failed).then_some(d)
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]

@@ -180,7 +180,9 @@ async fn three_hundred_pinging_sockets_are_closed_by_the_idle_timeout() {
             // is activity.
             let (mut tx, mut rx) = ws.split();
             let pinger = async {
+                let mut pace = tokio::time::interval(Duration::from_millis(100));
                 for k in 0.. {
+                    pace.tick().await;
                     let msg = if k % 3 == 0 {
                         Message::Text(media("MZ0", k, 0, &[0xFF]).into())
                     } else {
@@ -189,7 +191,6 @@ async fn three_hundred_pinging_sockets_are_closed_by_the_idle_timeout() {
                     if tx.send(msg).await.is_err() {
                         break;
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             };
             let closed = async {
@@ -245,12 +246,13 @@ async fn a_socket_is_closed_at_its_lifetime_and_past_its_frame_rate() {
     send(&mut ws, start(CALL, STREAM)).await;
     let (mut tx, mut rx) = ws.split();
     let feeder = async {
+        let mut pace = tokio::time::interval(Duration::from_millis(50));
         for k in 0..200u64 {
+            pace.tick().await;
             let msg = Message::Text(media(STREAM, k as usize + 2, k * 50, &frame_audio(0)).into());
             if tx.send(msg).await.is_err() {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
     let closed = async {
