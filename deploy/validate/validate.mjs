@@ -1,12 +1,13 @@
 // Checks every manifest in deploy/ the way a cluster would, before one is at hand: each object
 // against its schema (Kubernetes, Gateway API, Istio and Envoy Gateway models generated from the
-// published OpenAPI and CRD schemas), the core kinds again with `kubernetes-validate --strict`
-// (unknown fields refused), the guard's plugin configurations with the filter's own parser
-// (`twiml-guard config check`), and the host service's configuration with the service itself
-// (`host-service --check-config`), whose drain time must fit terminationGracePeriodSeconds and
-// whose probes must be /livez and /readyz with explicit timeouts. The
-// host's storage must fit its replicas: SQLite (no database URL) is one replica with the Recreate
-// strategy; several replicas on PostgreSQL share data_dir on one ReadWriteMany claim.
+// published OpenAPI and CRD schemas, and Envoy Gateway's dynamic-module fields, which those
+// models predate, in dynamic-modules.mjs), the core kinds again with `kubernetes-validate
+// --strict` (unknown fields refused), the guard's plugin configurations with the filter's own
+// parser (`twiml-guard config check`), and the host service's configuration with the service
+// itself (`host-service --check-config`), whose drain time must fit terminationGracePeriodSeconds
+// and whose probes must be /livez and /readyz with explicit timeouts. The host's storage must fit
+// its replicas: SQLite (no database URL) is one replica with the Recreate strategy; several
+// replicas on PostgreSQL share data_dir on one ReadWriteMany claim.
 //
 // Usage: node validate.mjs [FILE.yaml...]   (default: every *.yaml under deploy/k8s, deploy/istio,
 // deploy/envoy-gateway). Needs TWIML_GUARD_BIN_DIR (default target/release) and
@@ -18,6 +19,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
+import { checkDynamicModules } from "./dynamic-modules.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const binDir = process.env.TWIML_GUARD_BIN_DIR || join(root, "target/release");
@@ -346,6 +348,7 @@ try {
       }
     }
     checkHostWebhooks(name, parsed.filter((o) => o.kind === "HTTPRoute"));
+    checkDynamicModules(name, parsed, (where, config) => checkPluginConfig(where, config, tmp), fail);
     if (core) strictFiles.push(file);
   }
   if (strictFiles.length) {

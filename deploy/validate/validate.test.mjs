@@ -1,8 +1,9 @@
 // The manifest check must pass on deploy/ as shipped and fail, naming the problem, on each kind of
-// mistake it exists to catch: a misspelt field, a wrong type in a CRD, a plugin configuration the
-// filter refuses, a host configuration the service refuses, a grace period shorter than the drain,
-// several replicas (or a rolling update) on SQLite, replicas on PostgreSQL without one shared
-// ReadWriteMany volume.
+// mistake it exists to catch: a misspelt field, a wrong type in a CRD (Envoy Gateway's
+// dynamic-module fields included), a native policy Envoy Gateway or the module would refuse, a
+// plugin configuration the filter refuses, a host configuration the service refuses, a grace
+// period shorter than the drain, several replicas (or a rolling update) on SQLite, replicas on
+// PostgreSQL without one shared ReadWriteMany volume.
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -53,18 +54,18 @@ function expectFailure(path, from, to, ...expected) {
 test("the shipped manifests pass", () => {
   const r = check([]);
   assert.equal(r.code, 0, r.out);
-  assert.match(r.out, /^ok: 14 object\(s\) valid$/m);
+  assert.match(r.out, /^ok: 16 object\(s\) valid$/m);
 });
 
 test("the host's webhook paths must reach the host, whatever prefix covers them", () => {
   expectFailure(
-    "deploy/envoy-gateway/envoy-extension-policy.yaml",
+    "deploy/envoy-gateway/routes.yaml",
     "    - path: {type: Exact, value: /webhook/stream_ended}\n",
     "",
     /HTTPRoute\/voice-webhooks: \/webhook\/stream_ended \(a host service webhook\) is routed to legacy-backend, not host-service/,
   );
   expectFailure(
-    "deploy/envoy-gateway/envoy-extension-policy.yaml",
+    "deploy/envoy-gateway/routes.yaml",
     "{name: host-service, port: 7000}\n---",
     "{name: legacy-backend, port: 5000}\n---",
     /\/webhook\/recording_status \(a host service webhook\) is routed to legacy-backend, not host-service/,
@@ -110,6 +111,40 @@ test("a plugin configuration the filter refuses is named", () => {
     "filter_name: twiml-guard",
     /filter_name "twiml-guard": the module answers to "twiml_guard"/,
   );
+});
+
+test("Envoy Gateway's dynamic-module fields are checked against their schema", () => {
+  const file = "deploy/envoy-gateway/native-extension-policy.yaml";
+  // A misspelt field, which the CRD model would let through.
+  expectFailure(file, "filterName: twiml_guard", "filtername: twiml_guard",
+    /EnvoyExtensionPolicy\/twiml-guard: schema: spec.dynamicModule\/0 must NOT have additional properties \(filtername\)/);
+  expectFailure(file, "      local: {path:", "      lokal: {path:",
+    /EnvoyProxy\/twiml-guard-native: schema: spec.dynamicModules\/0\/source must NOT have additional properties \(lokal\)/,
+    /spec.dynamicModules\/0\/source must have required property 'local'/);
+  // A wrong type, a bad name, and a Remote source without its checksum.
+  expectFailure(file, "  - name: twiml-guard\n    source:", "  - name: twiml-guard\n    doNotClose: yes\n    source:",
+    /spec.dynamicModules\/0\/doNotClose must be boolean/);
+  expectFailure(file, "  dynamicModule:\n  - name: twiml-guard", "  dynamicModule:\n  - name: Twiml_Guard",
+    /spec.dynamicModule\/0\/name must match pattern/);
+  expectFailure(file, "type: Local\n      local: {path: /usr/local/lib/twiml-guard/libtwiml_guard_native.so}",
+    "type: Remote\n      remote: {url: https://registry.example.com/libtwiml_guard_native.so}",
+    /spec.dynamicModules\/0\/source\/remote must have required property 'sha256'/);
+});
+
+test("a native policy must name a registered module that Envoy 1.40 can load, with its secrets", () => {
+  const file = "deploy/envoy-gateway/native-extension-policy.yaml";
+  expectFailure(file, "  dynamicModule:\n  - name: twiml-guard", "  dynamicModule:\n  - name: twiml-guard-v2",
+    /dynamicModule twiml-guard-v2: no EnvoyProxy in this file registers twiml-guard-v2/);
+  expectFailure(file, "filterName: twiml_guard", "filterName: twiml-guard",
+    /filterName "twiml-guard": the module answers to "twiml_guard"/);
+  expectFailure(file, "mode: rewrite", "mode: strcit",
+    /dynamicModule twiml-guard: plugin configuration refused by the filter's parser: .*unknown variant `strcit`/);
+  expectFailure(file, "local: {path: /usr/local/lib/twiml-guard/", "local: {path: /usr/lib/twiml-guard/",
+    /dynamicModules twiml-guard: \/usr\/lib\/twiml-guard\/libtwiml_guard_native.so is under no volume mounted into the proxy container/);
+  expectFailure(file, "envoy:distroless-v1.40.0", "envoy:distroless-v1.41.0",
+    /the native module is built for Envoy 1.40's ABI, pin the proxy to an Envoy v1.40.x image/);
+  expectFailure(file, "          - name: TWIML_GUARD_MEDIA_KEY\n", "          - name: MEDIA_KEY\n",
+    /the configuration reads TWIML_GUARD_MEDIA_KEY from the proxy's environment, which EnvoyProxy\/twiml-guard-native does not set/);
 });
 
 test("a host configuration the service refuses is named", () => {
