@@ -473,6 +473,8 @@ fn on_conflict_mode(
 }
 
 #[cfg(test)]
+mod coding_tests;
+#[cfg(test)]
 mod sniff_tests;
 #[cfg(test)]
 mod tests;

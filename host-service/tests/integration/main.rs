@@ -6,6 +6,8 @@ mod common;
 mod dashboard;
 mod disk;
 mod process;
+mod server;
+mod service;
 mod socket_limits;
 mod stream;
 mod twilio;

@@ -4,7 +4,7 @@
 //! the log. Real sockets against the service in process.
 
 use crate::common::*;
-use crate::stream::{metric, quick_config, Server};
+use crate::server::{metric, quick_config, Server};
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
