@@ -11,6 +11,9 @@ use crate::signature::{RawSignatureConfig, SignatureConfig};
 use crate::syntax::{bad, valid_host_pattern, valid_media_type, valid_path};
 pub use crate::syntax::{is_absolute_url, ConfigError};
 
+mod per_route;
+pub use per_route::{parse_route_rule, RouteRule};
+
 /// Largest `max_body_bytes` accepted. Envoy's own buffer limit
 /// (`per_connection_buffer_limit_bytes`, 1 MiB by default) must stay above the value chosen.
 pub const MAX_BODY_BYTES_LIMIT: u64 = 16 << 20;

@@ -172,17 +172,29 @@ impl Exchange {
         }
     }
 
+    /// Run this exchange under the rule its Envoy route gives (`name`, and the configuration
+    /// resolved with it, `Config::under_route`) instead of the configuration's `rules`. Called
+    /// before the request headers, by a shim whose host has per-route configuration.
+    pub fn set_route_rule(&mut self, name: Arc<str>, config: Arc<Config>) {
+        self.rule = Some(name);
+        self.config = config;
+    }
+
     // === requests ===
 
     pub fn on_request_headers(&mut self, host: &mut impl Host, end_of_stream: bool) -> Action {
         let headers = host.headers(Headers::Request);
         let req = decide::request_info(&headers);
         self.path = decide::path_only(&req.path).to_string();
-        let authority = decide::first_value(&headers, ":authority").map(crate::route::host_only);
-        if let Some(i) = self.config.rule_for(authority.as_deref(), &self.path) {
-            if let Some((name, cfg)) = self.rules.get(i) {
-                self.rule = Some(Arc::clone(name));
-                self.config = Arc::clone(cfg);
+        // A route's own rule (set before this callback) takes the place of the configuration's.
+        if self.rule.is_none() && !self.config.rules.is_empty() {
+            let authority =
+                decide::first_value(&headers, ":authority").map(crate::route::host_only);
+            if let Some(i) = self.config.rule_for(authority.as_deref(), &self.path) {
+                if let Some((name, cfg)) = self.rules.get(i) {
+                    self.rule = Some(Arc::clone(name));
+                    self.config = Arc::clone(cfg);
+                }
             }
         }
         let route = decide::route_request(&self.config, &req);

@@ -167,6 +167,9 @@ extern "C" {
         count: usize,
         value: u64,
     ) -> c_int;
+    fn envoy_dynamic_module_callback_get_most_specific_route_config(
+        f: *mut c_void,
+    ) -> *const c_void;
     fn envoy_dynamic_module_callback_log(level: c_int, message: Buf);
     fn envoy_dynamic_module_callback_log_enabled(level: c_int) -> bool;
 }
@@ -457,6 +460,13 @@ impl EnvoyFilter {
                 Buf::of(b"twiml_guard"),
             );
         }
+    }
+
+    /// What `per_route_config_new` returned for the stream's route (null when the route has no
+    /// `DynamicModuleFilterPerRoute` for the guard).
+    fn route_config(&self) -> *const c_void {
+        // SAFETY: `self.0` is the stream of the running hook.
+        unsafe { envoy_dynamic_module_callback_get_most_specific_route_config(self.0) }
     }
 
     pub fn increment_counter(&self, id: usize) {

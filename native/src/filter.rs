@@ -16,6 +16,7 @@ use twiml_guard_edge::exchange::{self, Action, Body, Exchange, Headers, Host, Ru
 use twiml_guard_edge::metrics::{self, Counter};
 
 use crate::abi::{self, EnvoyConfig, EnvoyFilter, MetricKind};
+use crate::route::RouteConfig;
 
 /// The `filter_name` the module answers to.
 pub const FILTER_NAME: &[u8] = b"twiml_guard";
@@ -90,6 +91,41 @@ pub fn config_new(envoy: &EnvoyConfig, name: &[u8], bytes: &[u8]) -> Option<Arc<
     }))
 }
 
+/// A route's rule (`DynamicModuleFilterPerRoute`); `None` refuses the route configuration,
+/// after a critical line saying why.
+pub fn route_config_new(name: &[u8], bytes: &[u8]) -> Option<RouteConfig> {
+    if name != FILTER_NAME {
+        log(
+            LogLevel::Critical,
+            &format!(
+                "invalid per-route configuration: filter_name {:?}, expected \"twiml_guard\"",
+                String::from_utf8_lossy(name)
+            ),
+        );
+        return None;
+    }
+    match RouteConfig::new(bytes) {
+        Ok(route) => {
+            let rule = route.rule();
+            log(
+                LogLevel::Info,
+                &format!(
+                    "route rule {} configured: mode={:?} rewrite_action={:?}",
+                    rule.name, rule.mode, rule.rewrite_action
+                ),
+            );
+            Some(route)
+        }
+        Err(e) => {
+            log(
+                LogLevel::Critical,
+                &format!("invalid per-route configuration: {e}"),
+            );
+            None
+        }
+    }
+}
+
 /// Every metric the wasm filter defines, under the same names; the gauges say which
 /// configuration is active. A name defined again (an ECDS update) is the same metric.
 fn define_metrics(
@@ -156,9 +192,15 @@ impl Phase {
     }
 }
 
-/// Run one hook of a stream; `true` stops (headers held, body buffered). A panic inside the
-/// exchange becomes `Exchange::fail`; one inside that, a stream Envoy finishes on its own.
-pub fn run(filter: &mut Filter, envoy: EnvoyFilter, phase: Phase) -> bool {
+/// Run one hook of a stream; `true` stops (headers held, body buffered). `route` is the rule of
+/// the stream's route, given with the request headers. A panic inside the exchange becomes
+/// `Exchange::fail`; one inside that, a stream Envoy finishes on its own.
+pub fn run(
+    filter: &mut Filter,
+    envoy: EnvoyFilter,
+    phase: Phase,
+    route: Option<&RouteConfig>,
+) -> bool {
     if filter.broken {
         return false;
     }
@@ -169,7 +211,13 @@ pub fn run(filter: &mut Filter, envoy: EnvoyFilter, phase: Phase) -> bool {
         fault: &mut filter.fault,
     };
     let exchange = &mut filter.exchange;
-    let ran = catch_unwind(AssertUnwindSafe(|| dispatch(exchange, &mut host, phase)));
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        if let Some(route) = route {
+            let (name, cfg) = route.resolve(&host.config.config);
+            exchange.set_route_rule(name, cfg);
+        }
+        dispatch(exchange, &mut host, phase)
+    }));
     let action = match ran {
         Ok(action) => action,
         Err(payload) => {

@@ -6,7 +6,8 @@
 //!
 //! Layout: `abi` is the hand-written bindings and the exported hooks (the only unsafe code);
 //! `filter` is the safe shim (configuration, per-stream filter, the exchange's host, panic
-//! handling); `fault` is the tests' fault injection, behind a feature.
+//! handling); `route` the per-route rules; `fault` is the tests' fault injection, behind a
+//! feature.
 
 // The module runs inside Envoy's process: a panic that escaped would abort the proxy. Every
 // hook catches unwinding, and nothing here may panic on its own account.
@@ -27,3 +28,4 @@ mod abi;
 #[cfg(feature = "fault-injection")]
 mod fault;
 mod filter;
+mod route;

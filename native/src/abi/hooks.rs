@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::{log, Buf, EnvoyConfig, EnvoyFilter, ABI_VERSION};
 use crate::filter::{self, Filter, FilterConfig, Phase};
+use crate::route::RouteConfig;
 
 /// Body and header statuses share their numbers for what the guard returns: 0 continues, 1 stops
 /// (`StopIteration` for headers and trailers, `StopIterationAndBuffer` for a body).
@@ -54,6 +55,42 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(conf
     if !config.is_null() {
         // SAFETY: the pointer is the `Arc` `config_new` leaked; this drops Envoy's reference.
         drop(unsafe { Arc::from_raw(config.cast::<FilterConfig>()) });
+    }
+}
+
+/// # Safety
+/// Envoy passes two buffers valid for the call.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_new(
+    name: Buf,
+    config: Buf,
+) -> *const c_void {
+    // SAFETY: both buffers are Envoy's, valid for this call; the rule is copied out of them.
+    let (name, config) = unsafe { (name.bytes(), config.bytes()) };
+    match catch_unwind(|| filter::route_config_new(name, config)) {
+        Ok(Some(route)) => Box::into_raw(Box::new(route)).cast_const().cast(),
+        // NULL refuses the route configuration; `route_config_new` logged why.
+        Ok(None) => ptr::null(),
+        Err(_) => {
+            log(
+                5,
+                "twiml_guard: panic while reading a route's rule; refused",
+            );
+            ptr::null()
+        }
+    }
+}
+
+/// # Safety
+/// `config` came from `per_route_config_new` and Envoy releases it once.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_per_route_config_destroy(
+    config: *const c_void,
+) {
+    if !config.is_null() {
+        // SAFETY: the pointer is the `Box` `per_route_config_new` leaked.
+        let route = unsafe { Box::from_raw(config.cast_mut().cast::<RouteConfig>()) };
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(route)));
     }
 }
 
@@ -105,7 +142,19 @@ unsafe fn hook(filter_envoy: *mut c_void, filter: *const c_void, phase: Phase) -
     // reference to the filter while the hook runs.
     let filter = unsafe { &mut *filter.cast_mut().cast::<Filter>() };
     let envoy = EnvoyFilter(filter_envoy);
-    catch_unwind(AssertUnwindSafe(|| filter::run(filter, envoy, phase))).map_or(0, Status::from)
+    let route = match phase {
+        // SAFETY: a non-null pointer is a `RouteConfig` `per_route_config_new` boxed (Envoy
+        // resolves it by this filter's name, and a route's entry for it names this module),
+        // alive while the route configuration that routed this stream is, beyond this hook.
+        Phase::RequestHeaders { .. } => unsafe {
+            envoy.route_config().cast::<RouteConfig>().as_ref()
+        },
+        _ => None,
+    };
+    catch_unwind(AssertUnwindSafe(|| {
+        filter::run(filter, envoy, phase, route)
+    }))
+    .map_or(0, Status::from)
 }
 
 /// # Safety

@@ -1,11 +1,12 @@
 //! The native module on its own terms: Envoy 1.40 loads it and validates a configuration with it
 //! (`envoy --mode validate`, the ABI check a CI run makes), refuses a bad plugin JSON through it,
-//! and a panic inside the guard (forced by the test build's fault injection) fails that one
-//! request the configured way while Envoy keeps serving every other.
+//! runs a route's own rule (`DynamicModuleFilterPerRoute`) and refuses a bad one, and a panic
+//! inside the guard (forced by the test build's fault injection) fails that one request the
+//! configured way while Envoy keeps serving every other.
 
 use crate::common;
 
-use e2e::upstream::RawUpstream;
+use e2e::upstream::{RawUpstream, WsEcho};
 use e2e::{Envoy, EnvoySetup, Shim};
 
 /// An Envoy with the guard inline (no ECDS), so `--mode validate` builds the filter itself.
@@ -59,6 +60,99 @@ fn envoy_validates_a_configuration_with_the_module_and_refuses_a_bad_one() {
     assert!(!ok, "{out}");
     assert!(
         out.contains("invalid plugin configuration: field `mode`"),
+        "{out}"
+    );
+}
+
+/// The guard's `typed_per_filter_config` entry giving a route `rule` (the JSON of a route's rule).
+fn route_rule(module: &std::path::Path, rule: &str) -> String {
+    format!(
+        r#"{{ "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilterPerRoute, dynamic_module_config: {{ module: {{ local: {{ filename: {} }} }}, metrics_namespace: wasmcustom }}, filter_name: twiml_guard, filter_config: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: '{rule}' }} }}"#,
+        module.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routes_own_rule_takes_the_place_of_the_configurations_rules() {
+    let backend = RawUpstream::start(common::legacy).await.unwrap();
+    let media = WsEcho::start().await.unwrap();
+    let module = e2e::native_module().unwrap();
+    // The configuration's rule covers both prefixes; the route's rule wins on its route.
+    let setup = EnvoySetup::new(backend.addr(), media.addr())
+        .plugin_config(
+            r#"{"mode": "rewrite", "rules": [
+                {"name": "watch", "paths": ["/canary/", "/routed/", "/recorded/"], "mode": "monitor"}]}"#,
+        )
+        .shim(Shim::Native);
+    let routes = [
+        common::voice_route(
+            "/routed/",
+            Some(&route_rule(
+                &module,
+                r#"{"name": "routed", "mode": "strict"}"#,
+            )),
+        ),
+        common::voice_route(
+            "/recorded/",
+            Some(&route_rule(
+                &module,
+                r#"{"name": "rec", "rewrite_action": "start-recording"}"#,
+            )),
+        ),
+        common::voice_route("/canary/", None),
+    ]
+    .concat();
+    let envoy = Envoy::start_with_config(&common::with_routes(&setup, &routes))
+        .await
+        .unwrap();
+    let routed = common::post(&envoy, "/routed/conflict").await;
+    assert_eq!(
+        (routed.status, routed.guard.as_deref()),
+        (502, Some("rejected; rule=routed; blocks=Connect/Stream"))
+    );
+    // Only the action changes; the mode stays the configuration's (rewrite).
+    let recorded = common::post(&envoy, "/recorded/conflict").await;
+    assert_eq!(
+        (recorded.status, recorded.guard.as_deref()),
+        (200, Some("rewritten; rule=rec; blocks=Connect/Stream"))
+    );
+    assert!(
+        recorded.text().contains("<Start><Recording"),
+        "{}",
+        recorded.text()
+    );
+    let canary = common::post(&envoy, "/canary/conflict").await;
+    assert_eq!(
+        (canary.status, canary.guard.as_deref(), &canary.body),
+        (
+            200,
+            Some("detected; rule=watch; blocks=Connect/Stream"),
+            &common::conflict()
+        )
+    );
+    let voice = common::post(&envoy, "/voice/conflict").await;
+    assert_eq!(
+        voice.guard.as_deref(),
+        Some("rewritten; blocks=Connect/Stream")
+    );
+    let log = envoy.wait_log("rule=routed mode=strict").await.unwrap();
+    assert!(log.contains("route rule routed configured"), "{log}");
+
+    // A bad rule on a route is refused when Envoy loads the routes, naming the field.
+    let bad = common::with_routes(
+        &setup,
+        &common::voice_route(
+            "/routed/",
+            Some(&route_rule(
+                &module,
+                r#"{"name": "routed", "mode": "bogus"}"#,
+            )),
+        ),
+    );
+    let (status, out) = e2e::validate_envoy_yaml(&bad).unwrap();
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("invalid per-route configuration: field `mode`"),
         "{out}"
     );
 }

@@ -164,3 +164,67 @@ async fn native_and_wasm_give_identical_answers_and_counters() {
         }
     }
 }
+
+/// Per-route behaviour in both shims: a route that switches the guard off
+/// (`FilterConfig{disabled: true}`) passes the backend's answer untouched and uncounted, and the
+/// configuration's `rules` pick the same mode for the same requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn routes_switch_the_guard_off_and_rules_apply_alike_in_both_shims() {
+    let upstream = RawUpstream::start(common::legacy).await.unwrap();
+    let media = WsEcho::start().await.unwrap();
+    let config = r#"{"mode": "rewrite",
+        "rules": [{"name": "canary", "paths": ["/canary/"], "mode": "strict"}]}"#;
+    let routes = [
+        common::voice_route("/off/", Some(common::GUARD_OFF)),
+        common::voice_route("/canary/", None),
+    ]
+    .concat();
+    let start = |shim| {
+        let setup = EnvoySetup::new(upstream.addr(), media.addr())
+            .plugin_config(config)
+            .shim(shim);
+        let cfg = common::with_routes(&setup, &routes);
+        async move { Envoy::start_with_config(&cfg).await.unwrap() }
+    };
+    let (wasm, native) = tokio::join!(start(Shim::Wasm), start(Shim::Native));
+    for envoy in [&wasm, &native] {
+        let off = common::post(envoy, "/off/conflict").await;
+        assert_eq!(
+            (off.status, off.guard.as_deref(), &off.body),
+            (200, None, &common::conflict())
+        );
+        let canary = common::post(envoy, "/canary/conflict").await;
+        assert_eq!(
+            (canary.status, canary.guard.as_deref()),
+            (502, Some("rejected; rule=canary; blocks=Connect/Stream"))
+        );
+        let voice = common::post(envoy, "/voice/conflict").await;
+        assert_eq!(
+            (voice.status, voice.guard.as_deref(), &voice.body),
+            (
+                200,
+                Some("rewritten; blocks=Connect/Stream"),
+                &common::stripped()
+            )
+        );
+        // The route with the guard off is not counted.
+        common::assert_counters(
+            envoy,
+            &[
+                ("twiml_guard_inspected_total", 2),
+                ("twiml_guard_rejected_total", 1),
+                ("twiml_guard_rewritten_total", 1),
+            ],
+        )
+        .await;
+    }
+    for path in [
+        "/off/conflict",
+        "/off/clean",
+        "/canary/clean",
+        "/canary/gzip",
+    ] {
+        let (w, n) = tokio::join!(answer(&wasm, path), answer(&native, path));
+        assert_eq!(n, w, "{path}");
+    }
+}

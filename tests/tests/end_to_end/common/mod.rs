@@ -256,3 +256,42 @@ pub async fn two_replicas(
     cfg.auth_token = Some(e2e::stack::AUTH_TOKEN.into());
     (envoy, cfg)
 }
+
+/// The rendered config of `setup` with `routes` (YAML route entries, indented as the shipped
+/// file's) placed before the catch-all route, so they win over it.
+pub fn with_routes(setup: &EnvoySetup, routes: &str) -> e2e::EnvoyConfig {
+    let mut cfg = e2e::render_envoy_config(
+        &e2e::shipped_envoy_yaml().unwrap(),
+        setup,
+        &setup.shim.module().unwrap(),
+    )
+    .unwrap();
+    let catch_all = "              - match: { prefix: / }\n";
+    assert_eq!(
+        cfg.bootstrap.matches(catch_all).count(),
+        1,
+        "the catch-all route moved"
+    );
+    cfg.bootstrap = cfg
+        .bootstrap
+        .replace(catch_all, &format!("{routes}{catch_all}"));
+    cfg
+}
+
+/// A route on `prefix` to the legacy backend's `/voice/` scenarios, with `per_filter` (YAML, the
+/// guard's `typed_per_filter_config` entry) when given.
+pub fn voice_route(prefix: &str, per_filter: Option<&str>) -> String {
+    let mut route = format!(
+        "              - match: {{ prefix: {prefix} }}\n                route: {{ cluster: legacy_backend, prefix_rewrite: /voice/ }}\n"
+    );
+    if let Some(config) = per_filter {
+        route.push_str(&format!(
+            "                typed_per_filter_config:\n                  twiml_guard: {config}\n"
+        ));
+    }
+    route
+}
+
+/// `FilterConfig{disabled: true}`: the guard switched off on a route.
+pub const GUARD_OFF: &str =
+    r#"{ "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true }"#;
