@@ -4,21 +4,6 @@
 //! Every decision lives in `twiml-guard-edge` (shared with the native shim); `shell` is the thin
 //! proxy-wasm layer, built only for wasm32.
 
-// A panic in the filter is a VM trap: the request gets an empty 200 and, depending on the
-// failure policy, every later call fails or skips the guard. Outside tests nothing may panic.
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing,
-        clippy::unreachable,
-        clippy::todo,
-        clippy::unimplemented
-    )
-)]
-
 #[cfg(target_arch = "wasm32")]
 mod shell;
 

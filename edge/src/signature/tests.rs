@@ -183,7 +183,9 @@ fn form_post_is_held_then_checked() {
         );
         assert_eq!(step, Step::Hold);
         assert_eq!(
-            on_request_body(&c, &mut p, 10, false, |_| unreachable!()),
+            on_request_body(&c, &mut p, 10, false, |_| panic!(
+                "the body is not read yet"
+            )),
             Step::Hold
         );
         let v = verdict(on_request_body(&c, &mut p, body.len(), true, |n| {
@@ -207,7 +209,7 @@ fn form_post_is_held_then_checked() {
         }
         // Done: later body callbacks pass.
         assert_eq!(
-            on_request_body(&c, &mut p, 0, true, |_| unreachable!()),
+            on_request_body(&c, &mut p, 0, true, |_| panic!("the body is not read yet")),
             Step::Pass
         );
     }
@@ -311,7 +313,9 @@ fn oversize_bodies_are_refused_before_and_while_buffering() {
         false,
     );
     assert_eq!(step, Step::Hold);
-    let v = verdict(on_request_body(&c, &mut p, 150, false, |_| unreachable!()));
+    let v = verdict(on_request_body(&c, &mut p, 150, false, |_| {
+        panic!("the body is not read yet")
+    }));
     assert_eq!(v.result, Err(Failure::TooLarge(150)));
 }
 
@@ -424,7 +428,7 @@ fn without_held_headers_only_the_body_is_held() {
     );
     assert_eq!(step, Step::HoldBody);
     assert_eq!(
-        on_request_body(&c, &mut p, 3, false, |_| unreachable!()),
+        on_request_body(&c, &mut p, 3, false, |_| panic!("the body is not read yet")),
         Step::Hold
     );
     let v = verdict(on_request_body(
@@ -457,11 +461,13 @@ fn a_body_ending_in_trailers_is_checked_at_the_last_size() {
         Step::Hold
     );
     assert_eq!(
-        on_request_body(&c, &mut p, 4, false, |_| unreachable!()),
+        on_request_body(&c, &mut p, 4, false, |_| panic!("the body is not read yet")),
         Step::Hold
     );
     assert_eq!(
-        on_request_body(&c, &mut p, 11, false, |_| unreachable!()),
+        on_request_body(&c, &mut p, 11, false, |_| panic!(
+            "the body is not read yet"
+        )),
         Step::Hold
     );
     assert_eq!(p.body_size(), 11);
