@@ -454,7 +454,6 @@ impl Exchange {
     fn verdict(&mut self, host: &mut impl Host, outcome: &Outcome) {
         host.bump(Counter::Inspected);
         host.bump(Counter::Outcome(outcome.label));
-        host.bump(Counter::Responses(outcome.label));
         if let Some(started) = self.body_started {
             let now = host.now().unwrap_or(started);
             let us = now.duration_since(started).unwrap_or_default().as_micros();

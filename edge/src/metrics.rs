@@ -32,22 +32,9 @@ pub fn mode_gauge(mode: Mode) -> &'static str {
     }
 }
 
-/// The counter of one outcome under the name it had before the labelled family; kept so existing
-/// dashboards and alerts still read.
-pub fn outcome_counter(label: Label) -> &'static str {
-    match label {
-        Label::Clean => "twiml_guard.clean_total",
-        Label::Rewritten => "twiml_guard.rewritten_total",
-        Label::Rejected => "twiml_guard.rejected_total",
-        Label::Detected => "twiml_guard.detected_total",
-        Label::Oversize => "twiml_guard.oversize_total",
-        Label::Malformed => "twiml_guard.malformed_total",
-    }
-}
-
-/// The labelled counter of one outcome: the shipped `stats_tags` turn these into one family,
+/// The counter of one outcome: the shipped `stats_tags` turn these into one family,
 /// `twiml_guard_responses_total{outcome="rewritten"}`.
-pub fn responses_counter(label: Label) -> &'static str {
+pub fn outcome_counter(label: Label) -> &'static str {
     match label {
         Label::Clean => "twiml_guard.responses.clean_total",
         Label::Rewritten => "twiml_guard.responses.rewritten_total",
@@ -71,14 +58,12 @@ pub enum Counter {
     WsUpgrades,
     SignatureOk,
     SignatureRejected,
-    /// The unlabelled per-outcome counter.
+    /// One outcome's counter of the labelled family.
     Outcome(Label),
-    /// The per-outcome counter of the labelled family.
-    Responses(Label),
 }
 
 impl Counter {
-    pub const COUNT: usize = 4 + 2 * Label::ALL.len();
+    pub const COUNT: usize = 4 + Label::ALL.len();
 
     pub const ALL: [Counter; Counter::COUNT] = [
         Counter::Inspected,
@@ -91,12 +76,6 @@ impl Counter {
         Counter::Outcome(Label::Detected),
         Counter::Outcome(Label::Oversize),
         Counter::Outcome(Label::Malformed),
-        Counter::Responses(Label::Clean),
-        Counter::Responses(Label::Rewritten),
-        Counter::Responses(Label::Rejected),
-        Counter::Responses(Label::Detected),
-        Counter::Responses(Label::Oversize),
-        Counter::Responses(Label::Malformed),
     ];
 
     /// Its place in [`Counter::ALL`].
@@ -108,7 +87,6 @@ impl Counter {
             Counter::SignatureOk => 2,
             Counter::SignatureRejected => 3,
             Counter::Outcome(l) => 4 + label(l),
-            Counter::Responses(l) => 4 + Label::ALL.len() + label(l),
         }
     }
 
@@ -119,7 +97,6 @@ impl Counter {
             Counter::SignatureOk => SIGNATURE_OK,
             Counter::SignatureRejected => SIGNATURE_REJECTED,
             Counter::Outcome(l) => outcome_counter(l),
-            Counter::Responses(l) => responses_counter(l),
         }
     }
 }
@@ -129,44 +106,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_label_has_its_counters() {
-        let got: Vec<(&str, &str, &str)> = Label::ALL
+    fn every_label_has_its_counter() {
+        let got: Vec<(&str, &str)> = Label::ALL
             .iter()
-            .map(|l| (l.as_str(), outcome_counter(*l), responses_counter(*l)))
+            .map(|l| (l.as_str(), outcome_counter(*l)))
             .collect();
         assert_eq!(
             got,
             [
-                (
-                    "clean",
-                    "twiml_guard.clean_total",
-                    "twiml_guard.responses.clean_total"
-                ),
-                (
-                    "rewritten",
-                    "twiml_guard.rewritten_total",
-                    "twiml_guard.responses.rewritten_total"
-                ),
-                (
-                    "rejected",
-                    "twiml_guard.rejected_total",
-                    "twiml_guard.responses.rejected_total"
-                ),
-                (
-                    "detected",
-                    "twiml_guard.detected_total",
-                    "twiml_guard.responses.detected_total"
-                ),
-                (
-                    "oversize",
-                    "twiml_guard.oversize_total",
-                    "twiml_guard.responses.oversize_total"
-                ),
-                (
-                    "malformed",
-                    "twiml_guard.malformed_total",
-                    "twiml_guard.responses.malformed_total"
-                ),
+                ("clean", "twiml_guard.responses.clean_total"),
+                ("rewritten", "twiml_guard.responses.rewritten_total"),
+                ("rejected", "twiml_guard.responses.rejected_total"),
+                ("detected", "twiml_guard.responses.detected_total"),
+                ("oversize", "twiml_guard.responses.oversize_total"),
+                ("malformed", "twiml_guard.responses.malformed_total"),
             ]
         );
         assert_eq!(INSPECTED, "twiml_guard.inspected_total");

@@ -419,7 +419,8 @@ impl Envoy {
         self.admin_get("/stats/prometheus").await
     }
 
-    /// One counter's value from `/stats/prometheus` (for example `twiml_guard_rewritten_total`);
+    /// One counter's value from `/stats/prometheus` (for example `twiml_guard_inspected_total`, or
+    /// `twiml_guard_responses_total{outcome="rewritten"}` for one sample of a family);
     /// an error if Envoy does not export it.
     pub async fn counter(&self, name: &str) -> Result<u64> {
         let text = self.prometheus().await?;
@@ -503,7 +504,8 @@ impl Envoy {
     }
 }
 
-/// The value of an unlabelled sample `name` in a Prometheus text exposition.
+/// The value of the sample `name` in a Prometheus text exposition: a bare name for an unlabelled
+/// sample, or the name with its labels as Envoy writes them (`x_total{outcome="clean"}`).
 pub fn prometheus_value(text: &str, name: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let rest = l.strip_prefix(name)?;
@@ -586,14 +588,18 @@ mod tests {
 
     #[test]
     fn prometheus_lines() {
-        let text = "# TYPE twiml_guard_clean_total counter\ntwiml_guard_clean_total{} 3\ntwiml_guard_rewritten_total 4\ntwiml_guard_clean_total_x 9\nenvoy_x{a=\"b\"} 1\n";
-        assert_eq!(prometheus_value(text, "twiml_guard_clean_total"), Some(3));
+        let text = "# TYPE twiml_guard_inspected_total counter\ntwiml_guard_inspected_total{} 3\ntwiml_guard_rules 4\ntwiml_guard_inspected_total_x 9\nenvoy_x{a=\"b\"} 1\n";
         assert_eq!(
-            prometheus_value(text, "twiml_guard_rewritten_total"),
-            Some(4)
+            prometheus_value(text, "twiml_guard_inspected_total"),
+            Some(3)
         );
-        assert_eq!(prometheus_value(text, "twiml_guard_rejected_total"), None);
+        assert_eq!(prometheus_value(text, "twiml_guard_rules"), Some(4));
+        assert_eq!(
+            prometheus_value(text, "twiml_guard_signature_ok_total"),
+            None
+        );
         assert_eq!(prometheus_value(text, "envoy_x"), None);
+        assert_eq!(prometheus_value(text, "envoy_x{a=\"b\"}"), Some(1));
     }
 
     #[test]

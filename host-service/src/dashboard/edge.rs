@@ -7,7 +7,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The counters shown, by their name in `/stats` after `wasmcustom.twiml_guard.`.
+/// The counters shown; the outcomes' are `responses.<name>_total` in `/stats`, the others
+/// `<name>_total`, after `wasmcustom.twiml_guard.`.
 pub const COUNTERS: [&str; 10] = [
     "inspected",
     "clean",
@@ -19,6 +20,14 @@ pub const COUNTERS: [&str; 10] = [
     "ws_upgrades",
     "signature_ok",
     "signature_rejected",
+];
+const OUTCOMES: [&str; 6] = [
+    "clean",
+    "rewritten",
+    "rejected",
+    "detected",
+    "oversize",
+    "malformed",
 ];
 const MODES: [&str; 3] = ["rewrite", "strict", "monitor"];
 const PREFIX: &str = "wasmcustom.twiml_guard.";
@@ -65,7 +74,12 @@ pub fn parse_stats(json: &str) -> Result<EdgeStats, String> {
     let counters = COUNTERS
         .iter()
         .filter_map(|c| {
-            let v = values.get(format!("{c}_total").as_str()).copied();
+            let name = if OUTCOMES.contains(c) {
+                format!("responses.{c}_total")
+            } else {
+                format!("{c}_total")
+            };
+            let v = values.get(name.as_str()).copied();
             v.or(mode.as_ref().map(|_| 0)).map(|v| (*c, v))
         })
         .collect();
@@ -129,14 +143,13 @@ mod tests {
     /// Envoy 1.40's `/stats?format=json&filter=...` for a guard in rewrite mode after one call
     /// (shape as Envoy writes it, histograms included).
     const SAMPLE: &str = r#"{"stats":[
-        {"name":"wasmcustom.twiml_guard.clean_total","value":0},
-        {"name":"wasmcustom.twiml_guard.detected_total","value":0},
         {"name":"wasmcustom.twiml_guard.inspected_total","value":1},
-        {"name":"wasmcustom.twiml_guard.malformed_total","value":0},
-        {"name":"wasmcustom.twiml_guard.oversize_total","value":0},
-        {"name":"wasmcustom.twiml_guard.rejected_total","value":0},
+        {"name":"wasmcustom.twiml_guard.responses.clean_total","value":0},
+        {"name":"wasmcustom.twiml_guard.responses.detected_total","value":0},
+        {"name":"wasmcustom.twiml_guard.responses.malformed_total","value":0},
+        {"name":"wasmcustom.twiml_guard.responses.oversize_total","value":0},
+        {"name":"wasmcustom.twiml_guard.responses.rejected_total","value":0},
         {"name":"wasmcustom.twiml_guard.responses.rewritten_total","value":1},
-        {"name":"wasmcustom.twiml_guard.rewritten_total","value":1},
         {"name":"wasmcustom.twiml_guard.signature_ok_total","value":2},
         {"name":"wasmcustom.twiml_guard.signature_rejected_total","value":0},
         {"name":"wasmcustom.twiml_guard.ws_upgrades_total","value":1},

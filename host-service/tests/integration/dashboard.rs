@@ -232,7 +232,7 @@ async fn admin_stand_in(
 #[tokio::test]
 async fn the_edge_panel_reads_envoys_admin_and_says_when_it_cannot() {
     let (url, seen) = admin_stand_in(
-        r#"{"stats":[{"name":"wasmcustom.twiml_guard.rewritten_total","value":7},
+        r#"{"stats":[{"name":"wasmcustom.twiml_guard.responses.rewritten_total","value":7},
         {"name":"wasmcustom.twiml_guard.mode.strict","value":1},
         {"name":"wasmcustom.twiml_guard.rules","value":2}]}"#,
     )

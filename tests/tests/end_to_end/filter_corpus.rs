@@ -125,10 +125,10 @@ async fn the_corpus_gets_its_manifest_bytes_and_verdicts_in_every_mode() {
         .unwrap();
     let counts = e
         .counters(&[
-            "twiml_guard_clean_total",
-            "twiml_guard_rewritten_total",
-            "twiml_guard_rejected_total",
-            "twiml_guard_detected_total",
+            "twiml_guard_responses_total{outcome=\"clean\"}",
+            "twiml_guard_responses_total{outcome=\"rewritten\"}",
+            "twiml_guard_responses_total{outcome=\"rejected\"}",
+            "twiml_guard_responses_total{outcome=\"detected\"}",
         ])
         .await
         .unwrap();

@@ -151,8 +151,8 @@ async fn html_twiml_headers_and_encodings_are_never_skipped() {
         &envoy,
         &[
             ("twiml_guard_inspected_total", 10),
-            ("twiml_guard_rewritten_total", 8),
-            ("twiml_guard_malformed_total", 2),
+            ("twiml_guard_responses_total{outcome=\"rewritten\"}", 8),
+            ("twiml_guard_responses_total{outcome=\"malformed\"}", 2),
         ],
     )
     .await;

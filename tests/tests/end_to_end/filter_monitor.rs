@@ -48,10 +48,10 @@ async fn monitor_changes_nothing() {
         e,
         &[
             ("twiml_guard_inspected_total", 6),
-            ("twiml_guard_detected_total", 3),
-            ("twiml_guard_clean_total", 1),
-            ("twiml_guard_malformed_total", 1),
-            ("twiml_guard_oversize_total", 1),
+            ("twiml_guard_responses_total{outcome=\"detected\"}", 3),
+            ("twiml_guard_responses_total{outcome=\"clean\"}", 1),
+            ("twiml_guard_responses_total{outcome=\"malformed\"}", 1),
+            ("twiml_guard_responses_total{outcome=\"oversize\"}", 1),
         ],
     )
     .await;

@@ -316,7 +316,7 @@ async fn flips_under_load(shim: Shim) {
         );
     }
 
-    // The labelled families, next to the unlabelled names they leave in place.
+    // The labelled families, and no unlabelled copy of the outcome counters.
     let prom = envoy.prometheus().await.unwrap();
     let sample = |name: &str| e2e::prometheus_value(&prom, name);
     assert_eq!(
@@ -326,7 +326,13 @@ async fn flips_under_load(shim: Shim) {
     );
     assert_eq!(
         sample("twiml_guard_responses_total{outcome=\"detected\"}"),
-        sample("twiml_guard_detected_total"),
+        Some(detected),
+        "{prom}"
+    );
+    assert_eq!(sample("twiml_guard_detected_total"), None, "{prom}");
+    assert!(
+        !prom.contains("twiml_guard_responses_detected_total"),
+        "{prom}"
     );
     assert_eq!(sample("twiml_guard_mode{mode=\"rewrite\"}"), Some(1));
     assert_eq!(sample("twiml_guard_mode{mode=\"strict\"}"), Some(0));

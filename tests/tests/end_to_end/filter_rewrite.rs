@@ -103,10 +103,10 @@ async fn rewrite_mode_end_to_end() {
         e,
         &[
             ("twiml_guard_inspected_total", 11),
-            ("twiml_guard_rewritten_total", 4),
-            ("twiml_guard_clean_total", 2),
-            ("twiml_guard_malformed_total", 2),
-            ("twiml_guard_oversize_total", 3),
+            ("twiml_guard_responses_total{outcome=\"rewritten\"}", 4),
+            ("twiml_guard_responses_total{outcome=\"clean\"}", 2),
+            ("twiml_guard_responses_total{outcome=\"malformed\"}", 2),
+            ("twiml_guard_responses_total{outcome=\"oversize\"}", 3),
         ],
     )
     .await;
@@ -168,7 +168,7 @@ async fn start_recording_on_listed_paths_with_twiml_logged() {
         e,
         &[
             ("twiml_guard_inspected_total", 1),
-            ("twiml_guard_rewritten_total", 1),
+            ("twiml_guard_responses_total{outcome=\"rewritten\"}", 1),
         ],
     )
     .await;

@@ -90,10 +90,10 @@ async fn strict_status_style() {
         e,
         &[
             ("twiml_guard_inspected_total", 9),
-            ("twiml_guard_rejected_total", 4),
-            ("twiml_guard_clean_total", 1),
-            ("twiml_guard_malformed_total", 1),
-            ("twiml_guard_oversize_total", 3),
+            ("twiml_guard_responses_total{outcome=\"rejected\"}", 4),
+            ("twiml_guard_responses_total{outcome=\"clean\"}", 1),
+            ("twiml_guard_responses_total{outcome=\"malformed\"}", 1),
+            ("twiml_guard_responses_total{outcome=\"oversize\"}", 3),
         ],
     )
     .await;
@@ -158,10 +158,10 @@ async fn strict_twiml_style() {
         e,
         &[
             ("twiml_guard_inspected_total", 7),
-            ("twiml_guard_rejected_total", 3),
-            ("twiml_guard_clean_total", 1),
-            ("twiml_guard_oversize_total", 2),
-            ("twiml_guard_malformed_total", 1),
+            ("twiml_guard_responses_total{outcome=\"rejected\"}", 3),
+            ("twiml_guard_responses_total{outcome=\"clean\"}", 1),
+            ("twiml_guard_responses_total{outcome=\"oversize\"}", 2),
+            ("twiml_guard_responses_total{outcome=\"malformed\"}", 1),
         ],
     )
     .await;

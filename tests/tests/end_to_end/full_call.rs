@@ -89,7 +89,7 @@ async fn rewrite_mode_the_call_streams_records_and_is_transcribed() {
 
     stack
         .envoy
-        .wait_counter("twiml_guard_rewritten_total", 1)
+        .wait_counter("twiml_guard_responses_total{outcome=\"rewritten\"}", 1)
         .await
         .unwrap();
 
@@ -149,7 +149,7 @@ async fn monitor_mode_the_legacy_twiml_loops_and_no_stream_opens() {
         .any(|p| p.message == "unreachable after <Record>: <Connect>"));
     stack
         .envoy
-        .wait_counter("twiml_guard_detected_total", 3)
+        .wait_counter("twiml_guard_responses_total{outcome=\"detected\"}", 3)
         .await
         .unwrap();
     assert_eq!(
@@ -184,7 +184,7 @@ async fn strict_mode_the_legacy_twiml_is_refused() {
     assert!(report.streams.is_empty());
     stack
         .envoy
-        .wait_counter("twiml_guard_rejected_total", 1)
+        .wait_counter("twiml_guard_responses_total{outcome=\"rejected\"}", 1)
         .await
         .unwrap();
     assert_eq!(stack.host.call(&report.call_sid).await.unwrap(), None);

@@ -230,7 +230,7 @@ async fn a_panic_in_the_guard_fails_the_request_the_configured_way_and_envoy_ser
         assert_eq!(next.body, common::stripped());
     }
     envoy
-        .wait_counter("twiml_guard_rejected_total", 2)
+        .wait_counter("twiml_guard_responses_total{outcome=\"rejected\"}", 2)
         .await
         .unwrap();
     drop(envoy);

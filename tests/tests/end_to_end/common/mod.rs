@@ -198,12 +198,12 @@ pub async fn post(envoy: &Envoy, path: &str) -> Seen {
 /// The eight counters, in `METRICS` order.
 pub const METRICS: [&str; 8] = [
     "twiml_guard_inspected_total",
-    "twiml_guard_clean_total",
-    "twiml_guard_rewritten_total",
-    "twiml_guard_rejected_total",
-    "twiml_guard_detected_total",
-    "twiml_guard_oversize_total",
-    "twiml_guard_malformed_total",
+    "twiml_guard_responses_total{outcome=\"clean\"}",
+    "twiml_guard_responses_total{outcome=\"rewritten\"}",
+    "twiml_guard_responses_total{outcome=\"rejected\"}",
+    "twiml_guard_responses_total{outcome=\"detected\"}",
+    "twiml_guard_responses_total{outcome=\"oversize\"}",
+    "twiml_guard_responses_total{outcome=\"malformed\"}",
     "twiml_guard_ws_upgrades_total",
 ];
 
