@@ -212,8 +212,8 @@ async fn routes_switch_the_guard_off_and_rules_apply_alike_in_both_shims() {
             envoy,
             &[
                 ("twiml_guard_inspected_total", 2),
-                ("twiml_guard_rejected_total", 1),
-                ("twiml_guard_rewritten_total", 1),
+                ("twiml_guard_responses_total{outcome=\"rejected\"}", 1),
+                ("twiml_guard_responses_total{outcome=\"rewritten\"}", 1),
             ],
         )
         .await;
