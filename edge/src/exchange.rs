@@ -569,14 +569,14 @@ impl Exchange {
         let outcome = match host.read_body(Body::Response, size) {
             Ok(body) => {
                 let outcome = decide::evaluate(&cfg, &body, enc);
-                let now_s = host
-                    .now()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_secs());
-                let grant = self
-                    .call_sid
-                    .as_deref()
-                    .map(|call_sid| decide::MediaGrant { call_sid, now_s });
+                // The clock only when a token is granted: a call into Envoy per answer otherwise.
+                let grant = self.call_sid.as_deref().map(|call_sid| {
+                    let now_s = host
+                        .now()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_secs());
+                    decide::MediaGrant { call_sid, now_s }
+                });
                 decide::stamp_media_token(&cfg, outcome, &body, enc, grant)
             }
             Err(e) => decide::malformed(&cfg, enc, format!("cannot read body: {e}")),
@@ -689,3 +689,6 @@ impl Exchange {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
