@@ -4,7 +4,7 @@
 //! error, and a panic is a VM trap that takes every call on this worker with it.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -106,6 +106,19 @@ pub struct Root {
     config: Option<Arc<Config>>,
     rules: RuleConfigs,
     metrics: Option<Metrics>,
+    /// Envoy's wasm log level, read at configure and on every tick: each exchange takes it from
+    /// here instead of asking Envoy (a hostcall per request), and a level changed through the
+    /// admin API reaches new exchanges within [`LOG_LEVEL_REFRESH`].
+    log_level: Option<decide::LogLevel>,
+}
+
+/// How often the root context reads Envoy's log level again.
+const LOG_LEVEL_REFRESH: Duration = Duration::from_secs(1);
+
+impl Root {
+    fn refresh_log_level(&mut self) {
+        self.log_level = hostcalls::get_log_level().ok().map(edge_level);
+    }
 }
 
 impl Context for Root {}
@@ -154,7 +167,14 @@ impl RootContext for Root {
         }
         self.rules = exchange::rule_configs(&cfg);
         self.config = Some(Arc::new(cfg));
+        self.refresh_log_level();
+        // Without a tick the level read here would stay; a failure leaves it at that.
+        let _ = hostcalls::set_tick_period(LOG_LEVEL_REFRESH);
         true
+    }
+
+    fn on_tick(&mut self) {
+        self.refresh_log_level();
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -163,7 +183,10 @@ impl RootContext for Root {
         };
         Some(Box::new(Http {
             exchange: Exchange::new(context_id, config, Arc::clone(&self.rules)),
-            host: Hostcalls { metrics },
+            host: Hostcalls {
+                metrics,
+                log_level: self.log_level,
+            },
         }))
     }
 
@@ -177,6 +200,8 @@ impl RootContext for Root {
 /// Envoy through proxy-wasm hostcalls, for the exchange.
 struct Hostcalls {
     metrics: Metrics,
+    /// The root context's last reading of Envoy's log level.
+    log_level: Option<decide::LogLevel>,
 }
 
 fn map(headers: Headers) -> MapType {
@@ -238,7 +263,8 @@ impl Host for Hostcalls {
     }
 
     fn log_level(&mut self) -> Option<decide::LogLevel> {
-        hostcalls::get_log_level().ok().map(edge_level)
+        self.log_level
+            .or_else(|| hostcalls::get_log_level().ok().map(edge_level))
     }
 
     fn log(&mut self, level: decide::LogLevel, message: &str) {

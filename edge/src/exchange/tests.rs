@@ -45,7 +45,8 @@ impl Host for Recording {
     }
 
     fn set_header(&mut self, map: Headers, name: &str, value: Option<&str>) -> Result<(), String> {
-        self.calls.push(format!("set_header {map:?} {name} {value:?}"));
+        self.calls
+            .push(format!("set_header {map:?} {name} {value:?}"));
         if map == Headers::Response {
             self.response_headers.retain(|(k, _)| k != name);
             if let Some(v) = value {
@@ -56,7 +57,8 @@ impl Host for Recording {
     }
 
     fn add_header(&mut self, map: Headers, name: &str, value: &str) -> Result<(), String> {
-        self.calls.push(format!("add_header {map:?} {name} {value}"));
+        self.calls
+            .push(format!("add_header {map:?} {name} {value}"));
         Ok(())
     }
 
