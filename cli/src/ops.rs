@@ -11,22 +11,12 @@ use std::time::{Duration, Instant};
 
 use admin::{Admin, Snapshot};
 use ecds::{Applied, EcdsError};
+use twiml_guard_edge::config::Mode;
+use twiml_guard_edge::metrics::Counter;
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum ModeArg {
-    Rewrite,
-    Strict,
-    Monitor,
-}
-
-impl ModeArg {
-    fn as_str(self) -> &'static str {
-        match self {
-            ModeArg::Rewrite => "rewrite",
-            ModeArg::Strict => "strict",
-            ModeArg::Monitor => "monitor",
-        }
-    }
+/// The names `mode set` takes: the filter's own mode list.
+fn mode_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(Mode::ALL.map(Mode::as_str))
 }
 
 /// Where the resource lives, and optionally the Envoy to confirm the change with.
@@ -47,7 +37,8 @@ pub struct Target {
 pub enum ModeCommand {
     /// Set the default mode (rules keep theirs); everything else stays as it is.
     Set {
-        mode: ModeArg,
+        #[arg(value_parser = mode_names())]
+        mode: String,
         #[command(flatten)]
         target: Target,
     },
@@ -99,8 +90,9 @@ pub fn mode(cmd: ModeCommand) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    plugin.insert("mode".into(), mode.as_str().into());
-    write_and_confirm(&target, plugin, &format!("mode {}", mode.as_str()))
+    let what = format!("mode {mode}");
+    plugin.insert("mode".into(), mode.into());
+    write_and_confirm(&target, plugin, &what)
 }
 
 pub fn config(cmd: ConfigCommand) -> ExitCode {
@@ -242,11 +234,11 @@ fn render(s: &Snapshot) -> String {
         "accepted".to_string()
     };
     let responses: Vec<String> = s
+        .stats
         .responses()
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    let j = s.to_json();
     format!(
         "active version:  {}\nmode:            {}\nrules:           {}\nlast update:     {last}\n\
          updates:         accepted={} rejected={}\nresponses:       {}\n\
@@ -254,11 +246,11 @@ fn render(s: &Snapshot) -> String {
         s.active_version()
             .unwrap_or("none (no configuration accepted yet)"),
         s.mode().unwrap_or("unknown"),
-        s.rules(),
-        s.updates_accepted(),
+        s.stats.rules().unwrap_or(0),
+        s.stats.updates_accepted(),
         s.updates_rejected(),
         responses.join(" "),
-        j["signature_ok"],
-        j["signature_rejected"],
+        s.count(Counter::SignatureOk),
+        s.count(Counter::SignatureRejected),
     )
 }

@@ -7,8 +7,9 @@
 //! configuration error and syntax checks), `route` (what a request is) and `headers` (header
 //! maps as read); `signature` (Twilio request signatures, knowing the configuration only through
 //! its `Scope`); `config` parses and validates the plugin JSON; `decide` holds every decision;
-//! `metrics` names what is counted; `exchange` runs one request and its response through them
-//! against a [`host::Host`], the one trait a shim implements.
+//! `metrics` names what is counted and `stats` reads it back from Envoy's admin `/stats` text;
+//! `exchange` runs one request and its response through them against a [`host::Host`], the one
+//! trait a shim implements.
 
 pub mod config;
 pub mod decide;
@@ -18,6 +19,7 @@ pub mod host;
 pub mod metrics;
 pub mod route;
 pub mod signature;
+pub mod stats;
 pub mod syntax;
 
 /// The crate version, logged at every configure.

@@ -1,5 +1,5 @@
 //! The guard's metric names, spelled once: both Envoy shims define these with the host, and the
-//! CLI and the dashboard read them back. Envoy shows a name `twiml_guard.x` as
+//! CLI and the dashboard read them back (through `stats`). Envoy shows a name `twiml_guard.x` as
 //! `wasmcustom.twiml_guard.x` in `/stats` and as `twiml_guard_x` in `/stats/prometheus`; the
 //! shipped `stats_tags` fold the per-outcome and per-mode names into labelled families.
 
@@ -87,6 +87,17 @@ impl Counter {
             Counter::SignatureOk => 2,
             Counter::SignatureRejected => 3,
             Counter::Outcome(l) => 4 + label(l),
+        }
+    }
+
+    /// Its short name, as the CLI and the dashboard show it (`inspected`, `rewritten`, ...).
+    pub fn key(self) -> &'static str {
+        match self {
+            Counter::Inspected => "inspected",
+            Counter::WsUpgrades => "ws_upgrades",
+            Counter::SignatureOk => "signature_ok",
+            Counter::SignatureRejected => "signature_rejected",
+            Counter::Outcome(l) => l.as_str(),
         }
     }
 

@@ -5,15 +5,12 @@
 //! The client is `ureq` without TLS: one blocking GET to a loopback admin port needs no async
 //! runtime, and its HTTP/1.1 framing (chunked replies included) is not worth writing by hand.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-
-/// Where the ECDS subscription's stats live.
-pub const ECDS_PREFIX: &str = "extension_config_discovery.http_filter.twiml_guard.";
-/// Where the filter's own metrics live in `/stats` (`wasmcustom.` + the names it defines).
-pub const FILTER_PREFIX: &str = "wasmcustom.twiml_guard.";
+use twiml_guard_edge::config::Mode;
+use twiml_guard_edge::metrics::Counter;
+use twiml_guard_edge::stats::{GuardStats, STATS_PATH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -62,22 +59,26 @@ impl Admin {
 
     /// Read everything the status needs.
     pub fn snapshot(&self) -> Result<Snapshot, AdminError> {
-        let stats = self.get("/stats?filter=twiml_guard")?;
+        let stats = self.get(STATS_PATH)?;
+        let stats = GuardStats::parse(&stats).map_err(|e| AdminError::Answer {
+            url: format!("{}{STATS_PATH}", self.base),
+            why: e.to_string(),
+        })?;
         let dump_url = "/config_dump?resource=ecds_filters";
         let dump = self.get(dump_url)?;
         let dump: Value = serde_json::from_str(&dump).map_err(|e| AdminError::Answer {
             url: format!("{}{dump_url}", self.base),
             why: e.to_string(),
         })?;
-        Ok(Snapshot::from_parts(&stats, &dump))
+        Ok(Snapshot::from_parts(stats, &dump))
     }
 }
 
 /// The guard as Envoy reports it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
-    /// Every `/stats` line under the two prefixes: name to value (text readouts unquoted).
-    pub stats: BTreeMap<String, String>,
+    /// The guard's stats and its ECDS subscription's.
+    pub stats: GuardStats,
     /// `version_info` of the last resource Envoy received, accepted or not.
     pub received_version: Option<String>,
     /// The plugin JSON of that last received resource.
@@ -85,13 +86,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn from_parts(stats_text: &str, dump: &Value) -> Snapshot {
-        let stats = stats_text
-            .lines()
-            .filter_map(|l| l.split_once(": "))
-            .filter(|(k, _)| k.starts_with(ECDS_PREFIX) || k.starts_with(FILTER_PREFIX))
-            .map(|(k, v)| (k.to_string(), v.trim().trim_matches('"').to_string()))
-            .collect();
+    pub fn from_parts(stats: GuardStats, dump: &Value) -> Snapshot {
         let entry = dump["configs"].as_array().and_then(|configs| {
             configs
                 .iter()
@@ -108,30 +103,13 @@ impl Snapshot {
         }
     }
 
-    fn ecds(&self, name: &str) -> Option<&str> {
-        self.stats
-            .get(&format!("{ECDS_PREFIX}{name}"))
-            .map(String::as_str)
-    }
-
-    fn count(&self, full_name: &str) -> u64 {
-        self.stats
-            .get(full_name)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    }
-
     /// The version Envoy runs (`version_text`); `None` before any configuration was accepted.
     pub fn active_version(&self) -> Option<&str> {
-        self.ecds("version_text").filter(|v| !v.is_empty())
-    }
-
-    pub fn updates_accepted(&self) -> u64 {
-        self.count(&format!("{ECDS_PREFIX}update_success"))
+        self.stats.active_version()
     }
 
     pub fn updates_rejected(&self) -> u64 {
-        self.count(&format!("{ECDS_PREFIX}update_rejected"))
+        self.stats.updates_rejected()
     }
 
     /// The last update Envoy received was refused: the config dump shows the last resource
@@ -145,39 +123,18 @@ impl Snapshot {
         }
     }
 
-    /// The active default mode, from the filter's `twiml_guard.mode.<mode>` gauges.
+    /// The active default mode.
     pub fn mode(&self) -> Option<&'static str> {
-        ["rewrite", "strict", "monitor"]
-            .into_iter()
-            .find(|m| self.count(&format!("{FILTER_PREFIX}mode.{m}")) == 1)
+        self.stats.mode().map(Mode::as_str)
     }
 
-    pub fn rules(&self) -> u64 {
-        self.count(&format!("{FILTER_PREFIX}rules"))
-    }
-
-    /// The outcome counters, in the filter's order.
-    pub fn responses(&self) -> Vec<(&'static str, u64)> {
-        [
-            "clean",
-            "rewritten",
-            "rejected",
-            "detected",
-            "oversize",
-            "malformed",
-        ]
-        .into_iter()
-        .map(|o| {
-            (
-                o,
-                self.count(&format!("{FILTER_PREFIX}responses.{o}_total")),
-            )
-        })
-        .collect()
+    pub fn count(&self, counter: Counter) -> u64 {
+        self.stats.counter(counter).unwrap_or(0)
     }
 
     pub fn to_json(&self) -> Value {
         let responses: serde_json::Map<String, Value> = self
+            .stats
             .responses()
             .into_iter()
             .map(|(k, v)| (k.to_string(), json!(v)))
@@ -186,14 +143,14 @@ impl Snapshot {
             "active_version": self.active_version(),
             "received_version": self.received_version,
             "last_update": if self.last_update_rejected() { "rejected" } else { "accepted" },
-            "updates_accepted": self.updates_accepted(),
+            "updates_accepted": self.stats.updates_accepted(),
             "updates_rejected": self.updates_rejected(),
             "mode": self.mode(),
-            "rules": self.rules(),
+            "rules": self.stats.rules().unwrap_or(0),
             "responses": responses,
-            "inspected": self.count(&format!("{FILTER_PREFIX}inspected_total")),
-            "signature_ok": self.count(&format!("{FILTER_PREFIX}signature_ok_total")),
-            "signature_rejected": self.count(&format!("{FILTER_PREFIX}signature_rejected_total")),
+            "inspected": self.count(Counter::Inspected),
+            "signature_ok": self.count(Counter::SignatureOk),
+            "signature_rejected": self.count(Counter::SignatureRejected),
         })
     }
 }
@@ -223,29 +180,31 @@ mod tests {
 
     #[test]
     fn a_refused_update_shows_as_a_newer_received_version() {
-        let s = Snapshot::from_parts(STATS, &dump("3"));
+        let s = Snapshot::from_parts(GuardStats::parse(STATS).unwrap(), &dump("3"));
         assert_eq!(s.active_version(), Some("2"));
         assert!(s.last_update_rejected());
         assert_eq!(s.mode(), Some("strict"));
-        assert_eq!(s.rules(), 2);
-        assert_eq!(s.updates_accepted(), 2);
         assert_eq!(s.updates_rejected(), 1);
         let j = s.to_json();
         assert_eq!(j["last_update"], "rejected");
         assert_eq!(j["responses"]["rejected"], 4);
         assert_eq!(j["responses"]["clean"], 0);
         assert_eq!(j["inspected"], 9);
-        assert!(!s.stats.contains_key("http.ingress_http.twiml_guard.other"));
-        assert!(!Snapshot::from_parts(STATS, &dump("2")).last_update_rejected());
+        assert_eq!(j["rules"], 2);
+        assert_eq!(j["updates_accepted"], 2);
+        assert_eq!(j["signature_ok"], 0);
+        let same = Snapshot::from_parts(GuardStats::parse(STATS).unwrap(), &dump("2"));
+        assert!(!same.last_update_rejected());
     }
 
     #[test]
     fn nothing_accepted_yet() {
-        let s = Snapshot::from_parts(
+        let stats = GuardStats::parse(
             "extension_config_discovery.http_filter.twiml_guard.version_text: \"\"\n\
              extension_config_discovery.http_filter.twiml_guard.update_rejected: 1\n",
-            &dump("1"),
-        );
+        )
+        .unwrap();
+        let s = Snapshot::from_parts(stats, &dump("1"));
         assert_eq!(s.active_version(), None);
         assert!(s.last_update_rejected());
         assert_eq!(s.mode(), None);

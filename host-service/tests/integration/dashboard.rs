@@ -205,7 +205,7 @@ async fn the_playground_lints_and_rewrites_the_seed() {
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 }
 
-/// A stand-in for Envoy's admin: answers `/stats` with a fixed JSON and records the query.
+/// A stand-in for Envoy's admin: answers `/stats` with a fixed text and records the query.
 async fn admin_stand_in(
     body: &'static str,
 ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
@@ -232,9 +232,9 @@ async fn admin_stand_in(
 #[tokio::test]
 async fn the_edge_panel_reads_envoys_admin_and_says_when_it_cannot() {
     let (url, seen) = admin_stand_in(
-        r#"{"stats":[{"name":"wasmcustom.twiml_guard.responses.rewritten_total","value":7},
-        {"name":"wasmcustom.twiml_guard.mode.strict","value":1},
-        {"name":"wasmcustom.twiml_guard.rules","value":2}]}"#,
+        "wasmcustom.twiml_guard.responses.rewritten_total: 7\n\
+         wasmcustom.twiml_guard.mode.strict: 1\n\
+         wasmcustom.twiml_guard.rules: 2\n",
     )
     .await;
     let f = fixture(None, Some(url.clone())).await;
@@ -245,10 +245,19 @@ async fn the_edge_panel_reads_envoys_admin_and_says_when_it_cannot() {
     assert_eq!(v["rules"], 2);
     assert_eq!(v["counters"]["rewritten"], 7);
     assert_eq!(v["counters"]["rejected"], 0);
-    assert_eq!(
-        seen.lock().unwrap().as_slice(),
-        ["format=json&filter=%5Ewasmcustom%5C.twiml_guard%5C."]
-    );
+    assert_eq!(seen.lock().unwrap().as_slice(), ["filter=twiml_guard"]);
+
+    // An answer that is not the admin's stats text: an error naming the line, not zeros.
+    let (url, _) = admin_stand_in("<html>\n").await;
+    let f = fixture(None, Some(url)).await;
+    let resp = send(&f.app, get("/api/edge", None), "127.0.0.1:1").await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let v: serde_json::Value = serde_json::from_str(&text(resp).await).unwrap();
+    assert_eq!(v["error"]["code"], "edge_bad_answer");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("line 1 is not `name: value`: \"<html>\""));
 
     // Nothing listening: an error with the URL, not zeros.
     let dead = {
