@@ -9,8 +9,9 @@
 //!   `Engines::from_config(&TranscriptionConfig, &ExtractionConfig) -> Result<Engines, EngineError>`
 //!
 //! Layout: `audio` (windows, silence, timestamp tokens: pure), `planner` (the same windows
-//! found while a channel streams by), `recording` (a WAV file walked a block at a time into
-//! windows, in bounded memory), `mel` (Whisper's log-mel front end), `decode` (tokens to text
+//! found while a channel streams by), `recording` (a call's WAV file: opened, its speakers, which
+//! channels hold speech), `windowing` (a recording cut into those windows a block at a time, in
+//! bounded memory), `mel` (Whisper's log-mel front end), `decode` (tokens to text
 //! and segments, the fallback rules), `whisper` (CTranslate2 engine, feature `whisper`), `openai` (OpenAI-compatible HTTP engines), `retry` (when and how long to
 //! wait), `extract` (deterministic local extraction), `wer` (word error rate, for tests and
 //! benchmarks).
@@ -30,6 +31,7 @@ pub mod retry;
 pub mod wer;
 #[cfg(feature = "whisper")]
 pub mod whisper;
+pub mod windowing;
 
 /// Transcribe one call's recording.
 #[derive(Debug, Clone)]

@@ -7,7 +7,8 @@ use crate::decode::{self, Judged};
 use crate::mel::{LogMel, FRAMES};
 use crate::planner::Window;
 use crate::{
-    recording, EngineError, Segment, TranscribeRequest, Transcriber, Transcript, WhisperConfig,
+    recording, windowing, EngineError, Segment, TranscribeRequest, Transcriber, Transcript,
+    WhisperConfig,
 };
 use media::wav::{Pcm, WavStream};
 use std::io::Cursor;
@@ -139,39 +140,43 @@ impl WhisperEngine {
     pub fn transcribe_file(&self, path: &Path) -> Result<Transcript, EngineError> {
         let stream = recording::open(path)?;
         let channels = stream.channels();
-        self.transcribe_walk(channels, |on_window| recording::walk(stream, on_window))
+        self.transcribe_windows(channels, |on_window| {
+            windowing::window_stream(stream, on_window)
+        })
     }
 
     /// Transcribe a WAV file's bytes. Blocking: call it from a blocking thread.
     pub fn transcribe_wav(&self, wav: &[u8]) -> Result<Transcript, EngineError> {
         let stream = WavStream::new(Cursor::new(wav)).map_err(recording::bad_audio)?;
         let channels = stream.channels();
-        self.transcribe_walk(channels, |on_window| recording::walk(stream, on_window))
+        self.transcribe_windows(channels, |on_window| {
+            windowing::window_stream(stream, on_window)
+        })
     }
 
     /// Transcribe decoded audio. One channel is the caller; two are caller (left) and agent
     /// (right), each transcribed on its own and merged in time order. Silent channels and
     /// silent windows are skipped: Whisper invents words when given only silence.
     pub fn transcribe_pcm(&self, pcm: &Pcm) -> Result<Transcript, EngineError> {
-        self.transcribe_walk(pcm.channels.len(), |on_window| {
-            recording::walk_channels(&pcm.channels, pcm.sample_rate, on_window)
+        self.transcribe_windows(pcm.channels.len(), |on_window| {
+            windowing::window_channels(&pcm.channels, pcm.sample_rate, on_window)
         })
     }
 
-    /// Decode every window as the walk hands it out; only the transcript grows.
-    fn transcribe_walk(
+    /// Decode every window as windowing hands it out; only the transcript grows.
+    fn transcribe_windows(
         &self,
         channels: usize,
-        walk: impl FnOnce(
+        windows: impl FnOnce(
             &mut dyn FnMut(usize, Window) -> Result<(), EngineError>,
-        ) -> Result<recording::Walked, EngineError>,
+        ) -> Result<windowing::Windowed, EngineError>,
     ) -> Result<Transcript, EngineError> {
         let speakers = recording::speakers(channels)?;
         let mut per_speaker: Vec<Vec<Segment>> = vec![Vec::new(); speakers.len()];
         // Each speaker's text so far, the prompt for its next window (as faster-whisper's
         // `condition_on_previous_text`).
         let mut history: Vec<Vec<String>> = vec![Vec::new(); speakers.len()];
-        let walked = walk(&mut |channel, window| {
+        let windowed = windows(&mut |channel, window| {
             let speaker = speakers.get(channel).copied().unwrap_or("caller");
             let mut none = Vec::new();
             let prev = history.get_mut(channel).unwrap_or(&mut none);
@@ -183,15 +188,15 @@ impl WhisperEngine {
         })?;
         tracing::debug!(
             channels,
-            duration_secs = walked.duration_secs,
-            peak_samples = walked.peak_samples,
-            "recording walked"
+            duration_secs = windowed.duration_secs,
+            peak_samples = windowed.peak_samples,
+            "recording windowed"
         );
         let segments = merge_by_time(per_speaker);
         if segments.is_empty() {
             return Err(EngineError::Permanent(format!(
                 "no speech recognised in {:.1} s of audio ({} silent or unintelligible)",
-                walked.duration_secs,
+                windowed.duration_secs,
                 if channels == 1 {
                     "the channel is"
                 } else {

@@ -1,13 +1,13 @@
-//! Recordings of any length are walked in bounded memory (no model needed): a long two-channel
+//! Recordings of any length are cut into windows in bounded memory (no model needed): a long two-channel
 //! file, mostly silence, is read a block at a time; only its speech becomes windows, each at its
-//! place in the call, and the samples held at once stay under `recording::max_held`, which
+//! place in the call, and the samples held at once stay under `windowing::max_held`, which
 //! does not depend on the call's length.
 
 use crate::common;
 
 use common::{write_long_wav, RATE};
 use postcall::audio::WHISPER_RATE;
-use postcall::recording;
+use postcall::{recording, windowing};
 
 fn tone(secs: f64, amp: f32) -> Vec<f32> {
     (0..(secs * f64::from(RATE)) as usize)
@@ -15,11 +15,11 @@ fn tone(secs: f64, amp: f32) -> Vec<f32> {
         .collect()
 }
 
-/// A window as the walk handed it out: channel, parts in seconds, length in samples.
+/// A window as windowing handed it out: channel, parts in seconds, length in samples.
 type Seen = (usize, Vec<(f64, f64)>, usize);
 
 #[test]
-fn a_long_mostly_silent_call_is_walked_in_bounded_memory() {
+fn a_long_mostly_silent_call_is_windowed_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let minutes = 40;
     let frames = minutes * 60 * u64::from(RATE);
@@ -42,7 +42,7 @@ fn a_long_mostly_silent_call_is_walked_in_bounded_memory() {
     eprintln!("written in {:?}", started.elapsed());
     let started = std::time::Instant::now();
     let stream = recording::open(&path).unwrap();
-    let walked = recording::walk(stream, |channel, w| {
+    let windowed = windowing::window_stream(stream, |channel, w| {
         let secs = |s: usize| s as f64 / f64::from(WHISPER_RATE);
         assert_eq!(w.audio().len(), w.packed.len());
         let parts = w.packed.parts.iter().map(|p| (secs(p.start), secs(p.end)));
@@ -50,18 +50,18 @@ fn a_long_mostly_silent_call_is_walked_in_bounded_memory() {
         Ok(())
     })
     .unwrap();
-    eprintln!("walked in {:?}", started.elapsed());
-    assert_eq!(walked.channels, 2);
-    assert_eq!(walked.duration_secs, (minutes * 60) as f64);
-    let bound = recording::max_held(2, RATE);
+    eprintln!("windowed in {:?}", started.elapsed());
+    assert_eq!(windowed.channels, 2);
+    assert_eq!(windowed.duration_secs, (minutes * 60) as f64);
+    let bound = windowing::max_held(2, RATE);
     assert!(
-        walked.peak_samples <= bound,
+        windowed.peak_samples <= bound,
         "held {} samples, bound {bound}",
-        walked.peak_samples
+        windowed.peak_samples
     );
     // The whole call at 16 kHz would be 2 x 38.4 M samples; the bound is a few seconds' worth.
     assert!(bound < 4_000_000, "{bound}");
-    eprintln!("{windows:?}, peak {} samples", walked.peak_samples);
+    eprintln!("{windows:?}, peak {} samples", windowed.peak_samples);
     // Silence costs nothing: windows only hold the speech (0.25 s padding each side); the 75 s
     // stretch is cut into pieces of at most 30 s, and pieces are packed together however far
     // apart they were.
@@ -111,7 +111,7 @@ fn unreadable_recordings_are_named() {
         "{err}"
     );
     let three = write_long_wav(dir.path(), "three.wav", 3, 800, &[]);
-    let err = recording::walk(recording::open(&three).unwrap(), |_, _| Ok(()))
+    let err = windowing::window_stream(recording::open(&three).unwrap(), |_, _| Ok(()))
         .err()
         .unwrap();
     assert_eq!(

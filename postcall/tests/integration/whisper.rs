@@ -432,9 +432,9 @@ fn a_four_hour_call_transcribes_in_bounded_memory() {
         report["before_kb"].as_u64().unwrap(),
         report["after_kb"].as_u64().unwrap(),
     );
-    // The stated bound: the samples a walk may hold (docs/postcall.md), as f32. Reading the
+    // The stated bound: the samples windowing may hold (docs/postcall.md), as f32. Reading the
     // whole file instead would add at least its 460 MB, and its samples as f32 twice that.
-    let bound_kb = (postcall::recording::max_held(2, common::RATE) * 4 / 1024) as u64;
+    let bound_kb = (postcall::windowing::max_held(2, common::RATE) * 4 / 1024) as u64;
     eprintln!("peak RSS {before} kB after a short call, {after} kB after four hours (bound: +{bound_kb} kB)");
     assert!(
         after - before <= bound_kb,

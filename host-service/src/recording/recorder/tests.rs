@@ -36,15 +36,15 @@ fn small_window() -> RecorderLimits {
 
 #[test]
 fn header_is_canonical_stereo_pcm() {
-    let h = header(8000).unwrap();
-    assert_eq!(&h[0..4], b"RIFF");
-    assert_eq!(u32::from_le_bytes(h[4..8].try_into().unwrap()), 36 + 32000);
-    assert_eq!(u16::from_le_bytes(h[22..24].try_into().unwrap()), 2);
-    assert_eq!(u32::from_le_bytes(h[24..28].try_into().unwrap()), 8000);
-    assert_eq!(u32::from_le_bytes(h[28..32].try_into().unwrap()), 32000);
-    assert_eq!(u16::from_le_bytes(h[32..34].try_into().unwrap()), 4);
-    assert_eq!(u16::from_le_bytes(h[34..36].try_into().unwrap()), 16);
-    assert_eq!(u32::from_le_bytes(h[40..44].try_into().unwrap()), 32000);
+    // Read back by `media::wav`, which owns the format: 8000 frames of 16-bit stereo at 8 kHz.
+    let mut file = header(8000).unwrap();
+    assert_eq!(file.len() as u64, HEADER_LEN);
+    file.resize(file.len() + 8000 * BYTES_PER_FRAME as usize, 0);
+    let mut wav = media::wav::WavStream::new(Cursor::new(file)).unwrap();
+    assert_eq!((wav.channels(), wav.sample_rate()), (2, 8000));
+    let mut block = Vec::new();
+    while wav.read_block(4096, &mut block).unwrap() > 0 {}
+    assert_eq!(wav.frames_read(), 8000);
 }
 
 #[test]
