@@ -17,9 +17,15 @@ NATIVE_FAULT := target/release/libtwiml_guard_native_fault.so
 # Thin LTO for the modules only (see [profile.release] in Cargo.toml).
 WASM_LTO := --config 'profile.release.lto="thin"'
 STAMPS   := .stamps
-APT_PKGS := espeak-ng sox cmake g++ pkg-config wrk skopeo docker-registry postgresql faketime
-# The dashboard's browser test drives Debian's chromium (no browser download: see test-browser).
-APT_PKGS += chromium
+# Debian packages, in two lists with a stamp each, so `make demo` installs only what it runs.
+# The demo and the build it needs: espeak-ng speaks the caller, g++ builds ct2rs's C++ bridge,
+# python3-venv makes .venv (Envoy, the legacy backend, the CTranslate2 wheel).
+APT_DEMO := espeak-ng g++ python3-venv
+# What the tests and benchmarks add: PostgreSQL (test-support's PgCluster: the store's tests on
+# PostgreSQL, replicas, bench-host), chromium (the npm package's and the dashboard's browser tests;
+# no browser download), skopeo and docker-registry (the OCI image pushed and pulled), faketime
+# (the database outage test), wrk (bench-edge).
+APT_TEST := postgresql chromium skopeo docker-registry faketime wrk
 
 # The in-process Whisper is a cargo feature (it links the wheel's CTranslate2, see ct2lib);
 # every build, lint and test here turns it on.
@@ -37,7 +43,10 @@ export TWIML_GUARD_VENV := $(abspath $(VENV))
 help: ## this list
 	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / { printf "make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/rust-web $(STAMPS)/venv $(STAMPS)/whisper-model ct2lib ## Debian packages, Rust targets, .venv, the Whisper model, target/ct2lib
+# What the demo and the build need; `setup` adds what the tests need.
+.PHONY: setup-demo
+setup-demo: $(STAMPS)/apt-demo $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/whisper-model ct2lib
+setup: setup-demo $(STAMPS)/apt-test $(STAMPS)/rust-web ## Debian packages (the demo's and the tests'), Rust targets, .venv, the Whisper model, target/ct2lib
 
 # The wheel's CTranslate2 (and its libgomp) linked into target/ct2lib/, where .cargo/config.toml
 # points the linker (LIBRARY_PATH) and the binaries' rpath. ct2rs's `system` feature also asks
@@ -53,16 +62,22 @@ $(CT2LIB)/.stamp: $(STAMPS)/venv
 	for a in cublas_static cublasLt_static culibos cpu_features; do ar rc $(CT2LIB)/lib$$a.a; done
 	@touch $@
 
-# Rechecked when this file changes, so a package added to APT_PKGS reaches machines set up before.
-$(STAMPS)/apt: Makefile
+# Rechecked when this file changes, so a package added to a list reaches machines set up before.
+# $(call apt-install,PACKAGES): install those of PACKAGES that are missing, then touch the stamp.
+define apt-install
 	@mkdir -p $(STAMPS)
-	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 	@touch $@
+endef
+$(STAMPS)/apt-demo: Makefile
+	$(call apt-install,$(APT_DEMO))
+$(STAMPS)/apt-test: Makefile
+	$(call apt-install,$(APT_TEST))
 
 $(STAMPS)/rust:
 	@mkdir -p $(STAMPS)
@@ -70,7 +85,7 @@ $(STAMPS)/rust:
 	rustup component add clippy rustfmt
 	@touch $@
 
-$(STAMPS)/venv: requirements.txt
+$(STAMPS)/venv: requirements.txt | $(STAMPS)/apt-demo
 	@mkdir -p $(STAMPS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
@@ -107,12 +122,12 @@ oci: wasm ## the filter as an OCI image layout in target/oci/twiml-guard (tag: t
 	  --version $(OCI_VERSION) --commit "$(TWIML_GUARD_GIT_COMMIT)" \
 	  --created "$$(git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)"
 
-build: setup wasm native ## the modules and every release binary
+build: setup-demo wasm native ## the modules and every release binary
 	$(CARGO) build --release --workspace --exclude twiml-guard-filter $(FEATURES)
 
-# What `make demo` runs, and nothing else (no test crates, no examples).
+# What `make demo` runs, and nothing else (no test crates, no examples, no native module).
 DEMO_BINS := -p host-service -p twilio-sim -p twiml-guard-cli
-demo-build: setup wasm native
+demo-build: setup-demo wasm
 	$(CARGO) build --release $(DEMO_BINS) $(FEATURES)
 
 # A tarball to run elsewhere: bin/ (the release binaries), ct2lib/ (the CTranslate2 library and
@@ -120,7 +135,7 @@ demo-build: setup wasm native
 # default model and the shipped configs. scripts/dist.sh unpacks it in a temporary folder and
 # checks that every binary starts with an empty environment and loads nothing from the repo
 # or a virtualenv.
-dist: demo-build ## target/dist/twiml-guard-<version>-linux-x86_64.tar.gz, unpacked and checked
+dist: demo-build native ## target/dist/twiml-guard-<version>-linux-x86_64.tar.gz, unpacked and checked
 	scripts/dist.sh $(OCI_VERSION)
 
 # --release so clippy reuses the release build's build-script outputs (CTranslate2's cmake build
@@ -132,8 +147,10 @@ lint: $(STAMPS)/rust $(STAMPS)/rust-web ct2lib ## cargo fmt --check, clippy -D w
 	$(CARGO) clippy --release -p twiml -p twiml-guard-edge -p twiml-guard-filter -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
 	$(CARGO) clippy --release -p twiml-guard-wasm --target $(NPM_TARGET) --all-targets -- -D warnings
 
-test: build lint test-npm test-deploy browser-deps ## every test: unit, property, real Envoy, full calls end to end, Node, manifests, the dashboard in chromium (what CI runs)
-	$(CARGO) test --release --workspace $(FEATURES)
+# --include-ignored: the tests marked #[ignore] need a real process `make check` does not start
+# (PostgreSQL clusters from test-support's PgCluster); here they run with the rest.
+test: build lint test-npm test-deploy browser-deps $(STAMPS)/apt-test ## every test: unit, property, real Envoy, full calls end to end, Node, manifests, the dashboard in chromium (what CI runs)
+	$(CARGO) test --release --workspace $(FEATURES) -- --include-ignored
 
 # The npm package (npm/): the core (npm/crate) built for wasm32-unknown-unknown and bound by
 # wasm-bindgen twice: npm/pkg (an ES module with an async init, for browsers, Deno and Workers)
@@ -178,7 +195,7 @@ npm: $(STAMPS)/rust $(STAMPS)/rust-web wasm-bindgen-cli ## the npm package: npm/
 	echo '{"type": "commonjs"}' > npm/pkg/node/package.json
 	cd npm && npm pack --silent
 
-test-npm: npm $(STAMPS)/apt ## npm ci from npm/package-lock.json, then the Node tests (node --test; the browser build in chromium)
+test-npm: npm $(STAMPS)/apt-test ## npm ci from npm/package-lock.json, then the Node tests (node --test; the browser build in chromium)
 	cd npm && npm ci --no-audit --no-fund --loglevel=error && node --test test/
 
 # deploy/'s Kubernetes, Istio and Envoy Gateway manifests against their schemas (kubernetes-models
@@ -194,7 +211,7 @@ test-deploy: build ## validate deploy/'s manifests (schemas, the filter's and th
 # Envoy, the legacy backend, the host service), so `make test` runs it with the rest once the
 # packages are in; `make test-browser` runs it alone. Screenshots: target/dashboard-screenshots/.
 BROWSER_DEPS := tests/browser/node_modules/.package-lock.json
-browser-deps: $(STAMPS)/apt $(BROWSER_DEPS) ## chromium and the browser test's npm packages (npm ci from the lock file)
+browser-deps: $(STAMPS)/apt-test $(BROWSER_DEPS) ## chromium and the browser test's npm packages (npm ci from the lock file)
 $(BROWSER_DEPS): tests/browser/package-lock.json
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
@@ -202,13 +219,16 @@ $(BROWSER_DEPS): tests/browser/package-lock.json
 test-browser: build browser-deps ## the dashboard in chromium: sign-in, live list, call page audio, edge panel, playground, axe-core
 	$(CARGO) test --release -p e2e $(FEATURES) --test end_to_end dashboard::
 
-# The fast tier: what a change should pass before the full run. No Envoy, no processes, no model.
-check: $(STAMPS)/rust $(STAMPS)/rust-web ct2lib ## fast tier: fmt, clippy (host and wasm), unit tests of every crate
+# The fast tier: what a change should pass before the full run. Rust only: no .venv (so no
+# Envoy, no Python and no CTranslate2: built without the `whisper` features, which `make lint`
+# and `make test` cover), no PostgreSQL, no espeak-ng, no model. The unit tests that need
+# PostgreSQL are #[ignore]d here, and listed as such; `make test` runs them.
+check: $(STAMPS)/rust $(STAMPS)/rust-web ## fast tier, Rust only: fmt, clippy (host without whisper, and wasm), unit tests of every crate
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --release -p twiml -p twiml-guard-edge -p twiml-guard-filter -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
 	$(CARGO) clippy --release -p twiml-guard-wasm --target $(NPM_TARGET) --all-targets -- -D warnings
-	$(CARGO) test --release --workspace --exclude e2e --lib $(FEATURES)
+	$(CARGO) test --release --workspace --exclude e2e --lib
 
 # Whisper's real-time factor on this machine, side by side with Python's faster-whisper (same
 # CTranslate2 engine, same model folder, same audio), printed as one table.
@@ -224,7 +244,7 @@ bench-whisper: setup $(STAMPS)/bench-venv ## Whisper real-time factor against fa
 # bench/edge/floor) and the Lua filter of bench/edge/lua-filter.yaml, in Envoys on loopback:
 # correctness on the fixture corpus, then wrk load on TwiML, JSON, an HTML page and a WebSocket
 # echo (bench/edge/edge_bench.py); the table lands in target/bench-edge/edge.{md,json}.
-# wrk joined APT_PKGS after some machines stamped $(STAMPS)/apt, hence the re-check.
+# wrk joined the packages after some machines were stamped, hence the re-check.
 BENCH_EDGE_ARGS ?=
 FLOOR_WASM := target/$(WASM_TARGET)/release/twiml_guard_floor.wasm
 FLOOR_NATIVE := target/release/libtwiml_guard_floor_native.so
@@ -233,8 +253,8 @@ $(STAMPS)/bench-edge-venv: bench/edge/requirements.txt $(STAMPS)/venv
 	@touch $@
 
 .PHONY: bench-edge
-bench-edge: $(STAMPS)/apt $(STAMPS)/bench-edge-venv wasm ## the filter against no filter, an empty module and a Lua filter, in Envoy
-	@command -v wrk >/dev/null || { rm -f $(STAMPS)/apt; $(MAKE) --no-print-directory $(STAMPS)/apt; }
+bench-edge: $(STAMPS)/apt-test $(STAMPS)/bench-edge-venv wasm ## the filter against no filter, an empty module and a Lua filter, in Envoy
+	@command -v wrk >/dev/null || { rm -f $(STAMPS)/apt-test; $(MAKE) --no-print-directory $(STAMPS)/apt-test; }
 	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-floor $(WASM_LTO)
 	$(CARGO) build --release -p twiml-guard-native -p twiml-guard-floor-native
 	$(PY) bench/edge/edge_bench.py --envoy $(VENV)/bin/envoy --wasm $(WASM) --floor $(FLOOR_WASM) \
@@ -249,7 +269,7 @@ bench-edge: $(STAMPS)/apt $(STAMPS)/bench-edge-venv wasm ## the filter against n
 # BENCH_HOST_RAMP_S (10), BENCH_HOST_REPLICAS (1,2). --workspace and the features of `make test`,
 # so the bench reuses its build.
 .PHONY: bench-host
-bench-host: build ## real-time streams per host-service replica and their frame lag, one replica and two
+bench-host: build $(STAMPS)/apt-test ## real-time streams per host-service replica and their frame lag, one replica and two
 	$(CARGO) bench --workspace $(FEATURES) --bench host
 
 # The npm package against an earlier build of it (NPM_BEFORE: an unpacked package, its .tgz beside
@@ -310,7 +330,7 @@ fuzz: $(STAMPS)/cargo-fuzz ## each cargo-fuzz target for FUZZ_SECONDS (default 6
 ECDS_DIR := run/ecds
 GUARD ?= wasm
 GUARD_SEED := deploy/ecds/twiml_guard$(if $(filter native,$(GUARD)),.native,).json
-run: setup wasm native ## Envoy with envoy.yaml in the foreground (needs TWILIO_AUTH_TOKEN and TWIML_GUARD_MEDIA_KEY; GUARD=native for the native module)
+run: setup-demo wasm native ## Envoy with envoy.yaml in the foreground (needs TWILIO_AUTH_TOKEN and TWIML_GUARD_MEDIA_KEY; GUARD=native for the native module)
 	@[ -n "$${TWILIO_AUTH_TOKEN:-}" ] || { echo "make run: set TWILIO_AUTH_TOKEN (your Twilio auth token): the guard checks Twilio signatures and refuses its configuration without it"; exit 2; }
 	@[ -n "$${TWIML_GUARD_MEDIA_KEY:-}" ] || { echo "make run: set TWIML_GUARD_MEDIA_KEY (the host service's twilio.media_key): the guard adds per-call media tokens and refuses its configuration without it"; exit 2; }
 	@case "$(GUARD)" in wasm|native) ;; *) echo "make run: GUARD is wasm or native, not $(GUARD)"; exit 2;; esac

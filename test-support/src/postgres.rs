@@ -450,6 +450,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs PostgreSQL (test-support's PgCluster): `make test` runs it"]
     fn a_cluster_serves_its_databases_and_leaves_nothing_behind() {
         let cluster = PgCluster::start().unwrap();
         let (port, dir) = (cluster.port(), cluster.dir().to_path_buf());
@@ -500,6 +501,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs PostgreSQL (test-support's PgCluster): `make test` runs it"]
     fn a_port_taken_before_postgres_binds_it_is_told_apart_and_tried_again() {
         let files = init().unwrap();
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -524,6 +526,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs PostgreSQL (test-support's PgCluster): `make test` runs it"]
     fn a_paused_cluster_answers_nothing_until_resumed() {
         let cluster = PgCluster::start().unwrap();
         let url = cluster.database("paused").unwrap();

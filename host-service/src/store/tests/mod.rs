@@ -103,6 +103,7 @@ macro_rules! on_both_engines {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs PostgreSQL (test-support's PgCluster): `make test` runs it"]
                 async fn $name() {
                     super::$name(super::Dialect::Postgres).await
                 }

@@ -216,6 +216,7 @@ async fn after_an_outage_every_replica_gets_a_chance_to_say_it_is_alive(backend:
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (test-support's PgCluster): `make test` runs it"]
 async fn postgres_notify_from_one_replica_wakes_the_workers_of_another() {
     let (holder, a) = store_on(Dialect::Postgres).await;
     let b = another_replica(&holder, &a).await;
@@ -261,6 +262,7 @@ async fn postgres_notify_from_one_replica_wakes_the_workers_of_another() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (test-support's PgCluster): `make test` runs it"]
 async fn postgres_replicas_must_share_the_recordings_directory() {
     let (holder, a) = store_on(Dialect::Postgres).await;
     let b = another_replica(&holder, &a).await;

@@ -218,6 +218,7 @@ async fn columns(store: &Store) -> std::collections::BTreeSet<Column> {
 /// The two migration folders are written by hand, one per engine: after every migration both
 /// must hold the same tables with the same columns, kinds and NULL rules.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (test-support's PgCluster): `make test` runs it"]
 async fn both_engines_migrate_to_the_same_schema() {
     let (_file, sqlite) = store_on(Dialect::Sqlite).await;
     let (_cluster, postgres) = store_on(Dialect::Postgres).await;
