@@ -12,14 +12,17 @@
 //! - `api`: the router, webhooks, the calls API, its access rule (`api::auth`) and errors.
 //! - `dashboard`: the browser UI under `/dashboard/`, its live feed, the edge panel and the
 //!   playground's lint.
+//! - `cli`: the command line, logging and signals around [`run`].
 //! - `config`, `server` (the accept loop with header-read timeout and shutdown deadline),
 //!   `retention`, `state` (`AppState`, `Tracker`), `shutdown`, `metrics`, `sid`, `random`,
 //!   `fsutil`, `clock`, `writes` (stream and call ends retried until the database takes them).
 //!
 //! Entry points: [`app`] builds the router from an [`AppState`]; [`run`] serves it on a
-//! listener until a shutdown future resolves, then drains.
+//! listener until a shutdown future resolves, then drains; [`cli::main`] is the binary (flags,
+//! logging, signals) given how to build the engines.
 
 pub mod api;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dashboard;
@@ -37,8 +40,6 @@ pub mod sid;
 pub mod socket;
 pub mod state;
 pub mod store;
-#[cfg(feature = "test-engines")]
-pub mod test_engines;
 pub mod writes;
 
 use clock::Clock;
@@ -56,10 +57,6 @@ pub use state::AppState;
 
 /// The engines named by the configuration.
 pub fn engines_from_config(config: &Config) -> Result<postcall::Engines, StartError> {
-    #[cfg(feature = "test-engines")]
-    if config.pipeline.engines == config::PipelineEngines::Test {
-        return Ok(test_engines::engines(&config.test_engines));
-    }
     Ok(postcall::Engines::from_config(
         &config.transcription,
         &config.extraction,

@@ -117,6 +117,9 @@ pub struct HostOptions {
     /// The `host-service` binary to run (default: this checkout's release build), for a
     /// benchmark that compares an earlier release.
     pub binary: Option<PathBuf>,
+    /// Run `host-service-test-engines` with these stand-in engines instead of the configured
+    /// ones (the release build of this crate's binary; `binary` still wins when set).
+    pub test_engines: Option<test_engines::Config>,
 }
 
 /// The host-service release binary with Whisper (the default engine) and signature checks on.
@@ -158,17 +161,22 @@ impl HostService {
         );
         std::fs::write(&config, toml).map_err(io("writing host-service.toml"))?;
         let (out, err) = log_file(&log)?;
-        let binary = match &options.binary {
-            Some(b) => b.clone(),
-            None => release_binary("host-service")?,
+        let binary = match (&options.binary, &options.test_engines) {
+            (Some(b), _) => b.clone(),
+            (None, Some(_)) => release_binary("host-service-test-engines")?,
+            (None, None) => release_binary("host-service")?,
         };
         let mut cmd = Command::new(binary);
         cmd.arg("--config").arg(&config).stdout(out).stderr(err);
-        // The service refuses unknown HOST_SERVICE_* variables; none of the caller's may leak in.
+        // The service refuses unknown HOST_SERVICE_* variables (the stand-ins, TEST_ENGINES_*
+        // ones); none of the caller's may leak in.
         for (k, _) in std::env::vars() {
-            if k.starts_with("HOST_SERVICE_") {
+            if k.starts_with("HOST_SERVICE_") || k.starts_with("TEST_ENGINES_") {
                 cmd.env_remove(k);
             }
+        }
+        if let Some(engines) = &options.test_engines {
+            cmd.envs(engines.to_env());
         }
         // The same for the frame rate: twilio-sim at 8x sends 400 frames a second, Twilio 50.
         cmd.env("HOST_SERVICE_WEBSOCKET_MAX_FRAMES_PER_S", "5000");

@@ -61,8 +61,6 @@ pub struct Config {
     pub edge: EdgeConfig,
     pub transcription: postcall::TranscriptionConfig,
     pub extraction: postcall::ExtractionConfig,
-    #[cfg(feature = "test-engines")]
-    pub test_engines: crate::test_engines::TestEnginesConfig,
 }
 
 impl Default for Config {
@@ -84,8 +82,6 @@ impl Default for Config {
             edge: EdgeConfig::default(),
             transcription: Default::default(),
             extraction: Default::default(),
-            #[cfg(feature = "test-engines")]
-            test_engines: Default::default(),
         }
     }
 }
@@ -343,17 +339,6 @@ impl Default for AppConfig {
     }
 }
 
-/// Where the pipeline's engines come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PipelineEngines {
-    /// `postcall`: the engines of `[transcription]` and `[extraction]`.
-    Postcall,
-    /// The deterministic engines of the process tests (`test_engines`).
-    #[cfg(feature = "test-engines")]
-    Test,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
@@ -372,7 +357,6 @@ pub struct PipelineConfig {
     /// stream whose end never reached the database, or a dead replica's not yet taken over);
     /// past it the call fails naming the open stream.
     pub stream_wait_timeout_ms: u64,
-    pub engines: PipelineEngines,
 }
 
 impl Default for PipelineConfig {
@@ -386,7 +370,6 @@ impl Default for PipelineConfig {
             poll_ms: 500,
             drain_timeout_ms: 10_000,
             stream_wait_timeout_ms: 600_000,
-            engines: PipelineEngines::Postcall,
         }
     }
 }

@@ -409,5 +409,5 @@ fn log_done(call_sid: &str, output: &StageOutput, attempt: u32) {
     }
 }
 
-#[cfg(all(test, feature = "test-engines"))]
+#[cfg(test)]
 mod tests;

@@ -50,7 +50,7 @@ async fn setup(
         .await
         .unwrap();
     store.call_ended(CALL, &facts, "stream", T0).await.unwrap();
-    let engines = crate::test_engines::engines(&crate::test_engines::TestEnginesConfig {
+    let engines = test_engines::engines(&test_engines::Config {
         delay_ms,
         log: None,
         fail_first,
@@ -224,7 +224,7 @@ async fn twilio_setup(api: &str) -> (tempfile::TempDir, Arc<Pipeline>) {
     store.call_ended(CALL, &facts, "twilio", T0).await.unwrap();
     let clock = Clock::starting_at(T0);
     let pipeline = Arc::new(Pipeline {
-        engines: crate::test_engines::engines(&Default::default()),
+        engines: test_engines::engines(&Default::default()),
         clock: clock.clone(),
         metrics: Arc::new(Metrics::default()),
         // Two attempts: three waits that counted as attempts would fail the call.

@@ -70,7 +70,6 @@ impl Svc {
             ..Config::default()
         };
         c.twilio.auth_token = Some(TOKEN.into());
-        c.pipeline.engines = host_service::config::PipelineEngines::Test;
         c.pipeline.poll_ms = 20;
         c.pipeline.backoff_base_ms = 20;
         c.pipeline.backoff_cap_ms = 200;
@@ -79,7 +78,7 @@ impl Svc {
         c.recording.max_timestamp_jump_ms = 3_600_000;
         // Ten times real time is 500 frames a second, over the default frame-rate limit.
         c.websocket.max_frames_per_s = 5_000;
-        let engines = host_service::test_engines::engines(&c.test_engines);
+        let engines = test_engines::engines(&Default::default());
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(host_service::run(listener, c, engines, async move {
             let _ = rx.await;

@@ -1,7 +1,10 @@
-//! The real binary as a process: SIGKILL in the middle of a stream and of each engine stage,
+//! The service as a process: SIGKILL in the middle of a stream and of each engine stage,
 //! restart, and the call still finishes exactly once; SIGTERM drains (open recordings finalized,
 //! running stages finished, no new sockets) and exits cleanly. Configured through environment
-//! variables only, as a deployment would.
+//! variables only, as a deployment would. The process is the service's own command
+//! (`host_service::cli`) with the test engines: this test binary, run again as the service
+//! (`service_with_test_engines`), since the shipped binary has no stand-in engines, which
+//! `the_shipped_binary_refuses_test_engines` checks.
 
 use crate::common::*;
 use std::io::{BufRead, BufReader};
@@ -25,19 +28,48 @@ impl Drop for Service {
     }
 }
 
+/// Set in the environment of this test binary when it runs as the service.
+const AS_SERVICE: &str = "TWIML_GUARD_TEST_RUN_AS_SERVICE";
+
+/// Not a test of its own: the service with the test engines (configured by `TEST_ENGINES_*`),
+/// when `spawn` runs this binary with [`AS_SERVICE`] set; it exits with the service.
+#[test]
+#[ignore = "the service process of the tests in this file; `spawn` runs it"]
+fn service_with_test_engines() {
+    if std::env::var_os(AS_SERVICE).is_none() {
+        return;
+    }
+    let code = host_service::cli::main_with(["host-service"], |_config| {
+        Ok(test_engines::engines_from_env()?)
+    });
+    // An ExitCode cannot be read back; the service's own exit is 0 or 1.
+    std::process::exit(if code == std::process::ExitCode::SUCCESS {
+        0
+    } else {
+        1
+    });
+}
+
 fn spawn(data: &Path, extra: &[(&str, String)]) -> Service {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_host-service"));
-    cmd.env_clear()
-        .env("HOST_SERVICE_LISTEN", "127.0.0.1:0")
-        .env("HOST_SERVICE_DATA_DIR", data)
-        .env("HOST_SERVICE_TWILIO_VALIDATE_SIGNATURES", "false")
-        .env("HOST_SERVICE_PIPELINE_ENGINES", "test")
-        .env("HOST_SERVICE_PIPELINE_POLL_MS", "20")
-        .env("HOST_SERVICE_PIPELINE_LEASE_MS", "2000")
-        .env("HOST_SERVICE_PIPELINE_BACKOFF_BASE_MS", "20")
-        .env("HOST_SERVICE_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    let exe = std::env::current_exe().expect("this test binary's path");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "process::service_with_test_engines",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+    ])
+    .env_clear()
+    .env(AS_SERVICE, "1")
+    .env("HOST_SERVICE_LISTEN", "127.0.0.1:0")
+    .env("HOST_SERVICE_DATA_DIR", data)
+    .env("HOST_SERVICE_TWILIO_VALIDATE_SIGNATURES", "false")
+    .env("HOST_SERVICE_PIPELINE_POLL_MS", "20")
+    .env("HOST_SERVICE_PIPELINE_LEASE_MS", "2000")
+    .env("HOST_SERVICE_PIPELINE_BACKOFF_BASE_MS", "20")
+    .env("HOST_SERVICE_LOG", "info")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     for (k, v) in extra {
         cmd.env(k, v);
     }
@@ -194,8 +226,8 @@ async fn sigkill_in_the_middle_of_each_stage_still_finishes_the_call_exactly_onc
     let data = tmp.path().join("data");
     let log = tmp.path().join("engines.log");
     let env = [
-        ("HOST_SERVICE_TEST_ENGINES_DELAY_MS", "1500".to_owned()),
-        ("HOST_SERVICE_TEST_ENGINES_LOG", log.display().to_string()),
+        ("TEST_ENGINES_DELAY_MS", "1500".to_owned()),
+        ("TEST_ENGINES_LOG", log.display().to_string()),
     ];
     let call = GeneratedCall::new(150, 40..60);
 
@@ -326,8 +358,8 @@ async fn sigterm_drains_sockets_and_running_stages_then_exits() {
     let data = tmp.path().join("data");
     let log = tmp.path().join("engines.log");
     let env = [
-        ("HOST_SERVICE_TEST_ENGINES_DELAY_MS", "1000".to_owned()),
-        ("HOST_SERVICE_TEST_ENGINES_LOG", log.display().to_string()),
+        ("TEST_ENGINES_DELAY_MS", "1000".to_owned()),
+        ("TEST_ENGINES_LOG", log.display().to_string()),
     ];
     let mut svc = spawn(&data, &env);
     // A finished call whose transcription is running when SIGTERM arrives.
@@ -401,4 +433,42 @@ async fn sigterm_drains_sockets_and_running_stages_then_exits() {
     let d = call_json(&svc, CALL).await;
     assert_eq!(d["streams"][0]["status"], "saved");
     assert_eq!(d["streams"][0]["close_reason"], "shutdown");
+}
+
+/// The shipped binary has no test engines: asking for them is an unknown key, named, and the
+/// process exits 1 before it opens anything.
+#[test]
+fn the_shipped_binary_refuses_test_engines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("host-service.toml");
+    let data = tmp.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[twilio]\nvalidate_signatures = false\n[pipeline]\nengines = \"test\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    for check in [false, true] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_host-service"));
+        cmd.env_clear().arg("--config").arg(&config);
+        if check {
+            cmd.arg("--check-config");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "check-config: {check}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr,
+            format!(
+                "host-service: config file {}: key pipeline.engines: unknown field `engines`, expected one \
+                 of `workers`, `max_attempts`, `backoff_base_ms`, `backoff_cap_ms`, `lease_ms`, \
+                 `poll_ms`, `drain_timeout_ms`, `stream_wait_timeout_ms`\n",
+                config.display()
+            )
+        );
+    }
+    assert!(!data.exists(), "nothing was created");
 }

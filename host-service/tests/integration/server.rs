@@ -32,7 +32,7 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         config.listen = addr;
         let engines = match engines {
-            EngineChoice::Test => host_service::test_engines::engines(&config.test_engines),
+            EngineChoice::Test => test_engines::engines(&Default::default()),
             EngineChoice::FromConfig => host_service::engines_from_config(&config).unwrap(),
         };
         let (tx, rx) = oneshot::channel::<()>();
@@ -114,7 +114,6 @@ impl Server {
 
 pub(crate) fn quick_config() -> Config {
     let mut c = Config::default();
-    c.pipeline.engines = host_service::config::PipelineEngines::Test;
     c.pipeline.poll_ms = 20;
     c.pipeline.backoff_base_ms = 20;
     c.pipeline.backoff_cap_ms = 200;

@@ -11,12 +11,11 @@ use std::time::Duration;
 async fn without_a_key_or_an_explicit_opt_out_the_service_does_not_start() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let data = tempfile::tempdir().unwrap();
-    let mut config = Config {
+    let config = Config {
         data_dir: data.path().join("data"),
         ..Config::default()
     };
-    config.pipeline.engines = host_service::config::PipelineEngines::Test;
-    let engines = host_service::test_engines::engines(&config.test_engines);
+    let engines = test_engines::engines(&Default::default());
     let err = host_service::run(listener, config, engines, std::future::pending())
         .await
         .unwrap_err()

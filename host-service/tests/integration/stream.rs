@@ -403,7 +403,6 @@ async fn sigterm_style_shutdown_finalizes_open_recordings() {
 async fn transcription_engine_none_skips_the_stages_and_says_so() {
     // The production engines, as configured: no transcriber, the local extractor.
     let mut config = quick_config();
-    config.pipeline.engines = host_service::config::PipelineEngines::Postcall;
     config.transcription.engine = postcall::TranscriptionEngine::Off;
     let server = Server::start_with(config, EngineChoice::FromConfig).await;
     let mut ws = connect(server.addr).await;

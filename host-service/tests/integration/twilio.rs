@@ -141,7 +141,6 @@ async fn start_service(api_base: &str) -> Svc {
     c.twilio.shared_key = Some(SHARED_KEY.into());
     c.twilio.account_sid = Some(ACCOUNT.into());
     c.twilio.api_base = api_base.into();
-    c.pipeline.engines = host_service::config::PipelineEngines::Test;
     c.pipeline.poll_ms = 20;
     c.pipeline.backoff_base_ms = 20;
     c.pipeline.backoff_cap_ms = 100;
@@ -149,7 +148,7 @@ async fn start_service(api_base: &str) -> Svc {
     assert!(c.validate_signatures(), "on by default with a token");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let engines = host_service::test_engines::engines(&c.test_engines);
+    let engines = test_engines::engines(&Default::default());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(host_service::run(listener, c, engines, async move {
         let _ = rx.await;

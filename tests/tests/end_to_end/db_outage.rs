@@ -29,12 +29,12 @@ fn host_options(listen: SocketAddr, db: &str, shared: &std::path::Path) -> HostO
         env: [
             ("HOST_SERVICE_DATABASE_URL", db.to_owned()),
             ("HOST_SERVICE_DATA_DIR", shared.display().to_string()),
-            ("HOST_SERVICE_PIPELINE_ENGINES", "test".into()),
             ("HOST_SERVICE_PIPELINE_BACKOFF_BASE_MS", "200".into()),
             ("HOST_SERVICE_PIPELINE_BACKOFF_CAP_MS", "1000".into()),
         ]
         .map(|(k, v)| (k.to_owned(), v))
         .into(),
+        test_engines: Some(test_engines::Config::default()),
         ..HostOptions::default()
     }
 }

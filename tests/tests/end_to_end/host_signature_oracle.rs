@@ -50,13 +50,12 @@ async fn start_service(auth_token: &str, shared_key: &str) -> Svc {
     };
     c.twilio.auth_token = Some(auth_token.into());
     c.twilio.shared_key = Some(shared_key.into());
-    c.pipeline.engines = host_service::config::PipelineEngines::Test;
     c.pipeline.workers = 1;
     assert!(c.validate_signatures(), "on by default with a token");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     c.listen = addr;
-    let engines = host_service::test_engines::engines(&c.test_engines);
+    let engines = test_engines::engines(&Default::default());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(host_service::run(listener, c, engines, async move {
         let _ = rx.await;

@@ -21,7 +21,7 @@ const LEGACY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>
 
 /// Each engine call of the test engines takes this long, so stages are in flight when the kill
 /// comes.
-const ENGINE_DELAY_MS: &str = "1500";
+const ENGINE_DELAY_MS: u64 = 1500;
 /// A replica silent this long is dead (the minimum), and a stage's lease lapses as fast.
 const REPLICA_TIMEOUT_MS: &str = "3000";
 const LEASE_MS: &str = "3000";
@@ -58,18 +58,17 @@ fn options(listen: SocketAddr, db: &str, shared: &Path, engine_log: &Path) -> Ho
                 "HOST_SERVICE_DATABASE_REPLICA_TIMEOUT_MS",
                 REPLICA_TIMEOUT_MS.into(),
             ),
-            ("HOST_SERVICE_PIPELINE_ENGINES", "test".into()),
             ("HOST_SERVICE_PIPELINE_LEASE_MS", LEASE_MS.into()),
             ("HOST_SERVICE_PIPELINE_BACKOFF_BASE_MS", "200".into()),
             ("HOST_SERVICE_PIPELINE_BACKOFF_CAP_MS", "1000".into()),
-            ("HOST_SERVICE_TEST_ENGINES_DELAY_MS", ENGINE_DELAY_MS.into()),
-            (
-                "HOST_SERVICE_TEST_ENGINES_LOG",
-                engine_log.display().to_string(),
-            ),
         ]
         .map(|(k, v)| (k.to_owned(), v))
         .into(),
+        test_engines: Some(test_engines::Config {
+            delay_ms: ENGINE_DELAY_MS,
+            log: Some(engine_log.to_owned()),
+            fail_first: 0,
+        }),
         ..HostOptions::default()
     }
 }
