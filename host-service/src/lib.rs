@@ -58,6 +58,7 @@ pub use state::AppState;
 /// The engines named by the configuration.
 pub fn engines_from_config(config: &Config) -> Result<postcall::Engines, StartError> {
     Ok(postcall::Engines::from_config(
+        &config.openai,
         &config.transcription,
         &config.extraction,
     )?)

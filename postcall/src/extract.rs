@@ -171,11 +171,7 @@ impl LocalExtractor {
                 Region::known().join(", ")
             ))
         })?;
-        if cfg.summary_sentences == 0 {
-            return Err(EngineError::Config(
-                "extraction.local.summary_sentences: must be at least 1".into(),
-            ));
-        }
+        cfg.validate()?;
         Ok(LocalExtractor {
             region,
             tz: resolve_timezone(&cfg.timezone, "extraction.local.timezone")?,

@@ -79,11 +79,7 @@ impl WhisperEngine {
             }
         }
         let compute_type = compute_type(&cfg.compute_type)?;
-        if cfg.beam_size == 0 {
-            return Err(EngineError::Config(
-                "transcription.whisper.beam_size: must be at least 1".into(),
-            ));
-        }
+        cfg.validate()?;
         let config = ct2rs::Config {
             compute_type,
             num_threads_per_replica: cfg.threads,

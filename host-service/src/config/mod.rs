@@ -1,5 +1,6 @@
 //! The host service's configuration: a TOML file (`--config`), then environment variables
-//! (`HOST_SERVICE_<SECTION>_<KEY>`) on top. Defaults run with no file at all; an unknown key in
+//! (`HOST_SERVICE_<SECTION>_<KEY>`, one rule for every key: `env`) on top, then each section's
+//! rules (`validate`). Defaults run with no file at all; an unknown key in
 //! the file or an unknown `HOST_SERVICE_*` variable is an error naming it, so a typo never
 //! silently falls back to a default.
 
@@ -36,6 +37,16 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+/// The engines' sections break their rules with the same words as the host's own.
+impl From<postcall::Invalid> for ConfigError {
+    fn from(e: postcall::Invalid) -> Self {
+        ConfigError::Invalid {
+            key: e.key,
+            message: e.message,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -59,6 +70,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub dashboard: DashboardConfig,
     pub edge: EdgeConfig,
+    /// The client of every OpenAI-compatible engine; each engine's `model` is in its own section.
+    pub openai: postcall::OpenAiConfig,
     pub transcription: postcall::TranscriptionConfig,
     pub extraction: postcall::ExtractionConfig,
 }
@@ -80,6 +93,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             dashboard: DashboardConfig::default(),
             edge: EdgeConfig::default(),
+            openai: Default::default(),
             transcription: Default::default(),
             extraction: Default::default(),
         }

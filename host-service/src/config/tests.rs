@@ -12,6 +12,13 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 const UNSIGNED: (&str, &str) = ("HOST_SERVICE_TWILIO_VALIDATE_SIGNATURES", "false");
 
+/// Why the file `x.toml` holding `text` is refused (signatures off, no other variable).
+fn refused(text: &str) -> String {
+    Config::from_parts(text, "x.toml", env(&[UNSIGNED]))
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn defaults_need_no_file_but_a_key_or_an_explicit_opt_out() {
     let err = Config::from_parts("", "-", env(&[]))
@@ -130,7 +137,85 @@ fn engine_keys_nest_and_take_their_defaults_type() {
         env(&[("HOST_SERVICE_TRANSCRIPTION_WHISPER_MODEL", "x")]),
     )
     .unwrap_err();
-    assert!(err.to_string().contains("model"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "unknown environment variable HOST_SERVICE_TRANSCRIPTION_WHISPER_MODEL (no such config key)"
+    );
+    // The engines' keys follow the same typing rule as the host's.
+    let err = Config::from_parts(
+        "",
+        "-",
+        env(&[
+            ("HOST_SERVICE_TRANSCRIPTION_WHISPER_BEAM_SIZE", "five"),
+            UNSIGNED,
+        ]),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "environment variable HOST_SERVICE_TRANSCRIPTION_WHISPER_BEAM_SIZE: \"five\" is not an integer"
+    );
+}
+
+#[test]
+fn every_variable_names_one_key() {
+    let mut names: Vec<String> = env_names().into_iter().map(|(_, env)| env).collect();
+    let all = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), all);
+}
+
+/// One client for every OpenAI-compatible engine; each engine names its model.
+#[test]
+fn the_openai_client_is_one_section_and_models_are_per_engine() {
+    let file = "[openai]\nbase_url = \"http://127.0.0.1:9\"\ntimeout_secs = 20\n\
+                [transcription]\nengine = \"openai\"\n[transcription.openai]\nmodel = \"w\"\n\
+                [extraction]\nengine = \"openai\"\n[extraction.openai]\nmodel = \"g\"\n";
+    let c = Config::from_parts(
+        file,
+        "-",
+        env(&[("HOST_SERVICE_OPENAI_MAX_RETRIES", "1"), UNSIGNED]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.openai,
+        postcall::OpenAiConfig {
+            base_url: "http://127.0.0.1:9".into(),
+            timeout_secs: 20,
+            max_retries: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(c.transcription.openai.model, "w");
+    assert_eq!(c.extraction.openai.model, "g");
+    let err = refused("[transcription.openai]\nbase_url = \"http://127.0.0.1:9\"\n");
+    assert!(
+        err.starts_with(
+            "config file x.toml: key transcription.openai.base_url: unknown field `base_url`"
+        ),
+        "{err}"
+    );
+    for (file, want) in [
+        (
+            "[openai]\nbase_url = \"ftp://x\"\n",
+            "config key openai.base_url: \"ftp://x\" is not an http(s) URL",
+        ),
+        (
+            "[openai]\ntimeout_secs = 0\n",
+            "config key openai.timeout_secs: must be at least 1",
+        ),
+        (
+            "[extraction.openai]\nmodel = \"\"\n",
+            "config key extraction.openai.model: must not be empty",
+        ),
+        (
+            "[transcription.whisper]\nbeam_size = 0\n",
+            "config key transcription.whisper.beam_size: must be at least 1",
+        ),
+    ] {
+        assert_eq!(refused(file), want);
+    }
 }
 
 #[test]
@@ -221,7 +306,7 @@ fn every_documented_key_and_variable_and_only_those() {
     let mut ours = env_names();
     ours.sort();
     assert_eq!(ours, documented);
-    assert_eq!(ours.len(), 49);
+    assert_eq!(ours.len(), 68);
 }
 
 /// Variables for optional keys are taken as text: a digits-only token stays a string.
@@ -255,13 +340,7 @@ fn optional_keys_are_text() {
 /// The engines come from `[transcription]` and `[extraction]` only: no key selects stand-ins.
 #[test]
 fn no_key_selects_test_engines() {
-    let err = Config::from_parts(
-        "[pipeline]\nengines = \"test\"\n",
-        "x.toml",
-        env(&[UNSIGNED]),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = refused("[pipeline]\nengines = \"test\"\n");
     assert!(
         err.starts_with(
             "config file x.toml: key pipeline.engines: unknown field `engines`, expected one of"
@@ -279,9 +358,7 @@ fn no_key_selects_test_engines() {
         err,
         "unknown environment variable HOST_SERVICE_PIPELINE_ENGINES (no such config key)"
     );
-    let err = Config::from_parts("[test_engines]\ndelay_ms = 1\n", "x.toml", env(&[UNSIGNED]))
-        .unwrap_err()
-        .to_string();
+    let err = refused("[test_engines]\ndelay_ms = 1\n");
     assert!(err.contains("unknown field `test_engines`"), "{err}");
 }
 

@@ -44,6 +44,9 @@ impl Config {
         at_least_one("retention.interval_s", self.retention.interval_s)?;
         self.dashboard.validate()?;
         self.edge.validate()?;
+        self.openai.validate()?;
+        self.transcription.validate()?;
+        self.extraction.validate()?;
         at_least_one(
             "recording.twilio_deadline_s",
             self.recording.twilio_deadline_s,

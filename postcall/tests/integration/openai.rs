@@ -11,9 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use common::{phone_speech, silence, write_wav};
+use postcall::openai::OpenAiTranscriber;
 use postcall::{
-    EngineError, ExtractRequest, Extractor, OpenAiExtractionConfig, OpenAiTranscriptionConfig,
-    TranscribeRequest, Transcriber, Transcript,
+    EngineError, ExtractRequest, Extractor, OpenAiConfig, OpenAiExtractionConfig,
+    OpenAiTranscriptionConfig, TranscribeRequest, Transcriber, Transcript,
 };
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -118,16 +119,25 @@ async fn serve(replies: Vec<Reply>) -> (String, Arc<Api>) {
     (format!("http://{addr}"), api)
 }
 
-fn transcription_cfg(base_url: &str) -> OpenAiTranscriptionConfig {
-    OpenAiTranscriptionConfig {
+/// The `[openai]` client of the stand-in at `base_url`.
+fn client_cfg(base_url: &str) -> OpenAiConfig {
+    OpenAiConfig {
         base_url: base_url.into(),
         api_key_env: KEY_ENV.into(),
-        model: "whisper-large-v3".into(),
         timeout_secs: 10,
         max_retries: 2,
         max_retry_after_secs: 5,
-        language: Some("en".into()),
     }
+}
+
+fn transcriber(client: &OpenAiConfig) -> Result<OpenAiTranscriber, EngineError> {
+    OpenAiTranscriber::new(
+        client,
+        &OpenAiTranscriptionConfig {
+            model: "whisper-large-v3".into(),
+            language: Some("en".into()),
+        },
+    )
 }
 
 fn verbose(text: &str, segments: Value) -> Value {
@@ -171,7 +181,7 @@ async fn transcription_retries_429_after_retry_after_then_succeeds() {
     let path = write_wav(dir.path(), "call.wav", &[audio]);
     let sent = std::fs::read(&path).unwrap();
 
-    let engine = postcall::openai::OpenAiTranscriber::new(&transcription_cfg(&url)).unwrap();
+    let engine = transcriber(&client_cfg(&url)).unwrap();
     let started = Instant::now();
     let t = engine
         .transcribe(&TranscribeRequest {
@@ -241,7 +251,7 @@ async fn two_channels_are_sent_separately_and_labelled() {
     let mut right = silence(4.0);
     right[800..800 + speech.len()].copy_from_slice(&speech);
     let path = write_wav(dir.path(), "stereo.wav", &[left, right]);
-    let engine = postcall::openai::OpenAiTranscriber::new(&transcription_cfg(&url)).unwrap();
+    let engine = transcriber(&client_cfg(&url)).unwrap();
     let t = engine
         .transcribe(&TranscribeRequest {
             call_sid: "CA2".into(),
@@ -300,9 +310,9 @@ async fn a_long_two_channel_call_is_streamed_one_exact_channel_per_upload() {
     let path = write_wav(dir.path(), "long.wav", &[left, right]);
     let recorded = media::wav::decode(&std::fs::read(&path).unwrap()).unwrap();
     // The whole-request timeout covers the upload; a loaded machine must not fail the test.
-    let mut cfg = transcription_cfg(&url);
+    let mut cfg = client_cfg(&url);
     cfg.timeout_secs = 120;
-    let engine = postcall::openai::OpenAiTranscriber::new(&cfg).unwrap();
+    let engine = transcriber(&cfg).unwrap();
     let t = engine
         .transcribe(&TranscribeRequest {
             call_sid: "CA7".into(),
@@ -334,7 +344,7 @@ async fn client_errors_are_permanent_and_not_retried() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_wav(dir.path(), "c.wav", &[phone_speech("hi there")]);
-    let engine = postcall::openai::OpenAiTranscriber::new(&transcription_cfg(&url)).unwrap();
+    let engine = transcriber(&client_cfg(&url)).unwrap();
     let err = engine
         .transcribe(&TranscribeRequest {
             call_sid: "CA3".into(),
@@ -357,9 +367,9 @@ async fn server_errors_are_retried_within_bounds_then_transient() {
     let (url, api) = serve(vec![busy(), busy(), busy()]).await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_wav(dir.path(), "c.wav", &[phone_speech("hi there")]);
-    let mut cfg = transcription_cfg(&url);
+    let mut cfg = client_cfg(&url);
     cfg.max_retries = 2;
-    let engine = postcall::openai::OpenAiTranscriber::new(&cfg).unwrap();
+    let engine = transcriber(&cfg).unwrap();
     let err = engine
         .transcribe(&TranscribeRequest {
             call_sid: "CA4".into(),
@@ -377,7 +387,7 @@ async fn server_errors_are_retried_within_bounds_then_transient() {
 
     // A wait longer than allowed is not slept through: the pipeline retries later instead.
     let (url, api) = serve(vec![(429, vec![("retry-after", "600")], json!({}))]).await;
-    let engine = postcall::openai::OpenAiTranscriber::new(&transcription_cfg(&url)).unwrap();
+    let engine = transcriber(&client_cfg(&url)).unwrap();
     let err = engine
         .transcribe(&TranscribeRequest {
             call_sid: "CA5".into(),
@@ -401,11 +411,11 @@ async fn an_unreachable_server_is_transient() {
         .unwrap()
         .port();
     std::env::set_var(KEY_ENV, KEY);
-    let mut cfg = transcription_cfg(&format!("http://127.0.0.1:{port}"));
+    let mut cfg = client_cfg(&format!("http://127.0.0.1:{port}"));
     cfg.max_retries = 0;
     let dir = tempfile::tempdir().unwrap();
     let path = write_wav(dir.path(), "c.wav", &[phone_speech("hi")]);
-    let err = postcall::openai::OpenAiTranscriber::new(&cfg)
+    let err = transcriber(&cfg)
         .unwrap()
         .transcribe(&TranscribeRequest {
             call_sid: "CA6".into(),
@@ -464,15 +474,13 @@ async fn extraction_sends_a_json_schema_request_and_retries_429() {
         (200, vec![], completion),
     ])
     .await;
-    let engine = postcall::openai::OpenAiExtractor::new(&OpenAiExtractionConfig {
-        base_url: url.clone(),
-        api_key_env: KEY_ENV.into(),
-        model: "gpt-4o-mini".into(),
-        timeout_secs: 10,
-        max_retries: 2,
-        max_retry_after_secs: 5,
-        timezone: "America/New_York".into(),
-    })
+    let engine = postcall::openai::OpenAiExtractor::new(
+        &client_cfg(&url),
+        &OpenAiExtractionConfig {
+            model: "gpt-4o-mini".into(),
+            timezone: "America/New_York".into(),
+        },
+    )
     .unwrap();
     let started = Instant::now();
     let e = engine
@@ -516,11 +524,14 @@ async fn extraction_sends_a_json_schema_request_and_retries_429() {
 async fn extraction_answers_that_break_the_schema_are_refused() {
     let bad = json!({"choices": [{"message": {"content": "{\"summary\": \"x\"}"}}]});
     let (url, _api) = serve(vec![(200, vec![], bad)]).await;
-    let engine = postcall::openai::OpenAiExtractor::new(&OpenAiExtractionConfig {
-        base_url: url,
-        api_key_env: KEY_ENV.into(),
-        ..Default::default()
-    })
+    let engine = postcall::openai::OpenAiExtractor::new(
+        &OpenAiConfig {
+            base_url: url,
+            api_key_env: KEY_ENV.into(),
+            ..Default::default()
+        },
+        &OpenAiExtractionConfig::default(),
+    )
     .unwrap();
     let err = engine
         .extract(&ExtractRequest {

@@ -310,7 +310,8 @@ fn from_config_loads_whisper_by_default_and_refuses_bad_settings() {
         },
         ..Default::default()
     };
-    let engines = postcall::Engines::from_config(&cfg, &Default::default()).unwrap();
+    let engines =
+        postcall::Engines::from_config(&Default::default(), &cfg, &Default::default()).unwrap();
     assert!(engines.transcriber.is_some());
 
     let err = WhisperEngine::load(&WhisperConfig {
