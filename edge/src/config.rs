@@ -4,7 +4,9 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use twiml::{RealtimeNoun, RewriteAction as CoreAction, RewriteOptions, REALTIME_NOUNS};
+/// The core's action, read from the configuration as `strip` or `start-recording`.
+pub use twiml::RewriteAction;
+use twiml::{RealtimeNoun, RewriteOptions, REALTIME_NOUNS};
 
 use crate::route::Matcher;
 use crate::signature::{RawSignatureConfig, SignatureConfig};
@@ -38,13 +40,6 @@ impl Mode {
             Mode::Monitor => "monitor",
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RewriteAction {
-    Strip,
-    StartRecording,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -183,7 +178,7 @@ impl Default for Config {
         Config {
             mode: raw.mode,
             rewrite: RewriteOptions {
-                action: CoreAction::Strip,
+                action: RewriteAction::Strip,
                 recording_status_callback: None,
             },
             paths: raw.paths,
@@ -272,27 +267,16 @@ pub fn digest(bytes: &[u8]) -> String {
 /// The one line logged when a configuration is accepted: its version, fingerprint, default mode
 /// and every rule in order (`name:mode/action`).
 pub fn applied_line(cfg: &Config, digest: &str) -> String {
-    let action = |a: CoreAction| match a {
-        CoreAction::Strip => "strip",
-        CoreAction::StartRecording => "start-recording",
-    };
     let rules: Vec<String> = cfg
         .rules
         .iter()
-        .map(|r| {
-            format!(
-                "{}:{}/{}",
-                r.name,
-                r.mode.as_str(),
-                action(r.rewrite.action)
-            )
-        })
+        .map(|r| format!("{}:{}/{}", r.name, r.mode.as_str(), r.rewrite.action.name()))
         .collect();
     format!(
         "config applied config_version={} digest={digest} mode={} rewrite_action={} rules=[{}]",
         cfg.config_version.as_deref().unwrap_or("none"),
         cfg.mode.as_str(),
-        action(cfg.rewrite.action),
+        cfg.rewrite.action.name(),
         rules.join(" ")
     )
 }
@@ -455,7 +439,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         check_label(v).map_err(|why| bad("config_version", why))?;
     }
     let rewrite = RewriteOptions {
-        action: core_action(raw.rewrite_action),
+        action: raw.rewrite_action,
         recording_status_callback: raw.recording_status_callback,
     };
     let rules = validate_rules(&raw.rules, raw.mode, &rewrite)?;
@@ -495,13 +479,6 @@ fn realtime_nouns(raw: &[String]) -> Result<Vec<RealtimeNoun>, ConfigError> {
                 .map_err(|e: twiml::BadNoun| bad("realtime_nouns", e.to_string()))
         })
         .collect()
-}
-
-fn core_action(action: RewriteAction) -> CoreAction {
-    match action {
-        RewriteAction::Strip => CoreAction::Strip,
-        RewriteAction::StartRecording => CoreAction::StartRecording,
-    }
 }
 
 /// A name or version that goes into a header value and a log line: short, printable ASCII, no
@@ -576,7 +553,7 @@ fn validate_rules(
             },
             mode: r.mode.unwrap_or(mode),
             rewrite: RewriteOptions {
-                action: r.rewrite_action.map_or(rewrite.action, core_action),
+                action: r.rewrite_action.unwrap_or(rewrite.action),
                 recording_status_callback: rewrite.recording_status_callback.clone(),
             },
         });

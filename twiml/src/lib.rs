@@ -186,7 +186,14 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// What a rewrite does with a blocking `<Record>`; configurations spell it `strip` or
+/// `start-recording` (serde, with the `serde` feature).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum RewriteAction {
     #[default]
     Strip,

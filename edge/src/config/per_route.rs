@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::{check_label, core_action, keyed, Config, Mode, RewriteAction};
+use super::{check_label, keyed, Config, Mode, RewriteAction};
 use crate::syntax::{bad, ConfigError};
 
 /// A route's rule, validated; resolved against a configuration by [`Config::under_route`].
@@ -56,7 +56,7 @@ impl Config {
     pub fn under_route(&self, rule: &RouteRule) -> Config {
         let mut rewrite = self.rewrite.clone();
         if let Some(action) = rule.rewrite_action {
-            rewrite.action = core_action(action);
+            rewrite.action = action;
         }
         Config {
             mode: rule.mode.unwrap_or(self.mode),

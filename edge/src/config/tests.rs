@@ -15,7 +15,7 @@ fn empty_config_is_the_documented_defaults() {
     assert_eq!(parse(b"  \n").unwrap(), c);
     assert_eq!(parse(b"{}").unwrap(), c);
     assert_eq!(c.mode, Mode::Rewrite);
-    assert_eq!(c.rewrite.action, CoreAction::Strip);
+    assert_eq!(c.rewrite.action, RewriteAction::Strip);
     assert_eq!(c.rewrite.recording_status_callback, None);
     assert!(c.paths.is_empty());
     assert_eq!(
@@ -49,7 +49,7 @@ fn every_key_is_read() {
     )
     .unwrap();
     assert_eq!(c.mode, Mode::Strict);
-    assert_eq!(c.rewrite.action, CoreAction::StartRecording);
+    assert_eq!(c.rewrite.action, RewriteAction::StartRecording);
     assert_eq!(
         c.rewrite.recording_status_callback.as_deref(),
         Some("https://example.com/recording")
@@ -341,9 +341,9 @@ fn rules_resolve_against_the_defaults_in_order() {
     // Hosts are lowercased; what a rule leaves out is the default's.
     assert_eq!(c.rules[0].matcher.hosts, ["canary.example.com"]);
     assert_eq!(c.rules[0].mode, Mode::Strict);
-    assert_eq!(c.rules[0].rewrite.action, CoreAction::StartRecording);
+    assert_eq!(c.rules[0].rewrite.action, RewriteAction::StartRecording);
     assert_eq!(c.rules[2].mode, Mode::Monitor);
-    assert_eq!(c.rules[2].rewrite.action, CoreAction::Strip);
+    assert_eq!(c.rules[2].rewrite.action, RewriteAction::Strip);
     assert_eq!(
         c.rules[2].rewrite.recording_status_callback.as_deref(),
         Some("https://h/cb")

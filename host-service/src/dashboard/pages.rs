@@ -294,7 +294,7 @@ async fn sign_in(State(dash): State<Arc<Dashboard>>, body: Body) -> Response {
     let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
         return signin(StatusCode::PAYLOAD_TOO_LARGE, true);
     };
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&bytes).into_owned().collect();
+    let form = twiml::signature::parse_form(&bytes);
     let field = |name: &str| {
         form.iter()
             .find(|(k, _)| k == name)

@@ -276,7 +276,7 @@ fn url_variants_follow_twilios_port_quirk() {
 
 #[test]
 fn parses_form_bodies() {
-    let p = parse_form(b"a=1&b=x+y&c=%41%zz%4&&d&e=&caf%C3%A9=%E2%9C%93&bad=%FF");
+    let p = parse_form(b"a=1&b=x+y&c=%41%zz%4&&d&e=&caf%C3%A9=%E2%9C%93&bad=%FF&a=2&f=%2B1+5");
     let got: Vec<(&str, &str)> = p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(
         got,
@@ -288,6 +288,8 @@ fn parses_form_bodies() {
             ("e", ""),
             ("café", "✓"),
             ("bad", "\u{FFFD}"),
+            ("a", "2"),
+            ("f", "+1 5"),
         ]
     );
     assert!(parse_form(b"").is_empty());
