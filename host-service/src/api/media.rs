@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 
 /// What the transport reads at once per socket; larger frames take several reads.
-const READ_BUFFER_BYTES: usize = 4096;
+const READ_BUFFER_BYTES: usize = 1024;
 
 pub(super) async fn media_socket(
     State(state): State<AppState>,
@@ -49,8 +49,9 @@ pub(super) async fn media_socket(
         .saturating_mul(4)
         .max(1 << 20);
     Ok(ws
-        // Frames are a few hundred bytes: the transport's 128 KiB default read buffer was
-        // zeroed on every read and kept resident per socket.
+        // Frames are a few hundred bytes, and the transport zeroes its read buffer's free
+        // space before every read: its 128 KiB default was that much memset per frame and kept
+        // resident per socket; 1 KiB holds a few frames.
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(limit)
         .max_frame_size(limit)
@@ -76,7 +77,7 @@ async fn serve_axum_socket(ctx: Arc<SocketCtx>, socket: WebSocket) {
         // and the peer is told so (1009).
         Err(e) if e.to_string().contains("Message too long") => Ok(WsIn::Oversize),
         m => m.map(|m| match m {
-            Message::Text(t) => WsIn::Text(t.to_string()),
+            Message::Text(t) => WsIn::Text(t),
             Message::Binary(b) => WsIn::Binary(b.len()),
             Message::Close(_) => WsIn::Close,
             Message::Ping(_) | Message::Pong(_) => WsIn::Control,

@@ -1,9 +1,10 @@
 //! Keeps a stream recording's disk work away from its socket. The socket appends each frame to
-//! the recording's queue (a short lock and a copy, no wake-up); every few frames one job on the
-//! blocking pool places the queued audio with the [`Recorder`] and writes what is due, so a
-//! recording costs no thread of its own and a few writes a second. The socket never waits for
-//! the disk: a queue that grows past its bound (the disk stalled) fails the recording, and the
-//! call goes on without it.
+//! the recording's queue (a short lock and a copy, no wake-up); each round of the writer threads
+//! (`pool`, every 200 ms) places the queued audio with the [`Recorder`] and writes what is due,
+//! so a recording costs no thread of its own and a few writes a second. The end of a recording
+//! (last writes, header, `fsync`) runs on the blocking pool, a bounded number at once. The socket
+//! never waits for the disk: a queue that grows past its bound (the disk stalled) fails the
+//! recording, and the call goes on without it.
 
 use crate::recording::recorder::{Recorder, RecorderLimits, RecordingError, RecordingSummary};
 use std::fs::File;
@@ -12,13 +13,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-/// Frames queued before a job is started: 200 ms of audio, five jobs a second per stream.
-pub const BATCH_FRAMES: usize = 10;
 /// Audio queued for the disk before the recording is given up: 10 s of caller audio. Memory per
 /// stream stays bounded whatever the disk does.
 pub const MAX_QUEUED_BYTES: usize = 10 * 8000;
 /// How long the end of a recording (the last writes, the header and the `fsync`) may take.
 pub const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Recordings ended (written out and synced) at once; the others wait their turn, off the socket.
+pub const MAX_FINISHING: usize = 16;
+
+static FINISHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_FINISHING);
+
+mod pool;
+pub use pool::ROUND;
 
 /// Why a recording stopped: a fixed label for `host_recording_failures_total{reason}` and a
 /// message for the logs and the call's errors.
@@ -89,12 +95,12 @@ enum Op {
 struct Queue {
     ops: Vec<Op>,
     audio: Vec<u8>,
-    /// A job is on its way or running: the next one starts when it is done.
+    /// The recording waits for its turn in a round, or is having it.
     scheduled: bool,
     failed: Option<Failure>,
 }
 
-/// The file's side, owned by whichever job runs (one at a time).
+/// The file's side, owned by whichever writer has the recording (one at a time).
 enum Disk {
     Unopened {
         open: Option<Opener>,
@@ -148,8 +154,7 @@ impl RecordingWriter {
                 Vec::new(),
             )),
         });
-        let job = Arc::clone(&shared);
-        tokio::task::spawn_blocking(move || job.run());
+        pool::submit(Arc::clone(&shared));
         RecordingWriter { shared }
     }
 
@@ -192,11 +197,10 @@ impl RecordingWriter {
         }
         q.audio.extend_from_slice(audio);
         q.ops.push(op);
-        if !q.scheduled && q.ops.len() >= BATCH_FRAMES {
+        if !q.scheduled {
             q.scheduled = true;
             drop(q);
-            let job = Arc::clone(&self.shared);
-            tokio::task::spawn_blocking(move || job.run());
+            pool::submit(Arc::clone(&self.shared));
         }
         Ok(())
     }
@@ -208,7 +212,14 @@ impl RecordingWriter {
             return Err(f);
         }
         let shared = Arc::clone(&self.shared);
-        let job = tokio::task::spawn_blocking(move || shared.finish());
+        let job = async {
+            let permit = FINISHING.acquire().await;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                shared.finish()
+            })
+            .await
+        };
         match tokio::time::timeout(FINISH_TIMEOUT, job).await {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => Err(Failure::new("io_error", format!("recording job: {e}"))),
@@ -228,20 +239,22 @@ impl RecordingWriter {
 }
 
 impl Shared {
-    /// Place what is queued, batch after batch while full ones are waiting.
-    fn run(&self) {
+    /// The recording's turn in a round: place what is queued. True when more came meanwhile,
+    /// so it keeps its place for the next round.
+    fn run(&self) -> bool {
         let mut disk = lock(&self.disk);
-        loop {
-            if let Err(f) = self.drain(&mut disk) {
-                self.fail(&mut disk, f);
-                return;
-            }
-            let mut q = lock(&self.queue);
-            if q.ops.len() < BATCH_FRAMES {
-                q.scheduled = false;
-                return;
-            }
+        if matches!(disk.0, Disk::Closed) {
+            // Finished or failed since it was queued: nothing is written any more.
+            lock(&self.queue).scheduled = false;
+            return false;
         }
+        if let Err(f) = self.drain(&mut disk) {
+            self.fail(&mut disk, f);
+            return false;
+        }
+        let mut q = lock(&self.queue);
+        q.scheduled = !q.ops.is_empty();
+        q.scheduled
     }
 
     fn finish(&self) -> Result<RecordingSummary, Failure> {

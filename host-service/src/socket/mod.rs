@@ -14,6 +14,7 @@ use crate::recording::{Failure, OpenRecording, Source, StartedStream};
 use crate::shutdown::{wait_true, Tracker};
 use crate::store::{CloseReason, Store, StreamStart, StreamStatus, FIRST_FENCE};
 use crate::writes::{StreamEnd, Writes, Written};
+use axum::extract::ws::Utf8Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use limits::{CallStreams, FrameRate, StreamSlot};
 use media::protocol::ServerMessage;
@@ -27,7 +28,8 @@ use voice::{AppFactory, CallInfo, Outbound, VoiceApp};
 /// A frame from the peer, reduced to what the handler needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WsIn {
-    Text(String),
+    /// The transport's own bytes, not copied: fifty a second per call.
+    Text(Utf8Bytes),
     /// A binary frame (its length): Twilio never sends one, so it ends the socket.
     Binary(usize),
     Close,
@@ -324,6 +326,7 @@ impl Conn {
                 if let Some(Err(f)) = queued {
                     self.recording_failed(f);
                 }
+                self.session.recycle(mulaw);
                 Flow::Continue(out)
             }
             Event::Dtmf(digit) => {

@@ -53,6 +53,9 @@ enum Phase {
 #[derive(Debug)]
 pub struct Session {
     phase: Phase,
+    /// The buffer the next `Audio` event decodes into: the socket hands each event's back
+    /// ([`Session::recycle`]), so a stream decodes every frame into the same memory.
+    spare: Vec<u8>,
 }
 
 impl Default for Session {
@@ -72,6 +75,7 @@ impl Session {
     pub fn new() -> Session {
         Session {
             phase: Phase::AwaitingStart,
+            spare: Vec::new(),
         }
     }
 
@@ -154,10 +158,15 @@ impl Session {
             return refused;
         }
         match msg {
-            TwilioMessage::Media(m) => audio_event(&m.media.track, m.media.timestamp_ms(), |out| {
-                *out = m.media.audio()?;
-                Ok(())
-            }),
+            TwilioMessage::Media(m) => audio_event(
+                &m.media.track,
+                m.media.timestamp_ms(),
+                &mut self.spare,
+                |out| {
+                    *out = m.media.audio()?;
+                    Ok(())
+                },
+            ),
             TwilioMessage::Dtmf(d) => Event::Dtmf(d.dtmf.digit),
             TwilioMessage::Mark(m) => Event::Mark(m.mark.name),
             TwilioMessage::Stop(_) => {
@@ -175,9 +184,18 @@ impl Session {
         if let Err(refused) = self.check_stream(Some(&m.stream_sid)) {
             return refused;
         }
-        audio_event(&m.media.track, m.media.timestamp_ms(), |out| {
-            m.media.audio_into(out)
-        })
+        audio_event(
+            &m.media.track,
+            m.media.timestamp_ms(),
+            &mut self.spare,
+            |out| m.media.audio_into(out),
+        )
+    }
+
+    /// Take back an `Audio` event's buffer for the next frame.
+    pub fn recycle(&mut self, mut mulaw: Vec<u8>) {
+        mulaw.clear();
+        self.spare = mulaw;
     }
 
     /// An event after `start` must come on the stream that started, and before `stop`.
@@ -197,10 +215,12 @@ impl Session {
     }
 }
 
-/// Caller audio becomes an event; the other track (echoed audio) is not recorded.
+/// Caller audio becomes an event, decoded into the session's spare buffer; the other track
+/// (echoed audio) is not recorded.
 fn audio_event(
     track: &str,
     timestamp_ms: Result<u64, ProtocolError>,
+    spare: &mut Vec<u8>,
     decode: impl FnOnce(&mut Vec<u8>) -> Result<(), ProtocolError>,
 ) -> Event {
     if track != "inbound" && track != "inbound_track" {
@@ -210,11 +230,10 @@ fn audio_event(
         Ok(t) => t,
         Err(e) => return bad("bad_message", e.to_string()),
     };
-    let mut mulaw = Vec::new();
-    match decode(&mut mulaw) {
+    match decode(spare) {
         Ok(()) => Event::Audio {
             timestamp_ms,
-            mulaw,
+            mulaw: std::mem::take(spare),
         },
         Err(e) => bad("bad_message", e.to_string()),
     }
