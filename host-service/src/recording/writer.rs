@@ -19,7 +19,7 @@ pub const MAX_QUEUED_BYTES: usize = 10 * 8000;
 /// How long the end of a recording (the last writes, the header and the `fsync`) may take.
 pub const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Recordings ended (written out and synced) at once; the others wait their turn, off the socket.
-pub const MAX_FINISHING: usize = 16;
+pub const MAX_FINISHING: usize = 64;
 
 static FINISHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_FINISHING);
 
