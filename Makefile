@@ -265,11 +265,14 @@ bench-edge: $(STAMPS)/apt-test $(STAMPS)/bench-edge-venv wasm ## the filter agai
 # in steps of calls per replica until one fails: streams held at once, frames sent and received,
 # p50/p99 of the host's host_frame_lag_seconds, host CPU per frame and peak RSS
 # (tests/benches/host.rs; the table lands in target/bench-host/host.{md,json}; about 4 minutes).
-# Environment: BENCH_HOST_STREAMS (the steps, default 250,500,1000), BENCH_HOST_AUDIO_S (20),
-# BENCH_HOST_RAMP_S (10), BENCH_HOST_REPLICAS (1,2). --workspace and the features of `make test`,
-# so the bench reuses its build.
+# Then `stream_ended` to transcript on one call of held-out speech against faster-whisper on the
+# same audio (hence bench/requirements.txt). Environment: BENCH_HOST_STREAMS (the steps, default
+# 250,1000,2000), BENCH_HOST_AUDIO_S (20), BENCH_HOST_RAMP_S (10), BENCH_HOST_REPLICAS (1,2),
+# BENCH_HOST_BASELINE (an earlier release's host-service binary, run after this build at every
+# step), BENCH_HOST_TRANSCRIPT=0 (skip the transcript part). --workspace and the features of
+# `make test`, so the bench reuses its build.
 .PHONY: bench-host
-bench-host: build $(STAMPS)/apt-test ## real-time streams per host-service replica and their frame lag, one replica and two
+bench-host: build $(STAMPS)/apt-test $(STAMPS)/bench-venv ## real-time streams per host-service replica and their frame lag, one replica and two; stream_ended to transcript against faster-whisper
 	$(CARGO) bench --workspace $(FEATURES) --bench host
 
 # The npm package against an earlier build of it (NPM_BEFORE: an unpacked package, its .tgz beside

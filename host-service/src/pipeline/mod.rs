@@ -224,19 +224,26 @@ impl Pipeline {
             Err(err) if matches!(err.next, Next::Wait | Next::WaitForStreams) => {
                 // Looked at again when the wait has passed, or at once when the event it waits
                 // for (Twilio's `completed` callback, the stream finishing) moves the job up. A
-                // stream finishing between the look and this defer moves nothing, so streams are
-                // looked at again soon rather than at the cap.
-                let wait_ms = match err.next {
-                    Next::WaitForStreams => self.config.backoff_base_ms,
-                    _ => self.config.backoff_cap_ms,
+                // stream finishing between the look and this defer cannot move a running job:
+                // the deferral itself makes the job due now when no stream is open any more.
+                let deferred = match err.next {
+                    Next::WaitForStreams => {
+                        let run_at_ms = now + self.config.backoff_base_ms as i64;
+                        self.store
+                            .defer_for_streams(&job, worker, run_at_ms, &err.message, now)
+                            .await
+                            .map(|ok| (ok, run_at_ms))
+                    }
+                    _ => {
+                        let run_at_ms = now + self.config.backoff_cap_ms as i64;
+                        self.store
+                            .defer(&job, worker, run_at_ms, &err.message)
+                            .await
+                            .map(|ok| (ok, run_at_ms))
+                    }
                 };
-                let run_at_ms = now + wait_ms as i64;
-                match self
-                    .store
-                    .defer(&job, worker, run_at_ms, &err.message)
-                    .await
-                {
-                    Ok(true) => {
+                match deferred.map(|(ok, run_at_ms)| ok.then_some(run_at_ms)) {
+                    Ok(Some(run_at_ms)) => {
                         self.metrics.stage_duration(stage, "wait", secs);
                         tracing::info!(
                             call_sid = %call_sid,
@@ -246,7 +253,7 @@ impl Pipeline {
                             "job_waiting"
                         );
                     }
-                    Ok(false) => {
+                    Ok(None) => {
                         tracing::warn!(call_sid = %call_sid, stage, "lease lost before deferring")
                     }
                     Err(e) => {

@@ -4,7 +4,9 @@
 //! `FOR UPDATE SKIP LOCKED` (two never wait on, or take, the same job) and a transaction that
 //! makes a job due sends `NOTIFY`, which wakes the idle workers of every replica.
 
-use super::status::{stored_as_text, CallStatus, JobState, RecordingStatus, TranscriptionStatus};
+use super::status::{
+    stored_as_text, CallStatus, JobState, RecordingStatus, StreamStatus, TranscriptionStatus,
+};
 use super::{Result, Store};
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -238,6 +240,40 @@ impl Store {
         .bind(reason)
         .bind(JobState::Queued)
         .bind(JobState::Running)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// [`Store::defer`] for the recording stage waiting on the call's open streams, due at
+    /// `now` instead when none is open any more: a stream that finished between the stage's
+    /// look and this deferral found the job running and could not move it up.
+    pub async fn defer_for_streams(
+        &self,
+        job: &Job,
+        worker: &str,
+        run_at_ms: i64,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE jobs SET state = $5, last_error = $4,
+               run_at_ms = CASE WHEN EXISTS (SELECT 1 FROM streams
+                   WHERE streams.call_sid = jobs.call_sid AND streams.status IN ($7, $8))
+                 THEN $3 ELSE $9 END,
+               attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, lease_owner = NULL, lease_until_ms = NULL
+             WHERE id = $1 AND lease_owner = $2 AND state = $6",
+        )
+        .bind(job.id)
+        .bind(worker)
+        .bind(run_at_ms)
+        .bind(reason)
+        .bind(JobState::Queued)
+        .bind(JobState::Running)
+        .bind(StreamStatus::Streaming)
+        .bind(StreamStatus::Recording)
+        .bind(now)
         .execute(self.pool())
         .await?
         .rows_affected();

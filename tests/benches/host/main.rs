@@ -13,11 +13,14 @@
 //! `BENCH_HOST_RAMP_S` seconds over which a step's calls are placed (10; below the audio length,
 //! so every stream is open at once at the end of the ramp), `BENCH_HOST_REPLICAS` the
 //! configurations to run (`1,2`), `BENCH_HOST_BASELINE` the `host-service` binary to compare with
-//! (none: this build only).
+//! (none: this build only), `BENCH_HOST_TRANSCRIPT=0` to skip the last part: `stream_ended` to
+//! transcript on one call of held-out speech, against faster-whisper on the same audio
+//! (`transcript.rs`).
 
 mod procfs;
 mod report;
 mod run;
+mod transcript;
 
 use e2e::repo_root;
 use procfs::load_average;
@@ -74,6 +77,8 @@ pub struct Settings {
     pub ramp_s: f64,
     pub replicas: Vec<usize>,
     pub builds: Vec<Build>,
+    /// Measure `stream_ended` to transcript after the steps.
+    pub transcript: bool,
 }
 
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
@@ -110,13 +115,15 @@ impl Settings {
                     let p = PathBuf::from(p);
                     if !p.is_file() {
                         return Err(format!(
-                            "BENCH_HOST_BASELINE: {} is not a file (make bench-host-baseline builds one)",
+                            "BENCH_HOST_BASELINE: {} is not a file (an earlier release's host-service binary, \
+                             e.g. built at that commit in a target directory of its own)",
                             p.display()
                         ));
                     }
                     vec![Build::Current, Build::Baseline(p)]
                 }
             },
+            transcript: env_or("BENCH_HOST_TRANSCRIPT", 1u8)? != 0,
         };
         if s.audio_s == 0 || s.ramp_s.is_nan() || s.ramp_s <= 0.0 {
             return Err("BENCH_HOST_AUDIO_S and BENCH_HOST_RAMP_S must be above 0".into());
@@ -177,10 +184,29 @@ fn main() -> ExitCode {
             }
         }
     }
+    let latency = if settings.transcript {
+        eprintln!(
+            "bench-host: stream_ended to transcript (load average {})",
+            load_average()
+        );
+        match rt.block_on(transcript::measure()) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("bench-host: stream_ended to transcript: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     let md = format!(
-        "# make bench-host\n\n{}\n{}\n{}; load average after the runs: {}.\n",
+        "# make bench-host\n\n{}\n{}\n{}{}; load average after the runs: {}.\n",
         report::table(&settings, &runs),
         report::details(&runs),
+        latency
+            .as_ref()
+            .map(|l| l.markdown() + "\n")
+            .unwrap_or_default(),
         report::machine(),
         load_average()
     );
@@ -189,8 +215,17 @@ fn main() -> ExitCode {
     let written = std::fs::create_dir_all(&out)
         .and_then(|_| std::fs::write(out.join("host.md"), &md))
         .and_then(|_| {
-            let json = serde_json::to_string_pretty(&report::to_json(&settings, &runs))
-                .map_err(std::io::Error::other)?;
+            let mut json = report::to_json(&settings, &runs);
+            if let Some(l) = &latency {
+                json["stream_ended_to_transcript"] = serde_json::json!({
+                    "audio_s": l.audio_s,
+                    "ended_to_transcript_ms": l.ended_to_transcript_ms,
+                    "transcribe_stage_ms": l.transcribe_stage_ms,
+                    "faster_whisper_s": l.faster_whisper_s,
+                    "transcript": l.transcript,
+                });
+            }
+            let json = serde_json::to_string_pretty(&json).map_err(std::io::Error::other)?;
             std::fs::write(out.join("host.json"), json)
         });
     match written {

@@ -275,6 +275,53 @@ async fn a_finished_stream_makes_the_waiting_recording_stage_due(backend: Dialec
     assert_eq!(job_row(&store, "recording").await.0, "running");
 }
 
+/// A stream that finishes while the recording stage is looking at it (the job running, so the
+/// finish moves nothing) leaves the deferral due at once; one still open defers it.
+async fn a_stream_finished_during_the_look_leaves_the_wait_due_at_once(backend: Dialect) {
+    let (_h, store) = store_on(backend).await;
+    ended_with_open_stream(&store, "MZ1").await;
+    let job = store.claim("w", T0 + 20, 60_000).await.unwrap().unwrap();
+    let waiting = "a stream of this call is still open";
+    assert!(store
+        .defer_for_streams(&job, "w", T0 + 1_020, waiting, T0 + 20)
+        .await
+        .unwrap());
+    assert_eq!(
+        job_row(&store, "recording").await,
+        ("queued".into(), 0, T0 + 1_020, Some(waiting.into()))
+    );
+    let job = store.claim("w", T0 + 1_020, 60_000).await.unwrap().unwrap();
+    let moved = store
+        .stream_finished(
+            "MZ1",
+            crate::store::FIRST_FENCE,
+            StreamStatus::Saved,
+            Some(800),
+            (800, 0, 0),
+            crate::store::CloseReason::Stopped,
+            T0 + 1_030,
+        )
+        .await
+        .unwrap();
+    assert!(moved);
+    assert_eq!(job_row(&store, "recording").await.0, "running");
+    assert!(store
+        .defer_for_streams(&job, "w", T0 + 2_040, waiting, T0 + 1_040)
+        .await
+        .unwrap());
+    assert_eq!(
+        job_row(&store, "recording").await,
+        ("queued".into(), 0, T0 + 1_040, Some(waiting.into()))
+    );
+    let again = store.claim("w", T0 + 1_040, 60_000).await.unwrap().unwrap();
+    assert_eq!(again.id, job.id);
+    // A worker that lost its lease defers nothing.
+    assert!(!store
+        .defer_for_streams(&again, "other", T0 + 3_000, waiting, T0 + 2_000)
+        .await
+        .unwrap());
+}
+
 on_both_engines!(
     a_replayed_webhook_queues_nothing_twice,
     stages_run_in_order_and_complete_exactly_once,
@@ -283,4 +330,5 @@ on_both_engines!(
     a_permanent_error_fails_at_once,
     waiting_for_twilio_uses_no_attempts_and_the_callback_wakes_the_job,
     a_finished_stream_makes_the_waiting_recording_stage_due,
+    a_stream_finished_during_the_look_leaves_the_wait_due_at_once,
 );
