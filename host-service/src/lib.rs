@@ -69,7 +69,13 @@ pub fn engines_from_config(config: &Config) -> Result<postcall::Engines, StartEr
 pub fn app(state: AppState) -> axum::Router {
     let access = Arc::new(api::auth::Access::from_config(&state.config));
     let dashboard = dashboard::Dashboard::new(&state, access.clone());
-    api::routes(state, access, dashboard.api_routes()).merge(dashboard.page_routes())
+    let pages = dashboard
+        .page_routes()
+        .layer(axum::middleware::from_fn_with_state(
+            access.clone(),
+            api::auth::require_allowed_host,
+        ));
+    api::routes(state, access, dashboard.api_routes()).merge(pages)
 }
 
 /// Check the configuration, open the data directory and the store, take over what earlier runs
@@ -123,6 +129,7 @@ pub async fn run(
     let state = open(config, stop_rx.clone()).await?;
     let cfg = state.config.clone();
     let addr = listener.local_addr().map_err(StartError::Serve)?;
+    config::listen_needs_token(addr, cfg.api_token.as_deref())?;
     tracing::info!(
         listen = %addr,
         data_dir = %cfg.data_dir.display(),
@@ -180,6 +187,7 @@ pub async fn run(
     let tracker = state.tracker.clone();
     let writes = state.writes.clone();
     let store = state.store.clone();
+    let metrics = state.metrics.clone();
     let router = app(state);
     tokio::spawn(async move {
         shutdown.await;
@@ -189,7 +197,12 @@ pub async fn run(
     let conns = server::serve(
         listener,
         router,
-        Duration::from_millis(cfg.http.header_read_timeout_ms),
+        server::Limits {
+            header_read_timeout: Duration::from_millis(cfg.http.header_read_timeout_ms),
+            request_timeout: Duration::from_millis(cfg.http.request_timeout_ms),
+            max_connections: cfg.http.max_connections,
+        },
+        metrics,
         stop_rx,
         force_rx,
     )

@@ -81,6 +81,8 @@ pub struct Metrics {
     db_write_failures: Family<Write, Counter>,
     db_writes_dropped: Family<Write, Counter>,
     streams_fenced: Counter,
+    http_connections: Gauge,
+    http_connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -105,6 +107,8 @@ impl Default for Metrics {
             db_write_failures: Family::default(),
             db_writes_dropped: Family::default(),
             streams_fenced: Counter::default(),
+            http_connections: Gauge::default(),
+            http_connections_refused: Counter::default(),
         };
         m.register()
     }
@@ -205,7 +209,29 @@ impl Metrics {
             "Stream ends not stored because another replica had taken the stream over",
             self.streams_fenced.clone(),
         );
+        r.register(
+            "host_http_connections",
+            "HTTP connections open now, media sockets included",
+            self.http_connections.clone(),
+        );
+        r.register(
+            "host_http_connections_refused",
+            "Connections closed at once because http.max_connections were open",
+            self.http_connections_refused.clone(),
+        );
         self
+    }
+
+    pub fn http_connection_opened(&self) {
+        self.http_connections.inc();
+    }
+
+    pub fn http_connection_closed(&self) {
+        self.http_connections.dec();
+    }
+
+    pub fn http_connection_refused(&self) {
+        self.http_connections_refused.inc();
     }
 
     pub fn db_write_failed(&self, write: &'static str) {

@@ -45,6 +45,15 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A request's database call, bounded by `database.read_timeout_ms`.
+    pub async fn db<T>(
+        &self,
+        query: impl std::future::Future<Output = crate::store::Result<T>>,
+    ) -> crate::store::Result<T> {
+        let limit = Duration::from_millis(self.config.database.read_timeout_ms);
+        crate::store::within(limit, query).await
+    }
+
     /// Load the voice app and Twilio's client and build the socket context, over an open store
     /// and the clock every part of the process reads (the database's time on PostgreSQL).
     pub fn new(

@@ -1,18 +1,24 @@
 //! Writes a socket or a webhook must get into the database even while it is away (a failover, a
-//! hung server): a stream's end and a call's end. Each is tried once within
+//! hung server): a stream's start, its recording's path, a call's error, a stream's end and a
+//! call's end. Each is tried once within
 //! `database.write_timeout_ms`; if it does not stick it is kept in memory and retried with
 //! backoff until it does, so the caller (the media socket closing, Twilio waiting on its
 //! webhook) never waits on the database and the call still finishes once the database is back.
 //! At most `database.retry_queue_max` are kept at once; the drain waits for them up to its
-//! deadline. Both writes are idempotent (a stream's end is guarded by its fencing token, a call's
-//! end by `ended_at_ms`), so an attempt that timed out yet landed later changes nothing.
+//! deadline. The writes of one call are kept in order: one waits for the call's earlier writes
+//! still kept for retry, so a stream's end never overtakes its start, nor the call's end its
+//! streams'. The writes are idempotent (a start seen twice is
+//! the same stream, a stream's end is guarded by its fencing token, a call's end by
+//! `ended_at_ms`), so an attempt that timed out yet landed later changes nothing.
 
 use crate::metrics::Metrics;
 use crate::shutdown::{Tracker, TrackerGuard};
-use crate::store::{CallFacts, CloseReason, DbError, Store, StreamStatus};
+use crate::store::{CallFacts, CloseReason, DbError, Store, StreamStart, StreamStatus};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// The first retry waits this long, each later one twice as long up to `BACKOFF_CAP`.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -30,6 +36,48 @@ pub struct StreamEnd {
     pub counters: (u64, u64, u64),
     pub reason: CloseReason,
     pub at_ms: i64,
+}
+
+/// A stream's `start`, as its socket saw it.
+#[derive(Debug, Clone)]
+pub struct StreamBegin {
+    pub call_sid: String,
+    pub stream_sid: String,
+    pub account_sid: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub recording_source: &'static str,
+    pub at_ms: i64,
+}
+
+/// The last write kept for retry of each call with one: the call's next write waits for it.
+/// Each resolves (its sender dropped) once that write is done with; entries go with it.
+#[derive(Default)]
+struct Chains(std::sync::Mutex<HashMap<String, oneshot::Receiver<()>>>);
+
+impl Chains {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Receiver<()>>> {
+        // Every update is one call on the map: a panic cannot leave it half-changed.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a write of `call` is still waiting for the database.
+    fn waiting(&self, call: &str) -> bool {
+        let mut chains = self.lock();
+        let Some(last) = chains.get_mut(call) else {
+            return false;
+        };
+        let waiting = matches!(last.try_recv(), Err(oneshot::error::TryRecvError::Empty));
+        if !waiting {
+            chains.remove(call);
+        }
+        waiting
+    }
+
+    /// `landed` becomes the call's last write; the one it replaces is what it waits for.
+    fn push(&self, call: &str, landed: oneshot::Receiver<()>) -> Option<oneshot::Receiver<()>> {
+        self.lock().insert(call.to_owned(), landed)
+    }
 }
 
 /// A call's end, from the `<Connect action>` webhook.
@@ -64,6 +112,7 @@ pub struct Writes {
     max_pending: usize,
     /// Writes kept for retry now; the drain waits on it.
     pending: Arc<Tracker>,
+    chains: Arc<Chains>,
 }
 
 impl Writes {
@@ -79,6 +128,7 @@ impl Writes {
             attempt_timeout,
             max_pending,
             pending: Arc::new(Tracker::default()),
+            chains: Arc::default(),
         }
     }
 
@@ -95,8 +145,9 @@ impl Writes {
     /// Store how a stream ended. `Stored(false)`: another replica took the stream over
     /// meanwhile (its fencing token moved on), so nothing was written.
     pub async fn stream_finished(&self, end: StreamEnd) -> Written<bool> {
+        let call = end.call_sid.clone();
         let (store, metrics) = (self.store.clone(), self.metrics.clone());
-        let attempt = move || {
+        let attempt = move |_| {
             let (store, metrics, end) = (store.clone(), metrics.clone(), end.clone());
             async move {
                 let stored = store
@@ -122,13 +173,72 @@ impl Writes {
                 Ok(stored)
             }
         };
-        self.write("stream_finished", attempt).await
+        self.write("stream_finished", attempt, &call).await
+    }
+
+    /// Store a stream's start. Once it is kept for retry, a later attempt stores it even if the
+    /// call's end came meanwhile (the stream did run before it), and finding it already stored
+    /// (an attempt that timed out yet landed) is success.
+    pub async fn stream_started(&self, begin: StreamBegin) -> Written<StreamStart> {
+        let call = begin.call_sid.clone();
+        let store = self.store.clone();
+        let attempt = move |retried: bool| {
+            let (store, begin) = (store.clone(), begin.clone());
+            async move {
+                let facts = CallFacts {
+                    account_sid: begin.account_sid.as_deref(),
+                    from: begin.from.as_deref(),
+                    to: begin.to.as_deref(),
+                    call_status: None,
+                };
+                store
+                    .stream_started_as(
+                        &begin.call_sid,
+                        &begin.stream_sid,
+                        &facts,
+                        begin.recording_source,
+                        begin.at_ms,
+                        retried,
+                    )
+                    .await
+            }
+        };
+        self.write("stream_started", attempt, &call).await
+    }
+
+    /// Where a stream's recording is written.
+    pub async fn stream_path(&self, call_sid: &str, stream_sid: &str, path: &str) {
+        let (store, stream_sid, path) =
+            (self.store.clone(), stream_sid.to_owned(), path.to_owned());
+        let attempt = move |_| {
+            let (store, stream_sid, path) = (store.clone(), stream_sid.clone(), path.clone());
+            async move { store.stream_recording_path(&stream_sid, &path).await }
+        };
+        self.write("stream_path", attempt, call_sid).await;
+    }
+
+    /// One of a call's errors (why its recording failed).
+    pub async fn call_error(
+        &self,
+        call_sid: &str,
+        stage: &'static str,
+        message: String,
+        at_ms: i64,
+    ) {
+        let call = call_sid.to_owned();
+        let (store, call_sid) = (self.store.clone(), call_sid.to_owned());
+        let attempt = move |_| {
+            let (store, call_sid, message) = (store.clone(), call_sid.clone(), message.clone());
+            async move { store.add_error(&call_sid, stage, &message, at_ms).await }
+        };
+        self.write("call_error", attempt, &call).await;
     }
 
     /// Mark a call ended and queue its pipeline. `Stored(false)`: it had ended already.
     pub async fn call_ended(&self, end: CallEnd) -> Written<bool> {
+        let call = end.call_sid.clone();
         let store = self.store.clone();
-        let attempt = move || {
+        let attempt = move |_| {
             let (store, end) = (store.clone(), end.clone());
             async move {
                 let facts = CallFacts {
@@ -142,21 +252,29 @@ impl Writes {
                     .await
             }
         };
-        self.write("call_ended", attempt).await
+        self.write("call_ended", attempt, &call).await
     }
 
-    /// One attempt now; on failure, keep retrying in the background.
-    async fn write<T, F, Fut>(&self, what: &'static str, attempt: F) -> Written<T>
+    /// One attempt now (none while an earlier write of the call waits); on failure, keep
+    /// retrying in the background, after the call's earlier writes.
+    async fn write<T, F, Fut>(&self, what: &'static str, attempt: F, call: &str) -> Written<T>
     where
         T: Send + 'static,
-        F: Fn() -> Fut + Send + Sync + 'static,
+        F: Fn(bool) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, DbError>> + Send,
     {
-        let error = match self.try_once(&attempt).await {
-            Ok(v) => return Written::Stored(v),
-            Err(e) => e,
+        let behind = self.chains.waiting(call);
+        let error = if behind {
+            "an earlier write of this call is waiting for the database".to_owned()
+        } else {
+            match self.try_once(&attempt, false).await {
+                Ok(v) => return Written::Stored(v),
+                Err(e) => {
+                    self.metrics.db_write_failed(what);
+                    e
+                }
+            }
         };
-        self.metrics.db_write_failed(what);
         if self.pending() >= self.max_pending {
             self.metrics.db_write_dropped(what);
             tracing::error!(write = what, error = %error, pending = self.pending(), "db_write_dropped: the retry queue is full");
@@ -164,17 +282,29 @@ impl Writes {
         }
         tracing::warn!(write = what, error = %error, "db_write_queued: retrying until the database takes it");
         let guard = self.pending.enter();
-        let this = self.clone();
-        tokio::spawn(async move { this.retry(what, attempt, guard).await });
+        let (done, landed) = oneshot::channel::<()>();
+        let after = self.chains.push(call, landed);
+        let (this, call) = (self.clone(), call.to_owned());
+        tokio::spawn(async move {
+            if let Some(after) = after {
+                let _ = after.await;
+            }
+            this.clone().retry(what, attempt, guard, behind).await;
+            drop(done);
+            // Forgets the call unless a later write of it waits behind this one.
+            this.chains.waiting(&call);
+        });
         Written::Queued
     }
 
-    async fn try_once<T, F, Fut>(&self, attempt: &F) -> Result<T, String>
+    /// `retried`: the caller was told the write is kept for retry (it no longer waits on the
+    /// answer).
+    async fn try_once<T, F, Fut>(&self, attempt: &F, retried: bool) -> Result<T, String>
     where
-        F: Fn() -> Fut,
+        F: Fn(bool) -> Fut,
         Fut: Future<Output = Result<T, DbError>>,
     {
-        match tokio::time::timeout(self.attempt_timeout, attempt()).await {
+        match tokio::time::timeout(self.attempt_timeout, attempt(retried)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!(
@@ -184,15 +314,22 @@ impl Writes {
         }
     }
 
-    async fn retry<T, F, Fut>(self, what: &'static str, attempt: F, _pending: TrackerGuard)
-    where
-        F: Fn() -> Fut,
+    /// `now`: the first try is due at once (the write waited behind the call's earlier writes,
+    /// not on an error of its own).
+    async fn retry<T, F, Fut>(
+        self,
+        what: &'static str,
+        attempt: F,
+        _pending: TrackerGuard,
+        now: bool,
+    ) where
+        F: Fn(bool) -> Fut,
         Fut: Future<Output = Result<T, DbError>>,
     {
-        let mut wait = BACKOFF_BASE;
+        let mut wait = if now { Duration::ZERO } else { BACKOFF_BASE };
         for tries in 2u64.. {
             tokio::time::sleep(wait).await;
-            match self.try_once(&attempt).await {
+            match self.try_once(&attempt, true).await {
                 Ok(_) => {
                     tracing::info!(write = what, tries, "db_write_stored");
                     return;
@@ -202,7 +339,7 @@ impl Writes {
                     tracing::debug!(write = what, tries, error = %e, "db_write_retry");
                 }
             }
-            wait = (wait * 2).min(BACKOFF_CAP);
+            wait = (wait * 2).clamp(BACKOFF_BASE, BACKOFF_CAP);
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Who may read call data, for the API and the dashboard alike: with `api_token`, a bearer token
-//! or a dashboard session cookie; without it, loopback clients only. The session store (random
-//! ids from the OS RNG, bounded in number and time) and the cookie parsing live here too, pure,
-//! so the rule is tested without sockets.
+//! or a dashboard session cookie; without it, loopback clients only, and only those that did not
+//! come through a proxy. Which `Host` names are answered at all (`http.allowed_hosts`, against
+//! DNS rebinding). The session store (random ids from the OS RNG, bounded in number and time)
+//! and the cookie parsing live here too, pure, so the rules are tested without sockets.
 
 use super::error::ApiError;
 use axum::extract::{ConnectInfo, Request, State};
@@ -29,6 +30,29 @@ pub struct Credentials<'a> {
     pub session: Option<&'a str>,
     /// The peer's address, as the server accepted the connection.
     pub peer: Option<IpAddr>,
+    /// The request carries a proxy's forwarding headers: its peer address is the proxy's.
+    pub forwarded: bool,
+}
+
+/// Headers a proxy adds when it forwards a request (Envoy, nginx, a service mesh's sidecar):
+/// the peer is then the proxy, whoever the client is.
+const FORWARDING_HEADERS: [&str; 7] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "x-envoy-external-address",
+    "via",
+];
+
+/// The source address Istio's sidecar uses for the traffic it passes to the application: a
+/// loopback address, for any client.
+const ISTIO_INBOUND: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 6));
+
+/// A peer on this machine that is not a proxy's leg for someone else.
+fn local_client(peer: IpAddr, forwarded: bool) -> bool {
+    peer.is_loopback() && peer != ISTIO_INBOUND && !forwarded
 }
 
 /// The answer of the access rule.
@@ -56,7 +80,12 @@ pub fn decide(token: Option<&str>, creds: &Credentials<'_>, sessions: &Sessions)
                 Decision::Unauthorized
             }
         }
-        None if creds.peer.is_some_and(|ip| ip.is_loopback()) => Decision::Allow,
+        None if creds
+            .peer
+            .is_some_and(|ip| local_client(ip, creds.forwarded)) =>
+        {
+            Decision::Allow
+        }
         None => Decision::LoopbackOnly,
     }
 }
@@ -171,16 +200,70 @@ impl Sessions {
     }
 }
 
+/// The `Host` names the API and the dashboard answer for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedHosts {
+    Any,
+    /// Lowercase names, without port.
+    Only(Vec<String>),
+}
+
+impl AllowedHosts {
+    /// `http.allowed_hosts` (comma-separated); empty means any with a token, loopback names
+    /// without one (the only names a tokenless, loopback-only API is reached by honestly).
+    pub fn parse(list: &str, token: bool) -> AllowedHosts {
+        let names: Vec<String> = list
+            .split(',')
+            .map(|n| n.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect();
+        match (names.is_empty(), token) {
+            (false, _) => AllowedHosts::Only(names),
+            (true, true) => AllowedHosts::Any,
+            (true, false) => AllowedHosts::Only(
+                ["localhost", "127.0.0.1", "[::1]"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            ),
+        }
+    }
+
+    /// Whether a request with this `Host` header is answered.
+    pub fn allows(&self, host: Option<&str>) -> bool {
+        let AllowedHosts::Only(names) = self else {
+            return true;
+        };
+        let Some(name) = host.map(host_name) else {
+            return false;
+        };
+        names.iter().any(|n| *n == name)
+    }
+}
+
+/// A `Host` header's name: lowercase, without its port or a trailing dot.
+fn host_name(host: &str) -> String {
+    let host = host.trim();
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest
+            .split_once(']')
+            .map_or(host, |(v6, _)| &host[..v6.len() + 2]),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
 /// The API's access rule with its inputs: the configured token and the live sessions.
 pub struct Access {
     pub token: Option<String>,
     pub sessions: Sessions,
+    pub hosts: AllowedHosts,
 }
 
 impl Access {
     /// `api_token`, and a session store sized by `dashboard.*`.
     pub fn from_config(config: &crate::config::Config) -> Access {
         Access {
+            hosts: AllowedHosts::parse(&config.http.allowed_hosts, config.api_token.is_some()),
             token: config.api_token.clone(),
             sessions: Sessions::new(
                 Duration::from_secs(config.dashboard.session_ttl_s),
@@ -201,6 +284,7 @@ impl Access {
                 .and_then(|v| v.to_str().ok()),
             session,
             peer: peer.map(|p| p.ip()),
+            forwarded: FORWARDING_HEADERS.iter().any(|h| headers.contains_key(*h)),
         };
         decide(self.token.as_deref(), &creds, &self.sessions)
     }
@@ -212,15 +296,39 @@ impl Access {
             .map(|c| c.0);
         self.decide(request.headers(), peer)
     }
+
+    fn host_allowed(&self, request: &Request) -> Result<(), ApiError> {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok());
+        if self.hosts.allows(host) {
+            return Ok(());
+        }
+        tracing::warn!(host = host.unwrap_or_default(), "host_refused");
+        Err(ApiError::HostNotAllowed)
+    }
 }
 
-/// `/api/*`: with a token configured, `Authorization: Bearer <token>` (constant-time compare) or
-/// a live dashboard session cookie; without one, loopback clients only.
+/// The dashboard's pages: only for an allowed `Host`.
+pub async fn require_allowed_host(
+    State(access): State<Arc<Access>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    access.host_allowed(&request)?;
+    Ok(next.run(request).await)
+}
+
+/// `/api/*`: an allowed `Host`, then with a token configured, `Authorization: Bearer <token>`
+/// (constant-time compare) or a live dashboard session cookie; without one, loopback clients
+/// that did not come through a proxy.
 pub async fn require_api_access(
     State(access): State<Arc<Access>>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    access.host_allowed(&request)?;
     match access.decide_request(&request) {
         Decision::Allow => Ok(next.run(request).await),
         Decision::Unauthorized => Err(ApiError::Unauthorized),

@@ -43,7 +43,7 @@ async fn list_calls(
             Some((ts, sid.to_string()))
         }
     };
-    let calls = state.store.list_calls(limit, before).await?;
+    let calls = state.db(state.store.list_calls(limit, before)).await?;
     let next_cursor = (calls.len() as i64 == limit)
         .then(|| {
             calls
@@ -66,8 +66,7 @@ async fn get_call(
 ) -> Result<Json<crate::store::CallDetail>, ApiError> {
     let sid = path_call_sid(&call_sid)?;
     state
-        .store
-        .call_detail(sid.as_str())
+        .db(state.store.call_detail(sid.as_str()))
         .await?
         .map(Json)
         .ok_or(ApiError::CallNotFound(sid.to_string()))
@@ -83,8 +82,7 @@ async fn get_recording(
     use tower::ServiceExt;
     let sid = path_call_sid(&call_sid)?;
     let path = state
-        .store
-        .recording_path(sid.as_str())
+        .db(state.store.recording_path(sid.as_str()))
         .await?
         .ok_or_else(|| ApiError::RecordingNotFound(sid.to_string()))?;
     if tokio::fs::metadata(&path).await.is_err() {

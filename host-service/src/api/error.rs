@@ -17,8 +17,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or wrong bearer token")]
     Unauthorized,
-    #[error("the API has no token configured and answers loopback clients only")]
+    #[error(
+        "the API has no token configured and answers loopback clients only, not through a proxy"
+    )]
     LoopbackOnly,
+    #[error("this Host is not one the service answers for (http.allowed_hosts)")]
+    HostNotAllowed,
     #[error("webhook signature refused: {0}")]
     Signature(&'static str),
     #[error("the service is shutting down")]
@@ -29,6 +33,8 @@ pub enum ApiError {
     BodyTimeout,
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(usize),
+    #[error("{0}")]
+    DatabaseUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -42,11 +48,13 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized => "unauthorized",
             ApiError::LoopbackOnly => "loopback_only",
+            ApiError::HostNotAllowed => "host_not_allowed",
             ApiError::Signature(_) => "bad_signature",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::TooManySockets => "too_many_sockets",
             ApiError::BodyTimeout => "body_timeout",
             ApiError::BodyTooLarge(_) => "body_too_large",
+            ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -56,8 +64,12 @@ impl ApiError {
             ApiError::CallNotFound(_) | ApiError::RecordingNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadCallSid(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::LoopbackOnly | ApiError::Signature(_) => StatusCode::FORBIDDEN,
-            ApiError::ShuttingDown | ApiError::TooManySockets => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::LoopbackOnly | ApiError::HostNotAllowed | ApiError::Signature(_) => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::ShuttingDown
+            | ApiError::TooManySockets
+            | ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -67,7 +79,15 @@ impl ApiError {
 
 impl From<crate::store::DbError> for ApiError {
     fn from(e: crate::store::DbError) -> Self {
-        ApiError::Internal(e.to_string())
+        use crate::store::DbError;
+        match e {
+            // A database that is away or saturated: the client may retry; nothing is broken here.
+            DbError::Timeout(_) | DbError::Sql(sqlx::Error::PoolTimedOut) => {
+                tracing::warn!(error = %e, "database_unavailable");
+                ApiError::DatabaseUnavailable(e.to_string())
+            }
+            e => ApiError::Internal(e.to_string()),
+        }
     }
 }
 

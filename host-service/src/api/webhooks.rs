@@ -205,15 +205,15 @@ async fn recording_status(
             "completed without RecordingUrl".into(),
         ));
     }
+    // Bounded: past the deadline Twilio gets 503 and retries the callback.
     let known = state
-        .store
-        .twilio_recording_status(
+        .db(state.store.twilio_recording_status(
             call_sid.as_str(),
             recording_sid,
             recording_status,
             url,
             state.clock.now_ms(),
-        )
+        ))
         .await?;
     if !known {
         state.metrics.webhook(HOOK, "unknown_call");

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 mod env;
 mod validate;
+pub use validate::listen_needs_token;
 
 use env::{apply_env, ENV_NOT_KEYS};
 pub use env::{env_name, env_names, ENV_PREFIX};
@@ -121,6 +122,9 @@ pub struct DatabaseConfig {
     pub write_timeout_ms: u64,
     /// Writes kept for retry at once; past it a failed write is dropped with an error.
     pub retry_queue_max: usize,
+    /// A request's read (the calls API, `/metrics`' job counts, a recording callback) waits at
+    /// most this long; past it the answer is 503 `database_unavailable`.
+    pub read_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -132,6 +136,7 @@ impl Default for DatabaseConfig {
             ready_timeout_ms: 500,
             write_timeout_ms: 2_000,
             retry_queue_max: 10_000,
+            read_timeout_ms: 2_000,
         }
     }
 }
@@ -145,6 +150,16 @@ pub struct HttpConfig {
     pub header_read_timeout_ms: u64,
     /// A webhook body not fully read by then is answered 408.
     pub body_read_timeout_ms: u64,
+    /// Any request not answered by then (its body read included: a sign-in form, a lint
+    /// request) is answered 408. Media sockets are timed by `websocket.*` once upgraded.
+    pub request_timeout_ms: u64,
+    /// Connections open at once (media sockets included); past it a new one is closed as soon
+    /// as it is accepted.
+    pub max_connections: usize,
+    /// Comma-separated host names the API and the dashboard answer for (`Host` header, port
+    /// ignored), against DNS rebinding. Empty: with `api_token`, any; without one, only
+    /// `localhost`, `127.0.0.1` and `[::1]`.
+    pub allowed_hosts: String,
     /// On shutdown, how long open connections and sockets get to finish before they are closed
     /// anyway.
     pub shutdown_timeout_ms: u64,
@@ -155,6 +170,9 @@ impl Default for HttpConfig {
         HttpConfig {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            max_connections: 1_024,
+            allowed_hosts: String::new(),
             shutdown_timeout_ms: 15_000,
         }
     }

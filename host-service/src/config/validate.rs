@@ -56,7 +56,13 @@ impl Config {
                 return invalid("api_token", "must be at least 16 characters");
             }
         }
-        Ok(())
+        if self.http.max_connections <= self.websocket.max_sockets {
+            return invalid(
+                "http.max_connections",
+                "must be greater than websocket.max_sockets (every media socket is a connection)",
+            );
+        }
+        listen_needs_token(self.listen, self.api_token.as_deref())
     }
 
     /// The `twilio` source asks Twilio to record (credentials) with a status callback (a public
@@ -162,7 +168,8 @@ impl DatabaseConfig {
         }
         at_least_one("database.ready_timeout_ms", self.ready_timeout_ms)?;
         at_least_one("database.write_timeout_ms", self.write_timeout_ms)?;
-        at_least_one("database.retry_queue_max", self.retry_queue_max as u64)
+        at_least_one("database.retry_queue_max", self.retry_queue_max as u64)?;
+        at_least_one("database.read_timeout_ms", self.read_timeout_ms)
     }
 }
 
@@ -182,7 +189,14 @@ impl WebSocketConfig {
 impl HttpConfig {
     fn validate(&self) -> Checked {
         at_least_one("http.header_read_timeout_ms", self.header_read_timeout_ms)?;
-        at_least_one("http.body_read_timeout_ms", self.body_read_timeout_ms)
+        at_least_one("http.body_read_timeout_ms", self.body_read_timeout_ms)?;
+        if self.request_timeout_ms <= self.body_read_timeout_ms {
+            return invalid(
+                "http.request_timeout_ms",
+                "must be longer than http.body_read_timeout_ms (a webhook's body is read within it)",
+            );
+        }
+        at_least_one("http.max_connections", self.max_connections as u64)
     }
 }
 
@@ -208,4 +222,18 @@ impl EdgeConfig {
         }
         Ok(())
     }
+}
+
+/// Without `api_token` the API trusts loopback peers only, which is safe only while nothing
+/// beyond this machine can connect: listening anywhere else needs a token.
+pub fn listen_needs_token(listen: std::net::SocketAddr, api_token: Option<&str>) -> Checked {
+    if api_token.is_none() && !listen.ip().is_loopback() {
+        return invalid(
+            "api_token",
+            &format!(
+                "required to listen on {listen}, which is not a loopback address (without a token the API trusts loopback peers only)"
+            ),
+        );
+    }
+    Ok(())
 }

@@ -68,8 +68,9 @@ pub struct StartedStream<'a> {
     pub call_sid: &'a CallSid,
     pub stream_sid: &'a str,
     pub account_sid: &'a str,
-    /// 0 for a call's first stream, 1 for the next, ...
-    pub idx: i64,
+    /// 0 for a call's first stream, 1 for the next, ...; `None` when the database did not
+    /// take the start in time (it is stored later, and numbered then).
+    pub idx: Option<i64>,
 }
 
 /// Where a call's recording comes from.
@@ -78,8 +79,8 @@ pub trait Source: Send + Sync {
     /// `recording.source` as configured, and `calls.source` in the database.
     fn name(&self) -> &'static str;
 
-    /// A stream of a call started: what its socket records itself, if anything. A failure
-    /// leaves the stream unrecorded; its call goes on.
+    /// A stream of a call started: what its socket records itself, if anything (the socket
+    /// stores its path). A failure leaves the stream unrecorded; its call goes on.
     async fn stream_started(
         &self,
         stream: StartedStream<'_>,

@@ -32,21 +32,15 @@ impl Source for StreamSource {
         stream: StartedStream<'_>,
     ) -> Result<Option<OpenRecording>, Failure> {
         self.space.check()?;
-        let name = if stream.idx == 0 {
-            format!("{}.wav", stream.call_sid)
-        } else {
-            format!("{}.{}.wav", stream.call_sid, stream.idx)
+        // A stream whose number is not known yet is named by its streamSid, unique as well.
+        let name = match stream.idx {
+            Some(0) => format!("{}.wav", stream.call_sid),
+            Some(idx) => format!("{}.{idx}.wav", stream.call_sid),
+            None => format!("{}.{}.wav", stream.call_sid, stream.stream_sid),
         };
         let path = self.recordings_dir.join(name);
         let writer = RecordingWriter::create(path.clone(), self.limits);
         let path = path.display().to_string();
-        if let Err(e) = self
-            .store
-            .stream_recording_path(stream.stream_sid, &path)
-            .await
-        {
-            tracing::error!(call_sid = %stream.call_sid, stream_sid = %stream.stream_sid, error = %e, "cannot store recording path");
-        }
         Ok(Some(OpenRecording {
             writer,
             path,

@@ -13,7 +13,7 @@ use crate::recording::recorder::RecordingError;
 use crate::recording::{Failure, OpenRecording, Source, StartedStream};
 use crate::shutdown::{wait_true, Tracker};
 use crate::store::{CloseReason, Store, StreamStart, StreamStatus, FIRST_FENCE};
-use crate::writes::{StreamEnd, Writes, Written};
+use crate::writes::{StreamBegin, StreamEnd, Writes, Written};
 use axum::extract::ws::Utf8Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use limits::{CallStreams, FrameRate, StreamSlot};
@@ -52,7 +52,6 @@ pub mod close {
     pub const UNSUPPORTED_DATA: u16 = 1003;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
-    pub const INTERNAL: u16 = 1011;
 }
 
 /// What a media socket is given, and nothing more: its limits, the store it reports to, the
@@ -107,6 +106,8 @@ struct Conn {
     app: Option<Box<dyn VoiceApp>>,
     /// This socket's place among its call's open streams, held until it closes.
     slot: Option<StreamSlot>,
+    /// The stream's start will never be stored (the retry queue was full): nothing else is.
+    unstored: bool,
     started_at: Option<Instant>,
     frames_in: u64,
     frames_out: u64,
@@ -142,6 +143,7 @@ where
         recording_failure: None,
         app: None,
         slot: None,
+        unstored: false,
         started_at: None,
         frames_in: 0,
         frames_out: 0,
@@ -222,7 +224,6 @@ where
                     Flow::Stop => break (Some(close::NORMAL), CloseReason::Stopped),
                     Flow::Fatal => break (Some(close::POLICY), CloseReason::ProtocolError),
                     Flow::Refused(reason) => break (Some(close::POLICY), reason),
-                    Flow::Internal => break (Some(close::INTERNAL), CloseReason::InternalError),
                 }
             }
         }
@@ -248,7 +249,6 @@ enum Flow {
     Fatal,
     /// The start was refused (close 1008 with this reason); nothing of this socket is stored.
     Refused(CloseReason),
-    Internal,
 }
 
 impl Conn {
@@ -407,55 +407,66 @@ impl Conn {
         }
         self.started_at = Some(Instant::now());
         let now = ctx.clock.now_ms();
-        let facts = crate::store::CallFacts {
-            account_sid: Some(&info.account_sid),
-            from: info.custom_parameters.get("From").map(String::as_str),
-            to: info.custom_parameters.get("To").map(String::as_str),
-            call_status: None,
+        let begin = StreamBegin {
+            call_sid: info.call_sid.to_string(),
+            stream_sid: info.stream_sid.clone(),
+            account_sid: Some(info.account_sid.clone()),
+            from: info.custom_parameters.get("From").cloned(),
+            to: info.custom_parameters.get("To").cloned(),
+            recording_source: ctx.recording.name(),
+            at_ms: now,
         };
-        let started = ctx
-            .store
-            .stream_started(
-                info.call_sid.as_str(),
-                &info.stream_sid,
-                &facts,
-                ctx.recording.name(),
-                now,
-            )
-            .await;
-        let idx = match started {
-            Ok(StreamStart::Started { idx }) => idx,
-            Ok(StreamStart::DuplicateStream) => {
+        // At most one attempt's wait (`database.write_timeout_ms`): without the database the
+        // stream is accepted and the call goes on, its start stored once the database is back.
+        let idx = match ctx.writes.stream_started(begin).await {
+            Written::Stored(StreamStart::Started { idx }) => Some(idx),
+            Written::Stored(StreamStart::DuplicateStream) => {
                 return self.refuse_start(
                     &info,
                     CloseReason::DuplicateStreamSid,
                     "a stream with this streamSid already exists",
                 );
             }
-            Ok(StreamStart::CallEnded) => {
+            Written::Stored(StreamStart::CallEnded) => {
                 return self.refuse_start(
                     &info,
                     CloseReason::CallAlreadyEnded,
                     "the call has already ended (stream_ended webhook)",
                 );
             }
-            Err(e) => {
-                tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "cannot record stream start");
-                self.call = Some(info);
-                return Flow::Internal;
+            Written::Queued => {
+                tracing::warn!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, "stream_start_deferred: the database did not take the start; the stream goes on");
+                None
+            }
+            Written::Dropped => {
+                tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, "stream_start_lost: the retry queue is full; the stream goes on unrecorded");
+                self.unstored = true;
+                None
             }
         };
-        let started = StartedStream {
-            call_sid: &info.call_sid,
-            stream_sid: &info.stream_sid,
-            account_sid: &info.account_sid,
-            idx,
-        };
-        let recording = ctx.recording.stream_started(started).await;
         self.call = Some(info.clone());
-        match recording {
-            Ok(recording) => self.recording = recording,
-            Err(f) => self.recording_failed(f),
+        if self.unstored {
+            self.recording_failed(Failure::new(
+                "database",
+                "the database did not take the stream's start and the retry queue is full",
+            ));
+        } else {
+            let started = StartedStream {
+                call_sid: &info.call_sid,
+                stream_sid: &info.stream_sid,
+                account_sid: &info.account_sid,
+                idx,
+            };
+            match ctx.recording.stream_started(started).await {
+                Ok(Some(recording)) => {
+                    ctx.writes
+                        .stream_path(info.call_sid.as_str(), &info.stream_sid, &recording.path)
+                        .await;
+                    self.recording = Some(recording);
+                }
+                Ok(None) => {}
+                Err(f) => self.recording_failed(f),
+            }
         }
         let out = match &ctx.app_factory {
             Some(factory) => {
@@ -557,37 +568,30 @@ impl Conn {
             None if self.recording_failure.is_some() => (StreamStatus::Failed, None),
             None => (StreamStatus::NotRecorded, None),
         };
+        if self.unstored {
+            return;
+        }
         // The call's errors say why it has no recording (the pipeline's stage repeats it).
         if let Some(f) = &self.recording_failure {
             let message = format!("recording failed: {f}");
-            if let Err(e) = ctx
-                .store
-                .add_error(
-                    info.call_sid.as_str(),
-                    "stream",
-                    &message,
-                    ctx.clock.now_ms(),
-                )
-                .await
-            {
-                tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, error = %e, "cannot store recording failure");
-            }
+            let at = ctx.clock.now_ms();
+            ctx.writes
+                .call_error(info.call_sid.as_str(), "stream", message, at)
+                .await;
         }
         // Never waits on the database past one attempt: an end that does not stick is retried
         // in the background, so the socket closes and the call still finishes later.
-        let written = ctx
-            .writes
-            .stream_finished(StreamEnd {
-                call_sid: info.call_sid.to_string(),
-                stream_sid: info.stream_sid.clone(),
-                fence: FIRST_FENCE,
-                status,
-                frames,
-                counters: (self.frames_in, self.frames_out, self.bad),
-                reason,
-                at_ms: ctx.clock.now_ms(),
-            })
-            .await;
+        let end = StreamEnd {
+            call_sid: info.call_sid.to_string(),
+            stream_sid: info.stream_sid.clone(),
+            fence: FIRST_FENCE,
+            status,
+            frames,
+            counters: (self.frames_in, self.frames_out, self.bad),
+            reason,
+            at_ms: ctx.clock.now_ms(),
+        };
+        let written = ctx.writes.stream_finished(end).await;
         if written == Written::Dropped {
             tracing::error!(call_sid = %info.call_sid, stream_sid = %info.stream_sid, "cannot store stream end");
         }

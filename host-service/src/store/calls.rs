@@ -48,6 +48,22 @@ impl Store {
         recording_source: &str,
         now: i64,
     ) -> Result<StreamStart> {
+        self.stream_started_as(call_sid, stream_sid, facts, recording_source, now, false)
+            .await
+    }
+
+    /// `stream_started`; with `late`, the start of a stream whose socket was accepted while the
+    /// database was away, stored even if the call's end came meanwhile (the stream ran before
+    /// it).
+    pub async fn stream_started_as(
+        &self,
+        call_sid: &str,
+        stream_sid: &str,
+        facts: &CallFacts<'_>,
+        recording_source: &str,
+        now: i64,
+        late: bool,
+    ) -> Result<StreamStart> {
         let mut tx = self.write_tx(call_sid).await?;
         let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM streams WHERE stream_sid = $1")
             .bind(stream_sid)
@@ -61,7 +77,7 @@ impl Store {
                 .bind(call_sid)
                 .fetch_optional(&mut *tx)
                 .await?;
-        if ended.flatten().is_some() {
+        if ended.flatten().is_some() && !late {
             return Ok(StreamStart::CallEnded);
         }
         sqlx::query(

@@ -50,6 +50,19 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     SharedDir(String),
+    #[error("database: no answer within {0} ms")]
+    Timeout(u128),
+}
+
+/// `query`, or [`DbError::Timeout`] past `limit`: nothing a request or a socket does waits on a
+/// hung database (or a pool with no free connection) longer than that.
+pub async fn within<T>(
+    limit: Duration,
+    query: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(limit, query)
+        .await
+        .unwrap_or(Err(DbError::Timeout(limit.as_millis())))
 }
 
 pub type Result<T> = std::result::Result<T, DbError>;

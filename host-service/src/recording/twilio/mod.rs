@@ -35,7 +35,8 @@ impl Source for TwilioSource {
         &self,
         stream: StartedStream<'_>,
     ) -> Result<Option<OpenRecording>, Failure> {
-        if stream.idx == 0 {
+        // A start the database has not numbered yet is most likely the call's first.
+        if stream.idx.unwrap_or(0) == 0 {
             self.request(stream);
         }
         Ok(None)
