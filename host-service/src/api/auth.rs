@@ -228,15 +228,16 @@ impl AllowedHosts {
         }
     }
 
-    /// Whether a request with this `Host` header is answered.
+    /// Whether a request with this `Host` header is answered. A request without one (HTTP/1.0,
+    /// a probe) is: browsers, which DNS rebinding drives, always send it.
     pub fn allows(&self, host: Option<&str>) -> bool {
-        let AllowedHosts::Only(names) = self else {
-            return true;
-        };
-        let Some(name) = host.map(host_name) else {
-            return false;
-        };
-        names.iter().any(|n| *n == name)
+        match (self, host) {
+            (AllowedHosts::Only(names), Some(host)) => {
+                let name = host_name(host);
+                names.iter().any(|n| *n == name)
+            }
+            _ => true,
+        }
     }
 }
 
@@ -444,6 +445,7 @@ mod tests {
                 authorization,
                 session,
                 peer: remote,
+                forwarded: false,
             };
             assert_eq!(decide(Some(TOKEN), &creds, &s), want, "{creds:?}");
         }
@@ -459,6 +461,57 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(decide(Some(TOKEN), &ended, &s), Decision::Unauthorized);
+    }
+
+    #[test]
+    fn without_a_token_a_proxied_or_sidecar_peer_is_not_local() {
+        let s = sessions();
+        let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        for (peer, forwarded, want) in [
+            (local, false, Decision::Allow),
+            (local, true, Decision::LoopbackOnly),
+            (ISTIO_INBOUND, false, Decision::LoopbackOnly),
+            (
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+                false,
+                Decision::Allow,
+            ),
+        ] {
+            let creds = Credentials {
+                peer: Some(peer),
+                forwarded,
+                ..Default::default()
+            };
+            assert_eq!(decide(None, &creds, &s), want, "{peer} {forwarded}");
+        }
+    }
+
+    #[test]
+    fn hosts_are_matched_by_name_without_port_or_case() {
+        let loopback = AllowedHosts::parse("", false);
+        for (host, want) in [
+            (Some("localhost:7000"), true),
+            (Some("LOCALHOST"), true),
+            (Some("127.0.0.1:7000"), true),
+            (Some("[::1]:7000"), true),
+            (Some("[::1]"), true),
+            (Some("rebound.example.com:7000"), false),
+            (Some("localhost.evil.example"), false),
+            (Some("127.0.0.1.nip.io"), false),
+            (None, true),
+        ] {
+            assert_eq!(loopback.allows(host), want, "{host:?}");
+        }
+        assert_eq!(AllowedHosts::parse(" ", true), AllowedHosts::Any);
+        let listed = AllowedHosts::parse("Voice.Example.com., localhost", true);
+        assert_eq!(
+            listed,
+            AllowedHosts::Only(vec!["voice.example.com".into(), "localhost".into()])
+        );
+        assert!(listed.allows(Some("voice.example.com:443")));
+        assert!(listed.allows(Some("voice.example.com.")));
+        assert!(!listed.allows(Some("other.example.com")));
+        assert!(!listed.allows(Some("127.0.0.1")));
     }
 
     #[test]
@@ -478,6 +531,7 @@ mod tests {
                 authorization: Some("Bearer x"),
                 session: Some(&id),
                 peer,
+                forwarded: false,
             };
             assert_eq!(decide(None, &creds, &s), want, "{peer:?}");
         }

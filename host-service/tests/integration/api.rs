@@ -1,5 +1,6 @@
 //! The API's access rules and error shapes, driven through the router with `oneshot`: a bearer
-//! token when one is configured, loopback clients only when none is, stable JSON error codes.
+//! token when one is configured, loopback clients only when none is (not through a proxy, and
+//! only by loopback host names), stable JSON error codes.
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -12,12 +13,17 @@ use tower::ServiceExt;
 const TOKEN: &str = "a-long-enough-api-token";
 
 async fn router(token: Option<&str>) -> (Fixture, axum::Router) {
+    router_for(token, "").await
+}
+
+async fn router_for(token: Option<&str>, allowed_hosts: &str) -> (Fixture, axum::Router) {
     let data = tempfile::tempdir().unwrap();
     let mut c = Config {
         data_dir: data.path().join("data"),
         api_token: token.map(str::to_owned),
         ..Config::default()
     };
+    c.http.allowed_hosts = allowed_hosts.to_owned();
     c.twilio.validate_signatures = false;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let state = host_service::open(c, rx).await.unwrap();
@@ -42,9 +48,19 @@ async fn get(
     peer: &str,
     auth: Option<&str>,
 ) -> (StatusCode, serde_json::Value) {
+    let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+    get_with(app, path, peer, &headers).await
+}
+
+async fn get_with(
+    app: &axum::Router,
+    path: &str,
+    peer: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, serde_json::Value) {
     let mut req = Request::get(path);
-    if let Some(a) = auth {
-        req = req.header("authorization", a);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let mut req = req.body(Body::empty()).unwrap();
     req.extensions_mut()
@@ -135,5 +151,72 @@ async fn webhooks_refuse_a_missing_or_bad_call_sid() {
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["error"]["code"], "bad_call_sid");
+    }
+}
+
+#[tokio::test]
+async fn without_a_token_a_proxied_or_sidecar_loopback_peer_is_refused() {
+    let (_d, app) = router(None).await;
+    let local = [("host", "127.0.0.1:7000")];
+    let (s, _) = get_with(&app, "/api/calls", "127.0.0.1:5000", &local).await;
+    assert_eq!(s, StatusCode::OK);
+    // Envoy, nginx or a mesh in front: the peer is the proxy on loopback, the client anyone.
+    for forwarding in [
+        ("x-forwarded-for", "203.0.113.7"),
+        ("forwarded", "for=203.0.113.7"),
+        ("x-forwarded-proto", "https"),
+        ("x-real-ip", "203.0.113.7"),
+    ] {
+        let (s, body) = get_with(
+            &app,
+            "/api/calls",
+            "127.0.0.1:5000",
+            &[local[0], forwarding],
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{forwarding:?}");
+        assert_eq!(body["error"]["code"], "loopback_only", "{forwarding:?}");
+    }
+    // Istio's sidecar hands every inbound connection over from 127.0.0.6.
+    let (s, body) = get_with(&app, "/api/calls", "127.0.0.6:5000", &local).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "loopback_only");
+}
+
+#[tokio::test]
+async fn only_allowed_host_names_reach_the_api_and_the_dashboard() {
+    // No token: loopback names only, so a page whose name was rebound to 127.0.0.1 reads nothing.
+    let (_d, app) = router(None).await;
+    for (host, want) in [
+        ("localhost:7000", StatusCode::OK),
+        ("127.0.0.1:7000", StatusCode::OK),
+        ("[::1]:7000", StatusCode::OK),
+        ("rebound.attacker.example:7000", StatusCode::FORBIDDEN),
+    ] {
+        let (s, body) = get_with(&app, "/api/calls", "127.0.0.1:5000", &[("host", host)]).await;
+        assert_eq!(s, want, "{host} {body}");
+        if want == StatusCode::FORBIDDEN {
+            assert_eq!(body["error"]["code"], "host_not_allowed");
+            let (s, body) =
+                get_with(&app, "/dashboard/", "127.0.0.1:5000", &[("host", host)]).await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{host}");
+            assert_eq!(body["error"]["code"], "host_not_allowed");
+        }
+    }
+    // Webhooks and probes are not the API's: Twilio and the kubelet use other names.
+    let (s, _) = get_with(&app, "/livez", "10.0.0.1:1", &[("host", "10.0.0.9:7000")]).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // With a token and a list, only the listed names, whatever the token.
+    let (_d, app) = router_for(Some(TOKEN), "voice.example.com").await;
+    let bearer = format!("Bearer {TOKEN}");
+    for (host, want) in [
+        ("voice.example.com", StatusCode::OK),
+        ("VOICE.example.com:443", StatusCode::OK),
+        ("other.example.com", StatusCode::FORBIDDEN),
+    ] {
+        let headers = [("host", host), ("authorization", bearer.as_str())];
+        let (s, _) = get_with(&app, "/api/calls", "10.0.0.1:1", &headers).await;
+        assert_eq!(s, want, "{host}");
     }
 }

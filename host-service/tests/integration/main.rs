@@ -5,6 +5,7 @@ mod api;
 mod common;
 mod dashboard;
 mod disk;
+mod exposure;
 mod process;
 mod server;
 mod service;

@@ -13,9 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-struct Service {
+pub(crate) struct Service {
     child: Child,
-    addr: std::net::SocketAddr,
+    pub(crate) addr: std::net::SocketAddr,
     logs: mpsc::Receiver<String>,
     /// Lines read while waiting for the address.
     early: Vec<String>,
@@ -50,7 +50,7 @@ fn service_with_test_engines() {
     });
 }
 
-fn spawn(data: &Path, extra: &[(&str, String)]) -> Service {
+pub(crate) fn spawn(data: &Path, extra: &[(&str, String)]) -> Service {
     let exe = std::env::current_exe().expect("this test binary's path");
     let mut cmd = Command::new(exe);
     cmd.args([
@@ -114,7 +114,7 @@ fn spawn(data: &Path, extra: &[(&str, String)]) -> Service {
 }
 
 impl Service {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 

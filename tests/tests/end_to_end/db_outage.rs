@@ -3,7 +3,8 @@
 //! liveness probe never depends on the database, readiness says why it is out, the call's socket
 //! stays open, and once the database is back the call completes with all its audio. With two
 //! replicas, the one that comes back first never repairs the other's live stream, whatever its
-//! own clock says.
+//! own clock says. A stream whose `start` finds the database stopped is accepted and kept: its
+//! rows land once the database is back, in order.
 
 use e2e::stack::{HostOptions, HostService, AUTH_TOKEN, PUBLIC_HOST};
 use e2e::upstream::{RawUpstream, Reply};
@@ -261,6 +262,96 @@ async fn a_call_rides_out_a_paused_database() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_starts_while_the_database_is_paused_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pg, db) = postgres().await;
+    let addr = e2e::free_local_addr().unwrap();
+    let shared = dir.path().join("data");
+    let host = HostService::start_with(dir.path(), host_options(addr, &db, &shared))
+        .await
+        .unwrap();
+    let (_envoy, _backend, cfg) = envoy_to(addr).await;
+    let http = http_client();
+
+    // The database stops before the call comes: its stream's `start` finds no database.
+    pg.pause().unwrap();
+    let paused_at = Instant::now();
+    let call = place(&cfg, 10);
+    poll(Duration::from_secs(20), "the stream to open", || async {
+        (streams_open(&http, addr).await? == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    // Requests that read the database answer within their deadline all the same.
+    let asked = Instant::now();
+    let calls = http
+        .get(format!("http://{addr}/api/calls"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(calls.status(), 503);
+    let body: serde_json::Value = calls.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
+    assert_eq!(
+        body["error"]["message"], "database: no answer within 2000 ms",
+        "{body}"
+    );
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(!metrics.contains("host_jobs{"), "{metrics}");
+    assert!(metrics.contains("host_db_writes_pending 1"), "{metrics}");
+    poll(Duration::from_secs(10), "6 s of pause", || async {
+        (paused_at.elapsed() >= Duration::from_secs(6)).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(streams_open(&http, addr).await, Some(1));
+    pg.resume().unwrap();
+
+    // The socket carried the whole call; the start, the path and the end landed in order.
+    let report = call.await.unwrap();
+    assert_eq!(ran_whole(&report), 10_000);
+    let finished = host
+        .finished_call(&report.call_sid, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", host.log_text()));
+    assert_eq!(finished["status"], "completed", "{finished:#}");
+    assert_eq!(finished["recording"]["status"], "saved", "{finished:#}");
+    assert_eq!(finished["recording"]["duration_ms"], 10_000, "{finished:#}");
+    let stream = &finished["streams"][0];
+    assert_eq!(stream["status"], "saved", "{finished:#}");
+    assert_eq!(stream["close_reason"], "stopped", "{finished:#}");
+    assert_eq!(stream["duration_ms"], 10_000, "{finished:#}");
+    assert_eq!(finished["streams"].as_array().map(Vec::len), Some(1));
+    let log = host.log_text();
+    assert!(log.contains("stream_start_deferred"), "{log}");
+    assert!(!log.contains("stream_fenced"), "{log}");
+    let metrics = host.metrics_text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "host_db_writes_pending 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("host_db_write_failures_total{write=\"stream_started\"}")),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
