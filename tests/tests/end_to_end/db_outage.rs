@@ -314,7 +314,7 @@ async fn a_stream_that_starts_while_the_database_is_paused_is_kept() {
         asked.elapsed()
     );
     assert!(!metrics.contains("host_jobs{"), "{metrics}");
-    assert!(metrics.contains("host_db_writes_pending 1"), "{metrics}");
+    assert!(metrics.contains("host_db_writes_pending 2"), "{metrics}");
     poll(Duration::from_secs(10), "6 s of pause", || async {
         (paused_at.elapsed() >= Duration::from_secs(6)).then_some(())
     })
