@@ -116,6 +116,7 @@ async fn shutdown_does_not_wait_past_its_deadline_for_a_slow_peer() {
     let mut config = quick_config();
     // Only the deadline can end this request before the test's own 20 s limit on `stop`.
     config.http.body_read_timeout_ms = 120_000;
+    config.http.request_timeout_ms = 240_000;
     config.http.shutdown_timeout_ms = 300;
     let server = Server::start(config).await;
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
