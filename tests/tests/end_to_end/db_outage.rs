@@ -66,6 +66,33 @@ async fn envoy_to(host: SocketAddr) -> (Envoy, RawUpstream, twilio_sim::CallConf
     (envoy, backend, cfg)
 }
 
+/// One host service on its own PostgreSQL, with Envoy and the voice backend in front.
+struct OneHost {
+    pg: PgCluster,
+    addr: SocketAddr,
+    host: HostService,
+    cfg: twilio_sim::CallConfig,
+    _parts: (Envoy, RawUpstream, tempfile::TempDir),
+}
+
+async fn one_host() -> OneHost {
+    let dir = tempfile::tempdir().unwrap();
+    let (pg, db) = postgres().await;
+    let addr = e2e::free_local_addr().unwrap();
+    let shared = dir.path().join("data");
+    let host = HostService::start_with(dir.path(), host_options(addr, &db, &shared))
+        .await
+        .unwrap();
+    let (envoy, backend, cfg) = envoy_to(addr).await;
+    OneHost {
+        pg,
+        addr,
+        host,
+        cfg,
+        _parts: (envoy, backend, dir),
+    }
+}
+
 /// Place a call of `seconds` of caller audio (mu-law silence), at real time.
 fn place(cfg: &twilio_sim::CallConfig, seconds: usize) -> tokio::task::JoinHandle<Report> {
     let mut cfg = cfg.clone();
@@ -165,14 +192,14 @@ fn ran_whole(report: &Report) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_rides_out_a_paused_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let (pg, db) = postgres().await;
-    let addr = e2e::free_local_addr().unwrap();
-    let shared = dir.path().join("data");
-    let host = HostService::start_with(dir.path(), host_options(addr, &db, &shared))
-        .await
-        .unwrap();
-    let (_envoy, _backend, cfg) = envoy_to(addr).await;
+    // Dropped in reverse: the host first, Envoy and the directory last.
+    let OneHost {
+        _parts,
+        pg,
+        addr,
+        host,
+        cfg,
+    } = one_host().await;
     let http = http_client();
 
     // 12 s of audio; the database stops once the stream runs and stays stopped 15 s, so the
@@ -266,14 +293,14 @@ async fn a_call_rides_out_a_paused_database() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_starts_while_the_database_is_paused_is_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let (pg, db) = postgres().await;
-    let addr = e2e::free_local_addr().unwrap();
-    let shared = dir.path().join("data");
-    let host = HostService::start_with(dir.path(), host_options(addr, &db, &shared))
-        .await
-        .unwrap();
-    let (_envoy, _backend, cfg) = envoy_to(addr).await;
+    // Dropped in reverse: the host first, Envoy and the directory last.
+    let OneHost {
+        _parts,
+        pg,
+        addr,
+        host,
+        cfg,
+    } = one_host().await;
     let http = http_client();
 
     // The database stops before the call comes: its stream's `start` finds no database.
