@@ -234,7 +234,7 @@ impl AllowedHosts {
         match (self, host) {
             (AllowedHosts::Only(names), Some(host)) => {
                 let name = host_name(host);
-                names.iter().any(|n| *n == name)
+                names.contains(&name)
             }
             _ => true,
         }
