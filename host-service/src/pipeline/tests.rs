@@ -88,7 +88,7 @@ async fn retries_wait_the_backoff_doubling_up_to_the_cap() {
     let config = PipelineConfig {
         workers: 1,
         backoff_base_ms: 1000,
-        backoff_cap_ms: 1500,
+        backoff_cap_ms: 1200,
         poll_ms: 20,
         lease_ms: 60_000,
         ..PipelineConfig::default()
@@ -105,21 +105,18 @@ async fn retries_wait_the_backoff_doubling_up_to_the_cap() {
         .find(|s| s.stage == Stage::Transcribe)
         .unwrap();
     assert_eq!(transcribe.attempts, 3);
-    // Failure at f0; the second attempt 1 s later fails at f1; the third comes 1.5 s (the
-    // cap, not 2 s) after that. Scheduling may add a little, never subtract.
+    // Failure at f0; the second attempt comes no sooner than 1 s later and fails at f1; the
+    // third no sooner than the cap (1.2 s) after that, and before the uncapped 2 s. Scheduling
+    // may add a little, never subtract; the exact waits are `backoff_ms`'s unit test.
     let f: Vec<i64> = d
         .errors
         .iter()
         .filter(|e| e.stage == "transcribe")
         .map(|e| e.at_ms)
         .collect();
-    let within = |gap: i64, want: i64| (want..want + 450).contains(&gap);
-    assert!(within(f[1] - f[0], 1000), "{f:?}");
-    assert!(
-        within(transcribe.started_at_ms.unwrap() - f[1], 1500),
-        "{f:?} then {:?}",
-        transcribe.started_at_ms
-    );
+    assert!(f[1] - f[0] >= 1000, "{f:?}");
+    let third = transcribe.started_at_ms.unwrap() - f[1];
+    assert!((1200..2000).contains(&third), "{f:?} then {third} ms");
     // The extraction's engine failed twice too, with the same backoff.
     let extract = d.stages.iter().find(|s| s.stage == Stage::Extract).unwrap();
     assert_eq!(extract.attempts, 3);

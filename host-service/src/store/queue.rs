@@ -497,3 +497,16 @@ fn job_from_row(r: &AnyRow) -> Option<Job> {
         attempts: r.get::<i64, _>(3) as u32,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_ms;
+
+    #[test]
+    fn the_backoff_doubles_from_the_base_up_to_the_cap() {
+        let waits: Vec<i64> = (1..=4).map(|a| backoff_ms(a, (1000, 5000))).collect();
+        assert_eq!(waits, [1000, 2000, 4000, 5000]);
+        let capped: Vec<i64> = (1..=3).map(|a| backoff_ms(a, (1000, 1200))).collect();
+        assert_eq!(capped, [1000, 1200, 1200]);
+    }
+}
