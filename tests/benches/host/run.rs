@@ -107,6 +107,11 @@ pub async fn run(
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .into();
+    // The connection cap must stay above the socket cap; a release from before
+    // `http.max_connections` refuses the key.
+    if *build == Build::Current {
+        env.push(("HOST_SERVICE_HTTP_MAX_CONNECTIONS".into(), "4100".into()));
+    }
     // Several replicas share one PostgreSQL and one recordings directory, as deployed; one
     // replica keeps the default SQLite file in its own directory.
     let pg = if replicas > 1 {
