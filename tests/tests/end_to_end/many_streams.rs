@@ -66,6 +66,8 @@ async fn two_thousand_streams_through_envoy_to_two_replicas_all_run() {
                 "HOST_SERVICE_WEBSOCKET_MAX_SOCKETS",
                 MAX_SOCKETS_PER_REPLICA,
             ),
+            // Above the socket cap, as the host requires: the streams and the webhooks.
+            ("HOST_SERVICE_HTTP_MAX_CONNECTIONS", "1200"),
             ("HOST_SERVICE_TRANSCRIPTION_ENGINE", "none"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()))
