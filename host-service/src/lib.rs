@@ -25,6 +25,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
+#[path = "../../dashboard/src/lib.rs"]
 pub mod dashboard;
 pub mod error;
 pub mod fsutil;

@@ -53,7 +53,7 @@ pub async fn lint(Query(q): Query<LintQuery>, body: Body) -> Result<Json<Value>,
 mod tests {
     use super::*;
 
-    const SEED: &str = include_str!("../../../twiml/fixtures/seed_001.xml");
+    const SEED: &str = include_str!("../../twiml/fixtures/seed_001.xml");
 
     #[test]
     fn the_seed_is_tg001_and_its_rewrite_has_no_record() {
@@ -64,10 +64,7 @@ mod tests {
         assert_eq!(v["rewrite"]["action"], "strip");
         let out = v["rewrite"]["twiml"].as_str().unwrap();
         assert!(!out.contains("<Record"), "{out}");
-        assert_eq!(
-            out,
-            include_str!("../../../twiml/fixtures/seed_001.strip.xml")
-        );
+        assert_eq!(out, include_str!("../../twiml/fixtures/seed_001.strip.xml"));
         let v = lint_and_rewrite(SEED.as_bytes(), "start-recording").unwrap();
         let out = v["rewrite"]["twiml"].as_str().unwrap();
         assert!(

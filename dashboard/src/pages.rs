@@ -23,8 +23,8 @@ const MAX_FORM: usize = 4096;
 
 /// Every page is the layout around its own `<main>`; the signed-in pages also get the header
 /// with the navigation, the current page marked.
-const LAYOUT: &str = include_str!("../../dashboard/layout.html");
-const HEADER: &str = include_str!("../../dashboard/header.html");
+const LAYOUT: &str = include_str!("../web/layout.html");
+const HEADER: &str = include_str!("../web/header.html");
 
 /// One page: its title, its script (an asset name), whether it has the header (signed-in
 /// pages), the navigation link it is (if one), and its `<main>`.
@@ -74,7 +74,7 @@ static PAGES: std::sync::LazyLock<Pages> = std::sync::LazyLock::new(|| Pages {
         script: Some("list.js"),
         header: true,
         current: Some("/dashboard/"),
-        main: include_str!("../../dashboard/index.html"),
+        main: include_str!("../web/index.html"),
     }
     .render(),
     call: PageSpec {
@@ -82,7 +82,7 @@ static PAGES: std::sync::LazyLock<Pages> = std::sync::LazyLock::new(|| Pages {
         script: Some("call.js"),
         header: true,
         current: None,
-        main: include_str!("../../dashboard/call.html"),
+        main: include_str!("../web/call.html"),
     }
     .render(),
     edge: PageSpec {
@@ -90,7 +90,7 @@ static PAGES: std::sync::LazyLock<Pages> = std::sync::LazyLock::new(|| Pages {
         script: Some("edge.js"),
         header: true,
         current: Some("/dashboard/edge"),
-        main: include_str!("../../dashboard/edge.html"),
+        main: include_str!("../web/edge.html"),
     }
     .render(),
     playground: PageSpec {
@@ -98,7 +98,7 @@ static PAGES: std::sync::LazyLock<Pages> = std::sync::LazyLock::new(|| Pages {
         script: Some("playground.js"),
         header: true,
         current: Some("/dashboard/playground"),
-        main: include_str!("../../dashboard/playground.html"),
+        main: include_str!("../web/playground.html"),
     }
     .render(),
     signin: PageSpec {
@@ -106,7 +106,7 @@ static PAGES: std::sync::LazyLock<Pages> = std::sync::LazyLock::new(|| Pages {
         script: Some("signin.js"),
         header: false,
         current: None,
-        main: include_str!("../../dashboard/signin.html"),
+        main: include_str!("../web/signin.html"),
     }
     .render(),
     loopback_only: PageSpec {
@@ -114,7 +114,7 @@ static PAGES: std::sync::LazyLock<Pages> = std::sync::LazyLock::new(|| Pages {
         script: None,
         header: false,
         current: None,
-        main: include_str!("../../dashboard/loopback-only.html"),
+        main: include_str!("../web/loopback-only.html"),
     }
     .render(),
 });
@@ -124,37 +124,37 @@ const ASSETS: [(&str, &str, &str); 7] = [
     (
         "dashboard.css",
         "text/css; charset=utf-8",
-        include_str!("../../dashboard/assets/dashboard.css"),
+        include_str!("../web/assets/dashboard.css"),
     ),
     (
         "common.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../dashboard/assets/common.js"),
+        include_str!("../web/assets/common.js"),
     ),
     (
         "list.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../dashboard/assets/list.js"),
+        include_str!("../web/assets/list.js"),
     ),
     (
         "call.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../dashboard/assets/call.js"),
+        include_str!("../web/assets/call.js"),
     ),
     (
         "edge.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../dashboard/assets/edge.js"),
+        include_str!("../web/assets/edge.js"),
     ),
     (
         "playground.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../dashboard/assets/playground.js"),
+        include_str!("../web/assets/playground.js"),
     ),
     (
         "signin.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../dashboard/assets/signin.js"),
+        include_str!("../web/assets/signin.js"),
     ),
 ];
 
