@@ -5,13 +5,13 @@
 
 use super::Dashboard;
 use crate::api::auth::{self, Decision};
-use crate::sid::CallSid;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use media::sid::CallSid;
 use std::sync::Arc;
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

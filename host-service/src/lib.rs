@@ -14,7 +14,7 @@
 //!   playground's lint.
 //! - `cli`: the command line, logging and signals around [`run`].
 //! - `config`, `server` (the accept loop with header-read timeout and shutdown deadline),
-//!   `retention`, `state` (`AppState`, `Tracker`), `shutdown`, `metrics`, `sid`, `random`,
+//!   `retention`, `state` (`AppState`, `Tracker`), `shutdown`, `metrics`, `random`,
 //!   `fsutil`, `clock`, `writes` (stream and call ends retried until the database takes them).
 //!
 //! Entry points: [`app`] builds the router from an [`AppState`]; [`run`] serves it on a
@@ -37,7 +37,6 @@ pub mod replica;
 pub mod retention;
 pub mod server;
 pub mod shutdown;
-pub mod sid;
 pub mod socket;
 pub mod state;
 pub mod store;

@@ -2,7 +2,6 @@
 //! recording (with Range support, so browsers can seek). Behind the API's access rule.
 
 use super::error::ApiError;
-use crate::sid::CallSid;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
@@ -10,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
+use media::sid::CallSid;
 
 /// `/api/calls`, one call, and its recording.
 pub(super) fn routes() -> Router<AppState> {

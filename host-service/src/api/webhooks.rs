@@ -5,7 +5,6 @@
 
 use super::error::ApiError;
 use super::signature::check_signature;
-use crate::sid::CallSid;
 use crate::state::AppState;
 use crate::store::RecordingStatus;
 use crate::writes::{CallEnd, Written};
@@ -15,6 +14,7 @@ use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use media::sid::CallSid;
 
 /// Webhook bodies are a few hundred bytes of form; this is axum's default limit, kept.
 const MAX_WEBHOOK_BODY: usize = 2 * 1024 * 1024;

@@ -17,8 +17,8 @@ pub mod writer;
 
 use crate::clock::Clock;
 use crate::config::{Config, RecordingSource};
-use crate::sid::CallSid;
 use crate::store::{DbError, Store};
+use media::sid::CallSid;
 use recorder::RecorderLimits;
 use space::SpaceGuard;
 use std::path::PathBuf;

@@ -2,8 +2,8 @@
 //! clocks, so every rule of the protocol (start first and once, one streamSid per socket, only
 //! inbound audio recorded, nothing after stop) is tested on strings.
 
-use crate::sid::{plausible_stream_sid, CallSid};
 use media::protocol::{parse_frame, Frame, MediaFrame, ProtocolError, TwilioMessage};
+use media::sid::{plausible_stream_sid, CallSid};
 use std::collections::BTreeMap;
 
 /// What a `start` told us about the call.

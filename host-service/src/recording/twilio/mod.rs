@@ -6,8 +6,8 @@ pub mod rest;
 
 use super::{Failure, NotReady, OpenRecording, Ready, Source, StartedStream};
 use crate::clock::Clock;
-use crate::sid::CallSid;
 use crate::store::{RecordingStatus, Store};
+use media::sid::CallSid;
 use rest::TwilioClient;
 use std::path::PathBuf;
 

@@ -80,7 +80,7 @@ impl TwilioClient {
     /// The account to act for: the configured one, else the one the stream reported.
     fn account<'a>(&'a self, from_stream: &'a str) -> Result<&'a str, TwilioError> {
         let sid = self.account_sid.as_deref().unwrap_or(from_stream);
-        if crate::sid::is_account_sid(sid) {
+        if media::sid::is_account_sid(sid) {
             Ok(sid)
         } else {
             Err(TwilioError::Unexpected(format!(
@@ -95,7 +95,7 @@ impl TwilioClient {
     pub async fn start_recording(
         &self,
         account_sid: &str,
-        call_sid: &crate::sid::CallSid,
+        call_sid: &media::sid::CallSid,
         callback: &str,
     ) -> Result<String, TwilioError> {
         let account = self.account(account_sid)?;
