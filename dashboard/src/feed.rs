@@ -1,12 +1,11 @@
-//! The live calls list (`GET /api/events`, server-sent events): one task waits for the store's
-//! call changes (`Store::call_changes`, published as writes commit, on every replica) and, while
-//! someone listens, reads the newest calls again and broadcasts the rows that changed; each
-//! client gets a snapshot when it connects, then the changes. A client that falls more than
+//! The live calls list (`GET /api/events`, server-sent events): one task waits for the calls'
+//! changes (`Calls::changes`; the host's store publishes them as writes commit, on every replica)
+//! and, while someone listens, reads the newest calls again and broadcasts the rows that changed;
+//! each client gets a snapshot when it connects, then the changes. A client that falls more than
 //! `CHANNEL` events behind is disconnected (its `EventSource` reconnects and gets a fresh
 //! snapshot) instead of being buffered for.
 
-use crate::shutdown::wait_true;
-use crate::store::{CallSummary, Store};
+use crate::host::{Calls, CallsError};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
@@ -72,26 +71,24 @@ pub fn changes(seen: &mut HashMap<String, Value>, now: &[Value]) -> Vec<FeedEven
     out
 }
 
-fn rows(calls: Vec<CallSummary>) -> Vec<Value> {
-    calls
-        .into_iter()
-        .filter_map(|c| serde_json::to_value(c).ok())
-        .collect()
+/// Resolves once the service drains (a closed channel counts: its sender is gone).
+async fn drained(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
 }
 
 /// The broadcaster and its task (started by the first client).
 pub struct Feed {
-    store: Store,
+    calls: Arc<dyn Calls>,
     shutdown: watch::Receiver<bool>,
     tx: broadcast::Sender<Arc<FeedEvent>>,
     task: OnceLock<()>,
 }
 
 impl Feed {
-    pub fn new(store: Store, shutdown: watch::Receiver<bool>) -> Feed {
+    pub fn new(calls: Arc<dyn Calls>, shutdown: watch::Receiver<bool>) -> Feed {
         let (tx, _) = broadcast::channel(CHANNEL);
         Feed {
-            store,
+            calls,
             shutdown,
             tx,
             task: OnceLock::new(),
@@ -100,15 +97,15 @@ impl Feed {
 
     fn start_task(&self) {
         self.task.get_or_init(|| {
-            let store = self.store.clone();
+            let calls = self.calls.clone();
             let tx = self.tx.clone();
             let mut shutdown = self.shutdown.clone();
-            let mut changed = self.store.call_changes();
+            let mut changed = self.calls.changes();
             tokio::spawn(async move {
                 let mut seen = HashMap::new();
                 loop {
                     tokio::select! {
-                        _ = wait_true(&mut shutdown) => break,
+                        _ = drained(&mut shutdown) => break,
                         got = changed.recv() => match got {
                             // A lag only means several changes: one look covers them all.
                             Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
@@ -124,9 +121,9 @@ impl Feed {
                     if tx.receiver_count() == 0 {
                         continue;
                     }
-                    match store.list_calls(WATCHED, None).await {
-                        Ok(calls) => {
-                            for event in changes(&mut seen, &rows(calls)) {
+                    match calls.newest(WATCHED).await {
+                        Ok(rows) => {
+                            for event in changes(&mut seen, &rows) {
                                 let _ = tx.send(Arc::new(event));
                             }
                         }
@@ -141,13 +138,12 @@ impl Feed {
     /// client goes away.
     pub async fn subscribe(
         &self,
-    ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, crate::store::DbError>
-    {
+    ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, CallsError> {
         self.start_task();
         // Subscribed before the snapshot is read: nothing that changes in between is missed
         // (at worst a row comes twice, and rows are replaced whole).
         let rx = self.tx.subscribe();
-        let snapshot = FeedEvent::snapshot(&rows(self.store.list_calls(WATCHED, None).await?));
+        let snapshot = FeedEvent::snapshot(&self.calls.newest(WATCHED).await?);
         let changes = futures_util::stream::unfold(rx, |mut rx| async move {
             match rx.recv().await {
                 Ok(event) => Some((event.to_sse(), rx)),
@@ -161,7 +157,7 @@ impl Feed {
         let mut shutdown = self.shutdown.clone();
         let stream = futures_util::stream::once(async move { snapshot.to_sse().retry(RETRY) })
             .chain(changes)
-            .take_until(async move { wait_true(&mut shutdown).await })
+            .take_until(async move { drained(&mut shutdown).await })
             .map(Ok);
         Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
     }
@@ -170,7 +166,82 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::BodyDataStream;
+    use axum::response::IntoResponse;
     use serde_json::json;
+    use std::sync::Mutex;
+
+    /// Calls held in memory, with their changes sent by the test.
+    struct Fake {
+        rows: Mutex<Vec<Value>>,
+        changed: broadcast::Sender<Arc<str>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Calls for Fake {
+        async fn newest(&self, limit: i64) -> Result<Vec<Value>, CallsError> {
+            let rows = self.rows.lock().unwrap();
+            Ok(rows.iter().take(limit as usize).cloned().collect())
+        }
+
+        fn changes(&self) -> broadcast::Receiver<Arc<str>> {
+            self.changed.subscribe()
+        }
+    }
+
+    /// The next event's name and data (keep-alive comments skipped); `None` when the stream ends.
+    async fn next_event(frames: &mut BodyDataStream, buf: &mut String) -> Option<(String, Value)> {
+        loop {
+            if let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                if frame.starts_with(':') {
+                    continue;
+                }
+                let field = |name: &str| frame.lines().find_map(|l| l.strip_prefix(name));
+                let data = serde_json::from_str(field("data: ").unwrap()).unwrap();
+                return Some((field("event: ").unwrap().to_owned(), data));
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), frames.next())
+                .await
+                .expect("no event within 10 s")?
+                .unwrap();
+            buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_gets_the_snapshot_then_the_changed_rows_until_the_drain() {
+        let (changed, _) = broadcast::channel(16);
+        let calls = Arc::new(Fake {
+            rows: Mutex::new(vec![row("CA1", "in_progress")]),
+            changed: changed.clone(),
+        });
+        let (stop, shutdown) = watch::channel(false);
+        let feed = Feed::new(calls.clone(), shutdown);
+        let sse = feed.subscribe().await.unwrap().into_response();
+        let mut frames = sse.into_body().into_data_stream();
+        let mut buf = String::new();
+        assert_eq!(
+            next_event(&mut frames, &mut buf).await,
+            Some((
+                "snapshot".to_owned(),
+                json!({"calls": [row("CA1", "in_progress")]})
+            ))
+        );
+        *calls.rows.lock().unwrap() = vec![row("CA2", "in_progress"), row("CA1", "completed")];
+        changed.send("CA2".into()).unwrap();
+        // The feed's first look has seen nothing yet: every watched row comes, oldest first.
+        assert_eq!(
+            next_event(&mut frames, &mut buf).await,
+            Some(("call".to_owned(), row("CA1", "completed")))
+        );
+        assert_eq!(
+            next_event(&mut frames, &mut buf).await,
+            Some(("call".to_owned(), row("CA2", "in_progress")))
+        );
+        stop.send(true).unwrap();
+        assert_eq!(next_event(&mut frames, &mut buf).await, None);
+    }
 
     fn row(sid: &str, status: &str) -> Value {
         json!({"call_sid": sid, "status": status, "from": "+15550001", "to": null,

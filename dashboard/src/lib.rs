@@ -1,45 +1,54 @@
-//! The calls dashboard: pages under `/dashboard/` (plain HTML, CSS and ES modules compiled into
-//! the binary) and the API routes they read (`/api/events`, `/api/edge`, `/api/lint`). Access
-//! is the API's rule (`crate::api::auth`); pages apply it themselves, sign-in starts a session.
+//! The calls dashboard: pages under `/dashboard/` (plain HTML, CSS and ES modules in `web/`,
+//! compiled into the binary) and the API routes they read (`/api/events`, `/api/edge`,
+//! `/api/lint`). The service that mounts it gives it the calls and the API's access rule
+//! (`host`); it puts the `/api/*` routes behind that rule, and the pages apply it themselves
+//! (sign-in starts a session).
 //!
+//! - `host`: the `Calls` and `AccessRule` traits the mounting service implements.
 //! - `pages`: the pages, the assets, sign-in and sign-out.
 //! - `feed`: the live calls list (server-sent events).
 //! - `edge`: the guard's counters from Envoy's admin API.
 //! - `lint`: the playground's lint and rewrite over the twiml core.
+//! - `error`: the JSON errors, in the API's shape.
 
 pub mod edge;
+pub mod error;
 pub mod feed;
+pub mod host;
 pub mod lint;
 pub mod pages;
 
-use crate::api::auth::Access;
-use crate::api::error::ApiError;
-use crate::state::AppState;
+pub use error::DashboardError;
+pub use host::{AccessRule, BoxError, Calls, CallsError, Decision};
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
-use std::time::Duration;
+use tokio::sync::watch;
 
 /// What the dashboard's handlers share.
 pub struct Dashboard {
-    pub access: Arc<Access>,
+    access: Arc<dyn AccessRule>,
     feed: feed::Feed,
     edge: edge::EdgeClient,
 }
 
 impl Dashboard {
-    pub fn new(state: &AppState, access: Arc<Access>) -> Arc<Dashboard> {
-        let cfg = &state.config;
+    /// `shutdown` turning true ends the live feed's streams, so open pages do not hold up a
+    /// drain.
+    pub fn new(
+        calls: Arc<dyn Calls>,
+        access: Arc<dyn AccessRule>,
+        edge: edge::EdgeClient,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Dashboard> {
         Arc::new(Dashboard {
             access,
-            feed: feed::Feed::new(state.store.clone(), state.shutdown.clone()),
-            edge: edge::EdgeClient::new(
-                cfg.edge.envoy_admin_url.as_deref(),
-                Duration::from_millis(cfg.edge.timeout_ms),
-            ),
+            feed: feed::Feed::new(calls, shutdown),
+            edge,
         })
     }
 
@@ -55,11 +64,11 @@ impl Dashboard {
     /// The pages and assets (each page applies the rule itself: a refused page answers the
     /// sign-in page, not JSON).
     pub fn page_routes<S>(self: &Arc<Self>) -> Router<S> {
-        pages::routes().with_state(self.clone())
+        pages::routes().with_state(self.access.clone())
     }
 }
 
-async fn events(State(dash): State<Arc<Dashboard>>) -> Result<Response, ApiError> {
+async fn events(State(dash): State<Arc<Dashboard>>) -> Result<Response, DashboardError> {
     Ok(dash.feed.subscribe().await?.into_response())
 }
 
@@ -83,11 +92,7 @@ async fn edge_stats(State(dash): State<Arc<Dashboard>>) -> Response {
                 edge::EdgeError::BadAnswer { .. } => (StatusCode::BAD_GATEWAY, "edge_bad_answer"),
             };
             tracing::warn!(error = %e, "edge_read_failed");
-            (
-                status,
-                Json(serde_json::json!({"error": {"code": code, "message": e.to_string()}})),
-            )
-                .into_response()
+            error::json_error(status, code, &e.to_string())
         }
     }
 }

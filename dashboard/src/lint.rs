@@ -4,7 +4,7 @@
 //! The module is not embedded in the binary: it is a `make npm` artifact, and a plain
 //! `cargo build` of a fresh clone must work without it.
 
-use crate::api::error::ApiError;
+use crate::error::DashboardError;
 use axum::body::Body;
 use axum::extract::Query;
 use axum::Json;
@@ -20,12 +20,12 @@ pub struct LintQuery {
 }
 
 /// Lint and rewrite `body` as the npm package would.
-pub fn lint_and_rewrite(body: &[u8], action: &str) -> Result<Value, ApiError> {
+pub fn lint_and_rewrite(body: &[u8], action: &str) -> Result<Value, DashboardError> {
     let action = match action {
         "strip" => twiml::RewriteAction::Strip,
         "start-recording" => twiml::RewriteAction::StartRecording,
         other => {
-            return Err(ApiError::BadRequest(format!(
+            return Err(DashboardError::BadRequest(format!(
                 "action must be strip or start-recording, not {:?}",
                 other.chars().take(20).collect::<String>()
             )))
@@ -34,15 +34,15 @@ pub fn lint_and_rewrite(body: &[u8], action: &str) -> Result<Value, ApiError> {
     let lint = twiml::report::lint_json(body);
     let rewrite = twiml::report::rewrite_json(body, action, None);
     let parse = |b: Vec<u8>| {
-        serde_json::from_slice::<Value>(&b).map_err(|e| ApiError::Internal(e.to_string()))
+        serde_json::from_slice::<Value>(&b).map_err(|e| DashboardError::Internal(e.to_string()))
     };
     Ok(serde_json::json!({ "lint": parse(lint)?, "rewrite": parse(rewrite)? }))
 }
 
-pub async fn lint(Query(q): Query<LintQuery>, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn lint(Query(q): Query<LintQuery>, body: Body) -> Result<Json<Value>, DashboardError> {
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
-        .map_err(|_| ApiError::BodyTooLarge(MAX_BODY))?;
+        .map_err(|_| DashboardError::BodyTooLarge(MAX_BODY))?;
     Ok(Json(lint_and_rewrite(
         &bytes,
         q.action.as_deref().unwrap_or("strip"),

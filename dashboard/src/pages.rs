@@ -3,8 +3,7 @@
 //! refusal (403) off loopback when none is. Assets carry no data and are open. Every answer
 //! carries a strict Content-Security-Policy: the pages load only their own scripts and styles.
 
-use super::Dashboard;
-use crate::api::auth::{self, Decision};
+use crate::host::{AccessRule, Decision};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -158,7 +157,10 @@ const ASSETS: [(&str, &str, &str); 7] = [
     ),
 ];
 
-pub fn routes() -> Router<Arc<Dashboard>> {
+/// What the pages share: the API's rule, nothing else.
+pub type Rule = Arc<dyn AccessRule>;
+
+pub fn routes() -> Router<Rule> {
     Router::new()
         .route(
             "/dashboard",
@@ -212,28 +214,28 @@ fn signin(status: StatusCode, wrong: bool) -> Response {
 }
 
 /// `page` when the request may read call data; else what the rule says.
-fn gated(dash: &Dashboard, request: &Request, page: &'static str) -> Response {
-    match dash.access.decide_request(request) {
+fn gated(rule: &Rule, request: &Request, page: &'static str) -> Response {
+    match rule.decide(request) {
         Decision::Allow => html(StatusCode::OK, page),
         Decision::Unauthorized => signin(StatusCode::UNAUTHORIZED, false),
         Decision::LoopbackOnly => html(StatusCode::FORBIDDEN, &PAGES.loopback_only),
     }
 }
 
-async fn list_page(State(dash): State<Arc<Dashboard>>, request: Request) -> Response {
-    gated(&dash, &request, &PAGES.list)
+async fn list_page(State(rule): State<Rule>, request: Request) -> Response {
+    gated(&rule, &request, &PAGES.list)
 }
 
-async fn edge_page(State(dash): State<Arc<Dashboard>>, request: Request) -> Response {
-    gated(&dash, &request, &PAGES.edge)
+async fn edge_page(State(rule): State<Rule>, request: Request) -> Response {
+    gated(&rule, &request, &PAGES.edge)
 }
 
-async fn playground_page(State(dash): State<Arc<Dashboard>>, request: Request) -> Response {
-    gated(&dash, &request, &PAGES.playground)
+async fn playground_page(State(rule): State<Rule>, request: Request) -> Response {
+    gated(&rule, &request, &PAGES.playground)
 }
 
 async fn call_page(
-    State(dash): State<Arc<Dashboard>>,
+    State(rule): State<Rule>,
     Path(call_sid): Path<String>,
     request: Request,
 ) -> Response {
@@ -244,11 +246,11 @@ async fn call_page(
             "not a CallSid (CA + 32 hex)\n",
         );
     }
-    gated(&dash, &request, &PAGES.call)
+    gated(&rule, &request, &PAGES.call)
 }
 
-async fn signin_page(State(dash): State<Arc<Dashboard>>) -> Response {
-    if dash.access.token.is_none() {
+async fn signin_page(State(rule): State<Rule>) -> Response {
+    if rule.token().is_none() {
         return Redirect::to("/dashboard/").into_response();
     }
     signin(StatusCode::OK, false)
@@ -287,8 +289,8 @@ pub fn safe_next(next: Option<&str>) -> &str {
 }
 
 /// `POST /dashboard/signin` (form `token`, `next`): the token for a session cookie.
-async fn sign_in(State(dash): State<Arc<Dashboard>>, body: Body) -> Response {
-    let Some(token) = dash.access.token.as_deref() else {
+async fn sign_in(State(rule): State<Rule>, body: Body) -> Response {
+    let Some(token) = rule.token() else {
         return Redirect::to("/dashboard/").into_response();
     };
     let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM).await else {
@@ -305,15 +307,14 @@ async fn sign_in(State(dash): State<Arc<Dashboard>>, body: Body) -> Response {
         tracing::warn!("dashboard_signin_refused");
         return signin(StatusCode::UNAUTHORIZED, true);
     }
-    let id = match dash.access.sessions.start() {
-        Ok(id) => id,
+    let cookie = match rule.start_session() {
+        Ok(cookie) => cookie,
         Err(e) => {
             tracing::error!(error = %e, "dashboard_session_failed");
             return html(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
         }
     };
-    tracing::info!(sessions = dash.access.sessions.len(), "dashboard_signin");
-    let cookie = auth::session_cookie(&id, dash.access.sessions.ttl());
+    tracing::info!(sessions = rule.live_sessions(), "dashboard_signin");
     let mut r = Redirect::to(safe_next(field("next"))).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -322,18 +323,10 @@ async fn sign_in(State(dash): State<Arc<Dashboard>>, body: Body) -> Response {
 }
 
 /// `POST /dashboard/signout`: ends the session and clears the cookie.
-async fn sign_out(State(dash): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
-    for v in headers.get_all(header::COOKIE).iter() {
-        if let Some(id) = v
-            .to_str()
-            .ok()
-            .and_then(|v| auth::cookie_value(v, auth::COOKIE))
-        {
-            dash.access.sessions.end(id);
-        }
-    }
+async fn sign_out(State(rule): State<Rule>, headers: HeaderMap) -> Response {
+    let cleared = rule.end_sessions(&headers);
     let mut r = Redirect::to("/dashboard/").into_response();
-    if let Ok(v) = HeaderValue::from_str(&auth::expired_cookie()) {
+    if let Ok(v) = HeaderValue::from_str(&cleared) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r

@@ -9,9 +9,9 @@
 //! - `store`: calls, streams and the job queue in SQLite or PostgreSQL.
 //! - `pipeline`: the post-call workers and stages.
 //! - `replica`: alive replicas, taking over a dead one's streams, job notifications.
-//! - `api`: the router, webhooks, the calls API, its access rule (`api::auth`) and errors.
-//! - `dashboard`: the browser UI under `/dashboard/`, its live feed, the edge panel and the
-//!   playground's lint.
+//! - `api`: the router, webhooks, the calls API, its access rule (`api::auth`) and errors, and
+//!   `api::dashboard`, which mounts the dashboard crate on the read side with the store and the
+//!   rule behind its traits.
 //! - `cli`: the command line, logging and signals around [`run`].
 //! - `config`, `server` (the accept loop with header-read timeout and shutdown deadline),
 //!   `retention`, `state` (`AppState`, `Tracker`), `shutdown`, `metrics`, `random`,
@@ -25,8 +25,6 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
-#[path = "../../dashboard/src/lib.rs"]
-pub mod dashboard;
 pub mod error;
 pub mod fsutil;
 pub mod metrics;
@@ -68,7 +66,7 @@ pub fn engines_from_config(config: &Config) -> Result<postcall::Engines, StartEr
 /// the API's access rule) and its pages. Tests drive it with `oneshot`; `run` serves it.
 pub fn app(state: AppState) -> axum::Router {
     let access = Arc::new(api::auth::Access::from_config(&state.config));
-    let dashboard = dashboard::Dashboard::new(&state, access.clone());
+    let dashboard = api::dashboard::new(&state, access.clone());
     let pages = dashboard
         .page_routes()
         .layer(axum::middleware::from_fn_with_state(

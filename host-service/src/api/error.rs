@@ -79,14 +79,11 @@ impl ApiError {
 
 impl From<crate::store::DbError> for ApiError {
     fn from(e: crate::store::DbError) -> Self {
-        use crate::store::DbError;
-        match e {
-            // A database that is away or saturated: the client may retry; nothing is broken here.
-            DbError::Timeout(_) | DbError::Sql(sqlx::Error::PoolTimedOut) => {
-                tracing::warn!(error = %e, "database_unavailable");
-                ApiError::DatabaseUnavailable(e.to_string())
-            }
-            e => ApiError::Internal(e.to_string()),
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "database_unavailable");
+            ApiError::DatabaseUnavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
         }
     }
 }

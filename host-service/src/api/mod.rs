@@ -1,11 +1,12 @@
 //! The HTTP surface: the Media Streams upgrade (`media`), Twilio's webhooks (`webhooks`,
 //! signature-checked by `signature`), the calls API (`calls`) behind the access rule (`auth`:
 //! bearer token or dashboard session, or loopback clients only), the probes (`probes`) and
-//! metrics. Other read routes (the dashboard's) are mounted behind the same rule by whoever
-//! builds the router.
+//! metrics. Other read routes (the dashboard crate's, given the store and the rule by
+//! `dashboard`) are mounted behind the same rule by whoever builds the router.
 
 pub mod auth;
 mod calls;
+pub mod dashboard;
 pub mod error;
 mod media;
 mod probes;

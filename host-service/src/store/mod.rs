@@ -54,6 +54,16 @@ pub enum DbError {
     Timeout(u128),
 }
 
+impl DbError {
+    /// A database that is away or saturated: the client may retry; nothing is broken here.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            DbError::Timeout(_) | DbError::Sql(sqlx::Error::PoolTimedOut)
+        )
+    }
+}
+
 /// `query`, or [`DbError::Timeout`] past `limit`: nothing a request or a socket does waits on a
 /// hung database (or a pool with no free connection) longer than that.
 pub async fn within<T>(
