@@ -16,7 +16,10 @@ const MEDIA_KEY: &str = "media-key-0123456789";
 const AUTH_TOKEN: &str = "auth-token-123";
 
 /// Read until the server closes: the close code and reason.
-async fn close_of(ws: &mut Ws) -> Option<(u16, String)> {
+async fn close_of<S>(ws: &mut S) -> Option<(u16, String)>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
     let fut = async {
         while let Some(msg) = ws.next().await {
             match msg {
@@ -32,6 +35,23 @@ async fn close_of(ws: &mut Ws) -> Option<(u16, String)> {
     tokio::time::timeout(Duration::from_secs(20), fut)
         .await
         .expect("server closed the socket in time")
+}
+
+/// Run `send` while reading for the server's close. A send can fail on the closed connection
+/// before its close frame is read: the frame is still there to read.
+async fn close_while<S>(
+    rx: &mut S,
+    send: impl std::future::Future<Output = ()>,
+) -> Option<(u16, String)>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let closed = close_of(rx);
+    tokio::pin!(closed);
+    tokio::select! {
+        c = &mut closed => c,
+        _ = send => closed.await,
+    }
 }
 
 fn start_with_token(call: &str, stream: &str, token: &str) -> String {
@@ -193,21 +213,7 @@ async fn three_hundred_pinging_sockets_are_closed_by_the_idle_timeout() {
                     }
                 }
             };
-            let closed = async {
-                while let Some(msg) = rx.next().await {
-                    if let Ok(Message::Close(Some(f))) = msg {
-                        return Some((u16::from(f.code), f.reason.to_string()));
-                    }
-                }
-                None
-            };
-            tokio::pin!(closed);
-            tokio::select! {
-                c = &mut closed => c,
-                // A ping can fail on the closed connection before its close frame is read:
-                // the frame is still there to read.
-                _ = pinger => closed.await,
-            }
+            close_while(&mut rx, pinger).await
         }));
     }
     let closes = tokio::time::timeout(Duration::from_secs(60), async {
@@ -258,15 +264,7 @@ async fn a_socket_is_closed_at_its_lifetime_and_past_its_frame_rate() {
             }
         }
     };
-    let closed = async {
-        while let Some(msg) = rx.next().await {
-            if let Ok(Message::Close(Some(f))) = msg {
-                return Some((u16::from(f.code), f.reason.to_string()));
-            }
-        }
-        None
-    };
-    let close = tokio::select! { c = closed => c, _ = feeder => None };
+    let close = close_while(&mut rx, feeder).await;
     assert_eq!(close, Some((1008, "max_lifetime".into())));
 
     // 60 pings at once: past 40 a second.
