@@ -133,6 +133,12 @@ impl Exchange {
         }
     }
 
+    /// Contract rule 1: the response's `content-length` set to `len`, or removed.
+    fn set_length(&mut self, host: &mut impl Host, len: Option<usize>) {
+        let value = len.map(|n| n.to_string());
+        self.set_response_header(host, "content-length", value.as_deref());
+    }
+
     fn reply(&mut self, host: &mut impl Host, status: u32, headers: &[(&str, &str)], body: &[u8]) {
         if let Err(e) = host.send_reply(status, headers, body) {
             self.log(
@@ -328,9 +334,10 @@ impl Exchange {
                 return Action::Continue;
             }
             State::Candidate => {}
-            State::Swallowing { .. } => {
+            State::Swallowing { ref replacement } => {
                 // Replaced before its headers came (a failure in the request phase).
-                self.set_response_header(host, "content-length", None);
+                let len = replacement.len();
+                self.set_length(host, Some(len));
                 return Action::Continue;
             }
             _ => return Action::Continue,
@@ -348,13 +355,13 @@ impl Exchange {
             }
             ResponseStart::Early(outcome) => self.apply_early(host, outcome),
             ResponseStart::Inspect(enc) => {
-                // Contract rule 1.
-                self.set_response_header(host, "content-length", None);
                 let held = self.config.holds_headers();
                 self.state = State::Buffering { enc, held, size: 0 };
                 if held {
+                    // Contract rule 1: the length waits for the verdict.
                     Action::Pause
                 } else {
+                    self.set_length(host, None);
                     Action::Continue
                 }
             }
@@ -362,12 +369,11 @@ impl Exchange {
                 let held = self.config.holds_headers();
                 self.state = State::Sniffing { enc, held, size: 0 };
                 if held {
-                    // Contract rule 1 waits for the sniff: held headers can still change, and a
-                    // page that passes keeps its content-length.
+                    // Contract rule 1: the length waits for the verdict.
                     Action::Pause
                 } else {
                     // Headers leave now; the body may still be rewritten, so no length.
-                    self.set_response_header(host, "content-length", None);
+                    self.set_length(host, None);
                     Action::Continue
                 }
             }
@@ -501,7 +507,8 @@ impl Exchange {
             } => self.reply_instead(host, status, content_type, &guard, &body),
             Effect::Replace(replacement) => {
                 self.set_response_header(host, GUARD_HEADER, Some(&guard));
-                self.set_response_header(host, "content-length", None);
+                // Still in the header callback: the replacement's length is known.
+                self.set_length(host, Some(replacement.len()));
                 self.state = State::Swallowing { replacement };
                 Action::Continue
             }
@@ -531,9 +538,11 @@ impl Exchange {
     //
     // Envoy's rules for changing a response body, all in this block (see the README, "Running
     // it in your Envoy"); each shim's `Host` keeps them for its own calls:
-    // 1. `content-length` is removed in the header callback of every buffered candidate: after
-    //    that callback headers are fixed (unless held), and a new body with the old length would
-    //    be cut or hang. Envoy then sends the body chunked.
+    // 1. `content-length` must match the body that leaves. Held headers wait for the verdict:
+    //    an unchanged body (pass, monitor) keeps the upstream's, a replaced one gets its own
+    //    length, a reply brings its own. Headers not held are fixed once their callback returns,
+    //    so a buffered candidate's `content-length` is removed there (a new body with the old
+    //    length would be cut or hang) and Envoy sends the body chunked.
     // 2. Body callbacks return Pause until end of stream; the size is the cumulative buffered
     //    size, and the last call may bring no new bytes. With trailers, the end of the body is
     //    the trailers callback.
@@ -613,10 +622,6 @@ impl Exchange {
             // Past the limit and still undecided: judged like any candidate (oversize).
             twiml::Sniff::NeedMore if size <= cfg.max_body_bytes => Action::Pause,
             twiml::Sniff::Twiml | twiml::Sniff::NeedMore => {
-                if held {
-                    // Contract rule 1, while the headers are still held.
-                    self.set_response_header(host, "content-length", None);
-                }
                 self.state = State::Buffering { enc, held, size };
                 self.on_buffered_body(host, enc, held, size, end_of_stream)
             }
@@ -649,6 +654,7 @@ impl Exchange {
             Effect::Replace(new) => {
                 if held {
                     self.set_response_header(host, GUARD_HEADER, Some(&label));
+                    self.set_length(host, Some(new.len()));
                 }
                 if end_of_stream {
                     self.state = State::Done;

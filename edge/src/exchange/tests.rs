@@ -107,9 +107,9 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-#[test]
-fn the_seed_twiml_costs_these_calls_into_envoy_and_no_more() {
-    let cfg = config::parse(br#"{"mode": "rewrite"}"#).unwrap();
+/// Runs the seed through one exchange under `config`; the calls and the response headers set.
+fn run_seed(config: &str, want_headers: Action) -> (Recording, usize) {
+    let cfg = config::parse(config.as_bytes()).unwrap();
     let rules = rule_configs(&cfg);
     let mut exchange = Exchange::new(7, Arc::new(cfg), rules);
     let mut host = Recording {
@@ -121,23 +121,36 @@ fn the_seed_twiml_costs_these_calls_into_envoy_and_no_more() {
         exchange.on_request_headers(&mut host, true),
         Action::Continue
     );
-    assert_eq!(
-        exchange.on_response_headers(&mut host, false),
-        Action::Pause
-    );
+    assert_eq!(exchange.on_response_headers(&mut host, false), want_headers);
     assert_eq!(
         exchange.on_response_body(&mut host, size, true),
         Action::Continue
     );
-    assert_eq!(host.body, fixture("seed_001.strip.xml"));
+    (host, size)
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_seed_twiml_costs_these_calls_into_envoy_and_no_more() {
+    let (host, size) = run_seed(r#"{"mode": "rewrite"}"#, Action::Pause);
+    let stripped = fixture("seed_001.strip.xml");
+    assert_eq!(host.body, stripped);
+    let length = stripped.len().to_string();
+    // Headers held until the verdict: the rewritten body's length replaces the upstream's.
     assert_eq!(
         host.response_headers,
-        [(
-            "x-twiml-guard".to_string(),
-            "rewritten; blocks=Connect/Stream".to_string()
-        )]
+        pairs(&[
+            ("x-twiml-guard", "rewritten; blocks=Connect/Stream"),
+            ("content-length", &length),
+        ])
     );
     let read = format!("read_body Response {size}");
+    let set_length = format!("set_header Response content-length Some(\"{length}\")");
     let replace = format!("replace_response_body {size}");
     let want: [&str; 13] = [
         "headers Request",
@@ -145,7 +158,6 @@ fn the_seed_twiml_costs_these_calls_into_envoy_and_no_more() {
         // The wasm shell answers this from its root context, without a hostcall.
         "log_level",
         "headers Response",
-        "set_header Response content-length None",
         "now",
         &read,
         "bump Inspected",
@@ -153,7 +165,46 @@ fn the_seed_twiml_costs_these_calls_into_envoy_and_no_more() {
         "now",
         "record_verdict_us",
         "set_header Response x-twiml-guard Some(\"rewritten; blocks=Connect/Stream\")",
+        &set_length,
         &replace,
     ];
     assert_eq!(host.calls, want);
+}
+
+#[test]
+fn an_unchanged_body_keeps_the_upstream_length() {
+    let (host, size) = run_seed(r#"{"mode": "monitor"}"#, Action::Pause);
+    assert_eq!(host.body, fixture("seed_001.xml"));
+    assert_eq!(host.body.len(), size);
+    assert_eq!(
+        host.response_headers,
+        pairs(&[("x-twiml-guard", "detected; blocks=Connect/Stream")])
+    );
+    assert!(
+        !host.calls.iter().any(|c| c.contains("content-length")),
+        "{:?}",
+        host.calls
+    );
+}
+
+#[test]
+fn headers_not_held_lose_the_length_before_the_body() {
+    let (host, _) = run_seed(
+        r#"{"mode": "rewrite", "reject_style": "twiml"}"#,
+        Action::Continue,
+    );
+    assert_eq!(host.body, fixture("seed_001.strip.xml"));
+    // Removed in the header callback, nothing set after it (headers have left).
+    assert_eq!(host.response_headers, []);
+    let lengths: Vec<&String> = host
+        .calls
+        .iter()
+        .filter(|c| c.contains("content-length"))
+        .collect();
+    assert_eq!(lengths, ["set_header Response content-length None"]);
+    let at = host.calls.iter().position(|c| c == "headers Response");
+    assert_eq!(
+        at.map(|i| i + 1),
+        host.calls.iter().position(|c| c.contains("content-length"))
+    );
 }

@@ -19,6 +19,9 @@ async fn monitor_changes_nothing() {
             "{path}"
         );
         assert_eq!(r.body, conflict(), "{path}");
+        // The body is unchanged, so it keeps the upstream's framing.
+        let length = (!path.ends_with("chunked")).then(|| conflict().len());
+        assert_eq!(r.framing(), (length, length.is_none()), "{path}");
     }
     let r = post(e, "/voice/gzip").await;
     assert_eq!(

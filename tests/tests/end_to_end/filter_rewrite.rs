@@ -10,7 +10,8 @@ async fn rewrite_mode_end_to_end() {
     let s = stack(r#"{"mode": "rewrite"}"#).await;
     let e = &s.envoy;
 
-    // Content-Length body: rewritten, the length header dropped (sent chunked).
+    // Content-Length body: rewritten, sent with the new body's length (headers held until the
+    // verdict).
     let r = post(e, "/voice/conflict").await;
     assert_eq!(
         (r.status, r.guard.as_deref()),
@@ -18,15 +19,16 @@ async fn rewrite_mode_end_to_end() {
     );
     assert_eq!(r.text(), String::from_utf8(stripped()).unwrap());
     assert_eq!(r.header("content-type"), Some("text/xml"));
-    assert_eq!(r.header("content-length"), None);
+    assert_eq!(r.framing(), (Some(stripped().len()), false));
 
-    // Chunked, with chunk boundaries inside `<Record`.
+    // Chunked, with chunk boundaries inside `<Record`: the rewritten body gets a length too.
     let r = post(e, "/voice/conflict-chunked?CallSid=CA1").await;
     assert_eq!(
         (r.status, r.guard.as_deref()),
         (200, Some("rewritten; blocks=Connect/Stream"))
     );
     assert_eq!(r.body, stripped());
+    assert_eq!(r.framing(), (Some(stripped().len()), false));
 
     // gzip: decoded, rewritten, recompressed; content-encoding stays gzip.
     for path in ["/voice/gzip", "/voice/gzip-chunked"] {
@@ -38,12 +40,14 @@ async fn rewrite_mode_end_to_end() {
         );
         assert_eq!(r.header("content-encoding"), Some("gzip"), "{path}");
         assert_eq!(gunzip(&r.body), stripped(), "{path}");
+        assert_eq!(r.framing(), (Some(r.body.len()), false), "{path}");
     }
 
-    // Clean TwiML: byte-identical.
+    // Clean TwiML: byte-identical, with the upstream's length.
     let r = post(e, "/voice/clean").await;
     assert_eq!((r.status, r.guard.as_deref()), (200, Some("clean")));
     assert_eq!(r.body, clean());
+    assert_eq!(r.framing(), (Some(clean().len()), false));
 
     // Well-formed XML that is not TwiML passes as clean.
     let r = post(e, "/voice/not-twiml").await;
@@ -73,6 +77,8 @@ async fn rewrite_mode_end_to_end() {
     let r = post(e, "/voice/big-chunked").await;
     assert_eq!((r.status, r.guard.as_deref()), (200, Some("oversize")));
     assert_eq!(r.body, big_conflict());
+    // Passed unchanged: framed as the upstream framed it.
+    assert_eq!(r.framing(), (None, true));
     let r = post(e, "/voice/bomb").await;
     assert_eq!((r.status, r.guard.as_deref()), (200, Some("oversize")));
     assert_eq!(r.body, gzip_bomb());

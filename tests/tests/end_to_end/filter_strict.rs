@@ -128,6 +128,8 @@ async fn strict_twiml_style() {
                 "text/xml"
             })
         );
+        // The headers left before the verdict, without a length: sent chunked.
+        assert_eq!(r.framing(), (None, true), "{path}");
     }
     let r = post(e, "/voice/gzip").await;
     assert_eq!(
@@ -138,6 +140,7 @@ async fn strict_twiml_style() {
 
     let r = post(e, "/voice/clean").await;
     assert_eq!((r.status, r.guard.as_deref(), r.body), (200, None, clean()));
+    assert_eq!(r.framing(), (None, true));
 
     // Oversize with on_oversize reject: by Content-Length (known at the headers, so marked) and
     // by chunked size (the rest of the body is dropped as it arrives).
@@ -146,9 +149,12 @@ async fn strict_twiml_style() {
         (r.status, r.guard.as_deref(), r.text().as_str()),
         (200, Some("oversize"), FALLBACK)
     );
-    assert_eq!(r.header("content-length"), None);
+    // Decided in the header callback, so the fallback's length goes with the headers.
+    assert_eq!(r.framing(), (Some(FALLBACK.len()), false));
+    // Decided after the headers left (not held in this style): sent chunked.
     let r = post(e, "/voice/big-chunked").await;
     assert_eq!((r.status, r.text().as_str()), (200, FALLBACK));
+    assert_eq!(r.framing(), (None, true));
 
     // Malformed passes (on_malformed defaults to pass).
     let r = post(e, "/voice/malformed").await;

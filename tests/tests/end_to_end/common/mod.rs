@@ -159,6 +159,12 @@ impl Seen {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// How the body was framed: its `content-length`, and whether it came chunked.
+    pub fn framing(&self) -> (Option<usize>, bool) {
+        let length = self.header("content-length").map(|v| v.parse().unwrap());
+        (length, self.header("transfer-encoding") == Some("chunked"))
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
