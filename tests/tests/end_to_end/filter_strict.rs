@@ -139,8 +139,8 @@ async fn strict_twiml_style() {
     assert_eq!(gunzip(&r.body), FALLBACK.as_bytes());
 
     let r = post(e, "/voice/clean").await;
-    assert_eq!((r.status, r.guard.as_deref(), r.body), (200, None, clean()));
     assert_eq!(r.framing(), (None, true));
+    assert_eq!((r.status, r.guard.as_deref(), r.body), (200, None, clean()));
 
     // Oversize with on_oversize reject: by Content-Length (known at the headers, so marked) and
     // by chunked size (the rest of the body is dropped as it arrives).
