@@ -12,7 +12,7 @@ use crate::shutdown::Tracker;
 use crate::socket::voice::{self, AppFactory};
 use crate::socket::{SocketCtx, SocketLimits};
 use crate::store::Store;
-use crate::writes::Writes;
+use crate::writes::{WriteLimits, Writes};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,8 +86,12 @@ impl AppState {
         let writes = Writes::new(
             store.clone(),
             metrics.clone(),
-            Duration::from_millis(config.database.write_timeout_ms),
-            config.database.retry_queue_max,
+            clock.clone(),
+            WriteLimits {
+                attempt_timeout: Duration::from_millis(config.database.write_timeout_ms),
+                max_pending: config.database.retry_queue_max,
+                late_start_window_ms: config.pipeline.stream_wait_timeout_ms,
+            },
         );
         let recording = recording::from_config(
             &config,

@@ -9,13 +9,16 @@
 //! still kept for retry, so a stream's end never overtakes its start, nor the call's end its
 //! streams'. The writes are idempotent (a start seen twice is
 //! the same stream, a stream's end is guarded by its fencing token, a call's end by
-//! `ended_at_ms`), so an attempt that timed out yet landed later changes nothing.
+//! `ended_at_ms`, a call's error by the key all its attempts carry), so an attempt that timed
+//! out yet landed later changes nothing.
 
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::shutdown::{Tracker, TrackerGuard};
-use crate::store::{CallFacts, CloseReason, DbError, Store, StreamStart, StreamStatus};
+use crate::store::{Admit, CallFacts, CloseReason, DbError, Store, StreamStart, StreamStatus};
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -48,6 +51,9 @@ pub struct StreamBegin {
     pub to: Option<String>,
     pub recording_source: &'static str,
     pub at_ms: i64,
+    /// The most streams of the call open at once, counted in the database (on PostgreSQL,
+    /// where the call's sockets may be on several replicas); `None` checks no count.
+    pub max_open: Option<i64>,
 }
 
 /// The last write kept for retry of each call with one: the call's next write waits for it.
@@ -113,22 +119,38 @@ pub struct Writes {
     /// Writes kept for retry now; the drain waits on it.
     pending: Arc<Tracker>,
     chains: Arc<Chains>,
+    /// When a retried start lands (the database's time on PostgreSQL).
+    clock: Clock,
+    /// `pipeline.stream_wait_timeout_ms`: a start landing this long after the call's end
+    /// still reopens its recording stage.
+    late_start_window_ms: i64,
+    /// Numbers the keys of this process's error writes.
+    errors_written: Arc<AtomicU64>,
+}
+
+/// What bounds the writes.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteLimits {
+    /// `database.write_timeout_ms`: one attempt's wait.
+    pub attempt_timeout: Duration,
+    /// `database.retry_queue_max`.
+    pub max_pending: usize,
+    /// `pipeline.stream_wait_timeout_ms`.
+    pub late_start_window_ms: u64,
 }
 
 impl Writes {
-    pub fn new(
-        store: Store,
-        metrics: Arc<Metrics>,
-        attempt_timeout: Duration,
-        max_pending: usize,
-    ) -> Writes {
+    pub fn new(store: Store, metrics: Arc<Metrics>, clock: Clock, limits: WriteLimits) -> Writes {
         Writes {
             store,
             metrics,
-            attempt_timeout,
-            max_pending,
+            attempt_timeout: limits.attempt_timeout,
+            max_pending: limits.max_pending,
             pending: Arc::new(Tracker::default()),
             chains: Arc::default(),
+            clock,
+            late_start_window_ms: i64::try_from(limits.late_start_window_ms).unwrap_or(i64::MAX),
+            errors_written: Arc::default(),
         }
     }
 
@@ -177,13 +199,27 @@ impl Writes {
     }
 
     /// Store a stream's start. Once it is kept for retry, a later attempt stores it even if the
-    /// call's end came meanwhile (the stream did run before it), and finding it already stored
-    /// (an attempt that timed out yet landed) is success.
+    /// call's end came meanwhile (the stream did run before it; `Admit::Late`), and finding it
+    /// already stored (an attempt that timed out yet landed) is success.
     pub async fn stream_started(&self, begin: StreamBegin) -> Written<StreamStart> {
         let call = begin.call_sid.clone();
-        let store = self.store.clone();
+        let (store, clock, window) = (
+            self.store.clone(),
+            self.clock.clone(),
+            self.late_start_window_ms,
+        );
         let attempt = move |retried: bool| {
             let (store, begin) = (store.clone(), begin.clone());
+            let admit = if retried {
+                Admit::Late {
+                    now: clock.now_ms(),
+                    reopen_within_ms: window,
+                }
+            } else {
+                Admit::Live {
+                    max_open: begin.max_open,
+                }
+            };
             async move {
                 let facts = CallFacts {
                     account_sid: begin.account_sid.as_deref(),
@@ -198,7 +234,7 @@ impl Writes {
                         &facts,
                         begin.recording_source,
                         begin.at_ms,
-                        retried,
+                        admit,
                     )
                     .await
             }
@@ -227,9 +263,18 @@ impl Writes {
     ) {
         let call = call_sid.to_owned();
         let (store, call_sid) = (self.store.clone(), call_sid.to_owned());
+        // One key for every attempt of this write; the replica's name keeps it unique across
+        // processes and restarts.
+        let n = self.errors_written.fetch_add(1, Ordering::Relaxed);
+        let key: Arc<str> = format!("{}:{n}", self.store.replica()).into();
         let attempt = move |_| {
             let (store, call_sid, message) = (store.clone(), call_sid.clone(), message.clone());
-            async move { store.add_error(&call_sid, stage, &message, at_ms).await }
+            let key = key.clone();
+            async move {
+                store
+                    .add_error(&call_sid, stage, &message, at_ms, Some(&key))
+                    .await
+            }
         };
         self.write("call_error", attempt, &call).await;
     }

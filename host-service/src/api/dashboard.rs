@@ -1,10 +1,11 @@
 //! The dashboard crate's seams, filled by the service: the store is its `Calls` (the calls API's
-//! rows, the store's broadcast of call changes), the API's access rule is its `AccessRule` (the
-//! decision, and the sessions with their cookie). Nothing else of the service reaches it.
+//! rows within `database.read_timeout_ms`, the store's broadcast of call changes), the API's
+//! access rule is its `AccessRule` (the decision, and the sessions with their cookie). Nothing
+//! else of the service reaches it.
 
 use super::auth::{self, Access};
 use crate::state::AppState;
-use crate::store::Store;
+use crate::store::{within, Store};
 use axum::extract::Request;
 use axum::http::{header, HeaderMap};
 use dashboard::edge::EdgeClient;
@@ -18,7 +19,10 @@ use tokio::sync::broadcast;
 pub fn new(state: &AppState, access: Arc<Access>) -> Arc<Dashboard> {
     let edge = &state.config.edge;
     Dashboard::new(
-        Arc::new(state.store.clone()),
+        Arc::new(FeedCalls {
+            store: state.store.clone(),
+            read_timeout: Duration::from_millis(state.config.database.read_timeout_ms),
+        }),
         access,
         EdgeClient::new(
             edge.envoy_admin_url.as_deref(),
@@ -28,10 +32,18 @@ pub fn new(state: &AppState, access: Arc<Access>) -> Arc<Dashboard> {
     )
 }
 
+/// The store as the live feed reads it: each read bounded by `database.read_timeout_ms`, as the
+/// API's are, so a hung database answers the feed with "unavailable" instead of holding it.
+struct FeedCalls {
+    store: Store,
+    read_timeout: Duration,
+}
+
 #[async_trait::async_trait]
-impl Calls for Store {
+impl Calls for FeedCalls {
     async fn newest(&self, limit: i64) -> Result<Vec<Value>, CallsError> {
-        let calls = self.list_calls(limit, None).await.map_err(|e| {
+        let read = self.store.list_calls(limit, None);
+        let calls = within(self.read_timeout, read).await.map_err(|e| {
             if e.is_unavailable() {
                 CallsError::Unavailable(e.to_string())
             } else {
@@ -45,7 +57,7 @@ impl Calls for Store {
     }
 
     fn changes(&self) -> broadcast::Receiver<Arc<str>> {
-        self.call_changes()
+        self.store.call_changes()
     }
 }
 

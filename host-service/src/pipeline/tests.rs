@@ -237,6 +237,7 @@ async fn twilio_setup(api: &str) -> (tempfile::TempDir, Arc<Pipeline>) {
             public_base_url: None,
             deadline_ms: 3_600_000,
             recordings_dir: dir.path().to_owned(),
+            db_timeout: std::time::Duration::from_secs(2),
         }),
         store,
     });

@@ -117,6 +117,7 @@ pub fn from_config(
             public_base_url: config.public_base_url.clone(),
             deadline_ms: config.recording.twilio_deadline_s.saturating_mul(1000),
             recordings_dir,
+            db_timeout: std::time::Duration::from_millis(config.database.read_timeout_ms),
         }),
     }
 }

@@ -415,6 +415,13 @@ impl Conn {
             to: info.custom_parameters.get("To").cloned(),
             recording_source: ctx.recording.name(),
             at_ms: now,
+            // Several replicas may hold sockets of the call: the count that holds is the
+            // database's. One SQLite process's own count above is the whole count.
+            max_open: ctx
+                .store
+                .dialect()
+                .shared()
+                .then(|| i64::try_from(max_streams).unwrap_or(i64::MAX)),
         };
         // At most one attempt's wait (`database.write_timeout_ms`): without the database the
         // stream is accepted and the call goes on, its start stored once the database is back.
@@ -432,6 +439,13 @@ impl Conn {
                     &info,
                     CloseReason::CallAlreadyEnded,
                     "the call has already ended (stream_ended webhook)",
+                );
+            }
+            Written::Stored(StreamStart::TooManyStreams { open }) => {
+                return self.refuse_start(
+                    &info,
+                    CloseReason::TooManyStreams,
+                    &format!("the call already has {open} streams open across replicas"),
                 );
             }
             Written::Queued => {

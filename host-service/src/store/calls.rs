@@ -7,17 +7,6 @@ use super::views::{CallDetail, CallSummary, ErrorRow, JobRow, RecordingDetail, S
 use super::{Result, Store};
 use sqlx::Row;
 
-/// What became of a stream's `start`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamStart {
-    /// Recorded as the call's stream number `idx` (0 for the first).
-    Started { idx: i64 },
-    /// Another socket already used this streamSid: nothing was written.
-    DuplicateStream,
-    /// The call's `stream_ended` webhook has already come: nothing was written.
-    CallEnded,
-}
-
 /// What the recording stage of the `twilio` source needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TwilioRecording {
@@ -37,92 +26,6 @@ pub struct CallFacts<'a> {
 }
 
 impl Store {
-    /// A stream started: create the call if new, record the stream and its index in the call.
-    /// A streamSid already seen, or a call already ended, changes nothing: another socket must
-    /// never take over a stream's row (and with it its recording) or reopen a finished call.
-    pub async fn stream_started(
-        &self,
-        call_sid: &str,
-        stream_sid: &str,
-        facts: &CallFacts<'_>,
-        recording_source: &str,
-        now: i64,
-    ) -> Result<StreamStart> {
-        self.stream_started_as(call_sid, stream_sid, facts, recording_source, now, false)
-            .await
-    }
-
-    /// `stream_started`; with `late`, the start of a stream whose socket was accepted while the
-    /// database was away, stored even if the call's end came meanwhile (the stream ran before
-    /// it).
-    pub async fn stream_started_as(
-        &self,
-        call_sid: &str,
-        stream_sid: &str,
-        facts: &CallFacts<'_>,
-        recording_source: &str,
-        now: i64,
-        late: bool,
-    ) -> Result<StreamStart> {
-        let mut tx = self.write_tx(call_sid).await?;
-        let seen: Option<i64> = sqlx::query_scalar("SELECT 1 FROM streams WHERE stream_sid = $1")
-            .bind(stream_sid)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if seen.is_some() {
-            return Ok(StreamStart::DuplicateStream);
-        }
-        let ended: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT ended_at_ms FROM calls WHERE call_sid = $1")
-                .bind(call_sid)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if ended.flatten().is_some() && !late {
-            return Ok(StreamStart::CallEnded);
-        }
-        sqlx::query(
-            "INSERT INTO calls (call_sid, account_sid, from_number, to_number, status, created_at_ms,
-                                recording_source, recording_status)
-             VALUES ($1, $2, $3, $4, $7, $5, $6, $8)
-             ON CONFLICT (call_sid) DO UPDATE SET
-               account_sid = COALESCE(calls.account_sid, excluded.account_sid),
-               from_number = COALESCE(calls.from_number, excluded.from_number),
-               to_number = COALESCE(calls.to_number, excluded.to_number)",
-        )
-        .bind(call_sid)
-        .bind(facts.account_sid)
-        .bind(facts.from)
-        .bind(facts.to)
-        .bind(now)
-        .bind(recording_source)
-        .bind(CallStatus::InProgress)
-        .bind(RecordingStatus::Pending)
-        .execute(&mut *tx)
-        .await?;
-        let idx: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(idx), -1) + 1 FROM streams WHERE call_sid = $1",
-        )
-        .bind(call_sid)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO streams (stream_sid, call_sid, idx, status, started_at_ms, replica)
-             VALUES ($1, $2, $3, $6, $4, $5)",
-        )
-        .bind(stream_sid)
-        .bind(call_sid)
-        .bind(idx)
-        .bind(now)
-        .bind(self.replica())
-        .bind(StreamStatus::Streaming)
-        .execute(&mut *tx)
-        .await?;
-        self.call_changed_in(&mut tx, call_sid).await?;
-        tx.commit().await?;
-        self.call_committed(call_sid);
-        Ok(StreamStart::Started { idx })
-    }
-
     pub async fn stream_recording_path(&self, stream_sid: &str, path: &str) -> Result<()> {
         sqlx::query("UPDATE streams SET path = $2, status = $3 WHERE stream_sid = $1")
             .bind(stream_sid)
@@ -382,20 +285,26 @@ impl Store {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    /// One of the call's errors. A write retried until it sticks passes the same `key` each
+    /// time: an attempt that timed out yet landed and its retry leave one row.
     pub async fn add_error(
         &self,
         call_sid: &str,
         stage: &str,
         message: &str,
         now: i64,
+        key: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO call_errors (call_sid, at_ms, stage, message) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO call_errors (call_sid, at_ms, stage, message, write_key)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (write_key) DO NOTHING",
         )
         .bind(call_sid)
         .bind(now)
         .bind(stage)
         .bind(message)
+        .bind(key)
         .execute(self.pool())
         .await?;
         Ok(())

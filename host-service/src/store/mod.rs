@@ -7,6 +7,7 @@
 //! - `calls`: the call repository (calls, streams, errors, retention deletes, API reads);
 //! - `queue`: the post-call job queue and its stages;
 //! - `replicas`: which replica records which stream, and taking over a dead one's streams;
+//! - `starts`: a stream's start: the call's row, the cap on its open streams, a late start;
 //! - `status`: the states of calls, streams, jobs and transcriptions;
 //! - `views`: the JSON shapes the API returns.
 //!
@@ -21,14 +22,16 @@ mod changes;
 mod dialect;
 mod queue;
 mod replicas;
+mod starts;
 mod status;
 pub mod views;
 
-pub use calls::{CallFacts, StreamStart, TwilioRecording};
+pub use calls::{CallFacts, TwilioRecording};
 pub use changes::{ANY_CALL, CALLS_CHANNEL};
 pub use dialect::{Dialect, Location, MIGRATOR, MIGRATOR_POSTGRES};
 pub use queue::{Job, Outcome, Stage, StageOutput, JOBS_CHANNEL};
 pub use replicas::{TakenStream, FIRST_FENCE};
+pub use starts::{Admit, StreamStart};
 pub use status::{
     CallStatus, CloseReason, JobState, RecordingStatus, StreamStatus, TranscriptionStatus,
 };

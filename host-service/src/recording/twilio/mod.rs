@@ -6,10 +6,11 @@ pub mod rest;
 
 use super::{Failure, NotReady, OpenRecording, Ready, Source, StartedStream};
 use crate::clock::Clock;
-use crate::store::{RecordingStatus, Store};
+use crate::store::{within, RecordingStatus, Store};
 use media::sid::CallSid;
 use rest::TwilioClient;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The webhook Twilio calls with the recording's status.
 pub const STATUS_CALLBACK_PATH: &str = "/webhook/recording_status";
@@ -23,6 +24,9 @@ pub struct TwilioSource {
     /// How long after the call's end Twilio's recording may take to complete.
     pub deadline_ms: u64,
     pub recordings_dir: PathBuf,
+    /// `database.read_timeout_ms`: the bound on each of its own database calls, so a hung
+    /// database holds no task (nor the pipeline's lease) forever.
+    pub db_timeout: Duration,
 }
 
 #[async_trait::async_trait]
@@ -45,7 +49,7 @@ impl Source for TwilioSource {
     async fn ready(&self, call_sid: &str) -> Result<Ready, NotReady> {
         let sid =
             CallSid::parse(call_sid).ok_or_else(|| NotReady::Fail("invalid CallSid".into()))?;
-        let rec = self.store.twilio_recording(call_sid).await?;
+        let rec = within(self.db_timeout, self.store.twilio_recording(call_sid)).await?;
         let url = match (rec.status, rec.url) {
             (RecordingStatus::TwilioCompleted, Some(url)) => url,
             (RecordingStatus::TwilioFailed | RecordingStatus::TwilioAbsent, _) => {
@@ -120,6 +124,7 @@ impl TwilioSource {
         };
         let store = self.store.clone();
         let clock = self.clock.clone();
+        let db_timeout = self.db_timeout;
         let call_sid = stream.call_sid.clone();
         let stream_sid = stream.stream_sid.to_owned();
         let account = stream.account_sid.to_owned();
@@ -132,18 +137,28 @@ impl TwilioSource {
                 }
                 Err(e) => {
                     tracing::error!(call_sid = %call_sid, stream_sid = %stream_sid, error = %e, "twilio_recording_failed");
-                    let _ = store
-                        .add_error(
+                    let message = e.to_string();
+                    let added = within(
+                        db_timeout,
+                        store.add_error(
                             call_sid.as_str(),
                             "recording",
-                            &e.to_string(),
+                            &message,
                             clock.now_ms(),
-                        )
-                        .await;
+                            None,
+                        ),
+                    );
+                    if let Err(e) = added.await {
+                        tracing::error!(call_sid = %call_sid, error = %e, "cannot store the call's error");
+                    }
                     RecordingStatus::TwilioRequestFailed
                 }
             };
-            if let Err(e) = store.set_recording_status(call_sid.as_str(), status).await {
+            let stored = within(
+                db_timeout,
+                store.set_recording_status(call_sid.as_str(), status),
+            );
+            if let Err(e) = stored.await {
                 tracing::error!(call_sid = %call_sid, error = %e, "cannot store recording status");
             }
         });

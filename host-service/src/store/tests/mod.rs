@@ -248,7 +248,10 @@ async fn expired_calls_are_those_before_the_cutoff_that_nothing_works_on(backend
         .await
         .unwrap();
     store.call_ended(old, &facts(), "stream", T0).await.unwrap();
-    store.add_error(old, "recording", "x", T0).await.unwrap();
+    store
+        .add_error(old, "recording", "x", T0, None)
+        .await
+        .unwrap();
     // Busy: a stream opened since the cutoff is still open.
     store
         .stream_started(busy, "MZ2", &facts(), "stream", T0)
