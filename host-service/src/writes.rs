@@ -388,3 +388,6 @@ impl Writes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -115,6 +115,7 @@ macro_rules! on_both_engines {
 mod queue;
 mod replicas;
 mod schema;
+mod starts;
 
 async fn calls_list_newest_first_with_a_cursor(backend: Dialect) {
     let (_d, store) = store_on(backend).await;
