@@ -1,7 +1,7 @@
 //! The dashboard's routes through the router with `oneshot`: sign-in for a session cookie that
 //! the API accepts, the sign-in page for pages without one, loopback only without a token, the
 //! playground's lint, the edge panel against a stand-in Envoy admin on a real socket, and the
-//! live feed's first event.
+//! live feed's first event and its answer while the database hangs.
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -297,5 +297,43 @@ async fn the_feed_starts_with_a_snapshot() {
     assert_eq!(
         chunk,
         "event: snapshot\ndata: {\"calls\":[]}\nretry: 1000\n\n"
+    );
+}
+
+/// A hung database (the whole PostgreSQL cluster frozen) answers the live feed's snapshot with
+/// 503 `database_unavailable` within `database.read_timeout_ms`, as it answers the calls API:
+/// the feed's read is bounded like every other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (test-support's PgCluster): `make test` runs it"]
+async fn a_hung_database_answers_the_feed_with_unavailable_within_the_read_timeout() {
+    let pg = tokio::task::spawn_blocking(test_support::PgCluster::start)
+        .await
+        .unwrap()
+        .expect("a PostgreSQL cluster for the test (`make setup` installs postgresql)");
+    let data = tempfile::tempdir().unwrap();
+    let mut c = Config {
+        data_dir: data.path().join("data"),
+        ..Config::default()
+    };
+    c.twilio.validate_signatures = false;
+    c.database.url = Some(pg.database("host_service").unwrap());
+    c.database.read_timeout_ms = 300;
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let app = host_service::app(host_service::open(c, rx).await.unwrap());
+    pg.pause().unwrap();
+    // Well under the pool's own wait for a connection (10 s), which is all that bounded it.
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        send(&app, get("/api/events", None), "127.0.0.1:1"),
+    )
+    .await;
+    pg.resume().unwrap();
+    let resp = answered.expect("the feed answered while the database was frozen");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let v: serde_json::Value = serde_json::from_str(&text(resp).await).unwrap();
+    assert_eq!(v["error"]["code"], "database_unavailable");
+    assert_eq!(
+        v["error"]["message"],
+        "database: no answer within 300 ms"
     );
 }
