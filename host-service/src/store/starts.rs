@@ -77,12 +77,13 @@ impl Store {
         if seen.is_some() {
             return Ok(StreamStart::DuplicateStream);
         }
-        let ended: Option<i64> =
-            sqlx::query_scalar::<_, Option<i64>>("SELECT ended_at_ms FROM calls WHERE call_sid = $1")
-                .bind(call_sid)
-                .fetch_optional(&mut *tx)
-                .await?
-                .flatten();
+        let ended: Option<i64> = sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT ended_at_ms FROM calls WHERE call_sid = $1",
+        )
+        .bind(call_sid)
+        .fetch_optional(&mut *tx)
+        .await?
+        .flatten();
         if let Admit::Live { max_open } = admit {
             if ended.is_some() {
                 return Ok(StreamStart::CallEnded);
@@ -131,9 +132,23 @@ impl Store {
         .bind(StreamStatus::Streaming)
         .execute(&mut *tx)
         .await?;
-        if let (Admit::Late { now: landed, reopen_within_ms }, Some(ended)) = (admit, ended) {
-            self.late_after_end(&mut tx, call_sid, stream_sid, ended, landed, reopen_within_ms)
-                .await?;
+        if let (
+            Admit::Late {
+                now: landed,
+                reopen_within_ms,
+            },
+            Some(ended),
+        ) = (admit, ended)
+        {
+            self.late_after_end(
+                &mut tx,
+                call_sid,
+                stream_sid,
+                ended,
+                landed,
+                reopen_within_ms,
+            )
+            .await?;
         }
         self.call_changed_in(&mut tx, call_sid).await?;
         tx.commit().await?;

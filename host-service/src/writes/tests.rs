@@ -24,7 +24,9 @@ async fn cluster() -> (test_support::PgCluster, Store) {
 /// Another replica on the same database.
 async fn replica(store: &Store) -> Store {
     let url = Location::Postgres(store.postgres_url().unwrap().to_owned());
-    Store::connect(&url, &StoreOptions::default()).await.unwrap()
+    Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap()
 }
 
 fn writes(store: &Store, clock: Clock) -> Writes {

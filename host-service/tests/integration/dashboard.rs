@@ -332,8 +332,5 @@ async fn a_hung_database_answers_the_feed_with_unavailable_within_the_read_timeo
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let v: serde_json::Value = serde_json::from_str(&text(resp).await).unwrap();
     assert_eq!(v["error"]["code"], "database_unavailable");
-    assert_eq!(
-        v["error"]["message"],
-        "database: no answer within 300 ms"
-    );
+    assert_eq!(v["error"]["message"], "database: no answer within 300 ms");
 }

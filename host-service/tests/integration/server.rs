@@ -25,8 +25,28 @@ impl Server {
         Server::start_with(config, EngineChoice::Test).await
     }
 
-    pub(crate) async fn start_with(mut config: Config, engines: EngineChoice) -> Server {
+    pub(crate) async fn start_with(config: Config, engines: EngineChoice) -> Server {
+        Server::start_in(config, engines, tempfile::tempdir().unwrap()).await
+    }
+
+    /// Another replica of `first`, on the same database and recordings directory (replicas on
+    /// PostgreSQL share the volume), with a data directory of its own.
+    pub(crate) async fn replica_of(first: &Server, config: Config) -> Server {
         let data = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(data.path().join("data")).unwrap();
+        std::os::unix::fs::symlink(
+            first.data.path().join("data/recordings"),
+            data.path().join("data/recordings"),
+        )
+        .unwrap();
+        Server::start_in(config, EngineChoice::Test, data).await
+    }
+
+    async fn start_in(
+        mut config: Config,
+        engines: EngineChoice,
+        data: tempfile::TempDir,
+    ) -> Server {
         config.data_dir = data.path().join("data");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

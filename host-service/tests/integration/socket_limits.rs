@@ -1,7 +1,8 @@
 //! What one caller, or one captured handshake, can hold of the service: a `start` needs the
-//! edge's media token for its own call, a call's streams are capped, pings and refused frames do
-//! not keep a socket alive, sockets have a lifetime and a frame rate, and DTMF digits never reach
-//! the log. Real sockets against the service in process.
+//! edge's media token for its own call, a call's streams are capped (across replicas on
+//! PostgreSQL), pings and refused frames do not keep a socket alive, sockets have a lifetime
+//! and a frame rate, and DTMF digits never reach the log. Real sockets against the service in
+//! process.
 
 use crate::common::*;
 use crate::server::{metric, quick_config, Server};
@@ -176,6 +177,62 @@ async fn socket_n_plus_one_of_a_call_is_refused_until_one_closes() {
     send(&mut open[1], stop(CALL, streams[1])).await;
     assert_eq!(close_of(&mut open[1]).await.map(|c| c.0), Some(1000));
     server.stop().await;
+}
+
+/// Replicas on one PostgreSQL hold sockets of the same call: the cap counts the call's open
+/// streams on all of them, not each replica's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (test-support's PgCluster): `make test` runs it"]
+async fn socket_n_plus_one_of_a_call_is_refused_across_replicas() {
+    let pg = tokio::task::spawn_blocking(test_support::PgCluster::start)
+        .await
+        .unwrap()
+        .expect("a PostgreSQL cluster for the test (`make setup` installs postgresql)");
+    let mut config = quick_config();
+    config.websocket.max_streams_per_call = 2;
+    config.database.url = Some(pg.database("host_service").unwrap());
+    let a = Server::start(config.clone()).await;
+    let b = Server::replica_of(&a, config).await;
+    let streams = [
+        "MZ1000000000000000000000000000000f",
+        "MZ2000000000000000000000000000000f",
+        "MZ3000000000000000000000000000000f",
+    ];
+    // One stream of the call on each replica.
+    let mut open = Vec::new();
+    for (server, s) in [(&a, streams[0]), (&b, streams[1])] {
+        let mut ws = connect(server.addr).await;
+        send(&mut ws, start(CALL, s)).await;
+        send(&mut ws, media(s, 2, 0, &frame_audio(0))).await;
+        open.push(ws);
+    }
+    poll("two streams open", Duration::from_secs(10), || async {
+        let v = a.call_json(CALL).await;
+        (v["streams"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    // Each replica holds one, yet a third is refused on either.
+    for server in [&a, &b] {
+        let mut third = connect(server.addr).await;
+        send(&mut third, start(CALL, streams[2])).await;
+        assert_eq!(
+            close_of(&mut third).await,
+            Some((1008, "too_many_streams".into()))
+        );
+    }
+    // The stream on a ends: b takes the third.
+    send(&mut open[0], stop(CALL, streams[0])).await;
+    assert_eq!(close_of(&mut open[0]).await.map(|c| c.0), Some(1000));
+    let mut again = connect(b.addr).await;
+    send(&mut again, start(CALL, streams[2])).await;
+    send(&mut again, stop(CALL, streams[2])).await;
+    assert_eq!(close_of(&mut again).await, Some((1000, "stopped".into())));
+    send(&mut open[1], stop(CALL, streams[1])).await;
+    assert_eq!(close_of(&mut open[1]).await.map(|c| c.0), Some(1000));
+    let streams = a.call_json(CALL).await["streams"].as_array().unwrap().len();
+    assert_eq!(streams, 3);
+    b.stop().await;
+    a.stop().await;
 }
 
 fn nth_sid(prefix: &str, n: usize) -> String {

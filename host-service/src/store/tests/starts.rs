@@ -58,7 +58,11 @@ async fn a_late_start_reopens_a_recording_stage_that_failed_without_it(backend: 
     let detail = b.call_detail(CALL).await.unwrap().unwrap();
     assert_eq!(detail.status, CallStatus::Ended);
     assert_eq!(detail.recording.status, RecordingStatus::Pending);
-    let again = b.claim("b-w1", ENDED + 5_000, 60_000).await.unwrap().unwrap();
+    let again = b
+        .claim("b-w1", ENDED + 5_000, 60_000)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((again.id, again.stage), (job.id, Stage::Recording));
     assert_eq!(b.open_streams(CALL).await.unwrap(), 1);
 }
@@ -134,9 +138,11 @@ async fn a_start_landing_past_the_stream_wait_leaves_the_outcome_and_says_why(ba
     );
     assert_eq!(
         b.errors_of(CALL, "stream").await.unwrap(),
-        ["stream MZlate started before the call ended but reached the database 601 s after its \
+        [
+            "stream MZlate started before the call ended but reached the database 601 s after its \
           end, past pipeline.stream_wait_timeout_ms (600000 ms): its recording is not part of \
-          the call's"]
+          the call's"
+        ]
     );
     assert_eq!(
         b.call_detail(CALL).await.unwrap().unwrap().status,
