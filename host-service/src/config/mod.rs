@@ -122,8 +122,9 @@ pub struct DatabaseConfig {
     pub write_timeout_ms: u64,
     /// Writes kept for retry at once; past it a failed write is dropped with an error.
     pub retry_queue_max: usize,
-    /// A request's read (the calls API, `/metrics`' job counts, a recording callback) waits at
-    /// most this long; past it the answer is 503 `database_unavailable`.
+    /// A request's read (the calls API, the live feed, `/metrics`' job counts, a recording
+    /// callback) and the `twilio` source's own database calls wait at most this long; past it
+    /// the answer is 503 `database_unavailable`.
     pub read_timeout_ms: u64,
 }
 
@@ -192,7 +193,8 @@ pub struct WebSocketConfig {
     pub idle_timeout_ms: u64,
     /// A socket open this long is closed, whatever it sends.
     pub max_lifetime_s: u64,
-    /// Sockets of one call open at once on this replica; the next `start` is refused (1008).
+    /// Streams of one call open at once (on PostgreSQL counted in the database, across
+    /// replicas); the next `start` is refused (1008).
     pub max_streams_per_call: usize,
     /// Frames of any kind (pings included) a socket may send in one second; past it the socket
     /// is closed (1008).
