@@ -94,6 +94,15 @@ impl PgCluster {
         ))
     }
 
+    /// [`start`](Self::start) off the runtime's threads, for a `#[tokio::test]`; a cluster that
+    /// cannot start fails the test saying what installs PostgreSQL.
+    pub async fn started() -> PgCluster {
+        tokio::task::spawn_blocking(PgCluster::start)
+            .await
+            .expect("the thread starting PostgreSQL")
+            .expect("a PostgreSQL cluster for the test (`make setup` installs postgresql)")
+    }
+
     /// Create an empty database `name` (ASCII lowercase letters, digits and `_`, at most 63
     /// bytes: a name that needs no quoting in SQL or in the URL) and return its URL,
     /// `postgres://postgres@127.0.0.1:<port>/<name>`.

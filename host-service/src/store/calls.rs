@@ -149,22 +149,8 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         let mut tx = self.write_tx(call_sid).await?;
-        sqlx::query(
-            "INSERT INTO calls (call_sid, account_sid, from_number, to_number, status, created_at_ms,
-                                recording_source, recording_status)
-             VALUES ($1, $2, $3, $4, $7, $5, $6, $8)
-             ON CONFLICT (call_sid) DO NOTHING",
-        )
-        .bind(call_sid)
-        .bind(facts.account_sid)
-        .bind(facts.from)
-        .bind(facts.to)
-        .bind(now)
-        .bind(recording_source)
-        .bind(CallStatus::InProgress)
-        .bind(RecordingStatus::Pending)
-        .execute(&mut *tx)
-        .await?;
+        self.upsert_call(&mut tx, call_sid, facts, recording_source, now)
+            .await?;
         let changed = sqlx::query(
             "UPDATE calls SET status = $7, ended_at_ms = $2, call_status = $3,
                account_sid = COALESCE(account_sid, $4),
@@ -193,6 +179,37 @@ impl Store {
             self.call_committed(call_sid);
         }
         Ok(changed == 1)
+    }
+
+    /// The call's row, created at `now` if new; facts it lacks are filled in, none replaced.
+    pub(super) async fn upsert_call(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        call_sid: &str,
+        facts: &CallFacts<'_>,
+        recording_source: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO calls (call_sid, account_sid, from_number, to_number, status, created_at_ms,
+                                recording_source, recording_status)
+             VALUES ($1, $2, $3, $4, $7, $5, $6, $8)
+             ON CONFLICT (call_sid) DO UPDATE SET
+               account_sid = COALESCE(calls.account_sid, excluded.account_sid),
+               from_number = COALESCE(calls.from_number, excluded.from_number),
+               to_number = COALESCE(calls.to_number, excluded.to_number)",
+        )
+        .bind(call_sid)
+        .bind(facts.account_sid)
+        .bind(facts.from)
+        .bind(facts.to)
+        .bind(now)
+        .bind(recording_source)
+        .bind(CallStatus::InProgress)
+        .bind(RecordingStatus::Pending)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     pub async fn set_recording_status(

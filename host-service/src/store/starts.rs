@@ -95,25 +95,8 @@ impl Store {
                 }
             }
         }
-        sqlx::query(
-            "INSERT INTO calls (call_sid, account_sid, from_number, to_number, status, created_at_ms,
-                                recording_source, recording_status)
-             VALUES ($1, $2, $3, $4, $7, $5, $6, $8)
-             ON CONFLICT (call_sid) DO UPDATE SET
-               account_sid = COALESCE(calls.account_sid, excluded.account_sid),
-               from_number = COALESCE(calls.from_number, excluded.from_number),
-               to_number = COALESCE(calls.to_number, excluded.to_number)",
-        )
-        .bind(call_sid)
-        .bind(facts.account_sid)
-        .bind(facts.from)
-        .bind(facts.to)
-        .bind(now)
-        .bind(recording_source)
-        .bind(CallStatus::InProgress)
-        .bind(RecordingStatus::Pending)
-        .execute(&mut *tx)
-        .await?;
+        self.upsert_call(&mut tx, call_sid, facts, recording_source, now)
+            .await?;
         let idx: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(idx), -1) + 1 FROM streams WHERE call_sid = $1",
         )

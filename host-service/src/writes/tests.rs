@@ -10,10 +10,7 @@ const T0: i64 = 1_700_000_000_000;
 const WINDOW_MS: u64 = 600_000;
 
 async fn cluster() -> (test_support::PgCluster, Store) {
-    let cluster = tokio::task::spawn_blocking(test_support::PgCluster::start)
-        .await
-        .unwrap()
-        .expect("a PostgreSQL cluster for the test (`make setup` installs postgresql)");
+    let cluster = test_support::PgCluster::started().await;
     let url = cluster.database("host_service").unwrap();
     let store = Store::connect(&Location::Postgres(url), &StoreOptions::default())
         .await

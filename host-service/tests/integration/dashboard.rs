@@ -306,10 +306,7 @@ async fn the_feed_starts_with_a_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL (test-support's PgCluster): `make test` runs it"]
 async fn a_hung_database_answers_the_feed_with_unavailable_within_the_read_timeout() {
-    let pg = tokio::task::spawn_blocking(test_support::PgCluster::start)
-        .await
-        .unwrap()
-        .expect("a PostgreSQL cluster for the test (`make setup` installs postgresql)");
+    let pg = test_support::PgCluster::started().await;
     let data = tempfile::tempdir().unwrap();
     let mut c = Config {
         data_dir: data.path().join("data"),

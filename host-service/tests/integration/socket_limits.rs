@@ -130,18 +130,16 @@ async fn a_captured_handshake_and_token_are_worth_nothing_for_another_call() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn socket_n_plus_one_of_a_call_is_refused_until_one_closes() {
-    let mut config = quick_config();
-    config.websocket.max_streams_per_call = 2;
-    let server = Server::start(config).await;
+/// Streams 1 and 2 of `CALL`, opened on `on[0]` and `on[1]`, fill a cap of two: stream 3 is
+/// refused on each, and once stream 1 stops `on[1]` takes it.
+async fn two_streams_fill_the_cap_until_one_closes(on: [&Server; 2]) {
     let streams = [
         "MZ1000000000000000000000000000000f",
         "MZ2000000000000000000000000000000f",
         "MZ3000000000000000000000000000000f",
     ];
     let mut open = Vec::new();
-    for s in &streams[..2] {
+    for (server, s) in on.iter().zip(streams) {
         let mut ws = connect(server.addr).await;
         send(&mut ws, start(CALL, s)).await;
         send(&mut ws, media(s, 2, 0, &frame_audio(0))).await;
@@ -149,70 +147,11 @@ async fn socket_n_plus_one_of_a_call_is_refused_until_one_closes() {
     }
     // Both starts were taken: the API shows two open streams.
     poll("two streams open", Duration::from_secs(10), || async {
-        let v: serde_json::Value = server
-            .http
-            .get(format!("http://{}/api/calls/{CALL}", server.addr))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let v = on[0].call_json(CALL).await;
         (v["streams"].as_array()?.len() == 2).then_some(())
     })
     .await;
-    let mut third = connect(server.addr).await;
-    send(&mut third, start(CALL, streams[2])).await;
-    assert_eq!(
-        close_of(&mut third).await,
-        Some((1008, "too_many_streams".into()))
-    );
-    // A stream that ends frees its place.
-    send(&mut open[0], stop(CALL, streams[0])).await;
-    assert_eq!(close_of(&mut open[0]).await.map(|c| c.0), Some(1000));
-    let mut again = connect(server.addr).await;
-    send(&mut again, start(CALL, streams[2])).await;
-    send(&mut again, stop(CALL, streams[2])).await;
-    assert_eq!(close_of(&mut again).await, Some((1000, "stopped".into())));
-    send(&mut open[1], stop(CALL, streams[1])).await;
-    assert_eq!(close_of(&mut open[1]).await.map(|c| c.0), Some(1000));
-    server.stop().await;
-}
-
-/// Replicas on one PostgreSQL hold sockets of the same call: the cap counts the call's open
-/// streams on all of them, not each replica's own.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs PostgreSQL (test-support's PgCluster): `make test` runs it"]
-async fn socket_n_plus_one_of_a_call_is_refused_across_replicas() {
-    let pg = tokio::task::spawn_blocking(test_support::PgCluster::start)
-        .await
-        .unwrap()
-        .expect("a PostgreSQL cluster for the test (`make setup` installs postgresql)");
-    let mut config = quick_config();
-    config.websocket.max_streams_per_call = 2;
-    config.database.url = Some(pg.database("host_service").unwrap());
-    let a = Server::start(config.clone()).await;
-    let b = Server::replica_of(&a, config).await;
-    let streams = [
-        "MZ1000000000000000000000000000000f",
-        "MZ2000000000000000000000000000000f",
-        "MZ3000000000000000000000000000000f",
-    ];
-    // One stream of the call on each replica.
-    let mut open = Vec::new();
-    for (server, s) in [(&a, streams[0]), (&b, streams[1])] {
-        let mut ws = connect(server.addr).await;
-        send(&mut ws, start(CALL, s)).await;
-        send(&mut ws, media(s, 2, 0, &frame_audio(0))).await;
-        open.push(ws);
-    }
-    poll("two streams open", Duration::from_secs(10), || async {
-        let v = a.call_json(CALL).await;
-        (v["streams"].as_array()?.len() == 2).then_some(())
-    })
-    .await;
-    // Each replica holds one, yet a third is refused on either.
-    for server in [&a, &b] {
+    for server in on {
         let mut third = connect(server.addr).await;
         send(&mut third, start(CALL, streams[2])).await;
         assert_eq!(
@@ -220,17 +159,42 @@ async fn socket_n_plus_one_of_a_call_is_refused_across_replicas() {
             Some((1008, "too_many_streams".into()))
         );
     }
-    // The stream on a ends: b takes the third.
+    // A stream that ends frees its place.
     send(&mut open[0], stop(CALL, streams[0])).await;
     assert_eq!(close_of(&mut open[0]).await.map(|c| c.0), Some(1000));
-    let mut again = connect(b.addr).await;
+    let mut again = connect(on[1].addr).await;
     send(&mut again, start(CALL, streams[2])).await;
     send(&mut again, stop(CALL, streams[2])).await;
     assert_eq!(close_of(&mut again).await, Some((1000, "stopped".into())));
     send(&mut open[1], stop(CALL, streams[1])).await;
     assert_eq!(close_of(&mut open[1]).await.map(|c| c.0), Some(1000));
-    let streams = a.call_json(CALL).await["streams"].as_array().unwrap().len();
-    assert_eq!(streams, 3);
+    let streams = on[0].call_json(CALL).await["streams"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(streams, Some(3));
+}
+
+#[tokio::test]
+async fn socket_n_plus_one_of_a_call_is_refused_until_one_closes() {
+    let mut config = quick_config();
+    config.websocket.max_streams_per_call = 2;
+    let server = Server::start(config).await;
+    two_streams_fill_the_cap_until_one_closes([&server, &server]).await;
+    server.stop().await;
+}
+
+/// Replicas on one PostgreSQL hold sockets of the same call: the cap counts the call's open
+/// streams on all of them, not each replica's own (one stream on each fills a cap of two).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (test-support's PgCluster): `make test` runs it"]
+async fn socket_n_plus_one_of_a_call_is_refused_across_replicas() {
+    let pg = test_support::PgCluster::started().await;
+    let mut config = quick_config();
+    config.websocket.max_streams_per_call = 2;
+    config.database.url = Some(pg.database("host_service").unwrap());
+    let a = Server::start(config.clone()).await;
+    let b = Server::replica_of(&a, config).await;
+    two_streams_fill_the_cap_until_one_closes([&a, &b]).await;
     b.stop().await;
     a.stop().await;
 }

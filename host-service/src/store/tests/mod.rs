@@ -25,10 +25,7 @@ async fn store_on(backend: Dialect) -> (Holder, Store) {
             (Holder::File(dir), store)
         }
         Dialect::Postgres => {
-            let cluster = tokio::task::spawn_blocking(test_support::PgCluster::start)
-                .await
-                .unwrap()
-                .expect("a PostgreSQL cluster for the test (`make setup` installs postgresql)");
+            let cluster = test_support::PgCluster::started().await;
             let url = cluster.database("host_service").unwrap();
             let store = Store::connect(&Location::Postgres(url), &StoreOptions::default())
                 .await
