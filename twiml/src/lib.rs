@@ -61,6 +61,9 @@ pub mod media_token;
 pub mod signature;
 
 use std::ops::Range;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 pub use nouns::{BadNoun, RealtimeNoun, StreamOpener, REALTIME_NOUNS};
 pub use position::line_column;
@@ -226,7 +229,8 @@ pub enum RewriteError {
 /// True when the body holds the bytes `<Record` anywhere. Without them no verdict but `clean` is
 /// possible (apart from the DOCTYPE and UTF-16 cases `needs_full_scan` also looks for).
 pub fn has_record_bytes(body: &[u8]) -> bool {
-    memchr::memmem::find(body, b"<Record").is_some()
+    static RECORD: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"<Record"));
+    RECORD.find(body).is_some()
 }
 
 /// Decide what a response body is, with the default `REALTIME_NOUNS`. Bodies that cannot hold a
