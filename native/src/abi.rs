@@ -327,8 +327,7 @@ impl EnvoyFilter {
             )
         };
         // SAFETY: Envoy's value bytes, copied before anything changes the map.
-        (found && !out.ptr.is_null())
-            .then(|| owned(unsafe { out.bytes() }))
+        (found && !out.ptr.is_null()).then(|| owned(unsafe { out.bytes() }))
     }
 
     /// Set one value, or remove the header (`None`).
