@@ -17,7 +17,11 @@ use std::time::{Duration, Instant};
 use tokio::time::{sleep_until, timeout, Instant as TokioInstant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+
+/// What the transport reads at once per stream; larger frames take several reads.
+const READ_BUFFER_BYTES: usize = 4096;
 
 /// `<Connect><Stream>` (bidirectional, blocking) or `<Start><Stream>` (inbound only, forked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +231,14 @@ async fn handshake(plan: &StreamPlan) -> Result<Ws, String> {
         let value = HeaderValue::from_str(&sig).map_err(|e| format!("bad signature: {e}"))?;
         headers.insert("x-twilio-signature", value);
     }
-    match timeout(plan.connect_timeout, tokio_tungstenite::connect_async(req)).await {
+    // The server's frames are a few hundred bytes, and the transport zeroes its read buffer's
+    // free space on every poll of the socket, once per frame sent: its 128 KiB default made the
+    // simulated callers spend more CPU than the server they load on the same machine. Each
+    // frame goes out when it is due (no Nagle): held behind an unacknowledged one, it would
+    // reach the server late by the peer's delayed acknowledgement, which no caller adds.
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+    let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
+    match timeout(plan.connect_timeout, connect).await {
         Err(_) => Err(format!(
             "31901 no WebSocket handshake within {:?}",
             plan.connect_timeout

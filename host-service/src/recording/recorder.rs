@@ -13,6 +13,8 @@ pub const BYTES_PER_FRAME: u64 = 4;
 pub const HEADER_LEN: u64 = media::wav::HEADER_LEN;
 /// Samples (per channel) per millisecond at 8 kHz.
 const SAMPLES_PER_MS: u64 = (SAMPLE_RATE / 1000) as u64;
+/// The largest single write (a little over two seconds of stereo audio).
+const WRITE_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
@@ -216,18 +218,32 @@ impl<W: Read + Write + Seek> Recorder<W> {
         }
         self.out
             .seek(SeekFrom::Start(HEADER_LEN + self.base * BYTES_PER_FRAME))?;
-        let mut buf = Vec::with_capacity(8192);
-        while self.base < upto {
-            let frame = self.pending.pop_front().unwrap_or([0, 0]);
+        // Large pieces: the second or so that the reorder window lets go is one write, and a
+        // long jump of silence never sits in memory whole.
+        let mut buf = Vec::with_capacity(WRITE_CHUNK);
+        let held = usize::try_from(upto - self.base)
+            .unwrap_or(usize::MAX)
+            .min(self.pending.len());
+        let mut silent_bytes = (upto - self.base - held as u64) * BYTES_PER_FRAME;
+        for frame in self.pending.drain(..held) {
             buf.extend_from_slice(&frame[0].to_le_bytes());
             buf.extend_from_slice(&frame[1].to_le_bytes());
-            self.base += 1;
-            if buf.len() >= 8192 {
+            if buf.len() >= WRITE_CHUNK {
+                self.out.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+        while silent_bytes > 0 {
+            let zeros = silent_bytes.min((WRITE_CHUNK - buf.len()) as u64);
+            buf.resize(buf.len() + zeros as usize, 0);
+            silent_bytes -= zeros;
+            if buf.len() >= WRITE_CHUNK {
                 self.out.write_all(&buf)?;
                 buf.clear();
             }
         }
         self.out.write_all(&buf)?;
+        self.base = upto;
         self.len = self.len.max(self.base);
         Ok(())
     }

@@ -135,6 +135,14 @@ where
     let close_timeout = limits.close_timeout;
     let max_frame = limits.max_frame_bytes;
     let mut last_frame = Instant::now();
+    // The socket's timers live as long as it does, so a frame costs no timer registration: the
+    // idle timer is moved on only when it fires early (a frame came since it was set).
+    let start_timer = tokio::time::sleep_until(start_deadline);
+    let lifetime_timer = tokio::time::sleep_until(end_of_life);
+    let idle_timer = tokio::time::sleep_until(last_frame + idle);
+    let app_timer = tokio::time::sleep_until(end_of_life);
+    tokio::pin!(start_timer, lifetime_timer, idle_timer, app_timer);
+    let mut app_timer_at = None;
     let mut conn = Conn {
         ctx,
         session: Session::new(),
@@ -157,23 +165,34 @@ where
             .and_then(|a| a.next_tick())
             .zip(conn.started_at)
             .map(|(d, t0)| t0 + d);
+        if let Some(at) = app_wake.filter(|at| app_timer_at != Some(*at)) {
+            app_timer.as_mut().reset(at);
+            app_timer_at = Some(at);
+        }
         tokio::select! {
             biased;
             _ = wait_true(&mut shutdown) => break (Some(close::GOING_AWAY), CloseReason::Shutdown),
-            _ = tokio::time::sleep_until(start_deadline), if !conn.session.started() => {
+            _ = &mut start_timer, if !conn.session.started() => {
                 break (Some(close::POLICY), CloseReason::StartTimeout);
             }
-            _ = tokio::time::sleep_until(end_of_life) => {
+            _ = &mut lifetime_timer => {
                 let (call_sid, stream_sid) = conn.sids();
                 tracing::warn!(call_sid, stream_sid, lifetime_s = limits.max_lifetime.as_secs(), "ws_lifetime");
                 break (Some(close::POLICY), CloseReason::MaxLifetime);
             }
-            _ = tokio::time::sleep_until(last_frame + idle), if conn.session.started() => {
+            _ = &mut idle_timer, if conn.session.started() => {
+                let deadline = last_frame + idle;
+                if deadline > Instant::now() {
+                    idle_timer.as_mut().reset(deadline);
+                    continue;
+                }
                 let (call_sid, stream_sid) = conn.sids();
                 tracing::warn!(call_sid, stream_sid, idle_ms = idle.as_millis() as u64, "ws_idle");
                 break (Some(close::POLICY), CloseReason::IdleTimeout);
             }
-            _ = tokio::time::sleep_until(app_wake.unwrap_or_else(Instant::now)), if app_wake.is_some() => {
+            _ = &mut app_timer, if app_wake.is_some() => {
+                // Fired for this deadline: the next one, even if equal, is set again.
+                app_timer_at = None;
                 let elapsed = conn.started_at.map(|t| t.elapsed()).unwrap_or_default();
                 let out = conn.app.as_mut().map(|a| a.tick(elapsed)).unwrap_or_default();
                 if conn.send_all(&mut tx, out).await.is_err() {

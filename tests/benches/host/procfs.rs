@@ -1,5 +1,7 @@
 //! What the bench reads of the processes it measures from `/proc`: CPU time, memory, the load
-//! average, and which processes are the PostgreSQL server's.
+//! average, the scheduler's time per thread, and which processes are the PostgreSQL server's.
+
+use std::time::Duration;
 
 /// The 1, 5 and 15 minute load averages.
 pub fn load_average() -> String {
@@ -74,4 +76,71 @@ pub fn clock_ticks_per_s() -> f64 {
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+/// Every thread of a process so far, from /proc/<pid>/task/*/schedstat: its id, nanoseconds on
+/// a CPU and nanoseconds runnable but waiting for one.
+pub fn thread_sched(pid: u32) -> Vec<(u32, u64, u64)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let tid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let line = std::fs::read_to_string(e.path().join("schedstat")).ok()?;
+            let mut f = line.split_whitespace().map(|v| v.parse::<u64>().ok());
+            Some((tid, f.next()??, f.next()??))
+        })
+        .collect()
+}
+
+/// Where one process's threads spent a span of wall time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SchedShare {
+    /// CPUs used on average (1.0: one core all the time).
+    pub cores: f64,
+    /// Threads runnable but not running, on average: time its work waited for a CPU.
+    pub waiting: f64,
+    /// The share of the span the busiest thread ran (1.0: it never stopped).
+    pub busiest: f64,
+}
+
+impl SchedShare {
+    /// From two `thread_sched` snapshots `span` apart; a thread started in between counts from
+    /// zero.
+    pub fn between(before: &[(u32, u64, u64)], after: &[(u32, u64, u64)], span: Duration) -> Self {
+        let span_ns = span.as_nanos().max(1) as f64;
+        let (mut cpu, mut wait, mut busiest) = (0u64, 0u64, 0u64);
+        for &(tid, run, waited) in after {
+            let (run0, wait0) = before
+                .iter()
+                .find(|b| b.0 == tid)
+                .map_or((0, 0), |b| (b.1, b.2));
+            let ran = run.saturating_sub(run0);
+            cpu += ran;
+            wait += waited.saturating_sub(wait0);
+            busiest = busiest.max(ran);
+        }
+        SchedShare {
+            cores: cpu as f64 / span_ns,
+            waiting: wait as f64 / span_ns,
+            busiest: busiest as f64 / span_ns,
+        }
+    }
+}
+
+/// The whole machine's CPU time so far from /proc/stat, in clock ticks: (busy, all).
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+    let all: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((all - idle, all))
 }

@@ -164,6 +164,28 @@ pub fn details(runs: &[RunResult]) -> String {
                 let _ = writeln!(s, "  never were all placed streams open at once");
             }
         }
+        if !r.steady_sched.is_empty() {
+            let per: Vec<String> = r
+                .steady_sched
+                .iter()
+                .map(|(name, sh)| {
+                    format!(
+                        "{name} {:.2} CPUs (busiest thread {:.0} %), {:.2} threads waiting for a CPU",
+                        sh.cores,
+                        sh.busiest * 100.0,
+                        sh.waiting
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "  all streams open, the machine {} busy; per process: {}",
+                r.steady_machine_busy
+                    .map(|b| format!("{:.0} %", b * 100.0))
+                    .unwrap_or_else(|| "?".into()),
+                per.join("; ")
+            );
+        }
         if r.frames_sent != r.frames_expected {
             let _ = writeln!(
                 s,
@@ -242,6 +264,13 @@ pub fn to_json(settings: &Settings, runs: &[RunResult]) -> Value {
                 "frame_lag_whole_run": lag_json(r.lag().as_ref()),
                 "frame_lag_all_streams_open": lag_json(r.steady.as_ref().map(|s| &s.1)),
                 "all_streams_open_s": r.steady.as_ref().map(|s| s.0.as_secs_f64()),
+                "all_streams_open_sched": r.steady_sched.iter().map(|(name, sh)| json!({
+                    "process": name,
+                    "cpus": sh.cores,
+                    "busiest_thread_share": sh.busiest,
+                    "threads_waiting_for_a_cpu": sh.waiting,
+                })).collect::<Vec<_>>(),
+                "all_streams_open_machine_busy": r.steady_machine_busy,
                 "host_cpu_us_per_frame": r.cpu_us_per_frame(),
                 "frames_per_core_second": r.cpu_us_per_frame().map(|v| 1e6 / v),
                 "cpu_s": {

@@ -2,7 +2,8 @@
 //! the calls placed over the ramp, and what each replica measured of itself.
 
 use crate::procfs::{
-    clock_ticks_per_s, cpu_ticks, cpu_ticks_of, load_average, postgres_pids, proc_status_kb,
+    clock_ticks_per_s, cpu_ticks, cpu_ticks_of, load_average, machine_ticks, postgres_pids,
+    proc_status_kb, thread_sched, SchedShare,
 };
 use crate::{
     Build, Settings, CALL_TIMEOUT, FRAME_MS, LEGACY_TWIML, MAX_SOCKETS, MULAW_SILENCE, SAMPLE_EVERY,
@@ -63,6 +64,11 @@ pub struct RunResult {
     /// The lag of the frames handled while every placed stream was open (from the moment the
     /// last one opened to the first hang-up), and how long that lasted.
     pub steady: Option<(Duration, Buckets)>,
+    /// Over the same window, where each process's threads spent the time (the hosts, Envoy,
+    /// the callers): a frame late while every one ran below a core waited on something else.
+    pub steady_sched: Vec<(String, SchedShare)>,
+    /// The share of the machine's CPU time that was busy over that window (every process).
+    pub steady_machine_busy: Option<f64>,
     /// CPU seconds of Envoy and of this process (the simulated callers and the legacy backend).
     pub envoy_cpu_s: f64,
     pub callers_cpu_s: f64,
@@ -245,8 +251,19 @@ pub async fn run(
     )
     .await
     .is_ok();
+    let mut watched: Vec<(String, u32)> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (format!("host {i}"), h.pid()))
+        .collect();
+    watched.push(("Envoy".into(), envoy.pid()));
+    watched.push(("callers".into(), std::process::id()));
     let window_start = if all_open && finished.load(Ordering::Relaxed) == 0 {
-        lag_now(&hosts).await.map(|b| (Instant::now(), b))
+        let sched: Vec<_> = watched.iter().map(|(_, p)| thread_sched(*p)).collect();
+        let machine = machine_ticks();
+        lag_now(&hosts)
+            .await
+            .map(|b| (Instant::now(), b, (sched, machine)))
     } else {
         None
     };
@@ -254,15 +271,28 @@ pub async fn run(
     if let Some(first) = calls.join_next().await {
         reports.push(first.map_err(|e| format!("a call's task: {e}"))?);
     }
-    let steady = match window_start {
-        Some((t, at_start)) => {
+    let (steady, steady_sched, steady_machine_busy) = match window_start {
+        Some((t, at_start, (sched_start, machine_start))) => {
+            let machine_busy = machine_start.zip(machine_ticks()).and_then(|(a, b)| {
+                let all = b.1.saturating_sub(a.1);
+                (all > 0).then(|| b.0.saturating_sub(a.0) as f64 / all as f64)
+            });
             let span = t.elapsed();
-            lag_now(&hosts)
+            let sched = watched
+                .iter()
+                .zip(&sched_start)
+                .map(|((name, pid), before)| {
+                    let share = SchedShare::between(before, &thread_sched(*pid), span);
+                    (name.clone(), share)
+                })
+                .collect();
+            let lag = lag_now(&hosts)
                 .await
                 .and_then(|end| end.since(&at_start))
-                .map(|b| (span, b))
+                .map(|b| (span, b));
+            (lag, sched, machine_busy)
         }
-        None => None,
+        None => (None, Vec::new(), None),
     };
     reports.extend(calls.join_all().await);
     let wall_s = started.elapsed().as_secs_f64();
@@ -359,6 +389,8 @@ pub async fn run(
         wall_s,
         envoy_overflows,
         steady,
+        steady_sched,
+        steady_machine_busy,
         envoy_cpu_s,
         callers_cpu_s,
         postgres_cpu_s,
