@@ -195,8 +195,9 @@ impl<W: Read + Write + Seek> Recorder<W> {
         if self.pending.len() < needed {
             self.pending.resize(needed, [0, 0]);
         }
-        for (i, s) in samples.enumerate() {
-            self.pending[(pos - self.base) as usize + i][ch as usize] = s;
+        let from = (pos - self.base) as usize;
+        for (frame, s) in self.pending.range_mut(from..needed).zip(samples) {
+            frame[ch as usize] = s;
         }
         Ok(())
     }
@@ -225,14 +226,27 @@ impl<W: Read + Write + Seek> Recorder<W> {
             .unwrap_or(usize::MAX)
             .min(self.pending.len());
         let mut silent_bytes = (upto - self.base - held as u64) * BYTES_PER_FRAME;
-        for frame in self.pending.drain(..held) {
-            buf.extend_from_slice(&frame[0].to_le_bytes());
-            buf.extend_from_slice(&frame[1].to_le_bytes());
-            if buf.len() >= WRITE_CHUNK {
+        let (front, back) = self.pending.as_slices();
+        let (front, back) = (
+            &front[..held.min(front.len())],
+            &back[..held.saturating_sub(front.len())],
+        );
+        for frames in front
+            .chunks(WRITE_CHUNK / BYTES_PER_FRAME as usize)
+            .chain(back.chunks(WRITE_CHUNK / BYTES_PER_FRAME as usize))
+        {
+            if buf.len() + frames.len() * BYTES_PER_FRAME as usize > WRITE_CHUNK {
                 self.out.write_all(&buf)?;
                 buf.clear();
             }
+            let at = buf.len();
+            buf.resize(at + frames.len() * BYTES_PER_FRAME as usize, 0);
+            for (out, frame) in buf[at..].chunks_exact_mut(4).zip(frames) {
+                out[..2].copy_from_slice(&frame[0].to_le_bytes());
+                out[2..].copy_from_slice(&frame[1].to_le_bytes());
+            }
         }
+        self.pending.drain(..held);
         while silent_bytes > 0 {
             let zeros = silent_bytes.min((WRITE_CHUNK - buf.len()) as u64);
             buf.resize(buf.len() + zeros as usize, 0);

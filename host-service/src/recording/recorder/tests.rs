@@ -175,6 +175,36 @@ fn a_jump_ahead_streams_silence_instead_of_buffering_it() {
 }
 
 #[test]
+fn a_long_call_in_the_default_window_is_written_sample_for_sample() {
+    // 30 s with the one-second window: the held audio wraps around its ring many times and goes
+    // out a second or more at a time, so every write crosses the ring's seam somewhere.
+    let mut rec = Recorder::new(Cursor::new(Vec::new()), RecorderLimits::default()).unwrap();
+    let chunks: Vec<Vec<u8>> = (0..1500).map(|k| tone(160, (k % 251) as u8)).collect();
+    for (k, c) in chunks.iter().enumerate() {
+        rec.push_inbound(k as u64 * 20, c).unwrap();
+        if k % 7 == 0 {
+            rec.push_outbound(&tone(40, k as u8)).unwrap();
+        }
+    }
+    assert!(rec.base >= 27 * 8000, "written up to frame {}", rec.base);
+    let (summary, out) = rec.finalize().unwrap();
+    assert_eq!(summary.frames, 1500 * 160);
+    let f = frames(&out.into_inner());
+    assert_eq!(f.len(), 1500 * 160);
+    for (k, c) in chunks.iter().enumerate() {
+        for (i, &byte) in c.iter().enumerate() {
+            assert_eq!(f[k * 160 + i][0], dec(byte), "chunk {k} sample {i}");
+        }
+        if k % 7 == 0 {
+            let agent = tone(40, k as u8);
+            for (i, &byte) in agent.iter().enumerate() {
+                assert_eq!(f[k * 160 + 160 + i][1], dec(byte), "agent after chunk {k}");
+            }
+        }
+    }
+}
+
+#[test]
 fn repair_fixes_sizes_of_a_crashed_recording_and_keeps_the_audio() {
     let mut rec = Recorder::new(Cursor::new(Vec::new()), small_window()).unwrap();
     let chunks: Vec<Vec<u8>> = (0..50).map(|k| tone(160, k as u8)).collect();
