@@ -235,7 +235,7 @@ async fn handshake(plan: &StreamPlan) -> Result<Ws, String> {
     // free space on every poll of the socket, once per frame sent: its 128 KiB default made the
     // simulated callers spend more CPU than the server they load on the same machine. Each
     // frame goes out when it is due (no Nagle): held behind an unacknowledged one, it would
-    // reach the server late by the peer's delayed acknowledgement, which no caller adds.
+    // reach the server late by the peer's delayed acknowledgement, counted as the server's lag.
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
     let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), true);
     match timeout(plan.connect_timeout, connect).await {
