@@ -268,7 +268,17 @@ async fn a_replica_killed_mid_stream_and_mid_stage_loses_no_call() {
             "SELECT call_sid FROM calls WHERE status = 'failed' ORDER BY call_sid"
         ),
         sql(&db, &format!("{unrecorded} ORDER BY call_sid")),
-        "only calls without any recording may fail"
+        "only calls without any recording may fail; the failed calls' streams and errors:\n{}\n{}",
+        sql(
+            &db,
+            "SELECT s.call_sid, s.replica, s.status, s.close_reason, s.fence FROM streams s \
+             JOIN calls c ON c.call_sid = s.call_sid WHERE c.status = 'failed'"
+        ),
+        sql(
+            &db,
+            "SELECT e.call_sid, e.stage, e.message FROM call_errors e \
+             JOIN calls c ON c.call_sid = e.call_sid WHERE c.status = 'failed'"
+        )
     );
     let failed = count(&db, "SELECT COUNT(*) FROM calls WHERE status = 'failed'");
     let completed = calls - failed;
