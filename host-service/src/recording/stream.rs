@@ -98,8 +98,9 @@ pub async fn repair_orphans(store: &Store, alive_since_ms: i64) -> Result<usize,
                 Clock::new().now_ms(),
             )
         };
-        if path.is_empty() {
-            // No file was being written (the `twilio` source, or a socket that had just started).
+        // No file was being written (the `twilio` source, or a socket that had just started), or
+        // its writer had not opened it yet (it does so with the first audio): nothing to repair.
+        if path.is_empty() || matches!(tokio::fs::try_exists(&path).await, Ok(false)) {
             ended(StreamStatus::NotRecorded, None).await?;
             continue;
         }

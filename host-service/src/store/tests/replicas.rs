@@ -290,6 +290,34 @@ async fn postgres_replicas_must_share_the_recordings_directory() {
     assert!(b.check_shared_dir(other.path()).await.is_err());
 }
 
+/// A dead replica's stream whose recording file was never opened (its writer opens it with the
+/// first audio, after the path is stored) left no recording: `not_recorded`, as a stream with
+/// no path, not a failed repair.
+#[tokio::test]
+async fn a_dead_replicas_stream_whose_file_was_never_opened_is_not_recorded() {
+    let (holder, dead) = store_on(Dialect::Sqlite).await;
+    let survivor = another_replica(&holder, &dead).await;
+    dead.replica_alive(T0, GAP).await.unwrap();
+    heartbeats(&survivor, -TIMEOUT, 0).await;
+    let files = tempfile::tempdir().unwrap();
+    let never_opened = files.path().join("CA.wav").display().to_string();
+    dead.stream_started(CALL, "MZ1", &facts(), "stream", T0)
+        .await
+        .unwrap();
+    dead.stream_recording_path("MZ1", &never_opened)
+        .await
+        .unwrap();
+    let repaired = crate::recording::stream::repair_orphans(&survivor, T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(repaired, 0);
+    let status: String = sqlx::query_scalar("SELECT status FROM streams WHERE stream_sid = 'MZ1'")
+        .fetch_one(dead.pool())
+        .await
+        .unwrap();
+    assert_eq!(status, "not_recorded");
+}
+
 #[tokio::test]
 async fn sqlite_needs_no_shared_directory() {
     let (_d, store) = store().await;
