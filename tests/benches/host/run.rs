@@ -278,6 +278,9 @@ pub async fn run(
                 (all > 0).then(|| b.0.saturating_sub(a.0) as f64 / all as f64)
             });
             let span = t.elapsed();
+            // Shares of a span this short are ratios of scheduler noise, not where time went.
+            let measurable = span >= Duration::from_secs(1);
+            let machine_busy = machine_busy.filter(|_| measurable);
             let sched = watched
                 .iter()
                 .zip(&sched_start)
@@ -285,6 +288,7 @@ pub async fn run(
                     let share = SchedShare::between(before, &thread_sched(*pid), span);
                     (name.clone(), share)
                 })
+                .filter(|_| measurable)
                 .collect();
             let lag = lag_now(&hosts)
                 .await
