@@ -242,7 +242,6 @@ impl EnvoyConfig {
     }
 }
 
-/// Envoy's side of one stream, valid for the hook it was passed to.
 /// A header name or value as a `String`, as `String::from_utf8_lossy` gives it; checked with
 /// `str::from_utf8` first, which is several times faster on the valid (ASCII) bytes of nearly
 /// every header.
@@ -253,6 +252,7 @@ fn owned(bytes: &[u8]) -> String {
     }
 }
 
+/// Envoy's side of one stream, valid for the hook it was passed to.
 pub struct EnvoyFilter(*mut c_void);
 
 impl EnvoyFilter {
