@@ -13,10 +13,13 @@
 //! `BENCH_HOST_RAMP_S` seconds over which a step's calls are placed (10; below the audio length,
 //! so every stream is open at once at the end of the ramp), `BENCH_HOST_REPLICAS` the
 //! configurations to run (`1,2`), `BENCH_HOST_BASELINE` the `host-service` binary to compare with
-//! (none: this build only), `BENCH_HOST_TRANSCRIPT=0` to skip the last part: `stream_ended` to
+//! (none: this build only), `BENCH_HOST_FLOOR=0` to leave out the floor (a server that only
+//! reads and drops the frames, `floor.rs`, run last in every step; `BENCH_HOST_FLOOR_POLL_US` its
+//! batched wake-ups), `BENCH_HOST_TRANSCRIPT=0` to skip the last part: `stream_ended` to
 //! transcript on one call of held-out speech, against faster-whisper on the same audio
 //! (`transcript.rs`).
 
+mod floor;
 mod procfs;
 mod report;
 mod run;
@@ -53,6 +56,8 @@ pub enum Build {
     Current,
     /// An earlier release, for the comparison.
     Baseline(PathBuf),
+    /// A server that only reads and drops the frames (`floor.rs`): the least a host can pay.
+    Floor(PathBuf),
 }
 
 impl Build {
@@ -60,13 +65,14 @@ impl Build {
         match self {
             Build::Current => "this build",
             Build::Baseline(_) => "baseline",
+            Build::Floor(_) => "floor",
         }
     }
 
     pub fn binary(&self) -> Option<PathBuf> {
         match self {
             Build::Current => None,
-            Build::Baseline(p) => Some(p.clone()),
+            Build::Baseline(p) | Build::Floor(p) => Some(p.clone()),
         }
     }
 }
@@ -104,7 +110,7 @@ pub fn env_list(name: &str, default: &str, min: usize, max: usize) -> Result<Vec
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
-        let s = Settings {
+        let mut s = Settings {
             streams_per_replica: env_list("BENCH_HOST_STREAMS", "250,1000,2000", 1, 100_000)?,
             audio_s: env_or("BENCH_HOST_AUDIO_S", 20)?,
             ramp_s: env_or("BENCH_HOST_RAMP_S", 10.0)?,
@@ -125,6 +131,11 @@ impl Settings {
             },
             transcript: env_or("BENCH_HOST_TRANSCRIPT", 1u8)? != 0,
         };
+        if env_or("BENCH_HOST_FLOOR", 1u8)? != 0 {
+            let exe =
+                std::env::current_exe().map_err(|e| format!("the bench's own binary: {e}"))?;
+            s.builds.push(Build::Floor(exe));
+        }
         if s.audio_s == 0 || s.ramp_s.is_nan() || s.ramp_s <= 0.0 {
             return Err("BENCH_HOST_AUDIO_S and BENCH_HOST_RAMP_S must be above 0".into());
         }
@@ -133,6 +144,9 @@ impl Settings {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = floor::serve_if_asked() {
+        return code;
+    }
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {

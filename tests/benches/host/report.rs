@@ -105,7 +105,11 @@ pub fn table(settings: &Settings, runs: &[RunResult]) -> String {
          own is listed below) over the frames they received, and frames per core-second its \
          inverse; RSS per stream is the peak RSS (`VmHWM`) over the idle process's, per stream \
          held. \"baseline\" rows are the earlier release's binary (`BENCH_HOST_BASELINE`), run \
-         right after this build's row of the same step. {SHARED_CPU_NOTE}",
+         right after this build's row of the same step. \"floor\" rows are a server in place \
+         of the host that only reads the frames and drops them (tokio and axum's WebSocket, as \
+         the host; no database, no recording, so no lag histogram), run last in each step: its \
+         CPU per frame is what receiving these frames costs on this machine at all. \
+         {SHARED_CPU_NOTE}",
         settings.audio_s,
         settings.audio_s * 1000 / FRAME_MS,
         settings.ramp_s,

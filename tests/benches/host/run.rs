@@ -115,8 +115,12 @@ pub async fn run(
     .into();
     // The connection cap must stay above the socket cap; a release from before
     // `http.max_connections` refuses the key.
-    if *build == Build::Current {
-        env.push(("HOST_SERVICE_HTTP_MAX_CONNECTIONS".into(), "4100".into()));
+    match build {
+        Build::Current => {
+            env.push(("HOST_SERVICE_HTTP_MAX_CONNECTIONS".into(), "4100".into()));
+        }
+        Build::Floor(_) => env.push((crate::floor::SERVE_ENV.into(), "1".into())),
+        Build::Baseline(_) => {}
     }
     // Several replicas share one PostgreSQL and one recordings directory, as deployed; one
     // replica keeps the default SQLite file in its own directory.
@@ -261,9 +265,8 @@ pub async fn run(
     let window_start = if all_open && finished.load(Ordering::Relaxed) == 0 {
         let sched: Vec<_> = watched.iter().map(|(_, p)| thread_sched(*p)).collect();
         let machine = machine_ticks();
-        lag_now(&hosts)
-            .await
-            .map(|b| (Instant::now(), b, (sched, machine)))
+        // The floor keeps no lag histogram; where its time went is still measured.
+        Some((Instant::now(), lag_now(&hosts).await, (sched, machine)))
     } else {
         None
     };
@@ -290,10 +293,11 @@ pub async fn run(
                 })
                 .filter(|_| measurable)
                 .collect();
-            let lag = lag_now(&hosts)
-                .await
-                .and_then(|end| end.since(&at_start))
-                .map(|b| (span, b));
+            let lag = match at_start {
+                Some(at_start) => lag_now(&hosts).await.and_then(|end| end.since(&at_start)),
+                None => None,
+            }
+            .map(|b| (span, b));
             (lag, sched, machine_busy)
         }
         None => (None, Vec::new(), None),
