@@ -9,7 +9,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{future, SinkExt, StreamExt};
 use std::sync::Arc;
 
 /// What the transport reads at once per socket; larger frames take several reads.
@@ -62,26 +62,28 @@ pub(super) async fn media_socket(
 }
 
 async fn serve_axum_socket(ctx: Arc<SocketCtx>, socket: WebSocket) {
-    let (sink, stream) = socket.split();
-    let sink = sink.with(|out: WsOut| async move {
-        Ok::<_, axum::Error>(match out {
-            WsOut::Text(t) => Message::Text(t.into()),
-            WsOut::Close(code, reason) => Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            })),
+    // One object that reads and writes, not `split()` halves: the socket's one task does both,
+    // and the halves would take a lock and wake through it on every frame.
+    let io = socket
+        .with(|out: WsOut| {
+            future::ready(Ok::<_, axum::Error>(match out {
+                WsOut::Text(t) => Message::Text(t.into()),
+                WsOut::Close(code, reason) => Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                })),
+            }))
         })
-    });
-    let stream = stream.map(|m| match m {
-        // The transport stops reading a message past its limit; it is still a frame too big,
-        // and the peer is told so (1009).
-        Err(e) if e.to_string().contains("Message too long") => Ok(WsIn::Oversize),
-        m => m.map(|m| match m {
-            Message::Text(t) => WsIn::Text(t),
-            Message::Binary(b) => WsIn::Binary(b.len()),
-            Message::Close(_) => WsIn::Close,
-            Message::Ping(_) | Message::Pong(_) => WsIn::Control,
-        }),
-    });
-    serve_socket(ctx, Box::pin(sink), Box::pin(stream)).await;
+        .map(|m| match m {
+            // The transport stops reading a message past its limit; it is still a frame too
+            // big, and the peer is told so (1009).
+            Err(e) if e.to_string().contains("Message too long") => Ok(WsIn::Oversize),
+            m => m.map(|m| match m {
+                Message::Text(t) => WsIn::Text(t),
+                Message::Binary(b) => WsIn::Binary(b.len()),
+                Message::Close(_) => WsIn::Close,
+                Message::Ping(_) | Message::Pong(_) => WsIn::Control,
+            }),
+        });
+    serve_socket(ctx, io).await;
 }

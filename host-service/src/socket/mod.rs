@@ -1,5 +1,5 @@
-//! The Media Streams WebSocket: one task per socket, written over a generic `Sink`/`Stream` of
-//! frames so tests drive it through channels. It feeds the session state machine, the recorder
+//! The Media Streams WebSocket: one task per socket, written over a generic `Sink` + `Stream` of
+//! frames (one object, not split halves: one task reads and writes, so no lock between them). It feeds the session state machine, the recorder
 //! and the voice app, paces the app's audio, and closes the socket with the right code when the
 //! peer misbehaves. One bad socket never touches another.
 
@@ -116,10 +116,9 @@ struct Conn {
 
 /// Serve one Media Streams socket until it closes, the peer misbehaves, or the service shuts
 /// down. The recording is finalized on every path out.
-pub async fn serve_socket<S, R, E>(ctx: Arc<SocketCtx>, mut tx: S, mut rx: R)
+pub async fn serve_socket<T, E>(ctx: Arc<SocketCtx>, mut io: T)
 where
-    S: Sink<WsOut> + Unpin,
-    R: Stream<Item = Result<WsIn, E>> + Unpin,
+    T: Sink<WsOut> + Stream<Item = Result<WsIn, E>> + Unpin,
     E: std::fmt::Display,
 {
     let metrics = ctx.metrics.clone();
@@ -195,11 +194,11 @@ where
                 app_timer_at = None;
                 let elapsed = conn.started_at.map(|t| t.elapsed()).unwrap_or_default();
                 let out = conn.app.as_mut().map(|a| a.tick(elapsed)).unwrap_or_default();
-                if conn.send_all(&mut tx, out).await.is_err() {
+                if conn.send_all(&mut io, out).await.is_err() {
                     break (None, CloseReason::SendFailed);
                 }
             }
-            frame = rx.next() => {
+            frame = io.next() => {
                 if !rate.admit(Instant::now()) {
                     conn.refused("frame_rate", &format!("more than {} frames in one second", limits.max_frames_per_s));
                     break (Some(close::POLICY), CloseReason::FrameRate);
@@ -236,7 +235,7 @@ where
                 }
                 match flow {
                     Flow::Continue(out) => {
-                        if conn.send_all(&mut tx, out).await.is_err() {
+                        if conn.send_all(&mut io, out).await.is_err() {
                             break (None, CloseReason::SendFailed);
                         }
                     }
@@ -252,9 +251,9 @@ where
     // A peer that stops reading must not hold the socket (and the shutdown) forever.
     let closing = async {
         if let Some(code) = close_code {
-            let _ = tx.send(WsOut::Close(code, reason.as_str())).await;
+            let _ = io.send(WsOut::Close(code, reason.as_str())).await;
         }
-        let _ = tx.close().await;
+        let _ = io.close().await;
     };
     if tokio::time::timeout(close_timeout, closing).await.is_err() {
         tracing::warn!(reason = reason.as_str(), "ws_close_timeout");
