@@ -284,6 +284,7 @@ fn envoy_command(
     dir: &Path,
     log: &Path,
     env: &[(String, String)],
+    workers: u32,
 ) -> Result<Command> {
     let mut cmd = Command::new(envoy_binary()?);
     // Only what the test asks for: a token in the caller's shell must not make a test pass.
@@ -293,7 +294,11 @@ fn envoy_command(
     let err_file = log_file.try_clone().map_err(io("cloning envoy.log"))?;
     cmd.arg("-c")
         .arg(config)
-        .args(["--disable-hot-restart", "--concurrency", "1"])
+        .args([
+            "--disable-hot-restart",
+            "--concurrency",
+            &workers.to_string(),
+        ])
         .args(["--log-level", "info"])
         .arg("--admin-address-path")
         .arg(dir.join("admin.txt"))
@@ -318,7 +323,7 @@ impl Envoy {
     /// Render the shipped `envoy.yaml` for `setup` and start it.
     pub async fn start(setup: &EnvoySetup) -> Result<Envoy> {
         let cfg = render_envoy_config(&shipped_envoy_yaml()?, setup, &setup.shim.module()?)?;
-        Self::start_with_env(&cfg, &setup.env).await
+        Self::start_on(&cfg, &setup.env, setup.workers).await
     }
 
     /// Start Envoy on a config as given (ports must be 0 or free); ready when its admin says
@@ -329,11 +334,15 @@ impl Envoy {
 
     /// [`Envoy::start_with_config`] with environment variables for the Envoy process.
     pub async fn start_with_env(cfg: &EnvoyConfig, env: &[(String, String)]) -> Result<Envoy> {
+        Self::start_on(cfg, env, 1).await
+    }
+
+    async fn start_on(cfg: &EnvoyConfig, env: &[(String, String)], workers: u32) -> Result<Envoy> {
         let dir = temp_dir()?;
         let config = write_config(&dir, cfg)?;
         let log = dir.path().join("envoy.log");
-        let child =
-            ChildGuard::spawn("envoy", &mut envoy_command(&config, dir.path(), &log, env)?)?;
+        let mut cmd = envoy_command(&config, dir.path(), &log, env, workers)?;
+        let child = ChildGuard::spawn("envoy", &mut cmd)?;
         let mut envoy = Envoy {
             child,
             dir,
@@ -521,8 +530,10 @@ pub async fn run_envoy_to_exit(cfg: &EnvoyConfig) -> Result<(ExitStatus, String)
     let dir = temp_dir()?;
     let config = write_config(&dir, cfg)?;
     let log = dir.path().join("envoy.log");
-    let mut child =
-        ChildGuard::spawn("envoy", &mut envoy_command(&config, dir.path(), &log, &[])?)?;
+    let mut child = ChildGuard::spawn(
+        "envoy",
+        &mut envoy_command(&config, dir.path(), &log, &[], 1)?,
+    )?;
     let status = child.wait_exit(START_TIMEOUT).await?;
     let text = std::fs::read_to_string(&log).map_err(io("reading envoy.log"))?;
     Ok((status, text))

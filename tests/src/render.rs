@@ -147,6 +147,8 @@ pub struct EnvoySetup {
     pub env: Vec<(String, String)>,
     /// Which shim runs the guard (shipped: wasm).
     pub shim: Shim,
+    /// Envoy's worker threads (`--concurrency`); 1 unless a benchmark asks for more.
+    pub workers: u32,
 }
 
 impl EnvoySetup {
@@ -158,7 +160,14 @@ impl EnvoySetup {
             plugin_config: None,
             env: Vec::new(),
             shim: Shim::Wasm,
+            workers: 1,
         }
+    }
+
+    /// Run Envoy with `n` worker threads instead of one.
+    pub fn workers(mut self, n: u32) -> Self {
+        self.workers = n;
+        self
     }
 
     /// Run the guard as `shim`, from its own shipped resource.

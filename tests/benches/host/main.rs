@@ -13,7 +13,8 @@
 //! `BENCH_HOST_RAMP_S` seconds over which a step's calls are placed (10; below the audio length,
 //! so every stream is open at once at the end of the ramp), `BENCH_HOST_REPLICAS` the
 //! configurations to run (`1,2`), `BENCH_HOST_BASELINE` the `host-service` binary to compare with
-//! (none: this build only), `BENCH_HOST_FLOOR=0` to leave out the floor (a server that only
+//! (none: this build only), `BENCH_HOST_ENVOY_WORKERS` Envoy's `--concurrency` (1, as in every
+//! end-to-end test), `BENCH_HOST_FLOOR=0` to leave out the floor (a server that only
 //! reads and drops the frames, `floor.rs`, run last in every step; `BENCH_HOST_FLOOR_POLL_US` its
 //! batched wake-ups), `BENCH_HOST_TRANSCRIPT=0` to skip the last part: `stream_ended` to
 //! transcript on one call of held-out speech, against faster-whisper on the same audio
@@ -85,6 +86,8 @@ pub struct Settings {
     pub builds: Vec<Build>,
     /// Measure `stream_ended` to transcript after the steps.
     pub transcript: bool,
+    /// Envoy's worker threads.
+    pub envoy_workers: u32,
 }
 
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
@@ -130,11 +133,15 @@ impl Settings {
                 }
             },
             transcript: env_or("BENCH_HOST_TRANSCRIPT", 1u8)? != 0,
+            envoy_workers: env_or("BENCH_HOST_ENVOY_WORKERS", 1)?,
         };
         if env_or("BENCH_HOST_FLOOR", 1u8)? != 0 {
             let exe =
                 std::env::current_exe().map_err(|e| format!("the bench's own binary: {e}"))?;
             s.builds.push(Build::Floor(exe));
+        }
+        if s.envoy_workers == 0 {
+            return Err("BENCH_HOST_ENVOY_WORKERS must be at least 1".into());
         }
         if s.audio_s == 0 || s.ramp_s.is_nan() || s.ramp_s <= 0.0 {
             return Err("BENCH_HOST_AUDIO_S and BENCH_HOST_RAMP_S must be above 0".into());

@@ -1,7 +1,7 @@
 //! The bench's report: the Markdown table and details, and the same as JSON.
 
 use crate::run::RunResult;
-use crate::{Settings, FRAME_MS, MAX_SOCKETS, SHARED_CPU_NOTE};
+use crate::{Build, Settings, FRAME_MS, MAX_SOCKETS, SHARED_CPU_NOTE};
 use e2e::histogram::Buckets;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -91,7 +91,8 @@ pub fn table(settings: &Settings, runs: &[RunResult]) -> String {
     }
     let _ = writeln!(
         s,
-        "\nEach call: a signed voice webhook through Envoy (the guard rewrites the legacy TwiML), \
+        "\nEach call: a signed voice webhook through Envoy ({} worker thread(s), \
+         `--concurrency`; the guard rewrites the legacy TwiML), \
          then one Media Stream carrying {} s of caller audio in real time ({} frames of 20 ms). \
          Each row is a fresh stack whose calls are placed over {} s; the steps are {} calls per \
          replica, and a configuration stops at the first step where a call fails. Each \
@@ -110,6 +111,7 @@ pub fn table(settings: &Settings, runs: &[RunResult]) -> String {
          the host; no database, no recording, so no lag histogram), run last in each step: its \
          CPU per frame is what receiving these frames costs on this machine at all. \
          {SHARED_CPU_NOTE}",
+        settings.envoy_workers,
         settings.audio_s,
         settings.audio_s * 1000 / FRAME_MS,
         settings.ramp_s,
@@ -306,7 +308,12 @@ pub fn to_json(settings: &Settings, runs: &[RunResult]) -> Value {
             "ramp_s": settings.ramp_s,
             "max_sockets_per_replica": MAX_SOCKETS,
             "speed": 1.0,
-            "baseline": settings.builds.iter().find_map(|b| b.binary()).map(|p| p.display().to_string()),
+            "baseline": settings.builds.iter().find_map(|b| match b {
+                Build::Baseline(p) => Some(p.display().to_string()),
+                _ => None,
+            }),
+            "floor": settings.builds.iter().any(|b| matches!(b, Build::Floor(_))),
+            "envoy_workers": settings.envoy_workers,
         },
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "note": SHARED_CPU_NOTE,

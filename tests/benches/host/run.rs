@@ -157,7 +157,9 @@ pub async fn run(
     let backend = RawUpstream::start(|_| Reply::ok("text/xml", LEGACY_TWIML))
         .await
         .map_err(|e| format!("backend: {e}"))?;
-    let mut setup = EnvoySetup::new(backend.addr(), hosts[0].addr).auth_token(AUTH_TOKEN);
+    let mut setup = EnvoySetup::new(backend.addr(), hosts[0].addr)
+        .auth_token(AUTH_TOKEN)
+        .workers(settings.envoy_workers);
     for h in &hosts[1..] {
         setup = setup.host_replica(h.addr);
     }
