@@ -270,7 +270,8 @@ bench-edge: $(STAMPS)/apt-test $(STAMPS)/bench-edge-venv wasm ## the filter agai
 # 250,1000,2000), BENCH_HOST_AUDIO_S (20), BENCH_HOST_RAMP_S (10), BENCH_HOST_REPLICAS (1,2),
 # BENCH_HOST_BASELINE (an earlier release's host-service binary, run after this build at every
 # step), BENCH_HOST_FLOOR=0 (leave out the floor: a server that only reads and drops the frames,
-# run last in every step), BENCH_HOST_TRANSCRIPT=0 (skip the transcript part). --workspace and the features of
+# run last in every step), BENCH_HOST_ENVOY_WORKERS (Envoy's --concurrency, 1),
+# BENCH_HOST_TRANSCRIPT=0 (skip the transcript part). --workspace and the features of
 # `make test`, so the bench reuses its build.
 .PHONY: bench-host
 bench-host: build $(STAMPS)/apt-test $(STAMPS)/bench-venv ## real-time streams per host-service replica and their frame lag, one replica and two; stream_ended to transcript against faster-whisper

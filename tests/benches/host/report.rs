@@ -150,13 +150,21 @@ pub fn details(runs: &[RunResult]) -> String {
                 .unwrap_or_default(),
         );
         let lag = r.lag();
-        let _ = writeln!(
-            s,
-            "  lag, whole run: {} frames, every one within {} ms",
-            lag.as_ref().map(Buckets::count).unwrap_or(0),
-            ms(lag.as_ref().and_then(Buckets::all_within))
-        );
+        match &lag {
+            Some(lag) => {
+                let _ = writeln!(
+                    s,
+                    "  lag, whole run: {} frames, every one within {} ms",
+                    lag.count(),
+                    ms(lag.all_within())
+                );
+            }
+            None => {
+                let _ = writeln!(s, "  no lag histogram (the floor keeps none)");
+            }
+        }
         match &r.steady {
+            _ if lag.is_none() => {}
             Some((span, b)) => {
                 let _ = writeln!(
                     s,
