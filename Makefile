@@ -144,7 +144,7 @@ lint: $(STAMPS)/rust $(STAMPS)/rust-web ct2lib ## cargo fmt --check, clippy -D w
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets $(FEATURES) -- -D warnings
 	$(CARGO) clippy --release -p twiml-guard-native --features fault-injection -- -D warnings
-	$(CARGO) clippy --release -p twiml -p twiml-guard-edge -p twiml-guard-filter -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
+	$(CARGO) clippy --release -p twiml -p twiml-guard-edge -p twiml-guard-filter -p twiml-guard-floor -p twiml-guard-calls --target $(WASM_TARGET) --all-targets -- -D warnings
 	$(CARGO) clippy --release -p twiml-guard-wasm --target $(NPM_TARGET) --all-targets -- -D warnings
 
 # --include-ignored: the tests marked #[ignore] need a real process `make check` does not start
@@ -226,7 +226,7 @@ test-browser: build browser-deps ## the dashboard in chromium: sign-in, live lis
 check: $(STAMPS)/rust $(STAMPS)/rust-web ## fast tier, Rust only: fmt, clippy (host without whisper, and wasm), unit tests of every crate
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --release -p twiml -p twiml-guard-edge -p twiml-guard-filter -p twiml-guard-floor --target $(WASM_TARGET) --all-targets -- -D warnings
+	$(CARGO) clippy --release -p twiml -p twiml-guard-edge -p twiml-guard-filter -p twiml-guard-floor -p twiml-guard-calls --target $(WASM_TARGET) --all-targets -- -D warnings
 	$(CARGO) clippy --release -p twiml-guard-wasm --target $(NPM_TARGET) --all-targets -- -D warnings
 	$(CARGO) test --release --workspace --exclude e2e --lib
 
@@ -241,13 +241,15 @@ bench-whisper: setup $(STAMPS)/bench-venv ## Whisper real-time factor against fa
 	$(CARGO) run --release -p postcall --features whisper --example whisper_rtf -- --model $(WHISPER_MODEL) --python $(PY)
 
 # The guard filter against no filter, an empty proxy-wasm module (the ABI's own cost, built from
-# bench/edge/floor) and the Lua filter of bench/edge/lua-filter.yaml, in Envoys on loopback:
+# bench/edge/floor), on the seed a module making only the guard's calls into Envoy
+# (bench/edge/calls), and the Lua filter of bench/edge/lua-filter.yaml, in Envoys on loopback:
 # correctness on the fixture corpus, then wrk load on TwiML, JSON, an HTML page and a WebSocket
 # echo (bench/edge/edge_bench.py); the table lands in target/bench-edge/edge.{md,json}.
 # wrk joined the packages after some machines were stamped, hence the re-check.
 BENCH_EDGE_ARGS ?=
 FLOOR_WASM := target/$(WASM_TARGET)/release/twiml_guard_floor.wasm
 FLOOR_NATIVE := target/release/libtwiml_guard_floor_native.so
+CALLS_WASM := target/$(WASM_TARGET)/release/twiml_guard_calls.wasm
 $(STAMPS)/bench-edge-venv: bench/edge/requirements.txt $(STAMPS)/venv
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/edge/requirements.txt
 	@touch $@
@@ -255,10 +257,10 @@ $(STAMPS)/bench-edge-venv: bench/edge/requirements.txt $(STAMPS)/venv
 .PHONY: bench-edge
 bench-edge: $(STAMPS)/apt-test $(STAMPS)/bench-edge-venv wasm ## the filter against no filter, an empty module and a Lua filter, in Envoy
 	@command -v wrk >/dev/null || { rm -f $(STAMPS)/apt-test; $(MAKE) --no-print-directory $(STAMPS)/apt-test; }
-	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-floor $(WASM_LTO)
+	$(CARGO) build --release --target $(WASM_TARGET) -p twiml-guard-floor -p twiml-guard-calls $(WASM_LTO)
 	$(CARGO) build --release -p twiml-guard-native -p twiml-guard-floor-native
 	$(PY) bench/edge/edge_bench.py --envoy $(VENV)/bin/envoy --wasm $(WASM) --floor $(FLOOR_WASM) \
-	  --native $(NATIVE) --native-floor $(FLOOR_NATIVE) $(BENCH_EDGE_ARGS)
+	  --native $(NATIVE) --native-floor $(FLOOR_NATIVE) --calls $(CALLS_WASM) $(BENCH_EDGE_ARGS)
 
 # Real-time Media Streams through the shipped envoy.yaml to one host-service replica (SQLite),
 # then to two (one PostgreSQL from test-support's PgCluster, one shared recordings directory),

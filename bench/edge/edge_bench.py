@@ -1,5 +1,6 @@
 # Compares, in one run on one machine, Envoys in front of the same upstream: no filter, a
 # do-nothing proxy-wasm module and a do-nothing dynamic module (the floors: each ABI's own cost),
+# on the seed a wasm module making only the guard's calls into Envoy (bench/edge/calls),
 # the twiml-guard native module (also switched off per route), the twiml-guard wasm filter
 # (envoy.yaml's filter entry, rewrite/strip; also switched off per route, and with `paths`) and
 # the Lua filter of bench/edge/lua-filter.yaml. First correctness on twiml/fixtures, then wrk
@@ -7,7 +8,7 @@
 # WebSocket echo). Writes the table to target/bench-edge/edge.md and edge.json. A benchmark, not a
 # test: it exits non-zero only when something could not be measured.
 """Usage: edge_bench.py --envoy PATH --wasm PATH --floor PATH --native PATH --native-floor PATH
-[--seconds 3] [--rounds 3]
+--calls PATH [--seconds 3] [--rounds 3]
 [--warmup 1] [--connections 16] [--out DIR]"""
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ LABELS = {"none": "(a) no filter", "floor": "(f) floor: empty wasm module",
           "wasm": "(b) twiml-guard wasm", "wasm-off": "(b) guard off on the route",
           "paths": "(b) guard, path outside `paths`",
           "native-floor": "(g) floor: empty dynamic module", "native": "(d) twiml-guard native",
-          "native-off": "(d) native guard off on the route", "lua": "(c) Lua gsub"}
+          "native-off": "(d) native guard off on the route", "lua": "(c) Lua gsub",
+          "calls": "(h) the guard's calls alone, no logic"}
 CORRECTNESS = ("none", "wasm", "lua")
 
 PROCS: list[subprocess.Popen] = []
@@ -374,7 +376,7 @@ def check_answer(row: Row, ports: dict[str, int], config: str) -> None:
         return
     port, path = row.target(ports, config)
     status, _, out = http_get(port, path)
-    changes = row.rewritten and config in ("wasm", "native", "lua")
+    changes = row.rewritten and config in ("wasm", "native", "lua", "calls")
     ok = status == 200 and (b"<Record" not in out if changes else out == row.body)
     if not ok:
         raise SystemExit(f"{config} {path}: unexpected answer before load (status {status})")
@@ -455,6 +457,14 @@ def goals(results: dict, out: list[str]) -> list[dict]:
     ratio("seed TwiML >= 1.1x the Lua filter", "seed", "wasm", "lua", 1.1)
     ratio("seed TwiML >= 0.90x no filter", "seed", "wasm", "none", 0.90)
     ratio("wasm, seed TwiML >= 0.90x the empty wasm module", "seed", "wasm", "floor", 0.90)
+    # Not goals: where the wasm guard's cost over the empty module goes, the calls into Envoy
+    # (h) or the guard's own code in the VM.
+    for name, config, base in (("the guard's calls alone vs the empty wasm module", "calls", "floor"),
+                               ("wasm, seed TwiML vs the guard's calls alone", "wasm", "calls")):
+        if "calls" in results["seed"]["configs"]:
+            got = cfg("seed", config)["median"]["rps"] / cfg("seed", base)["median"]["rps"]
+            checks.append({"goal": f"{name} (for reference)", "row": "seed", "config": config,
+                           "want": None, "got": round(got, 3), "met": None})
     ratio("100 KiB conflict >= 2x the Lua filter", "large-conflict", "wasm", "lua", 2.0)
     ratio("wasm, 100 KiB conflict >= 1.5x the Lua filter", "large-conflict", "wasm", "lua", 1.5)
     ratio("native, seed TwiML >= 1.10x the Lua filter", "seed", "native", "lua", 1.1)
@@ -514,6 +524,7 @@ def main() -> int:
     ap.add_argument("--floor", required=True, type=Path)
     ap.add_argument("--native", required=True, type=Path)
     ap.add_argument("--native-floor", required=True, type=Path)
+    ap.add_argument("--calls", required=True, type=Path)
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
@@ -521,7 +532,7 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated row keys to measure (default all)")
     ap.add_argument("--out", type=Path, default=ROOT / "target" / "bench-edge")
     args = ap.parse_args()
-    for module in (args.wasm, args.floor, args.native, args.native_floor):
+    for module in (args.wasm, args.floor, args.native, args.native_floor, args.calls):
         if not module.is_file():
             raise SystemExit(f"no module at {module}: run `make bench-edge`")
     if shutil.which("wrk") is None:
@@ -569,7 +580,8 @@ def main() -> int:
                "wasm": [wasm_filter(args.wasm.resolve())],
                "paths": [wasm_filter(args.wasm.resolve(), ["/webhook/"])], "lua": [lua],
                "native-floor": [native_floor_filter(args.native_floor.resolve())],
-               "native": [native_filter(args.native.resolve())]}
+               "native": [native_filter(args.native.resolve())],
+               "calls": [floor_filter(args.calls.resolve(), "twiml_guard_calls")]}
     ports = {c: start_envoy(args.envoy, c, proxy_config(up, ws_port, filters[c]), work)
              for c in filters}
 
@@ -585,8 +597,9 @@ def main() -> int:
     body = {p: f.read_bytes() for p, (f, _) in served.items()}
     twiml_cfgs = ("none", "floor", "wasm", "native-floor", "native", "lua")
     rows = [
-        Row("seed", "seed TwiML, conflict (0.4 KiB)", "/webhook/seed", twiml_cfgs,
-            body["/webhook/seed"], rewritten=True),
+        # (h) only here: it answers every request with the seed's rewrite.
+        Row("seed", "seed TwiML, conflict (0.4 KiB)", "/webhook/seed",
+            twiml_cfgs[:2] + ("calls",) + twiml_cfgs[2:], body["/webhook/seed"], rewritten=True),
         Row("seed-latency", "seed TwiML, one connection", "/webhook/seed", twiml_cfgs,
             body["/webhook/seed"], rewritten=True, connections=1),
         Row("large-clean", "clean TwiML, no `<Record` (100 KiB)", "/webhook/large-clean",

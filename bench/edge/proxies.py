@@ -103,12 +103,12 @@ def wasm_filter(wasm: Path, paths: list[str] | None = None) -> dict:
     return entry
 
 
-def floor_filter(floor: Path) -> dict:
-    """The guard's entry with the do-nothing module in place of the guard: same name, VM settings
-    and failure policy, so Envoy treats both alike."""
+def floor_filter(floor: Path, vm_id: str = "twiml_guard_floor") -> dict:
+    """The guard's entry with the do-nothing module (or bench/edge/calls) in place of the guard:
+    same name, VM settings and failure policy, so Envoy treats both alike."""
     entry = wasm_filter(floor)
     config = entry["typed_config"]["config"]
-    config["vm_config"]["vm_id"] = "twiml_guard_floor"
+    config["vm_config"]["vm_id"] = vm_id
     return entry
 
 def native_filter(module: Path) -> dict:
