@@ -212,6 +212,29 @@ pub fn sniff_body(cfg: &Config, received: &[u8], enc: Encoding, complete: bool) 
 
 // === reading headers ===
 
+/// Every request header the guard reads: routing (`request_info`), the rules' host, the
+/// `accept-encoding` it narrows, and what a signature check needs. The shims read these and no
+/// others.
+pub const REQUEST_HEADERS: &[&str] = &[
+    ":method",
+    ":path",
+    "upgrade",
+    ":authority",
+    "accept-encoding",
+    "content-length",
+    "content-type",
+    twiml::signature::SIGNATURE_HEADER,
+    twiml::signature::SETTINGS_HEADER,
+];
+
+/// Every response header `response_info` reads.
+pub const RESPONSE_HEADERS: &[&str] = &[
+    ":status",
+    "content-type",
+    "content-encoding",
+    "content-length",
+];
+
 /// What the request-header callback needs from the request's headers.
 pub fn request_info(headers: &HeaderPairs) -> RequestInfo {
     RequestInfo {

@@ -189,7 +189,7 @@ impl Exchange {
     // === requests ===
 
     pub fn on_request_headers(&mut self, host: &mut impl Host, end_of_stream: bool) -> Action {
-        let headers = host.headers(Headers::Request);
+        let headers = host.headers(Headers::Request, decide::REQUEST_HEADERS);
         let req = decide::request_info(&headers);
         self.path = decide::path_only(&req.path).to_string();
         // A route's own rule (set before this callback) takes the place of the configuration's.
@@ -237,7 +237,13 @@ impl Exchange {
         };
         // Request-side checks that may refuse a request (Twilio signatures on signed paths and
         // on the media WebSocket handshake), after routing, before anything is forwarded.
-        let header = |name: &str| decide::first_value(&headers, name).map(str::to_string);
+        let header = |name: &str| {
+            debug_assert!(
+                decide::REQUEST_HEADERS.contains(&name),
+                "{name} is read but not in REQUEST_HEADERS"
+            );
+            decide::first_value(&headers, name).map(str::to_string)
+        };
         let step = signature::on_request_headers(
             self.config.as_ref(),
             &mut self.signature,
@@ -342,7 +348,8 @@ impl Exchange {
             }
             _ => return Action::Continue,
         }
-        let info = decide::response_info(&host.headers(Headers::Response), end_of_stream);
+        let headers = host.headers(Headers::Response, decide::RESPONSE_HEADERS);
+        let info = decide::response_info(&headers, end_of_stream);
         match decide::start_response(&self.config, &info) {
             ResponseStart::Pass(reason) => {
                 self.log(

@@ -1,8 +1,9 @@
-//! Header maps as a host hands them over: every header of a map read at once, and a name's
-//! values picked out of it. A leaf shared by `decide` and both Envoy shims.
+//! Header maps as a host hands them over: the headers of a map read at once, and a name's values
+//! picked out of it. A leaf shared by `decide` and both Envoy shims.
 
-/// A header map as one hostcall returns it: every header, in order, names lowercase. Reading it
-/// once per callback and looking values up here costs one hostcall instead of one per name.
+/// A header map as one call returns it: the headers the guard reads (or every header), in order,
+/// names lowercase. Reading it once per callback and looking values up here costs one call into
+/// the host instead of one per name.
 pub type HeaderPairs = [(String, String)];
 
 /// The first value of `name`, as Envoy's single-value read would give it.
@@ -16,12 +17,16 @@ pub fn first_value<'a>(headers: &'a HeaderPairs, name: &str) -> Option<&'a str> 
 /// Every value of `name` joined with `, ` (`None` when absent): a repeated header must not go
 /// unseen behind its first value.
 pub fn joined_values(headers: &HeaderPairs, name: &str) -> Option<String> {
-    let values: Vec<&str> = headers
+    let mut values = headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-        .collect();
-    (!values.is_empty()).then(|| values.join(", "))
+        .map(|(_, v)| v.as_str());
+    let mut joined = values.next()?.to_string();
+    for value in values {
+        joined.push_str(", ");
+        joined.push_str(value);
+    }
+    Some(joined)
 }
 
 #[cfg(test)]

@@ -33,8 +33,9 @@ pub enum Action {
 /// Envoy, as an exchange sees it. Errors are the host's words, for a log line: a failed call
 /// never panics and never stops the exchange.
 pub trait Host {
-    /// Every header of a map, in order, in one call (a host error reads as none).
-    fn headers(&mut self, map: Headers) -> Vec<(String, String)>;
+    /// The headers of a map named in `names` (lowercase), each name's values in map order, in
+    /// one call; a host may hand over the others too (a host error reads as none).
+    fn headers(&mut self, map: Headers, names: &[&str]) -> Vec<(String, String)>;
     /// The first value of one header.
     fn header(&mut self, map: Headers, name: &str) -> Option<String>;
     /// Set a header to one value, or remove every value of it (`None`).

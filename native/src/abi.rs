@@ -55,12 +55,25 @@ impl Buf {
 }
 
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct HttpHeader {
     key_ptr: *const c_char,
     key_len: usize,
     value_ptr: *const c_char,
     value_len: usize,
 }
+
+impl HttpHeader {
+    const EMPTY: HttpHeader = HttpHeader {
+        key_ptr: ptr::null(),
+        key_len: 0,
+        value_ptr: ptr::null(),
+        value_len: 0,
+    };
+}
+
+/// Header maps up to this many entries are read into the stack.
+const HEADERS_ON_STACK: usize = 64;
 
 // Enum values, as `abi.h` numbers them.
 const REQUEST_HEADERS: c_int = 0;
@@ -271,28 +284,34 @@ impl EnvoyFilter {
         }
     }
 
-    pub fn headers(&self, side: Headers) -> Vec<(String, String)> {
+    /// The headers of a map named in `names`, in map order. Envoy hands over every header in
+    /// one call, as views into its map; only the named ones are copied out.
+    pub fn headers(&self, side: Headers, names: &[&str]) -> Vec<(String, String)> {
         let kind = Self::header_kind(side);
         // SAFETY: `self.0` is the stream of the running hook.
         let n = unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.0, kind) };
-        let mut out: Vec<HttpHeader> = (0..n)
-            .map(|_| HttpHeader {
-                key_ptr: ptr::null(),
-                key_len: 0,
-                value_ptr: ptr::null(),
-                value_len: 0,
-            })
-            .collect();
-        // SAFETY: `out` holds room for the `n` headers Envoy just counted.
-        if n == 0
-            || !unsafe {
-                envoy_dynamic_module_callback_http_get_headers(self.0, kind, out.as_mut_ptr())
-            }
-        {
+        if n == 0 {
             return Vec::new();
         }
-        out.iter()
-            .map(|h| {
+        // Most maps fit on the stack; a larger one takes the heap.
+        let mut on_stack = [HttpHeader::EMPTY; HEADERS_ON_STACK];
+        let mut on_heap = Vec::new();
+        let views: &mut [HttpHeader] = match on_stack.get_mut(..n) {
+            Some(views) => views,
+            None => {
+                on_heap.resize_with(n, || HttpHeader::EMPTY);
+                &mut on_heap
+            }
+        };
+        // SAFETY: `views` holds room for the `n` headers Envoy just counted.
+        if !unsafe {
+            envoy_dynamic_module_callback_http_get_headers(self.0, kind, views.as_mut_ptr())
+        } {
+            return Vec::new();
+        }
+        views
+            .iter()
+            .filter_map(|h| {
                 // SAFETY: Envoy's header bytes, valid until this hook returns; copied here.
                 let (k, v) = unsafe {
                     (
@@ -308,7 +327,10 @@ impl EnvoyFilter {
                         .bytes(),
                     )
                 };
-                (owned(k), owned(v))
+                names
+                    .iter()
+                    .any(|name| name.as_bytes().eq_ignore_ascii_case(k))
+                    .then(|| (owned(k), owned(v)))
             })
             .collect()
     }

@@ -6,8 +6,7 @@
 // Panicking on request is this module's whole job.
 #![allow(clippy::panic)]
 
-use twiml_guard_edge::decide::first_value;
-use twiml_guard_edge::exchange::{Body, Headers};
+use twiml_guard_edge::exchange::Body;
 
 /// The request header that asks for a fault.
 pub const HEADER: &str = "x-twiml-guard-fault";
@@ -19,11 +18,9 @@ pub struct Fault {
 }
 
 impl Fault {
-    pub fn on_headers(&mut self, map: Headers, headers: &[(String, String)]) {
-        if map != Headers::Request {
-            return;
-        }
-        match first_value(headers, HEADER) {
+    /// `asked`: the request's `x-twiml-guard-fault`, if any.
+    pub fn on_request_headers(&mut self, asked: Option<&str>) {
+        match asked {
             Some("request") => panic!("injected fault while reading request headers"),
             Some("response") => self.on_response_body = true,
             _ => {}

@@ -277,11 +277,13 @@ pub struct Native<'a> {
 }
 
 impl Host for Native<'_> {
-    fn headers(&mut self, map: Headers) -> Vec<(String, String)> {
-        let headers = self.envoy.headers(map);
+    fn headers(&mut self, map: Headers, names: &[&str]) -> Vec<(String, String)> {
         #[cfg(feature = "fault-injection")]
-        self.fault.on_headers(map, &headers);
-        headers
+        if map == Headers::Request {
+            let asked = self.envoy.header(map, crate::fault::HEADER);
+            self.fault.on_request_headers(asked.as_deref());
+        }
+        self.envoy.headers(map, names)
     }
 
     fn header(&mut self, map: Headers, name: &str) -> Option<String> {

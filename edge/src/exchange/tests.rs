@@ -18,7 +18,7 @@ struct Recording {
 }
 
 impl Host for Recording {
-    fn headers(&mut self, map: Headers) -> Vec<(String, String)> {
+    fn headers(&mut self, map: Headers, names: &[&str]) -> Vec<(String, String)> {
         self.calls.push(format!("headers {map:?}"));
         let pairs: &[(&str, &str)] = match map {
             Headers::Request => &[
@@ -36,6 +36,8 @@ impl Host for Recording {
         if map == Headers::Response {
             pairs.push(("content-length".into(), self.body.len().to_string()));
         }
+        // As the native shim does: only the headers asked for.
+        pairs.retain(|(k, _)| names.contains(&k.as_str()));
         pairs
     }
 
