@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from proxies import (MEDIA_PATH, OFF, floor_filter, native_filter, native_floor_filter,
-                     proxy_config, upstream_config, wasm_filter)
+                     proxy_config, shipped_plugin, upstream_config, wasm_filter)
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "twiml" / "fixtures"
@@ -197,23 +197,49 @@ def judge(verdict: str, original: bytes, expected: bytes, status: int, out: byte
     return "WRONG: " + ", ".join(reasons)
 
 
+def judge_rejected(spot: str, reject_status: int, status: int, headers: dict[str, str],
+                   out: bytes) -> str:
+    """A malformed body under `on_malformed: reject` (the shipped setting): right when answered
+    with `reject_status`, a JSON `twiml_malformed` body and the manifest's line:column."""
+    if status != reject_status:
+        return f"WRONG: status {status}, not {reject_status}"
+    if not headers.get("content-type", "").startswith("application/json"):
+        return f"WRONG: content-type {headers.get('content-type', '-')}"
+    try:
+        err = json.loads(out)
+    except ValueError:
+        return "WRONG: reject body is not JSON"
+    if err.get("error") != "twiml_malformed":
+        return f"WRONG: error {err.get('error')!r}"
+    where = f"{err.get('line')}:{err.get('column')}"
+    if where != spot:
+        return f"WRONG: rejected at {where}, the fixture's spot is {spot}"
+    return f"ok (rejected at {where})"
+
+
 def blankless(body: bytes) -> bytes:
     return b"\n".join(line for line in body.splitlines() if line.strip())
 
 
-def fixtures() -> list[tuple[str, str]]:
+def fixtures() -> list[tuple[str, str, str]]:
+    """(file, verdict, the manifest's line:column of the malformed spot, or "")."""
     rows = []
     for line in (FIXTURES / "manifest.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            name, verdict = line.split()[:2]
-            rows.append((name, verdict))
+            name, verdict, *spots = line.split()
+            rows.append((name, verdict, spots[0] if verdict == "malformed" and spots else ""))
     return rows
 
 
 def correctness(ports: dict[str, int], out_dir: Path) -> tuple[dict, list[str]]:
     print("\n## Correctness: every fixture in twiml/fixtures through each Envoy\n")
+    plugin = shipped_plugin()
+    reject_malformed = plugin.get("on_malformed") == "reject"
+    reject_status = int(plugin.get("reject_status", 502))
     print("expected: conflict -> the core's strip golden (x.strip.xml), byte for byte;"
-          " anything else -> unchanged")
+          + (f" malformed -> the guard answers {reject_status} twiml_malformed at the fixture's"
+             " line:column (shipped on_malformed: reject), the others forward it unchanged;"
+             if reject_malformed else "") + " anything else -> unchanged")
     print()
     print(f"| {'fixture':<34} | {'verdict':<9} | {'(a) none':<8} | {'(b) wasm (x-twiml-guard)':<34} |"
           f" (c) Lua gsub")
@@ -221,7 +247,7 @@ def correctness(ports: dict[str, int], out_dir: Path) -> tuple[dict, list[str]]:
     score = {c: [0, 0] for c in CORRECTNESS}
     diffs = []
     rows = fixtures()
-    for name, verdict in rows:
+    for name, verdict, spot in rows:
         original = (FIXTURES / name).read_bytes()
         golden = FIXTURES / (Path(name).stem + ".strip.xml")
         cells = {}
@@ -230,7 +256,10 @@ def correctness(ports: dict[str, int], out_dir: Path) -> tuple[dict, list[str]]:
             status, headers, out = http_get(ports[c], f"/fx/{name}")
             (out_dir / c).mkdir(parents=True, exist_ok=True)
             (out_dir / c / name).write_bytes(out)
-            result = judge(verdict, original, expected, status, out)
+            if verdict == "malformed" and reject_malformed and c == "wasm":
+                result = judge_rejected(spot, reject_status, status, headers, out)
+            else:
+                result = judge(verdict, original, expected, status, out)
             if result.startswith("ok"):
                 score[c][verdict == "malformed"] += 1
             if c == "wasm":
@@ -245,10 +274,11 @@ def correctness(ports: dict[str, int], out_dir: Path) -> tuple[dict, list[str]]:
         print(f"| {name:<34} | {verdict:<9} | {cells['none']:<8} | {cells['wasm']:<34} |"
               f" {cells['lua']}")
     print()
-    n_bad = sum(1 for _, v in rows if v == "malformed")
+    n_bad = sum(1 for _, v, _ in rows if v == "malformed")
     for c in CORRECTNESS:
+        how = "rejected" if reject_malformed and c == "wasm" else "forwarded unchanged"
         print(f"{LABELS[c]:<22} right on {score[c][0]}/{len(rows) - n_bad} TwiML/XML fixtures,"
-              f" {score[c][1]}/{n_bad} malformed ones (forwarded unchanged)")
+              f" {score[c][1]}/{n_bad} malformed ones ({how})")
     print(f"(responses saved under {out_dir})")
     if diffs:
         print("\nWhat the Lua filter actually returned where it is wrong (expected vs got):\n")
@@ -553,7 +583,7 @@ def main() -> int:
         f = work / path.strip("/").replace("/", "_")
         f.write_bytes(data)
         served[path] = (f, content_type)
-    served.update({f"/fx/{name}": (FIXTURES / name, "text/xml") for name, _ in fixtures()})
+    served.update({f"/fx/{name}": (FIXTURES / name, "text/xml") for name, _, _ in fixtures()})
     served["/webhook/seed"] = (FIXTURES / "seed_001.xml", "text/xml")
 
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())

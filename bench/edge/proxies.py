@@ -84,12 +84,21 @@ def proxy_config(upstream_port: int, ws_port: int, filters: list) -> dict:
     return config
 
 
+def shipped_entry() -> dict:
+    """The guard's filter resource as shipped in deploy/ecds/twiml_guard.json."""
+    return json.loads((ROOT / "deploy/ecds/twiml_guard.json").read_text())["resources"][0]
+
+
+def shipped_plugin() -> dict:
+    """The plugin JSON of the shipped entry (mode, on_malformed, reject_status, ...)."""
+    return json.loads(shipped_entry()["typed_config"]["config"]["configuration"]["value"])
+
+
 def wasm_filter(wasm: Path, paths: list[str] | None = None) -> dict:
     """The guard's shipped filter entry (envoy.yaml reads it through ECDS from the resource
     deploy/ecds/twiml_guard.json), inline, with the module path made absolute; `paths` set in the
     plugin JSON when given."""
-    resource = json.loads((ROOT / "deploy/ecds/twiml_guard.json").read_text())["resources"][0]
-    entry = {"name": "twiml_guard", "typed_config": resource["typed_config"]}
+    entry = {"name": "twiml_guard", "typed_config": shipped_entry()["typed_config"]}
     config = entry["typed_config"]["config"]
     config["vm_config"]["code"]["local"]["filename"] = str(wasm)
     # The bench measures TwiML inspection with unsigned requests: no signature checks, so no
