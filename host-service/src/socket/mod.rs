@@ -1,7 +1,8 @@
 //! The Media Streams WebSocket: one task per socket, written over a generic `Sink` + `Stream` of
-//! frames (one object, not split halves: one task reads and writes, so no lock between them). It feeds the session state machine, the recorder
-//! and the voice app, paces the app's audio, and closes the socket with the right code when the
-//! peer misbehaves. One bad socket never touches another.
+//! frames (one object, not split halves: one task reads and writes, so no lock between them).
+//! It feeds the session state machine, the recorder and the voice app, paces the app's audio,
+//! and closes the socket with the right code when the peer misbehaves. One bad socket never
+//! touches another.
 
 pub mod limits;
 pub mod session;

@@ -52,9 +52,10 @@ fn listen_addr() -> Result<SocketAddr, String> {
     let mut args = std::env::args().skip_while(|a| a != "--config").skip(1);
     let path = args.next().ok_or("no --config argument")?;
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("listen = "))
-        .map(|v| v.trim().trim_matches('"'))
+    let config: toml::Table = text.parse().map_err(|e| format!("{path}: {e}"))?;
+    config
+        .get("listen")
+        .and_then(toml::Value::as_str)
         .ok_or_else(|| format!("{path}: no listen key"))?
         .parse()
         .map_err(|e| format!("{path}: listen: {e}"))

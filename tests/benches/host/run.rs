@@ -286,15 +286,18 @@ pub async fn run(
             // Shares of a span this short are ratios of scheduler noise, not where time went.
             let measurable = span >= Duration::from_secs(1);
             let machine_busy = machine_busy.filter(|_| measurable);
-            let sched = watched
-                .iter()
-                .zip(&sched_start)
-                .map(|((name, pid), before)| {
-                    let share = SchedShare::between(before, &thread_sched(*pid), span);
-                    (name.clone(), share)
-                })
-                .filter(|_| measurable)
-                .collect();
+            let sched = if measurable {
+                watched
+                    .iter()
+                    .zip(&sched_start)
+                    .map(|((name, pid), before)| {
+                        let share = SchedShare::between(before, &thread_sched(*pid), span);
+                        (name.clone(), share)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let lag = match at_start {
                 Some(at_start) => lag_now(&hosts).await.and_then(|end| end.since(&at_start)),
                 None => None,
