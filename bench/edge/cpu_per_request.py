@@ -120,6 +120,9 @@ def callgrind_control(*args: str) -> None:
 
 
 def instructions(args, proxies: dict[str, list], upstream: int, work: Path, out: Path) -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--meter instructions runs Envoy under valgrind, which is not installed"
+                         " (Debian: apt-get install valgrind)")
     p, admin = start_under_callgrind(args.envoy, one_envoy(proxies, upstream), work)
     ports = listener_ports(admin)
     pid = str(p.pid)
